@@ -1,0 +1,3 @@
+//! The v6build engine: recipe model, DAG, execution and release writer.
+
+pub mod recipe;

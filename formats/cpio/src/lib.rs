@@ -1,0 +1,1 @@
+//! cpio codec (placeholder until its issue lands).

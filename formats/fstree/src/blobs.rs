@@ -1,0 +1,95 @@
+//! Where file contents live.
+//!
+//! The tree names a regular file's content by digest; the bytes themselves
+//! live in a [`BlobStore`]. Codecs put what they read and open what they
+//! write through this trait, so they never care whether the store is the
+//! on-disk cache (`v6build-cache`) or the in-memory [`MemBlobs`] used in tests.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::{Arc, RwLock};
+
+use crate::Digest;
+
+/// A content-addressed store of file contents.
+pub trait BlobStore: Send + Sync {
+    /// Stores `data`, returning its digest.
+    fn put(&self, data: &[u8]) -> io::Result<Digest>;
+
+    /// Stores everything `reader` yields, without holding it all in memory
+    /// where the store can avoid it. Returns the digest and the length.
+    fn put_reader(&self, reader: &mut dyn Read) -> io::Result<(Digest, u64)> {
+        let mut buf = Vec::new();
+        reader.read_to_end(&mut buf)?;
+        let d = self.put(&buf)?;
+        Ok((d, buf.len() as u64))
+    }
+
+    /// Opens a blob for streaming. The reader yields exactly the stored
+    /// bytes or fails; a store must verify content against the digest.
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>>;
+
+    /// Reads a whole blob into memory. Callers use it for small blobs only.
+    fn get(&self, digest: &Digest) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open(digest)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// Whether the store holds `digest`.
+    fn contains(&self, digest: &Digest) -> bool;
+}
+
+/// An in-memory blob store.
+#[derive(Debug, Default, Clone)]
+pub struct MemBlobs {
+    inner: Arc<RwLock<HashMap<Digest, Arc<[u8]>>>>,
+}
+
+impl MemBlobs {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of blobs held.
+    pub fn len(&self) -> usize {
+        self.inner.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("blob store lock poisoned")
+}
+
+impl BlobStore for MemBlobs {
+    fn put(&self, data: &[u8]) -> io::Result<Digest> {
+        let d = Digest::of(data);
+        let mut m = self.inner.write().map_err(|_| poisoned())?;
+        m.entry(d).or_insert_with(|| Arc::from(data));
+        Ok(d)
+    }
+
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
+        let m = self.inner.read().map_err(|_| poisoned())?;
+        match m.get(digest) {
+            Some(b) => Ok(Box::new(io::Cursor::new(Arc::clone(b)))),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("blob {digest} not in store"),
+            )),
+        }
+    }
+
+    fn contains(&self, digest: &Digest) -> bool {
+        self.inner
+            .read()
+            .map(|m| m.contains_key(digest))
+            .unwrap_or(false)
+    }
+}
