@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 mod blobs;
+mod decode;
 mod diff;
 mod digest;
 mod dump;
@@ -31,6 +32,7 @@ mod name;
 mod tree;
 
 pub use blobs::{BlobStore, MemBlobs};
+pub use decode::{DecodeError, DecodeErrorKind, MAX_DEPTH, decode};
 pub use diff::{Change, diff};
 pub use digest::{DIGEST_PREFIX, Digest, DigestParseError};
 pub use dump::{dump, entry_line};
