@@ -71,6 +71,12 @@ fn encode_rec_len(len: usize, bs: usize) -> u16 {
     }
 }
 
+/// Whether the block is an htree interior node: one empty entry spanning
+/// the whole block (no csum tail), hiding the index in its slack.
+pub fn is_dx_node(b: &[u8]) -> bool {
+    le32(b, 0) == 0 && decode_rec_len(le16(b, 4), b.len()) == b.len() && b[6] == 0
+}
+
 /// Whether the block ends in a metadata_csum tail.
 pub fn has_tail(b: &[u8]) -> bool {
     let t = b.len() - TAIL_LEN;

@@ -30,7 +30,7 @@ pub enum Error {
     },
     /// The edit needs more space than the image has free.
     #[error(
-        "ext4: image too full: the edit needs {missing_blocks} more blocks \
+        "ext4: image too full: the edit needs at least {missing_blocks} more blocks \
          ({missing_bytes} bytes) and {missing_inodes} more inodes than are free"
     )]
     NoSpace {

@@ -296,6 +296,28 @@ impl<R: ReadAt> Ext4<R> {
         })
     }
 
+    /// Whether a symlink keeps its target in `i_block` (no data block).
+    pub fn is_fast_symlink(&self, ino: &Inode) -> bool {
+        let xattr_blocks = if ino.file_acl() != 0 {
+            u64::from(self.sb.block_size / 512)
+        } else {
+            0
+        };
+        ino.file_type() == 0o120000
+            && ino.flags() & (EXTENTS_FL | inode::INLINE_DATA_FL) == 0
+            && ino.size() < 60
+            && ino.blocks_512(&self.sb).saturating_sub(xattr_blocks) == 0
+    }
+
+    /// Whether the inode's `i_block` is a block map (files, dirs, slow symlinks).
+    pub fn has_block_map(&self, ino: &Inode) -> bool {
+        match ino.file_type() {
+            0o100000 | 0o040000 => true,
+            0o120000 => !self.is_fast_symlink(ino),
+            _ => false,
+        }
+    }
+
     /// A symlink's target.
     pub fn symlink_target(&self, ino: &Inode) -> Result<Vec<u8>> {
         let size = usize::try_from(ino.size()).map_err(|_| corrupt("symlink too long"))?;
@@ -305,15 +327,7 @@ impl<R: ReadAt> Ext4<R> {
                 ino.ino
             )));
         }
-        let xattr_blocks = if ino.file_acl() != 0 {
-            u64::from(self.sb.block_size / 512)
-        } else {
-            0
-        };
-        let fast = ino.flags() & (EXTENTS_FL | inode::INLINE_DATA_FL) == 0
-            && size < 60
-            && ino.blocks_512(&self.sb).saturating_sub(xattr_blocks) == 0;
-        if fast {
+        if self.is_fast_symlink(ino) {
             return Ok(ino.i_block()[..size].to_vec());
         }
         let mut v = Vec::new();
@@ -517,7 +531,6 @@ impl<R: ReadAt> Read for FileReader<'_, R> {
 }
 
 /// The directory-entry file type for a tree node.
-#[allow(dead_code)]
 pub fn ftype_of(node: &Node) -> u8 {
     match node {
         Node::Dir(_) => ftype::DIR,

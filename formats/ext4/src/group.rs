@@ -164,13 +164,14 @@ pub fn parse_all(sb: &Superblock, table: &[u8]) -> Result<Vec<GroupDesc>> {
             .to_vec();
         let d = GroupDesc { raw };
         if let Some(c) = d.compute_checksum(sb, g)
-            && c != d.checksum() {
-                return Err(Error::Checksum {
-                    what: format!("group descriptor {g}"),
-                    stored: u32::from(d.checksum()),
-                    computed: u32::from(c),
-                });
-            }
+            && c != d.checksum()
+        {
+            return Err(Error::Checksum {
+                what: format!("group descriptor {g}"),
+                stored: u32::from(d.checksum()),
+                computed: u32::from(c),
+            });
+        }
         let itb = sb.inode_table_blocks();
         for (what, b, n) in [
             ("block bitmap", d.block_bitmap(), 1),

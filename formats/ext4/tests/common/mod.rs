@@ -338,6 +338,14 @@ pub fn fixture(test: &str, profile: Profile, big_dir: usize, size_mb: u32) -> Op
     make_source(&src, big_dir);
     let img = dir.path().join("img");
     mkfs(&mk, &src, &img, size_mb, profile);
+    // mke2fs -d writes linear directories; e2fsck -D indexes the big one,
+    // so the fixture has a real htree directory.
+    let e = v6build_testkit::oracle(test, "e2fsck")?;
+    let out = Command::new(e).args(["-fyD"]).arg(&img).output().unwrap();
+    assert!(
+        out.status.code().is_some_and(|c| c <= 1),
+        "e2fsck -fyD failed: {out:?}"
+    );
     Some(Fixture { dir, src, img })
 }
 
@@ -355,4 +363,50 @@ pub fn without_lost_found(t: &Tree) -> Tree {
     let mut t = t.clone();
     t.take(&Name::new("lost+found").unwrap());
     t
+}
+
+/// Tree-building helpers for edit tests.
+pub mod build {
+    use super::*;
+    use v6build_fstree::TreePath;
+
+    pub fn p(s: &str) -> TreePath {
+        TreePath::parse(s).unwrap()
+    }
+
+    pub fn meta(perm: u16, secs: i64) -> Meta {
+        Meta {
+            perm,
+            uid: 0,
+            gid: 0,
+            mtime: Timestamp { secs, nanos: 0 },
+            xattrs: Xattrs::new(),
+        }
+    }
+
+    pub fn file(blobs: &dyn BlobStore, data: &[u8], m: Meta) -> Node {
+        let digest = blobs.put(data).unwrap();
+        Leaf {
+            meta: m,
+            kind: LeafKind::Regular(Content {
+                digest,
+                size: data.len() as u64,
+            }),
+        }
+        .into_node()
+    }
+
+    pub fn bytes_for(n: usize, seed: u32) -> Vec<u8> {
+        super::bytes(n, seed)
+    }
+}
+
+/// Runs `e2fsck -fn` on an image in memory; panics with its output unless clean.
+pub fn assert_fsck_clean(test: &str, img: &[u8], what: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("img");
+    fs::write(&path, img).unwrap();
+    if let Some((code, out)) = fsck(test, &path) {
+        assert_eq!(code, 0, "{what}: e2fsck -fn is not clean:\n{out}");
+    }
 }
