@@ -1,1 +1,108 @@
-fn main() {}
+//! `cargo xtask check`: the one local command that runs exactly what CI runs
+//! (after `.ci/run` has installed the oracles).
+
+use std::process::{Command, ExitCode};
+
+fn step(name: &str, program: &str, args: &[&str], env: &[(&str, &str)]) -> bool {
+    eprintln!("==> {name}: {program} {}", args.join(" "));
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => true,
+        Ok(s) => {
+            eprintln!("==> {name} failed: {s}");
+            false
+        }
+        Err(e) => {
+            eprintln!("==> {name} could not start: {e}");
+            false
+        }
+    }
+}
+
+fn book_check() -> bool {
+    // Prefer a real mdbook build; without mdbook, check that every page is
+    // linked from SUMMARY.md, so the book cannot silently lose a page.
+    if Command::new("mdbook").arg("--version").output().is_ok() {
+        return step("book", "mdbook", &["build", "book"], &[]);
+    }
+    eprintln!("==> book: mdbook not installed; checking SUMMARY.md links instead");
+    let summary = match std::fs::read_to_string("book/src/SUMMARY.md") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("==> book: cannot read book/src/SUMMARY.md: {e}");
+            return false;
+        }
+    };
+    let Ok(dir) = std::fs::read_dir("book/src") else {
+        eprintln!("==> book: cannot list book/src");
+        return false;
+    };
+    let mut ok = true;
+    let mut pages: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md") && n != "SUMMARY.md")
+        .collect();
+    pages.sort();
+    for page in pages {
+        if !summary.contains(&format!("({page})")) {
+            eprintln!("==> book: {page} is not linked from SUMMARY.md");
+            ok = false;
+        }
+    }
+    ok
+}
+
+fn check() -> bool {
+    let steps: [(&str, &str, &[&str], &[(&str, &str)]); 4] = [
+        ("fmt", "cargo", &["fmt", "--all", "--check"], &[]),
+        (
+            "clippy",
+            "cargo",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        ),
+        ("test", "cargo", &["test", "--workspace"], &[]),
+        (
+            "doc",
+            "cargo",
+            &["doc", "--workspace", "--no-deps"],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        ),
+    ];
+    let mut ok = true;
+    for (name, program, args, env) in steps {
+        ok &= step(name, program, args, env);
+        if !ok {
+            return false;
+        }
+    }
+    book_check()
+}
+
+fn main() -> ExitCode {
+    match std::env::args().nth(1).as_deref() {
+        Some("check") => {
+            if check() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        _ => {
+            eprintln!("usage: cargo xtask check");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Drives a v6build recipe through its build graph.
+//!
+//! `v6build-engine` holds the pure parts (the recipe language and the layer
+//! operations on trees); this crate adds everything with side effects: the
+//! content-addressed cache, the image codecs, the scheduler, progress
+//! output and the release directory. The `v6build` binary is a thin shell
+//! over [`cmd`].
+
+pub mod cmd;
+pub mod dag;
+pub mod manifest;
+pub mod progress;
+pub mod release;
+
+use std::path::PathBuf;
+
+/// How chatty the command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Progress and a summary.
+    Normal,
+    /// Also each node's key.
+    Verbose,
+    /// Also the full ActionKey of every node that runs.
+    Debug,
+}
+
+/// The validated configuration every command runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where release directories go (`--out`).
+    pub out_dir: PathBuf,
+    /// The content-addressed cache (`--cache`).
+    pub cache_dir: PathBuf,
+    /// Thread bound (`--jobs`); `None` means all cores.
+    pub jobs: Option<usize>,
+    /// Machine-readable output on stdout.
+    pub json: bool,
+    /// Verbosity.
+    pub verbosity: Verbosity,
+}
+
+/// The result of a command, mapped to an exit code by [`cmd::report`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: a build or verify failed (the message says why).
+    Failure(String),
+    /// Exit 1 with a rich diagnostic.
+    FailureReport(miette::Report),
+    /// Exit 2: bad usage.
+    Usage(String),
+    /// Exit 2: a bad recipe, rendered against its source.
+    BadRecipe(miette::Report),
+}
+
+/// The version string recorded in manifests and cache keys.
+pub fn tool_version() -> String {
+    format!("v6build {}", env!("CARGO_PKG_VERSION"))
+}

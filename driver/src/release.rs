@@ -1,0 +1,255 @@
+//! Writing a release directory atomically.
+//!
+//! Everything is written into a temporary sibling (`.<dir>.v6build-tmp-<pid>`)
+//! under the output directory, each file fsynced, then the sibling is renamed
+//! into place. A crash at any point leaves either the previous release or the
+//! new one, never a mix; temporary siblings are ignored and cleaned by the
+//! next build. `SHA256SUMS` is in the exact format `sha256sum -c` accepts.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::manifest::Output;
+
+/// Hashes of one written file.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex sha256.
+    pub sha256: String,
+    /// BLAKE3.
+    pub blake3: v6build_fstree::Digest,
+}
+
+/// Copies `src` to `dst`, hashing as it goes, and fsyncs `dst`.
+pub fn copy_hashed(src: &mut dyn Read, dst: &Path) -> io::Result<Written> {
+    let mut f = File::create(dst)?;
+    let mut sha = Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match src.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        sha.update(&buf[..n]);
+        b3.update(&buf[..n]);
+        f.write_all(&buf[..n])?;
+        size += n as u64;
+    }
+    f.sync_all()?;
+    Ok(Written {
+        size,
+        sha256: hex::encode(sha.finalize()),
+        blake3: b3.finalize().into(),
+    })
+}
+
+/// A release directory being assembled.
+#[derive(Debug)]
+pub struct ReleaseWriter {
+    tmp: PathBuf,
+    dest: PathBuf,
+    outputs: Vec<Output>,
+    done: bool,
+}
+
+/// Refuses a release-relative path that could leave the directory.
+fn check_rel(rel: &str) -> io::Result<()> {
+    let bad = rel.is_empty()
+        || rel.starts_with('/')
+        || rel
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("release path {rel:?} is not a plain relative path"),
+        ));
+    }
+    Ok(())
+}
+
+impl ReleaseWriter {
+    /// Starts a release at `out_dir/rel_dir`.
+    pub fn begin(out_dir: &Path, rel_dir: &str) -> io::Result<Self> {
+        check_rel(rel_dir)?;
+        let dest = out_dir.join(rel_dir);
+        let parent = dest.parent().unwrap_or(out_dir).to_path_buf();
+        fs::create_dir_all(&parent)?;
+        let leaf = dest
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "release".into());
+        clean_stale(&parent, &leaf);
+        let tmp = parent.join(format!(".{leaf}.v6build-tmp-{}", std::process::id()));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir(&tmp)?;
+        Ok(ReleaseWriter {
+            tmp,
+            dest,
+            outputs: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// Adds a file from a reader, at `rel` inside the release.
+    pub fn add(&mut self, rel: &str, src: &mut dyn Read) -> io::Result<Written> {
+        check_rel(rel)?;
+        let path = self.tmp.join(rel);
+        if let Some(p) = path.parent() {
+            fs::create_dir_all(p)?;
+        }
+        let w = copy_hashed(src, &path)?;
+        self.outputs.push(Output {
+            path: rel.to_string(),
+            size: w.size,
+            sha256: w.sha256.clone(),
+            blake3: w.blake3.to_string(),
+        });
+        Ok(w)
+    }
+
+    /// Adds a file from bytes.
+    pub fn add_bytes(&mut self, rel: &str, bytes: &[u8]) -> io::Result<Written> {
+        self.add(rel, &mut io::Cursor::new(bytes))
+    }
+
+    /// The outputs added so far, sorted by path.
+    pub fn outputs(&self) -> Vec<Output> {
+        let mut v = self.outputs.clone();
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    }
+
+    /// Writes `SHA256SUMS` (covering every output so far) and then
+    /// `manifest.json`, and renames the directory into place.
+    pub fn commit(mut self, manifest: &[u8]) -> io::Result<PathBuf> {
+        let mut sums = String::new();
+        for o in self.outputs() {
+            sums.push_str(&format!("{}  {}\n", o.sha256, o.path));
+        }
+        copy_hashed(
+            &mut io::Cursor::new(sums.as_bytes()),
+            &self.tmp.join("SHA256SUMS"),
+        )?;
+        copy_hashed(
+            &mut io::Cursor::new(manifest),
+            &self.tmp.join("manifest.json"),
+        )?;
+        sync_dirs(&self.tmp)?;
+        // A directory cannot be atomically replaced by rename(2) when the
+        // target is non-empty, so move the old release aside first. At every
+        // instant the destination is either the old or the new release, or
+        // briefly absent; never a partial one.
+        let old = self.dest.with_file_name(format!(
+            ".{}.v6build-old-{}",
+            self.dest
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        let had_old = self.dest.exists();
+        if had_old {
+            fs::rename(&self.dest, &old)?;
+        }
+        fs::rename(&self.tmp, &self.dest)?;
+        if let Some(p) = self.dest.parent() {
+            File::open(p)?.sync_all()?;
+        }
+        if had_old {
+            fs::remove_dir_all(&old)?;
+        }
+        self.done = true;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for ReleaseWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+fn sync_dirs(root: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            sync_dirs(&entry.path())?;
+        }
+    }
+    File::open(root)?.sync_all()
+}
+
+/// Removes temporary or half-replaced siblings left by killed builds whose
+/// process no longer exists.
+fn clean_stale(parent: &Path, leaf: &str) {
+    let Ok(rd) = fs::read_dir(parent) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        for marker in [".v6build-tmp-", ".v6build-old-"] {
+            let prefix = format!(".{leaf}{marker}");
+            if let Some(pid) = name.strip_prefix(&prefix)
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_sums_and_renames() {
+        let out = tempfile::tempdir().unwrap();
+        let mut w = ReleaseWriter::begin(out.path(), "7.x/7.2r5").unwrap();
+        w.add_bytes("LiveOS/squashfs.img", b"sq").unwrap();
+        w.add_bytes("initrd.img", b"in").unwrap();
+        let dest = w.commit(b"{}\n").unwrap();
+        let sums = fs::read_to_string(dest.join("SHA256SUMS")).unwrap();
+        let lines: Vec<&str> = sums.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with("  LiveOS/squashfs.img"));
+        assert!(lines[1].ends_with("  initrd.img"));
+        // No temporary sibling is left.
+        let left: Vec<_> = fs::read_dir(out.path().join("7.x"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(left.len(), 1);
+    }
+
+    #[test]
+    fn dropped_writer_leaves_nothing() {
+        let out = tempfile::tempdir().unwrap();
+        {
+            let mut w = ReleaseWriter::begin(out.path(), "r").unwrap();
+            w.add_bytes("initrd.img", b"x").unwrap();
+        }
+        assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refuses_escaping_paths() {
+        let out = tempfile::tempdir().unwrap();
+        assert!(ReleaseWriter::begin(out.path(), "../x").is_err());
+        let mut w = ReleaseWriter::begin(out.path(), "r").unwrap();
+        assert!(w.add_bytes("../x", b"").is_err());
+        assert!(w.add_bytes("/etc/x", b"").is_err());
+    }
+}
