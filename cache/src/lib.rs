@@ -1,1 +1,209 @@
-//! The content-addressed store (placeholder).
+//! # Store layout
+//!
+//! The store (`v6build-cache`, the `--cache` directory) keeps every
+//! intermediate result of a build by content. Its layout is versioned by
+//! `meta.json`; this page and the top of `cache/src/lib.rs` describe the same
+//! layout and must change together.
+//!
+//! ```text
+//! <store>/
+//! ├── meta.json              layout version and feature flags (below)
+//! ├── lock                   empty; flock'ed shared by every open store, exclusive by gc
+//! ├── objects/ab/cdef…       blobs (file contents, images), named by the BLAKE3 of the bytes
+//! ├── trees/ab/cdef…         trees, canonical encoding, named by the tree digest
+//! ├── actions/ab/cdef…       action records, named by the ActionKey digest
+//! ├── refs/
+//! │   ├── releases/<name>    gc root of a release directory; kept until removed
+//! │   └── builds/<n>         gc root of build number n; only the newest N are kept
+//! └── tmp/                   files being written; never read, cleared by gc
+//! ```
+//!
+//! Entries fan out on the first two hex digits of their digest; the file name
+//! is the remaining 62 hex digits. Blobs, trees and actions have separate
+//! directories so gc knows what to follow inside each.
+//!
+//! ## meta.json
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "compatible_features": [],
+//!   "incompatible_features": []
+//! }
+//! ```
+//!
+//! A v6build refuses (with an error naming the file) a store whose `version`
+//! is newer than the one it knows, or which lists an `incompatible_features`
+//! entry it does not know. Unknown `compatible_features` are ignored.
+//! Creating a store in a directory that holds anything else than these
+//! entries is refused, so a mistyped `--cache` cannot litter a home directory.
+//!
+//! ## Entry files
+//!
+//! Every entry is one file: an 80-byte header, then the payload.
+//!
+//! ```text
+//! offset size
+//!      0    4  magic "V6BO"
+//!      4    1  header version (1)
+//!      5    1  encoding: 0 = raw, 1 = zstd
+//!      6    1  kind: 'B' blob, 'T' tree, 'A' action record
+//!      7    1  reserved, 0
+//!      8    8  decoded payload length, u64 little-endian
+//!     16   32  BLAKE3 of the decoded payload
+//!     48   32  BLAKE3 of the stored payload bytes (equal to the above when raw)
+//!     80    …  payload
+//! ```
+//!
+//! The second digest makes every flipped byte count: zstd can decode some
+//! damaged frames to the right bytes, and a damaged entry is reported even
+//! then.
+//!
+//! * A blob's payload is the file's bytes; the header digest is the blob's
+//!   name.
+//! * A tree's payload is its canonical encoding (`formats/fstree`,
+//!   `encode.rs`); the header digest is the tree digest.
+//! * An action record's payload is JSON,
+//!   `{"key":"blake3:…","record":{"outputs":{"<name>":{"kind":"blob"|"tree","digest":"blake3:…","size":N}}}}`;
+//!   the header digest is a checksum of that JSON, and `key` must equal the
+//!   file's name.
+//!
+//! The payload is zstd-compressed (level 3) when that saves at least an eighth
+//! of its size; payloads under 64 bytes are stored raw. A stream longer than
+//! 1 MiB is judged on its first MiB.
+//!
+//! ## Writing
+//!
+//! An entry is written to a fresh file in `tmp/` (named `<pid>-<counter>`,
+//! created exclusively), fsynced, then renamed into place. A reader therefore
+//! sees a whole entry or none. Blobs and trees that already exist are not
+//! rewritten; two processes writing the same entry both rename a complete,
+//! identical file into place, so concurrent writers never conflict. Action
+//! records are rewritten, since a record is replaced when its outputs were
+//! rebuilt. Streaming writes (`put_reader`) hash while they copy and write the
+//! header last, so memory stays bounded whatever the blob's size.
+//!
+//! ## Reading
+//!
+//! Every read is verified: the header must parse and match the kind and name,
+//! the decoded length and BLAKE3 must match the header, and so must the BLAKE3
+//! of the stored bytes. Blobs up to 1 MiB are
+//! verified before `open` returns; larger blobs stream, and the read that
+//! reaches the end fails instead of returning end-of-file if the content does
+//! not match. Trees are also decoded (the decoder accepts only canonical
+//! encodings) and their digest recomputed. A corrupt entry is removed at once,
+//! reported as `CacheError::Corrupt` (inside an `io::Error` when it comes
+//! through the `BlobStore` trait) and logged for `Store::take_corruptions`, so
+//! the engine rebuilds it rather than use it.
+//!
+//! ## Roots and gc
+//!
+//! A root file lists the digests it keeps alive and ends with a checksum:
+//!
+//! ```text
+//! v6build-root 1
+//! blake3:<64 hex>            one per line, sorted, no duplicates
+//! checksum blake3:<64 hex>   BLAKE3 of every byte above this line
+//! ```
+//!
+//! A digest in a root keeps whatever entries have that name. gc follows
+//! action records to their outputs and trees to their file contents. Build
+//! roots are numbered by the store (a hard link claims the next free number,
+//! so concurrent builds never share one) and only the newest N (default 10)
+//! are kept.
+//!
+//! `gc` converts the process's shared lock on `lock` to an exclusive one. If
+//! another process has the store open it fails with "store in use" rather than
+//! wait. It refuses to run when a root file is damaged, since the damage could
+//! otherwise make it delete what that root protects. It then removes every
+//! unreachable entry and everything in `tmp/` (left behind by crashed writers,
+//! never trusted), and reports what it kept and freed.
+//!
+//! <!-- end of store-layout.md -->
+//!
+//! ## Using the store
+//!
+//! ```
+//! use v6build_cache::{ActionKey, ActionRecord, Output, OutputKind, RootKind, Store};
+//! use v6build_fstree::{BlobStore, Meta, Tree};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path().join("cache"))?;
+//!
+//! // Blobs, through the BlobStore trait the codecs use.
+//! let d = store.put(b"hello")?;
+//! assert_eq!(store.get(&d)?, b"hello");
+//!
+//! // Trees.
+//! let tree = Tree::new(Meta::root(0o755, 0));
+//! let t = store.put_tree(&tree)?;
+//! assert_eq!(store.get_tree(&t)?.digest(), t);
+//!
+//! // The action cache.
+//! let key = ActionKey {
+//!     op: "demo.copy".into(),
+//!     params: serde_json::json!({"level": 3}),
+//!     inputs: [("src".to_string(), d)].into(),
+//!     tool_version: "v6build 0.1.0".into(),
+//!     format_versions: Default::default(),
+//! };
+//! assert_eq!(store.get_action(&key.digest())?, None);
+//! let record = ActionRecord::single("out", Output { kind: OutputKind::Blob, digest: d, size: 5 });
+//! store.put_action(&key.digest(), &record)?;
+//! assert_eq!(store.get_action(&key.digest())?, Some(record));
+//!
+//! // Roots and gc.
+//! store.add_root(RootKind::Release, "demo", &[key.digest(), t])?;
+//! let report = store.gc()?;
+//! assert_eq!(report.removed_objects, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A corrupt entry is never returned: the call fails with
+//! [`CacheError::Corrupt`] (found inside an `io::Error` with
+//! [`CacheError::from_io`] when it came through [`BlobStore`]), the entry is
+//! gone, and [`Store::take_corruptions`] lists it for the engine to print.
+//! Put the entry again to restore it.
+
+#![warn(missing_docs)]
+
+mod action;
+mod error;
+mod gc;
+mod meta;
+mod object;
+mod refs;
+mod store;
+
+pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, Output, OutputKind};
+pub use error::{CacheError, Corruption, ObjectKind};
+pub use gc::GcReport;
+pub use meta::{STORE_VERSION, StoreMeta};
+pub use refs::{Root, RootKind};
+pub use store::{BlobReader, SMALL_BLOB, Store, StoreOptions};
+
+#[cfg(doc)]
+use v6build_fstree::BlobStore;
+
+#[cfg(test)]
+mod tests {
+    /// The layout is documented twice, here and in the book; keep them equal.
+    #[test]
+    fn book_page_matches_crate_docs() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let src = std::fs::read_to_string(format!("{root}/src/lib.rs")).unwrap();
+        let book = std::fs::read_to_string(format!("{root}/../book/src/store-layout.md")).unwrap();
+        let mut doc = String::new();
+        for line in src.lines() {
+            let Some(l) = line.strip_prefix("//!") else {
+                break;
+            };
+            if l.contains("<!-- end of store-layout.md -->") {
+                break;
+            }
+            doc.push_str(l.strip_prefix(' ').unwrap_or(l));
+            doc.push('\n');
+        }
+        assert_eq!(doc.trim_end(), book.trim_end());
+    }
+}

@@ -1,0 +1,119 @@
+//! `meta.json`: the store's layout version and feature flags.
+//!
+//! A reader refuses a store whose `version` is newer than it knows, or
+//! that lists an `incompatible_features` entry it does not know: such a
+//! store may hold entries this build would misread. Unknown
+//! `compatible_features` are ignored: they promise old readers stay correct.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CacheError;
+use crate::object::TempFile;
+
+/// The store layout version this build reads and writes.
+pub const STORE_VERSION: u32 = 1;
+
+/// Compatible features this build writes (none yet).
+const KNOWN_COMPATIBLE: &[&str] = &[];
+/// Incompatible features this build understands (none yet).
+const KNOWN_INCOMPATIBLE: &[&str] = &[];
+
+/// The parsed `meta.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreMeta {
+    /// Layout version.
+    pub version: u32,
+    /// Features an older reader may ignore.
+    #[serde(default)]
+    pub compatible_features: Vec<String>,
+    /// Features a reader must understand to use the store.
+    #[serde(default)]
+    pub incompatible_features: Vec<String>,
+}
+
+impl StoreMeta {
+    /// What a new store gets.
+    pub fn current() -> Self {
+        StoreMeta {
+            version: STORE_VERSION,
+            compatible_features: KNOWN_COMPATIBLE.iter().map(|s| s.to_string()).collect(),
+            incompatible_features: Vec::new(),
+        }
+    }
+
+    /// Refuses a store this build must not touch.
+    pub fn check(&self, path: &Path) -> Result<(), CacheError> {
+        let unsupported = |reason: String| CacheError::Unsupported {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if self.version > STORE_VERSION {
+            return Err(unsupported(format!(
+                "store layout version {} is newer than this v6build supports ({STORE_VERSION}); \
+                 use a newer v6build or another cache directory",
+                self.version
+            )));
+        }
+        if self.version < 1 {
+            return Err(unsupported(format!(
+                "store layout version {} is not one any v6build wrote",
+                self.version
+            )));
+        }
+        let unknown: Vec<&str> = self
+            .incompatible_features
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !KNOWN_INCOMPATIBLE.contains(f))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(unsupported(format!(
+                "store uses incompatible feature(s) this v6build does not know: {}; \
+                 use a newer v6build or another cache directory",
+                unknown.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Reads `meta.json`, creating it first when missing. Creation goes
+/// through a temp file and a hard link, so two processes creating the
+/// same store at once end with one complete file, never a torn one.
+pub(crate) fn load_or_create(
+    root: &Path,
+    tmp: &Path,
+    fsync: bool,
+) -> Result<StoreMeta, CacheError> {
+    let path = root.join("meta.json");
+    if !path.exists() {
+        let mut t = TempFile::create(tmp)?;
+        let mut text = serde_json::to_string_pretty(&StoreMeta::current())
+            .map_err(|e| CacheError::io("encoding", &path, io::Error::other(e)))?;
+        text.push('\n');
+        t.file()
+            .write_all(text.as_bytes())
+            .map_err(|e| CacheError::io("writing", t.path(), e))?;
+        if fsync {
+            t.file()
+                .sync_all()
+                .map_err(|e| CacheError::io("syncing", t.path(), e))?;
+        }
+        match fs::hard_link(t.path(), &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CacheError::io("creating", &path, e)),
+        }
+    }
+    let text = fs::read_to_string(&path).map_err(|e| CacheError::io("reading", &path, e))?;
+    let meta: StoreMeta = serde_json::from_str(&text).map_err(|e| CacheError::NotAStore {
+        path: path.clone(),
+        reason: format!("meta.json does not parse: {e}"),
+    })?;
+    meta.check(&path)?;
+    Ok(meta)
+}
