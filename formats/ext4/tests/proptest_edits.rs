@@ -118,15 +118,15 @@ fn apply(t: &mut Tree, ops: &[Op], blobs: &MemBlobs) {
                 size,
                 seed,
             } => {
-                if let Some(p) = pick(*i) {
-                    if matches!(t.get(&p), Some(Node::Leaf(_))) {
-                        t.insert(
-                            &p,
-                            file(blobs, &bytes_for(*size, *seed), meta(0o600, 1_700_000_001)),
-                            true,
-                        )
-                        .unwrap();
-                    }
+                if let Some(p) = pick(*i)
+                    && matches!(t.get(&p), Some(Node::Leaf(_)))
+                {
+                    t.insert(
+                        &p,
+                        file(blobs, &bytes_for(*size, *seed), meta(0o600, 1_700_000_001)),
+                        true,
+                    )
+                    .unwrap();
                 }
             }
             Op::Chmod { pick: i, perm } => {
@@ -162,11 +162,11 @@ fn apply(t: &mut Tree, ops: &[Op], blobs: &MemBlobs) {
                 dir,
                 name: n,
             } => {
-                if let Some(p) = pick(*i) {
-                    if let Some(Node::Leaf(l)) = t.get(&p) {
-                        let node = Node::Leaf(Arc::clone(l));
-                        let _ = t.insert(&name(*dir, *n), node, false);
-                    }
+                if let Some(p) = pick(*i)
+                    && let Some(Node::Leaf(l)) = t.get(&p)
+                {
+                    let node = Node::Leaf(Arc::clone(l));
+                    let _ = t.insert(&name(*dir, *n), node, false);
                 }
             }
             Op::Xattr { pick: i, len } => {
