@@ -173,3 +173,151 @@ fn acceptance_recipe_on_both_profiles() {
         );
     }
 }
+
+/// Mounts `img` read-only through a loop device; None (after printing why, or
+/// failing under V6BUILD_REQUIRE_ORACLES=1) if that is impossible here.
+fn loop_mount(test: &str, img: &std::path::Path, at: &std::path::Path) -> Option<()> {
+    if !v6build_testkit::require_root(test) {
+        return None;
+    }
+    let out = std::process::Command::new("mount")
+        .args(["-t", "ext4", "-o", "loop,ro"])
+        .arg(img)
+        .arg(at)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        let why = format!(
+            "loop mount failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        assert!(
+            !v6build_testkit::oracles_required(),
+            "{test}: {why}, and V6BUILD_REQUIRE_ORACLES=1 forbids skipping"
+        );
+        eprintln!("SKIP {test}: {why}");
+        return None;
+    }
+    Some(())
+}
+
+#[test]
+fn kernel_mounts_the_edited_image() {
+    let test = "kernel_mounts_the_edited_image";
+    for profile in PROFILES {
+        let Some(fx) = fixture(test, profile, 300, 32) else {
+            return;
+        };
+        let blobs = MemBlobs::new();
+        let mut img = std::fs::read(&fx.img).unwrap();
+        let base = Ext4::open(&img[..]).unwrap().read_tree(&blobs).unwrap();
+        let want = recipe_small(&base, &blobs);
+        edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
+        let path = fx.dir.path().join("edited");
+        std::fs::write(&path, &img).unwrap();
+        let mnt = fx.dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        if loop_mount(test, &path, &mnt).is_none() {
+            return;
+        }
+        let seen = tree_of_dir(&mnt, &blobs);
+        let counts = link_counts(&mnt);
+        v6build_testkit::run(std::process::Command::new("umount").arg(&mnt));
+        let mut want_root = want.clone();
+        want_root.meta.mtime = seen.meta.mtime;
+        assert_eq!(
+            dump(&seen),
+            dump(&want_root),
+            "{profile:?}: the kernel sees a different tree"
+        );
+        // Link counts: a leaf's equals its number of names, a dir's 2 + subdirs.
+        let mut names: std::collections::HashMap<*const Leaf, u64> = Default::default();
+        want.walk(&mut |_, n| {
+            if let Node::Leaf(l) = n {
+                *names.entry(Arc::as_ptr(l)).or_default() += 1;
+            }
+        });
+        want.walk(&mut |p, n| {
+            let expect = match n {
+                Node::Leaf(l) => names[&Arc::as_ptr(l)],
+                Node::Dir(d) => {
+                    2 + d
+                        .entries()
+                        .values()
+                        .filter(|c| c.as_dir().is_some())
+                        .count() as u64
+                }
+            };
+            assert_eq!(
+                counts[&p.to_bytes()],
+                expect,
+                "{profile:?}: link count of {p}"
+            );
+        });
+    }
+}
+
+fn link_counts(root: &std::path::Path) -> std::collections::HashMap<Vec<u8>, u64> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut out = std::collections::HashMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap();
+            let mut key = b"/".to_vec();
+            key.extend_from_slice(rel.as_os_str().as_bytes());
+            out.insert(key, m.nlink());
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A smaller version of the recipe for the mount test.
+fn recipe_small(base: &Tree, blobs: &MemBlobs) -> Tree {
+    let mut t = base.clone();
+    t.mkdir_p(&p("/opt/new"), &meta(0o755, 1_700_000_000))
+        .unwrap();
+    let mut m = meta(0o640, 1_700_000_001);
+    m.mtime.nanos = 42;
+    m.uid = 1000;
+    m.xattrs.insert(b"user.k".to_vec(), b"v".to_vec());
+    m.xattrs.insert(
+        b"security.selinux".to_vec(),
+        b"system_u:object_r:usr_t:s0\0".to_vec(),
+    );
+    t.insert(
+        &p("/opt/new/file"),
+        file(blobs, &bytes_for(100_000, 3), m),
+        false,
+    )
+    .unwrap();
+    t.insert(
+        &p("/htree/added"),
+        file(blobs, b"in the htree dir", meta(0o644, 1_700_000_002)),
+        false,
+    )
+    .unwrap();
+    t.remove(&p("/htree/entry-with-a-longish-name-00007"))
+        .unwrap();
+    t.insert(
+        &p("/big.bin"),
+        file(blobs, &bytes_for(9999, 4), meta(0o600, 1_700_000_003)),
+        true,
+    )
+    .unwrap();
+    let hosts = t.get(&p("/etc/hosts")).unwrap().clone();
+    t.insert(&p("/opt/new/hosts"), hosts, false).unwrap();
+    let sym = Leaf {
+        meta: meta(0o777, 1_700_000_004),
+        kind: LeafKind::Symlink(vec![b'q'; 100]),
+    };
+    t.insert(&p("/opt/new/sym"), sym.into_node(), false)
+        .unwrap();
+    t
+}
