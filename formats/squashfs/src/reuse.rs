@@ -1,0 +1,163 @@
+//! Block reuse: what a rebuild copies instead of recompressing.
+//!
+//! [`BaseBlocks`] remembers, for every data block of a base image, the
+//! BLAKE3 of its uncompressed bytes and where its compressed bytes lie.
+//! When the writer's compressor, options and block size match the base, a
+//! block with the same content is copied byte for byte from the base.
+//! [`BlockCache`] is the same idea backed by the engine's store, keyed by
+//! [`BlockKey`]; because a cached block is exactly what compression would
+//! have produced, warm and cold caches give identical output.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::compress::Compressor;
+use crate::error::Result;
+use crate::read::BLOCK_UNCOMPRESSED;
+use crate::source::Source;
+
+/// Where a data block's stored bytes lie in the base image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLoc {
+    /// Absolute offset.
+    pub pos: u64,
+    /// The size word from the inode (size | uncompressed bit).
+    pub word: u32,
+}
+
+/// Every data block of a base image, by content.
+pub struct BaseBlocks {
+    src: Arc<Source>,
+    comp: Compressor,
+    block_size: u32,
+    by_hash: HashMap<[u8; 32], BlockLoc>,
+}
+
+impl fmt::Debug for BaseBlocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BaseBlocks")
+            .field("comp", &self.comp)
+            .field("block_size", &self.block_size)
+            .field("blocks", &self.by_hash.len())
+            .finish()
+    }
+}
+
+impl BaseBlocks {
+    pub(crate) fn new(src: Arc<Source>, comp: Compressor, block_size: u32) -> Self {
+        BaseBlocks {
+            src,
+            comp,
+            block_size,
+            by_hash: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn record(&mut self, data: &[u8], loc: BlockLoc) {
+        // The first occurrence wins, so the map does not depend on anything
+        // but the base image's own order.
+        self.by_hash
+            .entry(*blake3::hash(data).as_bytes())
+            .or_insert(loc);
+    }
+
+    /// Number of distinct blocks recorded.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether no block was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// Whether blocks written with `comp`/`block_size` may be copied from here.
+    pub fn matches(&self, comp: &Compressor, block_size: u32) -> bool {
+        block_size == self.block_size
+            && comp.normalized(block_size) == self.comp.normalized(self.block_size)
+    }
+
+    pub(crate) fn find(&self, hash: &[u8; 32]) -> Option<BlockLoc> {
+        self.by_hash.get(hash).copied()
+    }
+
+    /// The stored bytes of a block (compressed or raw, as the word says).
+    pub(crate) fn raw(&self, loc: BlockLoc) -> Result<Vec<u8>> {
+        let n = (loc.word & !BLOCK_UNCOMPRESSED) as usize;
+        self.src.read_vec(loc.pos, n)
+    }
+}
+
+/// Key of a compressed block in a [`BlockCache`]: BLAKE3 over the codec
+/// format version, the effective compressor settings and the BLAKE3 of
+/// the uncompressed block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey(pub [u8; 32]);
+
+impl BlockKey {
+    /// The key of a block with uncompressed hash `block` under `params`
+    /// (from [`Compressor::cache_key`]).
+    pub fn new(params: &str, block: &[u8; 32]) -> Self {
+        let mut h = blake3::Hasher::new();
+        h.update(b"v6build-squashfs block\0");
+        h.update(&crate::FORMAT_VERSION.to_le_bytes());
+        h.update(params.as_bytes());
+        h.update(b"\0");
+        h.update(block);
+        BlockKey(*h.finalize().as_bytes())
+    }
+}
+
+/// What compressing a block produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachedBlock {
+    /// The compressed bytes.
+    Compressed(Vec<u8>),
+    /// Compression did not help; the block is stored raw.
+    Incompressible,
+}
+
+/// A store of compressed blocks the engine may back with its cache. Must
+/// return only what [`BlockCache::put`] stored under the same key.
+pub trait BlockCache: Send + Sync {
+    /// The cached result for `key`, if any.
+    fn get(&self, key: &BlockKey) -> Option<CachedBlock>;
+    /// Records the result for `key`.
+    fn put(&self, key: &BlockKey, block: &CachedBlock);
+}
+
+/// An in-memory [`BlockCache`], for tests and single-process reuse.
+#[derive(Debug, Default)]
+pub struct MemBlockCache {
+    inner: std::sync::Mutex<HashMap<BlockKey, CachedBlock>>,
+}
+
+impl MemBlockCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of blocks held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl BlockCache for MemBlockCache {
+    fn get(&self, key: &BlockKey) -> Option<CachedBlock> {
+        self.inner.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: &BlockKey, block: &CachedBlock) {
+        if let Ok(mut m) = self.inner.lock() {
+            m.insert(*key, block.clone());
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! Writing an image from a [`Tree`] and a [`BlobStore`].
+//!
+//! Layout, in the order the kernel insists on: superblock, compressor
+//! options, data and fragment blocks, inode table, directory table,
+//! fragment table, export table, id table, xattr table; padded to 4 KiB.
+//!
+//! Data is streamed: file contents are read block by block, compressed in
+//! bounded batches on a rayon pool and written in canonical order, so the
+//! bytes never depend on the thread count. Identical contents are stored
+//! once. Blocks found in a matching base image ([`BaseBlocks`]) are copied
+//! as stored; others come from the [`BlockCache`] or are compressed.
+//!
+//! Inode numbers are assigned in post-order (a directory after everything
+//! under it, children in canonical name order), so the root is the last
+//! inode, as with mksquashfs.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use v6build_fstree::{BlobStore, Digest, Directory, Leaf, LeafKind, Meta, Node, Tree};
+
+use crate::compress::Compressor;
+use crate::dir::{DirEntry, write_listing};
+use crate::error::{Result, corrupt, unsupported};
+use crate::inode::{Inode, InodeBody, InodeHeader, NONE32, encode_dev, kind};
+use crate::metadata::MetaWriter;
+use crate::read::{BLOCK_UNCOMPRESSED, SquashfsImage};
+use crate::reuse::{BaseBlocks, BlockCache, BlockKey, BlockLoc, CachedBlock};
+use crate::superblock::{INVALID_BLK, RawSuperblock, SQUASHFS_MAGIC, SUPERBLOCK_SIZE, flags};
+use crate::table::write_table;
+use crate::xattr::XattrWriter;
+
+/// Blocks handed to the compressor pool at once: bounds memory (at most
+/// this many bytes of uncompressed data in flight) without affecting the
+/// output.
+const BATCH_BYTES: usize = 32 << 20;
+
+/// How to write an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOptions {
+    /// Compressor and options.
+    pub compressor: Compressor,
+    /// Data block size: a power of two, 4 KiB ..= 1 MiB.
+    pub block_size: u32,
+    /// The superblock's creation time (the base's, or the recipe epoch).
+    pub mkfs_time: u32,
+    /// Compression threads; 0 means one per core. Never affects the bytes.
+    pub threads: usize,
+    /// Whether to write the NFS export table (mksquashfs does by default).
+    pub exportable: bool,
+    /// Store inode, directory, id and xattr tables uncompressed
+    /// (mksquashfs `-noI -noX`); mostly useful to inspect or patch images.
+    #[serde(default)]
+    pub uncompressed_metadata: bool,
+}
+
+impl WriteOptions {
+    /// xz with 128 KiB blocks, like `mksquashfs -comp xz`.
+    pub fn new(compressor: Compressor, block_size: u32, mkfs_time: u32) -> Self {
+        WriteOptions {
+            compressor,
+            block_size,
+            mkfs_time,
+            threads: 0,
+            exportable: true,
+            uncompressed_metadata: false,
+        }
+    }
+
+    /// The base image's compressor, options, block size and time.
+    pub fn from_base(base: &SquashfsImage) -> Self {
+        WriteOptions {
+            compressor: base.compressor().clone(),
+            block_size: base.block_size(),
+            mkfs_time: base.mkfs_time(),
+            threads: 0,
+            exportable: base.superblock().lookup_table_start != INVALID_BLK,
+            uncompressed_metadata: false,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteReport {
+    /// Data and fragment blocks compressed here.
+    pub blocks_compressed: u64,
+    /// Data blocks copied from the base image.
+    pub blocks_reused: u64,
+    /// Blocks taken from the block cache.
+    pub blocks_cached: u64,
+    /// All-zero data blocks written as holes.
+    pub blocks_sparse: u64,
+    /// Fragment blocks written.
+    pub fragments: u32,
+    /// Inodes written.
+    pub inodes: u32,
+    /// `bytes_used` of the image (before padding).
+    pub bytes_used: u64,
+}
+
+/// Where a file's data went.
+#[derive(Debug, Clone, Default)]
+struct Layout {
+    start: Option<u64>,
+    sizes: Vec<u32>,
+    fragment: Option<(u32, u32)>,
+    sparse: u64,
+    size: u64,
+}
+
+enum JobKind {
+    Data(usize),
+    Frag,
+}
+
+struct Job {
+    kind: JobKind,
+    data: Vec<u8>,
+}
+
+enum Done {
+    Sparse,
+    Reuse(BlockLoc),
+    Cached(CachedBlock),
+    Compressed(CachedBlock),
+}
+
+/// Writes `tree` (file contents from `blobs`) as a squashfs image to `out`,
+/// starting at offset 0.
+pub fn write<W: Write + Seek>(
+    tree: &Tree,
+    blobs: &dyn BlobStore,
+    opts: &WriteOptions,
+    base: Option<&BaseBlocks>,
+    cache: Option<&dyn BlockCache>,
+    out: W,
+) -> Result<WriteReport> {
+    let bs = opts.block_size;
+    if !(4096..=1 << 20).contains(&bs) || !bs.is_power_of_two() {
+        return Err(unsupported(format!(
+            "block size {bs} (must be a power of two from 4 KiB to 1 MiB)"
+        )));
+    }
+    opts.compressor.check_writable(bs)?;
+    let base = base.filter(|b| b.matches(&opts.compressor, bs));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.threads)
+        .build()
+        .map_err(|e| std::io::Error::other(format!("cannot start compression threads: {e}")))?;
+
+    let mut w = Writer {
+        out: BufWriter::with_capacity(1 << 20, out),
+        pos: 0,
+        opts,
+        params: opts.compressor.cache_key(bs),
+        base,
+        cache,
+        report: WriteReport::default(),
+        layouts: Vec::new(),
+        frag_entries: Vec::new(),
+        frag_buf: Vec::new(),
+        jobs: Vec::new(),
+        job_bytes: 0,
+    };
+    w.out.seek(SeekFrom::Start(0))?;
+    w.emit(&[0u8; SUPERBLOCK_SIZE])?;
+    let options = opts.compressor.options_block(bs);
+    if let Some(o) = &options {
+        // OK to unwrap: options payloads are at most 8 bytes.
+        let h = u16::try_from(o.len()).unwrap() | 0x8000;
+        w.emit(&h.to_le_bytes())?;
+        w.emit(o)?;
+    }
+
+    // Data: every distinct content once, in tree order.
+    let mut order = Vec::new();
+    let mut by_digest: HashMap<Digest, usize> = HashMap::new();
+    collect_contents(tree, &mut |c| {
+        by_digest.entry(c.digest).or_insert_with(|| {
+            order.push(*c);
+            order.len() - 1
+        });
+    });
+    w.layouts = vec![Layout::default(); order.len()];
+    for (i, c) in order.iter().enumerate() {
+        w.add_file(i, c, blobs, &pool)?;
+    }
+    w.close_fragment();
+    w.flush_jobs(&pool)?;
+
+    // Metadata.
+    let meta_comp = (!opts.uncompressed_metadata).then(|| opts.compressor.clone());
+    let mut numbers = Numbering::default();
+    numbers.visit(tree);
+    let total = numbers.next - 1;
+    let mut m = MetaState {
+        inodes: MetaWriter::new(meta_comp.clone(), bs),
+        dirs: MetaWriter::new(meta_comp.clone(), bs),
+        ids: Vec::new(),
+        id_map: HashMap::new(),
+        xattrs: XattrWriter::default(),
+        written: HashMap::new(),
+        export: vec![0u64; total as usize],
+        numbers: &numbers,
+        layouts: &w.layouts,
+        by_digest: &by_digest,
+    };
+    let root_ref = m.dir(tree, numbers.dir_number(tree), total + 1)?;
+    let MetaState {
+        inodes,
+        dirs,
+        ids,
+        xattrs,
+        export,
+        ..
+    } = m;
+
+    let inode_table_start = w.pos;
+    let (bytes, _) = inodes.finish()?;
+    w.emit(&bytes)?;
+    let directory_table_start = w.pos;
+    let (bytes, _) = dirs.finish()?;
+    w.emit(&bytes)?;
+
+    let mut recs = Vec::with_capacity(w.frag_entries.len() * 16);
+    for (start, word) in &w.frag_entries {
+        recs.extend_from_slice(&start.to_le_bytes());
+        recs.extend_from_slice(&word.to_le_bytes());
+        recs.extend_from_slice(&0u32.to_le_bytes());
+    }
+    let (bytes, fragment_table_start) =
+        write_table(MetaWriter::new(meta_comp.clone(), bs), &recs, w.pos)?;
+    w.emit(&bytes)?;
+
+    let lookup_table_start = if opts.exportable {
+        let recs: Vec<u8> = export.iter().flat_map(|r| r.to_le_bytes()).collect();
+        let (bytes, at) = write_table(MetaWriter::new(meta_comp.clone(), bs), &recs, w.pos)?;
+        w.emit(&bytes)?;
+        at
+    } else {
+        INVALID_BLK
+    };
+
+    let recs: Vec<u8> = ids.iter().flat_map(|r| r.to_le_bytes()).collect();
+    let (bytes, id_table_start) =
+        write_table(MetaWriter::new(meta_comp.clone(), bs), &recs, w.pos)?;
+    w.emit(&bytes)?;
+
+    let xattr_id_table_start = if xattrs.is_empty() {
+        INVALID_BLK
+    } else {
+        let (bytes, at) = xattrs.finish(meta_comp.as_ref(), bs, w.pos)?;
+        w.emit(&bytes)?;
+        at
+    };
+    let bytes_used = w.pos;
+    let pad = (4096 - bytes_used % 4096) % 4096;
+    // pad < 4096.
+    w.emit(&vec![0u8; pad as usize])?;
+
+    let mut fl = flags::DUPLICATES;
+    if opts.exportable {
+        fl |= flags::EXPORTABLE;
+    }
+    if options.is_some() {
+        fl |= flags::COMPRESSOR_OPTIONS;
+    }
+    if opts.uncompressed_metadata {
+        fl |= flags::UNCOMPRESSED_INODES | flags::UNCOMPRESSED_IDS | flags::UNCOMPRESSED_XATTRS;
+    }
+    let sb = RawSuperblock {
+        s_magic: SQUASHFS_MAGIC,
+        inodes: total,
+        mkfs_time: opts.mkfs_time,
+        block_size: bs,
+        fragments: u32::try_from(w.frag_entries.len())
+            .map_err(|_| unsupported("too many fragments"))?,
+        compression: opts.compressor.id(),
+        block_log: u16::try_from(bs.trailing_zeros()).unwrap_or(0),
+        flags: fl,
+        no_ids: u16::try_from(ids.len())
+            .map_err(|_| unsupported("more than 65535 distinct uids/gids"))?,
+        s_major: 4,
+        s_minor: 0,
+        root_inode: root_ref,
+        bytes_used,
+        id_table_start,
+        xattr_id_table_start,
+        inode_table_start,
+        directory_table_start,
+        fragment_table_start,
+        lookup_table_start,
+    };
+    w.out.seek(SeekFrom::Start(0))?;
+    w.out.write_all(&sb.to_bytes())?;
+    w.out.seek(SeekFrom::Start(bytes_used + pad))?;
+    w.out.flush()?;
+    w.report.fragments = sb.fragments;
+    w.report.inodes = total;
+    w.report.bytes_used = bytes_used;
+    Ok(w.report)
+}
+
+fn collect_contents(dir: &Directory, f: &mut dyn FnMut(&v6build_fstree::Content)) {
+    for node in dir.entries().values() {
+        match node {
+            Node::Dir(d) => collect_contents(d, f),
+            Node::Leaf(l) => {
+                if let LeafKind::Regular(c) = &l.kind {
+                    f(c);
+                }
+            }
+        }
+    }
+}
+
+struct Writer<'a, W: Write + Seek> {
+    out: BufWriter<W>,
+    pos: u64,
+    opts: &'a WriteOptions,
+    params: String,
+    base: Option<&'a BaseBlocks>,
+    cache: Option<&'a dyn BlockCache>,
+    report: WriteReport,
+    layouts: Vec<Layout>,
+    frag_entries: Vec<(u64, u32)>,
+    frag_buf: Vec<u8>,
+    jobs: Vec<Job>,
+    job_bytes: usize,
+}
+
+impl<W: Write + Seek> Writer<'_, W> {
+    fn emit(&mut self, b: &[u8]) -> Result<()> {
+        self.out.write_all(b)?;
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    fn push(&mut self, job: Job, pool: &rayon::ThreadPool) -> Result<()> {
+        self.job_bytes += job.data.len();
+        self.jobs.push(job);
+        if self.job_bytes >= BATCH_BYTES {
+            self.flush_jobs(pool)?;
+        }
+        Ok(())
+    }
+
+    fn add_file(
+        &mut self,
+        i: usize,
+        c: &v6build_fstree::Content,
+        blobs: &dyn BlobStore,
+        pool: &rayon::ThreadPool,
+    ) -> Result<()> {
+        let bs = u64::from(self.opts.block_size);
+        self.layouts[i].size = c.size;
+        if c.size == 0 {
+            self.layouts[i].start = Some(0);
+            return Ok(());
+        }
+        let mut r = blobs.open(&c.digest)?;
+        let mut left = c.size;
+        if c.size < bs {
+            // Tail-end packing: small files share fragment blocks.
+            // size < block size <= 1 MiB.
+            let mut tail = vec![0u8; c.size as usize];
+            read_exact(&mut *r, &mut tail, &c.digest)?;
+            if self.frag_buf.len() + tail.len() > bs as usize {
+                self.close_fragment();
+            }
+            let idx = u32::try_from(self.frag_entries.len() + self.pending_frags())
+                .map_err(|_| unsupported("too many fragments"))?;
+            // frag_buf.len() < block size.
+            self.layouts[i].fragment = Some((idx, self.frag_buf.len() as u32));
+            self.layouts[i].start = Some(0);
+            self.frag_buf.extend_from_slice(&tail);
+            left = 0;
+        }
+        while left > 0 {
+            let n = left.min(bs) as usize;
+            let mut block = vec![0u8; n];
+            read_exact(&mut *r, &mut block, &c.digest)?;
+            left -= n as u64;
+            self.push(
+                Job {
+                    kind: JobKind::Data(i),
+                    data: block,
+                },
+                pool,
+            )?;
+        }
+        let mut extra = [0u8; 1];
+        if r.read(&mut extra)? != 0 {
+            return Err(corrupt(format!(
+                "blob {} holds more than the {} bytes the tree says",
+                c.digest, c.size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fragment blocks queued but not yet written.
+    fn pending_frags(&self) -> usize {
+        self.jobs
+            .iter()
+            .filter(|j| matches!(j.kind, JobKind::Frag))
+            .count()
+    }
+
+    fn close_fragment(&mut self) {
+        if self.frag_buf.is_empty() {
+            return;
+        }
+        let data = std::mem::take(&mut self.frag_buf);
+        self.job_bytes += data.len();
+        // Fragment jobs join the queue; they are flushed with the next batch.
+        self.jobs.push(Job {
+            kind: JobKind::Frag,
+            data,
+        });
+    }
+
+    fn flush_jobs(&mut self, pool: &rayon::ThreadPool) -> Result<()> {
+        let jobs = std::mem::take(&mut self.jobs);
+        self.job_bytes = 0;
+        let comp = &self.opts.compressor;
+        let bs = self.opts.block_size;
+        let params = &self.params;
+        let base = self.base;
+        let cache = self.cache;
+        let results: Vec<Result<Done>> = pool.install(|| {
+            jobs.par_iter()
+                .map(|job| {
+                    let is_data = matches!(job.kind, JobKind::Data(_));
+                    if is_data && job.data.iter().all(|&b| b == 0) {
+                        return Ok(Done::Sparse);
+                    }
+                    let hash = *blake3::hash(&job.data).as_bytes();
+                    if is_data
+                        && let Some(b) = base
+                        && let Some(loc) = b.find(&hash)
+                    {
+                        return Ok(Done::Reuse(loc));
+                    }
+                    let key = BlockKey::new(params, &hash);
+                    if let Some(c) = cache
+                        && let Some(hit) = c.get(&key)
+                    {
+                        return Ok(Done::Cached(hit));
+                    }
+                    let made = match comp.compress(&job.data, bs)? {
+                        Some(z) => CachedBlock::Compressed(z),
+                        None => CachedBlock::Incompressible,
+                    };
+                    if let Some(c) = cache {
+                        c.put(&key, &made);
+                    }
+                    Ok(Done::Compressed(made))
+                })
+                .collect()
+        });
+        for (job, done) in jobs.into_iter().zip(results) {
+            let done = done?;
+            match done {
+                Done::Cached(_) => self.report.blocks_cached += 1,
+                Done::Compressed(_) => self.report.blocks_compressed += 1,
+                _ => {}
+            }
+            let (word, bytes): (u32, Option<Vec<u8>>) = match done {
+                Done::Sparse => {
+                    self.report.blocks_sparse += 1;
+                    (0, None)
+                }
+                Done::Reuse(loc) => {
+                    self.report.blocks_reused += 1;
+                    // OK to unwrap: Reuse is produced only when base is Some.
+                    let raw = self.base.unwrap().raw(loc)?;
+                    (loc.word, Some(raw))
+                }
+                Done::Cached(c) | Done::Compressed(c) => match c {
+                    CachedBlock::Compressed(z) => (block_word(z.len(), false)?, Some(z)),
+                    CachedBlock::Incompressible => {
+                        (block_word(job.data.len(), true)?, Some(job.data))
+                    }
+                },
+            };
+            match job.kind {
+                JobKind::Data(i) => {
+                    let l = &mut self.layouts[i];
+                    if l.start.is_none() {
+                        l.start = Some(self.pos);
+                    }
+                    l.sizes.push(word);
+                    if word == 0 {
+                        let bsz = u64::from(bs);
+                        let done_bytes = (l.sizes.len() as u64 - 1) * bsz;
+                        l.sparse += (l.size - done_bytes).min(bsz);
+                    }
+                }
+                JobKind::Frag => {
+                    self.frag_entries.push((self.pos, word));
+                }
+            }
+            if let Some(b) = bytes {
+                self.emit(&b)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn block_word(len: usize, raw: bool) -> Result<u32> {
+    let n = u32::try_from(len).map_err(|_| unsupported("block too large"))?;
+    Ok(if raw { n | BLOCK_UNCOMPRESSED } else { n })
+}
+
+fn read_exact(r: &mut dyn Read, buf: &mut [u8], d: &Digest) -> Result<()> {
+    r.read_exact(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            corrupt(format!("blob {d} is shorter than the tree says"))
+        } else {
+            e.into()
+        }
+    })
+}
+
+/// Post-order inode numbers and link counts.
+#[derive(Default)]
+struct Numbering {
+    next: u32,
+    dirs: HashMap<*const Directory, u32>,
+    leaves: HashMap<*const Leaf, (u32, u32)>,
+}
+
+impl Numbering {
+    fn visit(&mut self, tree: &Tree) {
+        self.next = 1;
+        self.walk(tree);
+    }
+
+    fn walk(&mut self, d: &Directory) {
+        for node in d.entries().values() {
+            match node {
+                Node::Dir(sub) => self.walk(sub),
+                Node::Leaf(l) => {
+                    let next = &mut self.next;
+                    self.leaves
+                        .entry(Arc::as_ptr(l))
+                        .and_modify(|e| e.1 += 1)
+                        .or_insert_with(|| {
+                            *next += 1;
+                            (*next - 1, 1)
+                        });
+                }
+            }
+        }
+        self.dirs.insert(d as *const Directory, self.next);
+        self.next += 1;
+    }
+
+    fn dir_number(&self, d: &Directory) -> u32 {
+        // Every directory was numbered by `visit`.
+        self.dirs
+            .get(&(d as *const Directory))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+struct MetaState<'a> {
+    inodes: MetaWriter,
+    dirs: MetaWriter,
+    ids: Vec<u32>,
+    id_map: HashMap<u32, u16>,
+    xattrs: XattrWriter,
+    written: HashMap<*const Leaf, u64>,
+    export: Vec<u64>,
+    numbers: &'a Numbering,
+    layouts: &'a [Layout],
+    by_digest: &'a HashMap<Digest, usize>,
+}
+
+impl MetaState<'_> {
+    fn id(&mut self, v: u32) -> Result<u16> {
+        if let Some(&i) = self.id_map.get(&v) {
+            return Ok(i);
+        }
+        let i = u16::try_from(self.ids.len())
+            .map_err(|_| unsupported("more than 65536 distinct uids/gids"))?;
+        self.ids.push(v);
+        self.id_map.insert(v, i);
+        Ok(i)
+    }
+
+    fn header(&mut self, meta: &Meta, number: u32) -> Result<InodeHeader> {
+        let mtime = u32::try_from(meta.mtime.secs).map_err(|_| {
+            unsupported(format!(
+                "mtime {} is outside squashfs's range (0 ..= 2^32-1)",
+                meta.mtime.secs
+            ))
+        })?;
+        Ok(InodeHeader {
+            inode_type: 0,
+            mode: meta.perm & Meta::PERM_MASK,
+            uid: self.id(meta.uid)?,
+            guid: self.id(meta.gid)?,
+            mtime,
+            inode_number: number,
+        })
+    }
+
+    fn put_inode(&mut self, ino: &Inode) -> Result<u64> {
+        let (blk, off) = self.inodes.position();
+        if blk > u64::from(u32::MAX) {
+            return Err(unsupported("inode table over 4 GiB"));
+        }
+        let mut buf = Vec::new();
+        ino.encode(&mut buf);
+        self.inodes.write(&buf)?;
+        let r = (blk << 16) | u64::from(off);
+        let n = ino.header.inode_number as usize;
+        if let Some(slot) = self.export.get_mut(n.wrapping_sub(1)) {
+            *slot = r;
+        }
+        Ok(r)
+    }
+
+    fn dir(&mut self, d: &Directory, number: u32, parent: u32) -> Result<u64> {
+        let mut entries = Vec::with_capacity(d.len());
+        let mut subdirs = 0u32;
+        for (name, node) in d.entries() {
+            let (inode_ref, inode_number, k) = match node {
+                Node::Dir(sub) => {
+                    subdirs += 1;
+                    let n = self.numbers.dir_number(sub);
+                    (self.dir(sub, n, number)?, n, kind::DIR)
+                }
+                Node::Leaf(l) => {
+                    let (n, _) = self.numbers.leaves[&Arc::as_ptr(l)];
+                    let r = match self.written.get(&Arc::as_ptr(l)) {
+                        Some(&r) => r,
+                        None => {
+                            let r = self.leaf(l, n)?;
+                            self.written.insert(Arc::as_ptr(l), r);
+                            r
+                        }
+                    };
+                    (r, n, basic_kind(&l.kind))
+                }
+            };
+            entries.push(DirEntry {
+                name: name.as_bytes().to_vec(),
+                inode_ref,
+                inode_number,
+                kind: k,
+            });
+        }
+        let listing = write_listing(&mut self.dirs, &entries)?;
+        let header = self.header(&d.meta, number)?;
+        let xattr = self.xattrs.id(&d.meta.xattrs)?;
+        let ino = Inode {
+            header,
+            body: InodeBody::Dir {
+                start_block: listing.start_block,
+                nlink: 2 + subdirs,
+                file_size: listing.file_size,
+                offset: listing.offset,
+                parent_inode: parent,
+                index: listing.index,
+                xattr,
+            },
+        };
+        self.put_inode(&ino)
+    }
+
+    fn leaf(&mut self, l: &Leaf, number: u32) -> Result<u64> {
+        let header = self.header(&l.meta, number)?;
+        let xattr = self.xattrs.id(&l.meta.xattrs)?;
+        let (_, nlink) = self.numbers.leaves[&(l as *const Leaf)];
+        let body = match &l.kind {
+            LeafKind::Regular(c) => {
+                let lay = &self.layouts[self.by_digest[&c.digest]];
+                let (fragment, offset) = lay.fragment.unwrap_or((NONE32, 0));
+                InodeBody::File {
+                    blocks_start: lay.start.unwrap_or(0),
+                    fragment,
+                    offset,
+                    file_size: c.size,
+                    sparse: lay.sparse,
+                    nlink,
+                    xattr,
+                    block_sizes: lay.sizes.clone(),
+                }
+            }
+            LeafKind::Symlink(t) => {
+                if t.is_empty() || t.len() > 65536 {
+                    return Err(unsupported(format!("symlink target of {} bytes", t.len())));
+                }
+                InodeBody::Symlink {
+                    nlink,
+                    target: t.clone(),
+                    xattr,
+                }
+            }
+            LeafKind::CharDevice { major, minor } | LeafKind::BlockDevice { major, minor } => {
+                let rdev = encode_dev(*major, *minor).ok_or_else(|| {
+                    unsupported(format!(
+                        "device number {major}:{minor} does not fit squashfs"
+                    ))
+                })?;
+                InodeBody::Dev {
+                    block: matches!(l.kind, LeafKind::BlockDevice { .. }),
+                    nlink,
+                    rdev,
+                    xattr,
+                }
+            }
+            LeafKind::Fifo | LeafKind::Socket => InodeBody::Ipc {
+                socket: matches!(l.kind, LeafKind::Socket),
+                nlink,
+                xattr,
+            },
+        };
+        self.put_inode(&Inode { header, body })
+    }
+}
+
+fn basic_kind(k: &LeafKind) -> u16 {
+    match k {
+        LeafKind::Regular(_) => kind::REG,
+        LeafKind::Symlink(_) => kind::SYMLINK,
+        LeafKind::BlockDevice { .. } => kind::BLKDEV,
+        LeafKind::CharDevice { .. } => kind::CHRDEV,
+        LeafKind::Fifo => kind::FIFO,
+        LeafKind::Socket => kind::SOCKET,
+    }
+}
