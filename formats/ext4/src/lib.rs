@@ -42,7 +42,7 @@ mod readat;
 pub mod superblock;
 pub mod xattr;
 
-pub use edit::{EditOptions, EditReport, edit, edit_image};
+pub use edit::{BlockEdit, EditOptions, EditReport, EditStats, edit, edit_blocks, edit_image};
 pub use error::{Error, Result};
 pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap};
 pub use readat::{ReadAt, WriteAt};

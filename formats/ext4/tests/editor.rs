@@ -138,9 +138,9 @@ fn acceptance_recipe_on_both_profiles() {
         };
         let blobs = MemBlobs::new();
         let base_img = std::fs::read(&fx.img).unwrap();
-        let base = Ext4::open(&base_img[..])
+        let (base, inos) = Ext4::open(&base_img[..])
             .unwrap()
-            .read_tree(&blobs)
+            .read_tree_with_inodes(&blobs)
             .unwrap();
         let want = recipe(&base, &blobs);
         let mut img = base_img.clone();
@@ -159,9 +159,16 @@ fn acceptance_recipe_on_both_profiles() {
             report.bytes_changed(),
             report.stats
         );
-        // Determinism: the same edit on the same base gives the same bytes.
+        // Determinism: the same edit on the same base gives the same bytes,
+        // also when the base's digests are supplied instead of recomputed.
         let mut again = base_img.clone();
-        edit(&mut again, &want, &blobs, &EditOptions::default()).unwrap();
+        edit(
+            &mut again,
+            &want,
+            &blobs,
+            &EditOptions::with_base(&base, &inos),
+        )
+        .unwrap();
         assert!(again == img, "{profile:?}: edit is not deterministic");
         // Idempotence: editing to the same tree changes nothing.
         let mut same = img.clone();

@@ -20,7 +20,7 @@ mod write;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use v6build_fstree::{BlobStore, Directory, Leaf, LeafKind, Node, Tree, TreePath};
+use v6build_fstree::{BlobStore, Content, Directory, Leaf, LeafKind, Node, Tree, TreePath};
 
 use crate::error::{Error, Result, unsupported};
 use crate::fs::{DirEntry, Ext4};
@@ -34,7 +34,31 @@ use dev::Dev;
 /// Knobs for [`edit`]. The defaults are what v6build uses.
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
-pub struct EditOptions {}
+pub struct EditOptions {
+    /// Contents already known for base inodes (inode number -> content), so
+    /// the editor need not re-read and hash unchanged files. Must come from
+    /// reading this very base image (see [`EditOptions::with_base`]).
+    pub known_contents: HashMap<u32, Content>,
+}
+
+impl EditOptions {
+    /// Options that reuse the digests of a tree read from the base image
+    /// with [`Ext4::read_tree_with_inodes`].
+    pub fn with_base(tree: &Tree, inodes: &crate::fs::InodeMap) -> Self {
+        let mut known = HashMap::new();
+        tree.walk(&mut |p, n| {
+            if let Node::Leaf(l) = n
+                && let LeafKind::Regular(c) = &l.kind
+                && let Some(&ino) = inodes.get(p)
+            {
+                known.insert(ino, *c);
+            }
+        });
+        EditOptions {
+            known_contents: known,
+        }
+    }
+}
 
 /// What an edit did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -95,19 +119,48 @@ pub fn edit(
     edit_image(image, new_tree, blobs, opts)
 }
 
+/// The outcome of [`edit_blocks`]: the blocks that differ from the base.
+#[derive(Clone, Debug)]
+pub struct BlockEdit {
+    /// Block size of the image.
+    pub block_size: u32,
+    /// New contents of every changed block, by block number.
+    pub blocks: BTreeMap<u64, Vec<u8>>,
+    /// What changed.
+    pub report: EditReport,
+}
+
 /// Edits any writable image in place so it holds `new_tree`. On error the
 /// image is unchanged.
 pub fn edit_image(
     image: &mut dyn WriteAt,
     new_tree: &Tree,
     blobs: &dyn BlobStore,
-    _opts: &EditOptions,
+    opts: &EditOptions,
 ) -> Result<EditReport> {
-    let blocks = {
-        let base: &dyn ReadAt = &*image;
-        let probe = Ext4::open(base)?;
-        check_editable(probe.superblock())?;
-        let dev = Dev::new(base, probe.superblock().block_size);
+    let out = edit_blocks(&*image, new_tree, blobs, opts)?;
+    let bs = u64::from(out.block_size);
+    for (b, data) in &out.blocks {
+        image.write_at(b * bs, data)?;
+    }
+    Ok(out.report)
+}
+
+/// Computes an edit without writing anything: reads the base through
+/// `base` (only the metadata and files the edit needs) and returns the
+/// changed blocks. This is what a caller with a huge or compressed base
+/// uses, so the image is never inflated whole.
+pub fn edit_blocks(
+    base: &dyn ReadAt,
+    new_tree: &Tree,
+    blobs: &dyn BlobStore,
+    opts: &EditOptions,
+) -> Result<BlockEdit> {
+    let probe = Ext4::open(base)?;
+    check_editable(probe.superblock())?;
+    let block_size = probe.superblock().block_size;
+    let dev = Dev::new(base, block_size);
+    let stats = {
         let fs = Ext4::open(&dev)?;
         let mut ed = Editor {
             sb: fs.sb.clone(),
@@ -115,6 +168,7 @@ pub fn edit_image(
             fs,
             dev: &dev,
             blobs,
+            known: &opts.known_contents,
             inodes: BTreeMap::new(),
             block_bitmaps: BTreeMap::new(),
             inode_bitmaps: BTreeMap::new(),
@@ -124,39 +178,32 @@ pub fn edit_image(
             pending_inodes: 0,
         };
         ed.run(new_tree)?;
-        let stats = ed.stats.clone();
-        drop(ed);
-        (dev.into_blocks(), stats)
+        ed.stats.clone()
     };
-    let (overlay, stats) = blocks;
-    let bs = {
-        let mut raw = vec![0u8; 1024];
-        image.read_at(crate::superblock::SUPERBLOCK_OFFSET, &mut raw)?;
-        1024u64 << crate::bytes::le32(&raw, 0x18)
-    };
+    let bs = u64::from(block_size);
     let mut changed: Vec<(u64, u64)> = Vec::new();
-    let mut old = vec![0u8; bs as usize];
-    for (b, data) in overlay {
+    let mut blocks = BTreeMap::new();
+    let mut old = vec![0u8; block_size as usize];
+    for (b, data) in dev.into_blocks() {
         let off = b * bs;
-        image.read_at(off, &mut old)?;
-        if old == data {
+        base.read_at(off, &mut old)?;
+        let Some(first) = old.iter().zip(&data).position(|(a, b)| a != b) else {
             continue;
-        }
-        let first = old.iter().zip(&data).position(|(a, b)| a != b).unwrap_or(0) as u64;
-        let last = old
-            .iter()
-            .zip(&data)
-            .rposition(|(a, b)| a != b)
-            .unwrap_or(0) as u64
-            + 1;
-        image.write_at(off, &data)?;
-        let (s, e) = (off + first, off + last);
+        };
+        // OK to unwrap: a differing byte exists (found just above).
+        let last = old.iter().zip(&data).rposition(|(a, b)| a != b).unwrap() + 1;
+        let (s, e) = (off + first as u64, off + last as u64);
         match changed.last_mut() {
-            Some(l) if l.1 >= s.saturating_sub(bs) && l.1 <= s => l.1 = e,
+            Some(l) if l.1 == s => l.1 = e,
             _ => changed.push((s, e)),
         }
+        blocks.insert(b, data);
     }
-    Ok(EditReport { changed, stats })
+    Ok(BlockEdit {
+        block_size,
+        blocks,
+        report: EditReport { changed, stats },
+    })
 }
 
 fn check_editable(sb: &Superblock) -> Result<()> {
@@ -212,6 +259,7 @@ pub(crate) struct Editor<'a> {
     pub sb: Superblock,
     pub gds: Vec<GroupDesc>,
     pub blobs: &'a dyn BlobStore,
+    pub known: &'a HashMap<u32, Content>,
     /// Inodes read or changed during the edit (written back at the end).
     pub inodes: BTreeMap<u32, (Inode, bool)>,
     pub block_bitmaps: BTreeMap<u32, Vec<u8>>,

@@ -294,7 +294,11 @@ impl Editor<'_> {
         let mut i = self.inode(t.ino)?;
         let same_kind = match &leaf.kind {
             LeafKind::Regular(c) => {
-                i.size() == c.size && self.fs.content_digest(&i)?.digest == c.digest
+                i.size() == c.size
+                    && match self.known.get(&i.ino) {
+                        Some(k) if k.size == c.size => k.digest == c.digest,
+                        _ => self.fs.content_digest(&i)?.digest == c.digest,
+                    }
             }
             k => self.fs.leaf_kind(&i, None)? == *k,
         };
