@@ -1,7 +1,9 @@
 //! Extended attributes: stored after the inode's extra fields ("ibody") and
 //! in one optional external block shared by reference count. Names are
 //! compressed to an index (`user.` = 1, `security.` = 6, ...) plus suffix.
-//! POSIX ACLs are kept in ext4's own compact encoding (not converted).
+//! POSIX ACLs are stored in ext4's compact encoding on disk and converted
+//! to and from the kernel's xattr encoding (what `getfattr` shows), so the
+//! tree carries the same bytes a mounted filesystem would report.
 
 use v6build_fstree::Xattrs;
 
@@ -100,7 +102,12 @@ fn parse_entries(
         let value = area
             .get(vstart..vstart.saturating_add(value_size))
             .ok_or_else(|| corrupt(format!("{what}: xattr value runs past the end")))?;
-        out.insert(full_name(index, name)?, value.to_vec());
+        let value = if matches!(index, 2 | 3) {
+            acl_from_disk(value, what)?
+        } else {
+            value.to_vec()
+        };
+        out.insert(full_name(index, name)?, value);
         off += (16 + name_len).div_ceil(4) * 4;
     }
 }
@@ -181,20 +188,79 @@ fn entry_hash(name: &[u8], value: &[u8]) -> u32 {
     h
 }
 
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP: u16 = 0x08;
+const ACL_UNDEFINED_ID: u32 = u32::MAX;
+
+/// ext4's ACL encoding (version 1, short entries for the owner/group/mask/
+/// other tags) to the kernel's xattr encoding (version 2, 8-byte entries).
+fn acl_from_disk(v: &[u8], what: &str) -> Result<Vec<u8>> {
+    if v.len() < 4 || le32(v, 0) != 1 {
+        return Err(corrupt(format!("{what}: POSIX ACL with a bad header")));
+    }
+    let mut out = 2u32.to_le_bytes().to_vec();
+    let mut off = 4;
+    while off < v.len() {
+        if off + 4 > v.len() {
+            return Err(corrupt(format!("{what}: truncated POSIX ACL entry")));
+        }
+        let tag = le16(v, off);
+        let perm = le16(v, off + 2);
+        let id = if matches!(tag, ACL_USER | ACL_GROUP) {
+            if off + 8 > v.len() {
+                return Err(corrupt(format!("{what}: truncated POSIX ACL entry")));
+            }
+            let id = le32(v, off + 4);
+            off += 8;
+            id
+        } else {
+            off += 4;
+            ACL_UNDEFINED_ID
+        };
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// The inverse of [`acl_from_disk`].
+fn acl_to_disk(v: &[u8]) -> Result<Vec<u8>> {
+    if v.len() < 4 || le32(v, 0) != 2 || !(v.len() - 4).is_multiple_of(8) {
+        return Err(Error::InvalidTree(
+            "POSIX ACL xattr is not in the kernel's version-2 format".into(),
+        ));
+    }
+    let mut out = 1u32.to_le_bytes().to_vec();
+    for e in v[4..].chunks_exact(8) {
+        let tag = le16(e, 0);
+        out.extend_from_slice(&e[..4]);
+        if matches!(tag, ACL_USER | ACL_GROUP) {
+            out.extend_from_slice(&e[4..8]);
+        }
+    }
+    Ok(out)
+}
+
 struct Enc<'a> {
     index: u8,
     suffix: &'a [u8],
-    value: &'a [u8],
+    value: std::borrow::Cow<'a, [u8]>,
 }
 
 fn encodable(x: &Xattrs) -> Result<Vec<Enc<'_>>> {
     let mut v = Vec::new();
     for (k, val) in x {
         let (index, suffix) = split_name(k)?;
+        let value = if matches!(index, 2 | 3) {
+            std::borrow::Cow::Owned(acl_to_disk(val)?)
+        } else {
+            std::borrow::Cow::Borrowed(val.as_slice())
+        };
         v.push(Enc {
             index,
             suffix,
-            value: val,
+            value,
         });
     }
     // Kernel order for blocks: index, then name length, then name.
@@ -224,7 +290,7 @@ fn layout(area: &mut [u8], first: usize, value_base: usize, v: &[Enc<'_>]) -> Op
         let vlen = e.value.len().div_ceil(4) * 4;
         let vstart = if e.value.is_empty() { 0 } else { vend - vlen };
         if !e.value.is_empty() {
-            area[vstart..vstart + e.value.len()].copy_from_slice(e.value);
+            area[vstart..vstart + e.value.len()].copy_from_slice(&e.value);
             vend = vstart;
         }
         area[off] = e.suffix.len() as u8;
@@ -240,7 +306,7 @@ fn layout(area: &mut [u8], first: usize, value_base: usize, v: &[Enc<'_>]) -> Op
         );
         set32(area, off + 4, 0);
         set32(area, off + 8, e.value.len() as u32);
-        let h = entry_hash(e.suffix, e.value);
+        let h = entry_hash(e.suffix, &e.value);
         set32(area, off + 12, h);
         hashes.push(h);
         area[off + 16..off + 16 + e.suffix.len()].copy_from_slice(e.suffix);
@@ -334,5 +400,25 @@ mod tests {
         parse_block(&b, 99, Some(5), "t", &mut back).unwrap();
         assert_eq!(back, x);
         assert!(!write_ibody(&mut [0u8; 16], &x).unwrap());
+    }
+
+    #[test]
+    fn acl_round_trip() {
+        // user::rw-, user:1234:rw-, group::r--, mask::rw-, other::r--
+        let mut vfs = 2u32.to_le_bytes().to_vec();
+        for (t, p, i) in [
+            (1u16, 6u16, u32::MAX),
+            (2, 6, 1234),
+            (4, 4, u32::MAX),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ] {
+            vfs.extend_from_slice(&t.to_le_bytes());
+            vfs.extend_from_slice(&p.to_le_bytes());
+            vfs.extend_from_slice(&i.to_le_bytes());
+        }
+        let disk = acl_to_disk(&vfs).unwrap();
+        assert_eq!(disk.len(), 4 + 4 * 4 + 8);
+        assert_eq!(acl_from_disk(&disk, "t").unwrap(), vfs);
     }
 }

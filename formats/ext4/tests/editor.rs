@@ -294,6 +294,9 @@ fn recipe_small(base: &Tree, blobs: &MemBlobs) -> Tree {
     m.mtime.nanos = 42;
     m.uid = 1000;
     m.xattrs.insert(b"user.k".to_vec(), b"v".to_vec());
+    let acl =
+        t.get(&p("/acl")).unwrap().meta().xattrs[b"system.posix_acl_access".as_slice()].clone();
+    m.xattrs.insert(b"system.posix_acl_access".to_vec(), acl);
     m.xattrs.insert(
         b"security.selinux".to_vec(),
         b"system_u:object_r:usr_t:s0\0".to_vec(),

@@ -136,6 +136,13 @@ pub fn make_source(root: &Path, big_dir: usize) {
     fs::write(root.join("xattrs"), b"x").unwrap();
     setfattr(&root.join("xattrs"), "user.small", "v");
     setfattr(&root.join("xattrs"), "user.big", &"B".repeat(1500));
+    // A POSIX ACL (user:1234:rw-), in the kernel's xattr encoding.
+    fs::write(root.join("acl"), b"acl").unwrap();
+    setfattr(
+        &root.join("acl"),
+        "system.posix_acl_access",
+        "0x0200000001000600ffffffff02000600d204000004000400ffffffff10000600ffffffff20000400ffffffff",
+    );
     if can_set_security(root) {
         setfattr(
             &root.join("etc/hosts"),
