@@ -1,0 +1,166 @@
+//! Checking local media files against the hashes pinned in a recipe.
+//!
+//! Media are the vendor's files a release starts from. The recipe pins each
+//! one by SHA-256 (the hash vendors publish), and nothing is built from a
+//! file that does not match. Files are streamed, so a 400 MB squashfs.img
+//! costs a buffer, not its size in memory.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::Digest as _;
+
+use super::decode::display_join;
+use super::error::{ErrorKind, RecipeError};
+use super::model::{Media, MediaFile, MediaRole, Recipe, Sha256};
+
+/// SHA-256 of a file, read in 1 MiB chunks.
+pub fn sha256_file(path: &Path) -> std::io::Result<Sha256> {
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(Sha256(hasher.finalize().into()))
+}
+
+/// One media file that matched its pin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedMedia {
+    /// The media's name.
+    pub media: String,
+    /// Which file.
+    pub role: MediaRole,
+    /// Absolute host path.
+    pub path: PathBuf,
+    /// Its hash (equal to the pinned one).
+    pub sha256: Sha256,
+}
+
+/// Where a role's file sits on vendor install media.
+fn vendor_location(role: MediaRole) -> &'static str {
+    match role {
+        MediaRole::Initrd => "images/pxeboot/initrd.img",
+        MediaRole::Stage2 => "LiveOS/squashfs.img",
+        MediaRole::Kernel => "images/pxeboot/vmlinuz",
+        MediaRole::Treeinfo => ".treeinfo",
+    }
+}
+
+/// The path of a media file as shown to the user.
+pub fn display_path(recipe: &Recipe, file: &MediaFile) -> String {
+    display_join(&recipe.file(file.path_span).display, &file.written)
+}
+
+/// Media files that are not on disk (for `plan`, which runs without them).
+pub fn missing_media(recipe: &Recipe) -> Vec<(&Media, &MediaFile)> {
+    recipe
+        .media
+        .iter()
+        .flat_map(|m| m.files.iter().map(move |f| (m, f)))
+        .filter(|(_, f)| !f.path.is_file())
+        .collect()
+}
+
+/// The "media missing" diagnostic: where the file should be and how to get it.
+pub fn media_missing_error(recipe: &Recipe, media: &Media, file: &MediaFile) -> RecipeError {
+    let shown = display_path(recipe, file);
+    let help = match &file.url {
+        Some(url) => format!(
+            "it has url=, so `v6build build` fetches it; to fetch it by hand: curl -g -o {shown} '{url}'"
+        ),
+        None => format!(
+            "copy {} from the install media (the DVD, or a mirror's os/x86_64/ directory) to {shown}, \
+             or add url=\"http://…\" to fetch it",
+            vendor_location(file.role)
+        ),
+    };
+    recipe
+        .error_at(
+            ErrorKind::MediaMissing,
+            file.path_span,
+            format!(
+                "the {} of media `{}` is missing: {shown} does not exist",
+                file.role.node_name(),
+                media.name
+            ),
+            "not on disk",
+        )
+        .help(help)
+}
+
+/// Hashes every local media file and compares it with its pin. The first
+/// file that is missing, unpinned or different is reported.
+pub fn verify_media(recipe: &Recipe) -> Result<Vec<VerifiedMedia>, RecipeError> {
+    let mut out = Vec::new();
+    let recipe_name = &recipe.top().display;
+    for media in &recipe.media {
+        for file in &media.files {
+            let shown = display_path(recipe, file);
+            let actual = match sha256_file(&file.path) {
+                Ok(h) => h,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(media_missing_error(recipe, media, file));
+                }
+                Err(e) => {
+                    return Err(recipe.error_at(
+                        ErrorKind::Io,
+                        file.path_span,
+                        format!("cannot read {shown}: {e}"),
+                        "unreadable",
+                    ));
+                }
+            };
+            let Some(expected) = file.sha256 else {
+                return Err(recipe
+                    .error_at(
+                        ErrorKind::MediaNotPinned,
+                        file.path_span,
+                        format!(
+                            "the {} of media `{}` has no pinned sha256",
+                            file.role.node_name(),
+                            media.name
+                        ),
+                        "no sha256=",
+                    )
+                    .help(format!(
+                        "run `v6build pin {recipe_name}` to record the hash of the file on disk \
+                         (check it against the vendor's published checksums)"
+                    )));
+            };
+            if expected != actual {
+                let span = file.sha256_span.unwrap_or(file.path_span);
+                return Err(recipe
+                    .error_at(
+                        ErrorKind::MediaMismatch,
+                        span,
+                        format!(
+                            "the {} of media `{}` does not match its pinned sha256",
+                            file.role.node_name(),
+                            media.name
+                        ),
+                        "pinned here",
+                    )
+                    .help(format!(
+                        "expected sha256 {expected}\n  actual sha256 {actual} ({shown})\n\
+                         the file changed or is the wrong one; if you replaced it on purpose, \
+                         run `v6build pin {recipe_name}`"
+                    )));
+            }
+            out.push(VerifiedMedia {
+                media: media.name.clone(),
+                role: file.role,
+                path: file.path.clone(),
+                sha256: actual,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,181 @@
+//! `v6build pin`: record the hashes of local media in the recipe file.
+//!
+//! Like nix-prefetch-url, but for files already on disk: each media file
+//! that exists is hashed and its `sha256=` is added or updated. The recipe
+//! is edited by splicing the new text into the original at the spans the
+//! decoder recorded, so every comment, blank line and indent survives; the
+//! result is written to a temporary file beside the recipe and renamed over
+//! it, so a crash leaves either the old or the new recipe, never half of one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::error::{ErrorKind, RecipeError};
+use super::load::{LoadOptions, load};
+use super::media::sha256_file;
+use super::model::{MediaRole, Sha256};
+
+/// What `pin` did to one media file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinStatus {
+    /// The pinned hash already matched.
+    Unchanged,
+    /// There was no `sha256=`; one was added.
+    Added,
+    /// The pinned value (shown as written) was replaced.
+    Updated {
+        /// The old value.
+        old: String,
+    },
+    /// The file is not on disk; its pin (if any) was left alone.
+    Missing,
+}
+
+/// One media file in a [`PinReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinEntry {
+    /// The media's name.
+    pub media: String,
+    /// Which file.
+    pub role: MediaRole,
+    /// Absolute host path.
+    pub path: PathBuf,
+    /// The file's hash, when it exists.
+    pub sha256: Option<Sha256>,
+    /// What happened.
+    pub status: PinStatus,
+}
+
+/// The result of [`pin`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinReport {
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// Every media file, in declaration order.
+    pub entries: Vec<PinEntry>,
+    /// Whether the recipe file was rewritten.
+    pub written: bool,
+}
+
+/// Fills in or updates the `sha256=` of every local media file in the
+/// recipe at `path`, preserving its formatting. Media files that are not on
+/// disk are reported as [`PinStatus::Missing`] and left alone.
+pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
+    let recipe = load(
+        path,
+        LoadOptions {
+            lenient_hashes: true,
+        },
+    )?;
+    let top = recipe.top();
+    let text: &str = &top.text;
+    // (offset, length removed, replacement)
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    let mut entries = Vec::new();
+    for media in &recipe.media {
+        for file in &media.files {
+            let hash = match sha256_file(&file.path) {
+                Ok(h) => Some(h),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(recipe.error_at(
+                        ErrorKind::Io,
+                        file.path_span,
+                        format!("cannot read `{}`: {e}", file.path.display()),
+                        "unreadable",
+                    ));
+                }
+            };
+            let status = match (hash, file.sha256_span) {
+                (None, _) => PinStatus::Missing,
+                (Some(h), None) => {
+                    let at = file.path_span.offset + file.path_span.len;
+                    edits.push((at, 0, format!(" sha256=\"{h}\"")));
+                    PinStatus::Added
+                }
+                (Some(h), Some(_)) if file.sha256 == Some(h) => PinStatus::Unchanged,
+                (Some(h), Some(span)) => {
+                    let old = text[span.offset..span.offset + span.len].to_owned();
+                    edits.push((span.offset, span.len, format!("sha256=\"{h}\"")));
+                    PinStatus::Updated { old }
+                }
+            };
+            entries.push(PinEntry {
+                media: media.name.clone(),
+                role: file.role,
+                path: file.path.clone(),
+                sha256: hash,
+                status,
+            });
+        }
+    }
+    let written = !edits.is_empty();
+    if written {
+        let new_text = splice(text, edits);
+        // The edit only touches property values, but check before replacing
+        // the user's file that the result still parses.
+        if let Err(e) = new_text.parse::<kdl::KdlDocument>() {
+            return Err(RecipeError::bare(
+                ErrorKind::Syntax,
+                format!("internal error: pinning would make the recipe unparsable ({e})"),
+            ));
+        }
+        write_atomically(&top.path, new_text.as_bytes()).map_err(|e| {
+            RecipeError::bare(
+                ErrorKind::Io,
+                format!("cannot write `{}`: {e}", top.path.display()),
+            )
+        })?;
+    }
+    Ok(PinReport {
+        recipe: top.path.clone(),
+        entries,
+        written,
+    })
+}
+
+/// Applies non-overlapping edits to `text`.
+fn splice(text: &str, mut edits: Vec<(usize, usize, String)>) -> String {
+    edits.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(text.len() + 100 * edits.len());
+    let mut pos = 0;
+    for (at, len, with) in edits {
+        out.push_str(&text[pos..at]);
+        out.push_str(&with);
+        pos = at + len;
+    }
+    out.push_str(&text[pos..]);
+    out
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory
+/// and a rename, keeping the original file's permissions.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let perms = std::fs::metadata(path)?.permissions();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".v6build-pin-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    std::fs::set_permissions(tmp.path(), perms)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splices_in_order() {
+        let t = "abcdef";
+        assert_eq!(
+            splice(
+                t,
+                vec![(4, 1, "E".into()), (0, 0, ">".into()), (2, 2, "".into())]
+            ),
+            ">abEf"
+        );
+    }
+}

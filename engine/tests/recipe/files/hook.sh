@@ -1,0 +1,3 @@
+#!/bin/sh
+# test fixture
+sleep 1
