@@ -1,0 +1,359 @@
+//! `overlay`: copy a directory tree from the recipe's repository into the
+//! image.
+//!
+//! The only host facts that reach the image are names, file contents,
+//! symlink targets and the owner-executable bit (the one mode bit git
+//! records). Everything else comes from [`OverlayModes`] and the build:
+//! owner root, mtime the epoch. Host mtimes, owners, the umask and the
+//! directory read order never leak in: the walk is sorted by name bytes.
+//! Host hardlinks are copied as separate files (git does not record them).
+
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use v6build_fstree::{
+    BlobStore, Content, Directory, Leaf, LeafKind, Meta, Name, Node, Tree, TreePath,
+};
+use walkdir::WalkDir;
+
+use super::entries::{parent_meta, put_entry, tree_err};
+use super::resolve::{Follow, node_name, resolve};
+use super::{Action, OpContext, OpError, OpReport};
+
+/// The modes an overlay gives what it copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverlayModes {
+    /// Regular files without the owner-executable bit on the host.
+    pub file: u16,
+    /// Directories created by the overlay (existing ones keep theirs).
+    pub dir: u16,
+    /// Regular files with the owner-executable bit on the host.
+    pub exec: u16,
+}
+
+impl Default for OverlayModes {
+    fn default() -> Self {
+        OverlayModes {
+            file: 0o644,
+            dir: 0o755,
+            exec: 0o755,
+        }
+    }
+}
+
+fn host_err(path: &Path, source: std::io::Error) -> OpError {
+    OpError::Host {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Copies the tree under the host directory `host_src_dir` to `target` in
+/// the image (`target` itself is the copy of `host_src_dir`).
+///
+/// Directories merge with existing ones, which keep their metadata; a
+/// directory in the image that is a symlink to a directory is written
+/// through (as rpm and `tar --keep-directory-symlink` do), inside the image.
+/// Files and symlinks replace existing leaves, and the report says so. A
+/// directory over a non-directory, or a leaf over a directory, is an error,
+/// and so is a device, FIFO or socket on the host.
+pub fn overlay(
+    tree: &mut Tree,
+    blobs: &dyn BlobStore,
+    ctx: &OpContext,
+    host_src_dir: &Path,
+    target: &TreePath,
+    modes: &OverlayModes,
+) -> Result<OpReport, OpError> {
+    for m in [modes.file, modes.dir, modes.exec] {
+        if m > Meta::PERM_MASK {
+            return Err(OpError::BadMode { mode: u32::from(m) });
+        }
+    }
+    let md = std::fs::metadata(host_src_dir).map_err(|e| host_err(host_src_dir, e))?;
+    if !md.is_dir() {
+        return Err(host_err(
+            host_src_dir,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    let mut report = OpReport::new();
+    let root = ensure_dir(tree, ctx, target, modes, &mut report)?;
+    let walk = WalkDir::new(host_src_dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for entry in walk {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(host_src_dir).to_path_buf();
+            let source = e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("walk failed"));
+            OpError::Host { path, source }
+        })?;
+        let host = entry.path();
+        let rel = host
+            .strip_prefix(host_src_dir)
+            .map_err(|_| host_err(host, std::io::Error::other("outside the overlay source")))?;
+        let mut dest = root.clone();
+        for c in rel.components() {
+            let name = Name::new(c.as_os_str().as_bytes()).map_err(|reason| OpError::HostName {
+                path: host.to_path_buf(),
+                reason,
+            })?;
+            dest.push(name);
+        }
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            ensure_dir(tree, ctx, &dest, modes, &mut report)?;
+            continue;
+        }
+        let leaf = if ft.is_file() {
+            let md = entry.metadata().map_err(|e| {
+                host_err(
+                    host,
+                    e.into_io_error()
+                        .unwrap_or_else(|| std::io::Error::other("stat failed")),
+                )
+            })?;
+            let perm = if md.permissions().mode() & 0o100 != 0 {
+                modes.exec
+            } else {
+                modes.file
+            };
+            let mut f = File::open(host).map_err(|e| host_err(host, e))?;
+            let (digest, size) = blobs.put_reader(&mut f).map_err(|e| host_err(host, e))?;
+            Leaf {
+                meta: Meta::root(perm, ctx.epoch),
+                kind: LeafKind::Regular(Content { digest, size }),
+            }
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(host).map_err(|e| host_err(host, e))?;
+            Leaf {
+                meta: Meta::root(0o777, ctx.epoch),
+                kind: LeafKind::Symlink(t.as_os_str().as_bytes().to_vec()),
+            }
+        } else {
+            let what = if ft.is_block_device() {
+                "block device"
+            } else if ft.is_char_device() {
+                "character device"
+            } else if ft.is_fifo() {
+                "fifo"
+            } else if ft.is_socket() {
+                "socket"
+            } else {
+                "special file"
+            };
+            return Err(OpError::HostSpecial {
+                path: host.to_path_buf(),
+                what,
+            });
+        };
+        let kind = if matches!(leaf.kind, LeafKind::Symlink(_)) {
+            "symlink"
+        } else {
+            "file"
+        };
+        let real = resolve(tree, &dest, Follow::NotLast)?;
+        let action = match tree.get(&real) {
+            Some(Node::Dir(_)) => return Err(OpError::IsADirectory { path: real }),
+            Some(Node::Leaf(_)) => Action::Replaced {
+                path: real.clone(),
+                kind,
+            },
+            None => Action::Created {
+                path: real.clone(),
+                kind,
+            },
+        };
+        put_entry(tree, ctx, &real, leaf.into_node(), &mut report)?;
+        report.push(action);
+    }
+    Ok(report)
+}
+
+/// Makes sure a directory exists at `path` (following image symlinks to
+/// directories) and returns its real path.
+fn ensure_dir(
+    tree: &mut Tree,
+    ctx: &OpContext,
+    path: &TreePath,
+    modes: &OverlayModes,
+    report: &mut OpReport,
+) -> Result<TreePath, OpError> {
+    let real = resolve(tree, path, Follow::NotLast)?;
+    if real.is_root() {
+        return Ok(real);
+    }
+    match tree.get(&real) {
+        Some(Node::Dir(_)) => Ok(real),
+        Some(node @ Node::Leaf(_)) => {
+            let what = node_name(node);
+            let through = resolve(tree, &real, Follow::All)?;
+            if through.is_root() || matches!(tree.get(&through), Some(Node::Dir(_))) {
+                return Ok(through);
+            }
+            Err(OpError::NotADirectory { path: real, what })
+        }
+        None => {
+            let created = tree
+                .mkdir_p(&real.parent(), &parent_meta(ctx))
+                .map_err(tree_err)?;
+            report.parents(created);
+            put_entry(
+                tree,
+                ctx,
+                &real,
+                Node::Dir(Directory::new(Meta::root(modes.dir, ctx.epoch))),
+                report,
+            )?;
+            report.push(Action::Created {
+                path: real.clone(),
+                kind: "dir",
+            });
+            Ok(real)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink as host_symlink;
+
+    use super::super::testutil::*;
+    use super::*;
+
+    fn write(p: &Path, data: &str, mode: u32) {
+        std::fs::write(p, data).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn copies_content_exec_bit_and_symlinks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path();
+        std::fs::create_dir_all(h.join("usr/lib/dracut/hooks/online")).unwrap();
+        std::fs::create_dir_all(h.join("etc/systemd/system")).unwrap();
+        write(
+            &h.join("usr/lib/dracut/hooks/online/10-fix.sh"),
+            "#!/bin/sh\n",
+            0o700,
+        );
+        write(&h.join("etc/systemd/system/fix.service"), "[Unit]\n", 0o600);
+        host_symlink("../../lib/x", h.join("etc/link")).unwrap();
+        std::fs::set_permissions(h.join("etc"), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        let (mut t, blobs) = build(&["d /usr/lib", "l /lib usr/lib", "f /etc/link old"]);
+        let r = overlay(&mut t, &blobs, &CTX, h, &p("/"), &OverlayModes::default()).unwrap();
+        assert_eq!(
+            r.lines(),
+            [
+                "replace /etc/link with a new symlink",
+                "create dir /etc/systemd",
+                "create dir /etc/systemd/system",
+                "create file /etc/systemd/system/fix.service",
+                "create dir /usr/lib/dracut",
+                "create dir /usr/lib/dracut/hooks",
+                "create dir /usr/lib/dracut/hooks/online",
+                "create file /usr/lib/dracut/hooks/online/10-fix.sh",
+            ]
+        );
+        assert_eq!(
+            shape(&t),
+            [
+                "d0755 0:0 1 /",
+                "d0755 0:0 1 /etc",
+                "l0777 0:0 1000 /etc/link -> ../../lib/x",
+                "d0755 0:0 1000 /etc/systemd",
+                "d0755 0:0 1000 /etc/systemd/system",
+                "-0644 0:0 1000 /etc/systemd/system/fix.service size=7",
+                "l0777 0:0 1 /lib -> usr/lib",
+                "d0755 0:0 1 /usr",
+                "d0755 0:0 1 /usr/lib",
+                "d0755 0:0 1000 /usr/lib/dracut",
+                "d0755 0:0 1000 /usr/lib/dracut/hooks",
+                "d0755 0:0 1000 /usr/lib/dracut/hooks/online",
+                "-0755 0:0 1000 /usr/lib/dracut/hooks/online/10-fix.sh size=10",
+            ]
+        );
+    }
+
+    #[test]
+    fn writes_through_image_dir_symlinks_and_into_new_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path();
+        std::fs::create_dir_all(h.join("lib/modules")).unwrap();
+        write(&h.join("lib/modules/m.conf"), "x", 0o644);
+        let (mut t, blobs) = build(&["d /usr/lib", "l /lib usr/lib", "l /esc /../../.."]);
+        let modes = OverlayModes {
+            file: 0o600,
+            dir: 0o700,
+            exec: 0o700,
+        };
+        overlay(&mut t, &blobs, &CTX, h, &p("/"), &modes).unwrap();
+        assert!(t.get(&p("/usr/lib/modules/m.conf")).is_some());
+        // A target through an escaping symlink lands at the image root.
+        let r = overlay(&mut t, &blobs, &CTX, h, &p("/esc/new/place"), &modes).unwrap();
+        assert_eq!(r.lines()[0], "mkdir -p /new");
+        let s = shape(&t);
+        assert!(
+            s.contains(&"d0700 0:0 1000 /new/place".to_string()),
+            "{s:#?}"
+        );
+        assert!(s.contains(&"-0600 0:0 1000 /new/place/lib/modules/m.conf size=1".to_string()));
+    }
+
+    #[test]
+    fn refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path();
+        std::fs::create_dir_all(h.join("etc")).unwrap();
+        let (mut t, blobs) = build(&["f /etc x"]);
+        let e = overlay(&mut t, &blobs, &CTX, h, &p("/"), &OverlayModes::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc is not a directory (it is a regular file)"
+        );
+
+        let (mut t, blobs) = build(&["d /etc/conf"]);
+        std::fs::remove_dir(h.join("etc")).unwrap();
+        std::fs::create_dir_all(h.join("etc")).unwrap();
+        write(&h.join("etc/conf"), "x", 0o644);
+        let e = overlay(&mut t, &blobs, &CTX, h, &p("/"), &OverlayModes::default()).unwrap_err();
+        assert_eq!(e.to_string(), "/etc/conf is a directory");
+
+        let sock_dir = tempfile::tempdir().unwrap();
+        let _listener =
+            std::os::unix::net::UnixListener::bind(sock_dir.path().join("sock")).unwrap();
+        let (mut t, blobs) = build(&[]);
+        let e = overlay(
+            &mut t,
+            &blobs,
+            &CTX,
+            sock_dir.path(),
+            &p("/"),
+            &OverlayModes::default(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().ends_with(
+                "sock is a socket; an overlay copies only files, directories and symlinks"
+            ),
+            "{e}"
+        );
+
+        let e = overlay(
+            &mut t,
+            &blobs,
+            &CTX,
+            &h.join("missing"),
+            &p("/"),
+            &OverlayModes::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
+    }
+}
