@@ -153,7 +153,7 @@ fn centos_7_2_recipe_decodes() {
     assert_eq!(r.release.name, "7.2r5");
     assert_eq!(r.release.dir, "7.x/7.2r5");
     let m = r.media_named("centos-7.2").expect("media");
-    assert_eq!(m.files.len(), 4);
+    assert_eq!(m.files.len(), 3);
     assert!(
         m.files
             .iter()
@@ -191,7 +191,7 @@ fn centos_7_2_recipe_decodes() {
             err.help_text()
                 .is_some_and(|h| h.contains("images/pxeboot/initrd.img"))
         );
-        assert_eq!(missing_media(&r).len(), 4);
+        assert_eq!(missing_media(&r).len(), 3);
     }
 }
 
