@@ -22,6 +22,10 @@ use crate::{blockmap, xattr};
 /// Deepest directory nesting the reader follows.
 pub const MAX_DEPTH: usize = 512;
 
+/// A file may be at most this many times larger than the whole image
+/// (the rest being holes) before the reader refuses it.
+pub const MAX_SPARSE_FACTOR: u64 = 64;
+
 /// Map from each path in a tree read from an image to its inode number.
 pub type InodeMap = BTreeMap<TreePath, u32>;
 
@@ -268,6 +272,16 @@ impl<R: ReadAt> Ext4<R> {
     /// A reader over a regular file's contents (holes and uninit extents read as zeros).
     pub fn open_file(&self, ino: &Inode) -> Result<FileReader<'_, R>> {
         let m = self.mapping(ino)?;
+        // A hostile inode can claim an exabyte of holes; reading that would
+        // never end. Real sparse files stay far below this bound.
+        let limit = self.r.len().saturating_mul(MAX_SPARSE_FACTOR).max(1 << 30);
+        if ino.size() > limit {
+            return Err(unsupported(format!(
+                "inode {}: size {} is more than {MAX_SPARSE_FACTOR}x the image; refusing to expand it",
+                ino.ino,
+                ino.size()
+            )));
+        }
         Ok(FileReader {
             fs: self,
             runs: m.runs,

@@ -227,3 +227,15 @@ fn truncated_and_garbage_images_never_panic() {
         let _ = read_all(&bad);
     }
 }
+
+#[test]
+fn sparse_bomb_is_refused() {
+    for profile in PROFILES {
+        let Some((mut img, inos)) = small("sparse_bomb_is_refused", profile) else {
+            return;
+        };
+        let f = ino_of(&inos, "/etc/hosts");
+        patch_inode(&mut img, f, |i| i.set_size(1 << 60));
+        expect_err(&img, "refusing to expand");
+    }
+}
