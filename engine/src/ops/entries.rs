@@ -67,6 +67,7 @@ pub(crate) fn tree_err(e: TreeError) -> OpError {
         TreeError::Exists(path) => OpError::Exists {
             path,
             what: "entry",
+            replaceable: false,
         },
         TreeError::Root => OpError::Root { op: "replace" },
     }
@@ -90,14 +91,15 @@ pub(crate) fn new_entry_path(
 fn existing_leaf(
     tree: &Tree,
     real: &TreePath,
-    replace: bool,
+    replace: Option<bool>,
 ) -> Result<Option<Arc<Leaf>>, OpError> {
     match tree.get(real) {
         None => Ok(None),
         Some(Node::Dir(_)) => Err(OpError::IsADirectory { path: real.clone() }),
-        Some(Node::Leaf(l)) if !replace => Err(OpError::Exists {
+        Some(Node::Leaf(l)) if replace != Some(true) => Err(OpError::Exists {
             path: real.clone(),
             what: node_name(&Node::Leaf(Arc::clone(l))),
+            replaceable: replace.is_some(),
         }),
         Some(Node::Leaf(l)) => Ok(Some(Arc::clone(l))),
     }
@@ -134,14 +136,14 @@ pub(crate) fn link_count(tree: &Tree, leaf: &Arc<Leaf>) -> usize {
 }
 
 /// Puts a new entry at `path` and reports it, replacing a leaf there only
-/// with `replace`.
+/// with `replace == Some(true)` (`None`: the operation has no such option).
 fn create(
     tree: &mut Tree,
     ctx: &OpContext,
     path: &TreePath,
     node: Node,
     kind: &'static str,
-    replace: bool,
+    replace: Option<bool>,
     op: &'static str,
 ) -> Result<OpReport, OpError> {
     let real = new_entry_path(tree, path, op)?;
@@ -177,7 +179,8 @@ fn create(
 /// `mkdir -p` would (0755, root, epoch) and reported; a parent that exists
 /// as anything but a directory (or a symlink to one) is an error. Replacing
 /// a name of a hardlink group gives that name a new inode; the other names
-/// keep the old content.
+/// keep the old content. Writing a `.py` file removes that module's stale
+/// bytecode.
 pub fn write_file(
     tree: &mut Tree,
     blobs: &dyn BlobStore,
@@ -194,15 +197,19 @@ pub fn write_file(
         meta,
         kind: LeafKind::Regular(Content { digest, size }),
     };
-    create(
+    let mut report = create(
         tree,
         ctx,
         path,
         leaf.into_node(),
         "file",
-        replace,
+        Some(replace),
         "write a file over",
-    )
+    )?;
+    // A new `.py` must not be shadowed by bytecode of an older one.
+    let real = resolve(tree, path, Follow::NotLast)?;
+    super::pyc::invalidate(tree, &real, &mut report);
+    Ok(report)
 }
 
 /// Creates a directory and its missing parents (the `dir` operation).
@@ -231,6 +238,7 @@ pub fn mkdir(
                 return Err(OpError::Exists {
                     path: real.clone(),
                     what,
+                    replaceable: false,
                 });
             }
         }
@@ -306,7 +314,7 @@ pub fn symlink(
         path,
         leaf.into_node(),
         "symlink",
-        replace,
+        Some(replace),
         "replace",
     )
 }
@@ -332,7 +340,7 @@ pub fn hardlink(
         path,
         Node::Leaf(leaf),
         "hardlink",
-        false,
+        None,
         "hardlink",
     )?;
     report.push(Action::Note(format!("hardlink to {src}")));

@@ -235,12 +235,12 @@ fn mkdir_table() {
         (d("/", mode(0o755)), Ok(&["modify /: mode 0755"]), &[]),
         (
             d("/etc/motd", DirAttrs::default()),
-            Err("/etc/motd already exists (a regular file); set replace=#true to replace it"),
+            Err("/etc/motd already exists (a regular file)"),
             &[],
         ),
         (
             d("/etc/link", DirAttrs::default()),
-            Err("/etc/link already exists (a symlink); set replace=#true to replace it"),
+            Err("/etc/link already exists (a symlink)"),
             &[],
         ),
         (
@@ -336,7 +336,7 @@ fn hardlink_shares_the_leaf() {
         (
             "/etc/motd",
             "/lib/libc.so",
-            "/etc/motd already exists (a regular file); set replace=#true to replace it",
+            "/etc/motd already exists (a regular file)",
         ),
     ];
     for (path, src, want) in cases {
@@ -432,4 +432,30 @@ fn metadata_errors() {
     }
     let r = xattr_remove(&mut t, &p("/etc/motd"), b"user.x", true).unwrap();
     assert_eq!(r.lines(), ["note: /etc/motd has no xattr user.x"]);
+}
+
+#[test]
+fn writing_python_source_drops_its_bytecode() {
+    let (mut t, blobs) = build(&[
+        "f /m/foo.pyc old",
+        "f /m/__pycache__/foo.cpython-36.pyc old",
+    ]);
+    let r = write_file(
+        &mut t,
+        &blobs,
+        &CTX,
+        &p("/m/foo.py"),
+        b"x = 1\n",
+        &FileAttrs::default(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        r.lines(),
+        [
+            "create file /m/foo.py",
+            "remove stale bytecode /m/foo.pyc (source /m/foo.py changed)",
+            "remove stale bytecode /m/__pycache__/foo.cpython-36.pyc (source /m/foo.py changed)",
+        ]
+    );
 }

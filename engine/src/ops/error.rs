@@ -51,12 +51,15 @@ pub enum OpError {
         path: TreePath,
     },
     /// The target exists and the operation was not allowed to replace it.
-    #[error("{path} already exists (a {what}); set replace=#true to replace it")]
+    #[error("{path} already exists (a {what}){}",
+        if *replaceable { "; set replace=#true to replace it" } else { "" })]
     Exists {
         /// Image path.
         path: TreePath,
         /// What is there now.
         what: &'static str,
+        /// Whether the operation has a `replace` option that would allow it.
+        replaceable: bool,
     },
     /// The operation needs a regular file.
     #[error("{path} is a {what}, not a regular file")]

@@ -1,7 +1,7 @@
 //! Layer operations: the edits a recipe's layer makes to an image tree.
 //!
 //! Each operation is a pure function over a [`v6build_fstree::Tree`] and a
-//! [`BlobStore`]: it reads nothing but its typed parameters, the tree, the
+//! [`BlobStore`](v6build_fstree::BlobStore): it reads nothing but its typed parameters, the tree, the
 //! blobs and (for [`overlay`]) one host directory, and it never touches the
 //! host filesystem outside that directory. The recipe layer turns KDL nodes
 //! into these calls and attaches the recipe span to an [`OpError`]; the
@@ -20,7 +20,7 @@
 //!
 //! # Paths and symlinks
 //!
-//! Image paths are [`TreePath`]s. Before an operation touches an entry it
+//! Image paths are [`TreePath`](v6build_fstree::TreePath)s. Before an operation touches an entry it
 //! resolves the path with [`resolve()`]: every symlink on the way is followed
 //! *inside the image* (absolute targets restart at the image root, `..`
 //! stops at the root), so `/lib -> usr/lib` followed by a write to
@@ -59,7 +59,7 @@ pub use entries::{
 };
 pub use error::OpError;
 pub use glob::{Glob, GlobError};
-pub use overlay::{OverlayModes, overlay};
+pub use overlay::{OverlayModes, overlay, overlay_source_digest};
 pub use remove::remove;
 pub use replace::{Matcher, replace};
 pub use report::{Action, OpReport};

@@ -14,13 +14,13 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use v6build_fstree::{
-    BlobStore, Content, Directory, Leaf, LeafKind, Meta, Name, Node, Tree, TreePath,
+    BlobStore, Content, Digest, Directory, Leaf, LeafKind, Meta, Name, Node, Tree, TreePath,
 };
 use walkdir::WalkDir;
 
 use super::entries::{parent_meta, put_entry, tree_err};
 use super::resolve::{Follow, node_name, resolve};
-use super::{Action, OpContext, OpError, OpReport};
+use super::{Action, OpContext, OpError, OpReport, pyc};
 
 /// The modes an overlay gives what it copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,28 +50,20 @@ fn host_err(path: &Path, source: std::io::Error) -> OpError {
     }
 }
 
-/// Copies the tree under the host directory `host_src_dir` to `target` in
-/// the image (`target` itself is the copy of `host_src_dir`).
-///
-/// Directories merge with existing ones, which keep their metadata; a
-/// directory in the image that is a symlink to a directory is written
-/// through (as rpm and `tar --keep-directory-symlink` do), inside the image.
-/// Files and symlinks replace existing leaves, and the report says so. A
-/// directory over a non-directory, or a leaf over a directory, is an error,
-/// and so is a device, FIFO or socket on the host.
-pub fn overlay(
-    tree: &mut Tree,
-    blobs: &dyn BlobStore,
-    ctx: &OpContext,
-    host_src_dir: &Path,
-    target: &TreePath,
-    modes: &OverlayModes,
-) -> Result<OpReport, OpError> {
-    for m in [modes.file, modes.dir, modes.exec] {
-        if m > Meta::PERM_MASK {
-            return Err(OpError::BadMode { mode: u32::from(m) });
-        }
-    }
+/// What [`walk_source`] calls for each entry.
+type SourceVisitor<'a> = dyn FnMut(&Path, &[Name], SourceKind) -> Result<(), OpError> + 'a;
+
+/// One entry of an overlay source, with only the facts an overlay uses.
+enum SourceKind {
+    Dir,
+    /// A regular file; `exec` is the host's owner-executable bit.
+    File {
+        exec: bool,
+    },
+    Symlink(Vec<u8>),
+}
+
+fn check_source_dir(host_src_dir: &Path) -> Result<(), OpError> {
     let md = std::fs::metadata(host_src_dir).map_err(|e| host_err(host_src_dir, e))?;
     if !md.is_dir() {
         return Err(host_err(
@@ -79,8 +71,17 @@ pub fn overlay(
             std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
         ));
     }
-    let mut report = OpReport::new();
-    let root = ensure_dir(tree, ctx, target, modes, &mut report)?;
+    Ok(())
+}
+
+/// Walks `host_src_dir` in sorted byte order (parents before children)
+/// and calls `f` with each entry's host path, its path relative to the
+/// source as image names, and what it is. Special files are refused.
+fn walk_source(
+    host_src_dir: &Path,
+    f: &mut SourceVisitor<'_>,
+) -> Result<(), OpError> {
+    check_source_dir(host_src_dir)?;
     let walk = WalkDir::new(host_src_dir)
         .min_depth(1)
         .follow_links(false)
@@ -97,20 +98,19 @@ pub fn overlay(
         let rel = host
             .strip_prefix(host_src_dir)
             .map_err(|_| host_err(host, std::io::Error::other("outside the overlay source")))?;
-        let mut dest = root.clone();
-        for c in rel.components() {
-            let name = Name::new(c.as_os_str().as_bytes()).map_err(|reason| OpError::HostName {
-                path: host.to_path_buf(),
-                reason,
-            })?;
-            dest.push(name);
-        }
+        let names = rel
+            .components()
+            .map(|c| {
+                Name::new(c.as_os_str().as_bytes()).map_err(|reason| OpError::HostName {
+                    path: host.to_path_buf(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let ft = entry.file_type();
-        if ft.is_dir() {
-            ensure_dir(tree, ctx, &dest, modes, &mut report)?;
-            continue;
-        }
-        let leaf = if ft.is_file() {
+        let kind = if ft.is_dir() {
+            SourceKind::Dir
+        } else if ft.is_file() {
             let md = entry.metadata().map_err(|e| {
                 host_err(
                     host,
@@ -118,23 +118,12 @@ pub fn overlay(
                         .unwrap_or_else(|| std::io::Error::other("stat failed")),
                 )
             })?;
-            let perm = if md.permissions().mode() & 0o100 != 0 {
-                modes.exec
-            } else {
-                modes.file
-            };
-            let mut f = File::open(host).map_err(|e| host_err(host, e))?;
-            let (digest, size) = blobs.put_reader(&mut f).map_err(|e| host_err(host, e))?;
-            Leaf {
-                meta: Meta::root(perm, ctx.epoch),
-                kind: LeafKind::Regular(Content { digest, size }),
+            SourceKind::File {
+                exec: md.permissions().mode() & 0o100 != 0,
             }
         } else if ft.is_symlink() {
             let t = std::fs::read_link(host).map_err(|e| host_err(host, e))?;
-            Leaf {
-                meta: Meta::root(0o777, ctx.epoch),
-                kind: LeafKind::Symlink(t.as_os_str().as_bytes().to_vec()),
-            }
+            SourceKind::Symlink(t.as_os_str().as_bytes().to_vec())
         } else {
             let what = if ft.is_block_device() {
                 "block device"
@@ -152,10 +141,105 @@ pub fn overlay(
                 what,
             });
         };
-        let kind = if matches!(leaf.kind, LeafKind::Symlink(_)) {
-            "symlink"
-        } else {
-            "file"
+        f(host, &names, kind)?;
+    }
+    Ok(())
+}
+
+/// Version of the [`overlay_source_digest`] encoding; changing the encoding
+/// changes every overlay's cache key, so it is bumped with it.
+const SOURCE_DIGEST_VERSION: &[u8] = b"v6build overlay source v1\0";
+
+/// A digest of exactly what [`overlay`] reads from `host_src_dir`: the
+/// sorted names, entry types, owner-executable bits, file contents and
+/// symlink targets, and nothing else (no mtimes, owners or other mode
+/// bits). Callers put it in the operation's cache key, so the key changes
+/// exactly when the overlay's result can.
+pub fn overlay_source_digest(host_src_dir: &Path) -> Result<Digest, OpError> {
+    let mut h = blake3::Hasher::new();
+    h.update(SOURCE_DIGEST_VERSION);
+    let field = |h: &mut blake3::Hasher, bytes: &[u8]| {
+        h.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
+        h.update(bytes);
+    };
+    walk_source(host_src_dir, &mut |host, names, kind| {
+        let rel: Vec<&[u8]> = names.iter().map(Name::as_bytes).collect();
+        match &kind {
+            SourceKind::Dir => h.update(b"d"),
+            SourceKind::File { exec: false } => h.update(b"f"),
+            SourceKind::File { exec: true } => h.update(b"x"),
+            SourceKind::Symlink(_) => h.update(b"l"),
+        };
+        field(&mut h, &rel.join(&b'/'));
+        match kind {
+            SourceKind::Dir => {}
+            SourceKind::Symlink(t) => field(&mut h, &t),
+            SourceKind::File { .. } => {
+                let mut content = blake3::Hasher::new();
+                let mut f = File::open(host).map_err(|e| host_err(host, e))?;
+                let n = std::io::copy(&mut f, &mut content).map_err(|e| host_err(host, e))?;
+                h.update(&n.to_le_bytes());
+                h.update(content.finalize().as_bytes());
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Digest::from(h.finalize()))
+}
+
+/// Copies the tree under the host directory `host_src_dir` to `target` in
+/// the image (`target` itself is the copy of `host_src_dir`).
+///
+/// Directories merge with existing ones, which keep their metadata; a
+/// directory in the image that is a symlink to a directory is written
+/// through (as rpm and `tar --keep-directory-symlink` do), inside the image.
+/// Files and symlinks replace existing leaves, and the report says so. A
+/// directory over a non-directory, or a leaf over a directory, is an error,
+/// and so is a device, FIFO or socket on the host. A `.py` file copied in
+/// removes that module's stale bytecode.
+pub fn overlay(
+    tree: &mut Tree,
+    blobs: &dyn BlobStore,
+    ctx: &OpContext,
+    host_src_dir: &Path,
+    target: &TreePath,
+    modes: &OverlayModes,
+) -> Result<OpReport, OpError> {
+    for m in [modes.file, modes.dir, modes.exec] {
+        if m > Meta::PERM_MASK {
+            return Err(OpError::BadMode { mode: u32::from(m) });
+        }
+    }
+    let mut report = OpReport::new();
+    check_source_dir(host_src_dir)?;
+    let root = ensure_dir(tree, ctx, target, modes, &mut report)?;
+    walk_source(host_src_dir, &mut |host, names, kind| {
+        let mut dest = root.clone();
+        for n in names {
+            dest.push(n.clone());
+        }
+        let (leaf, kind) = match kind {
+            SourceKind::Dir => {
+                ensure_dir(tree, ctx, &dest, modes, &mut report)?;
+                return Ok(());
+            }
+            SourceKind::File { exec } => {
+                let perm = if exec { modes.exec } else { modes.file };
+                let mut f = File::open(host).map_err(|e| host_err(host, e))?;
+                let (digest, size) = blobs.put_reader(&mut f).map_err(|e| host_err(host, e))?;
+                let leaf = Leaf {
+                    meta: Meta::root(perm, ctx.epoch),
+                    kind: LeafKind::Regular(Content { digest, size }),
+                };
+                (leaf, "file")
+            }
+            SourceKind::Symlink(t) => {
+                let leaf = Leaf {
+                    meta: Meta::root(0o777, ctx.epoch),
+                    kind: LeafKind::Symlink(t),
+                };
+                (leaf, "symlink")
+            }
         };
         let real = resolve(tree, &dest, Follow::NotLast)?;
         let action = match tree.get(&real) {
@@ -171,7 +255,9 @@ pub fn overlay(
         };
         put_entry(tree, ctx, &real, leaf.into_node(), &mut report)?;
         report.push(action);
-    }
+        pyc::invalidate(tree, &real, &mut report);
+        Ok(())
+    })?;
     Ok(report)
 }
 
@@ -304,6 +390,32 @@ mod tests {
             "{s:#?}"
         );
         assert!(s.contains(&"-0600 0:0 1000 /new/place/lib/modules/m.conf size=1".to_string()));
+    }
+
+    #[test]
+    fn source_digest_sees_only_what_overlay_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path();
+        std::fs::create_dir_all(h.join("a")).unwrap();
+        write(&h.join("a/f"), "x", 0o644);
+        host_symlink("t", h.join("a/l")).unwrap();
+        let d0 = overlay_source_digest(h).unwrap();
+        // Group/other bits and mtimes are not inputs.
+        write(&h.join("a/f"), "x", 0o664);
+        assert_eq!(overlay_source_digest(h).unwrap(), d0);
+        // The owner-executable bit, content, names and targets are.
+        write(&h.join("a/f"), "x", 0o744);
+        let d1 = overlay_source_digest(h).unwrap();
+        assert_ne!(d1, d0);
+        write(&h.join("a/f"), "y", 0o744);
+        let d2 = overlay_source_digest(h).unwrap();
+        assert_ne!(d2, d1);
+        std::fs::remove_file(h.join("a/l")).unwrap();
+        host_symlink("u", h.join("a/l")).unwrap();
+        let d3 = overlay_source_digest(h).unwrap();
+        assert_ne!(d3, d2);
+        std::fs::rename(h.join("a/f"), h.join("a/g")).unwrap();
+        assert_ne!(overlay_source_digest(h).unwrap(), d3);
     }
 
     #[test]

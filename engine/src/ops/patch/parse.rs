@@ -204,6 +204,10 @@ fn git_names(rest: &[u8]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
         };
         return (Some(a), b);
     }
+    // Longer than two longest paths: not worth a quadratic search.
+    if rest.len() > 8200 {
+        return (None, None);
+    }
     let splits: Vec<usize> = (0..rest.len())
         .filter(|&k| rest[k..].starts_with(b" b/"))
         .collect();
