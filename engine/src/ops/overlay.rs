@@ -77,10 +77,7 @@ fn check_source_dir(host_src_dir: &Path) -> Result<(), OpError> {
 /// Walks `host_src_dir` in sorted byte order (parents before children)
 /// and calls `f` with each entry's host path, its path relative to the
 /// source as image names, and what it is. Special files are refused.
-fn walk_source(
-    host_src_dir: &Path,
-    f: &mut SourceVisitor<'_>,
-) -> Result<(), OpError> {
+fn walk_source(host_src_dir: &Path, f: &mut SourceVisitor<'_>) -> Result<(), OpError> {
     check_source_dir(host_src_dir)?;
     let walk = WalkDir::new(host_src_dir)
         .min_depth(1)
