@@ -13,6 +13,7 @@ use kdl::{KdlDocument, KdlNode};
 
 use super::decode::{NodeView, Result, display_join, lexical_join};
 use super::error::{ErrorKind, FileId, RecipeError, RecipeFile, Span};
+use super::limits;
 use super::model::{
     BootOutput, CompressKind, Compression, InitrdOutput, Layer, LayerRef, Media, MediaFile,
     MediaRole, Outputs, Recipe, Release, Sha256, Stage2Format, Stage2Output, UpdatesOutput,
@@ -99,7 +100,7 @@ pub(crate) fn load(path: &Path, opts: LoadOptions) -> Result<Recipe> {
             format!("cannot read recipe `{}`: {e}", path.display()),
         )
     })?;
-    let text = std::fs::read(&abs).map_err(|e| {
+    let text = read_limited(&abs).map_err(|e| {
         RecipeError::bare(
             ErrorKind::Io,
             format!("cannot read recipe `{}`: {e}", path.display()),
@@ -110,6 +111,48 @@ pub(crate) fn load(path: &Path, opts: LoadOptions) -> Result<Recipe> {
     l.finish()
 }
 
+/// Reads a recipe file, but no more than one byte past the size limit.
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let limit = u64::try_from(limits::MAX_RECIPE_BYTES).unwrap_or(u64::MAX);
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Narrows a parser span that runs over several lines to the token at its
+/// end. kdl 6.5 reports some errors (a bad property value) with a span from
+/// the start of the document to the offending token; the caret belongs on
+/// the token.
+fn tidy_span(text: &str, span: miette::SourceSpan) -> miette::SourceSpan {
+    let (start, end) = (span.offset(), span.offset() + span.len());
+    let Some(slice) = text.get(start..end) else {
+        return span;
+    };
+    let Some(nl) = slice.rfind('\n') else {
+        return span;
+    };
+    let line_start = start + nl + 1;
+    let last_line = &text[line_start..end];
+    let tok_start = last_line
+        .rfind(|c: char| c.is_whitespace() || c == '=')
+        .map(|i| line_start + i + 1)
+        .unwrap_or(line_start);
+    if tok_start < end {
+        miette::SourceSpan::new(tok_start.into(), end - tok_start)
+    } else {
+        // Nothing after the `=`: point at the `=` itself.
+        let at = text[..end]
+            .char_indices()
+            .last()
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        miette::SourceSpan::new(at.into(), end - at)
+    }
+}
+
 /// Converts a KDL parse failure into a diagnostic on the file.
 fn syntax_error(file: &RecipeFile, id: FileId, err: kdl::KdlError) -> RecipeError {
     let mut diags = err.diagnostics.into_iter();
@@ -117,7 +160,7 @@ fn syntax_error(file: &RecipeFile, id: FileId, err: kdl::KdlError) -> RecipeErro
         return RecipeError::in_file(ErrorKind::Syntax, file, "invalid KDL");
     };
     let to_err = |d: kdl::KdlDiagnostic| {
-        let span = Span::new(id, d.span);
+        let span = Span::new(id, tidy_span(&file.text, d.span));
         let mut e = RecipeError::in_file(
             ErrorKind::Syntax,
             file,
@@ -160,6 +203,22 @@ impl Loader {
         };
         self.files.push(file.clone());
         self.canonical.push(canonical);
+        if let Err(deep) = limits::check_nesting(&file.text) {
+            return Err(RecipeError::in_file(
+                ErrorKind::Syntax,
+                &file,
+                format!("{} more than {} deep", deep.what, deep.limit),
+            )
+            .label(
+                Span {
+                    file: id,
+                    offset: deep.offset,
+                    len: 1,
+                },
+                "too deep",
+            )
+            .help("recipes need only a few levels; this file is malformed or hostile"));
+        }
         let doc: KdlDocument = file.text.parse().map_err(|e| syntax_error(&file, id, e))?;
         self.stack.push(id);
         let included = id.0 != 0;
@@ -230,7 +289,7 @@ impl Loader {
         let base = n.file.path.parent().unwrap_or(Path::new("/"));
         let path = lexical_join(base, Path::new(rel));
         let display = display_join(&n.file.display, rel);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_limited(&path) {
             Ok(b) => b,
             Err(err) => {
                 let problem = if err.kind() == std::io::ErrorKind::NotFound {

@@ -21,6 +21,7 @@
 
 mod decode;
 mod error;
+mod limits;
 mod load;
 mod media;
 mod model;
