@@ -101,4 +101,6 @@ pub struct PatchError {
 }
 
 #[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
 mod tests;
