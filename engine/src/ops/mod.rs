@@ -60,7 +60,7 @@ pub use entries::{
 pub use error::OpError;
 pub use glob::{Glob, GlobError};
 pub use overlay::{OverlayModes, overlay, overlay_source_digest};
-pub use remove::remove;
+pub use remove::{remove, remove_path};
 pub use replace::{Matcher, replace};
 pub use report::{Action, OpReport};
 pub use resolve::{Follow, MAX_SYMLINKS, resolve};

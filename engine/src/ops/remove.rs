@@ -22,28 +22,52 @@ pub fn remove(tree: &mut Tree, pattern: &[u8], missing_ok: bool) -> Result<OpRep
     })?;
     let prefix = glob.literal_prefix();
     let targets = if glob.is_literal() {
-        if prefix.is_root() {
-            return Err(OpError::Root { op: "remove" });
-        }
-        let real = resolve(tree, &prefix, Follow::NotLast)?;
-        if tree.get(&real).is_some() {
-            vec![real]
-        } else {
-            Vec::new()
-        }
+        exact(tree, &prefix)?
     } else {
         matches_below(tree, &glob, &prefix)?
     };
+    remove_all(tree, targets, &escape(pattern), missing_ok)
+}
+
+/// Removes the entry at exactly `path` (no glob characters are special),
+/// like [`remove`] with a literal pattern.
+pub fn remove_path(
+    tree: &mut Tree,
+    path: &TreePath,
+    missing_ok: bool,
+) -> Result<OpReport, OpError> {
+    let targets = exact(tree, path)?;
+    remove_all(tree, targets, &path.to_string(), missing_ok)
+}
+
+/// The real path of the entry `path` names, if it exists.
+fn exact(tree: &Tree, path: &TreePath) -> Result<Vec<TreePath>, OpError> {
+    if path.is_root() {
+        return Err(OpError::Root { op: "remove" });
+    }
+    let real = resolve(tree, path, Follow::NotLast)?;
+    Ok(if tree.get(&real).is_some() {
+        vec![real]
+    } else {
+        Vec::new()
+    })
+}
+
+fn remove_all(
+    tree: &mut Tree,
+    targets: Vec<TreePath>,
+    pattern: &str,
+    missing_ok: bool,
+) -> Result<OpReport, OpError> {
     let mut report = OpReport::new();
     if targets.is_empty() {
         if !missing_ok {
             return Err(OpError::NoMatch {
-                pattern: escape(pattern),
+                pattern: pattern.to_string(),
             });
         }
         report.push(Action::Note(format!(
-            "`{}` matches nothing; nothing removed",
-            escape(pattern)
+            "`{pattern}` matches nothing; nothing removed"
         )));
     }
     for path in targets {
@@ -197,6 +221,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn exact_paths_take_glob_characters_literally() {
+        let (mut t, _) = build(&["f /x/a[1] 1", "f /x/a1 2"]);
+        let r = remove_path(&mut t, &p("/x/a[1]"), false).unwrap();
+        assert_eq!(r.lines(), ["remove /x/a[1]"]);
+        assert!(t.get(&p("/x/a1")).is_some());
+        let e = remove_path(&mut t, &p("/x/a[1]"), false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`/x/a[1]` matches nothing in the image (set missing-ok=#true to allow that)"
+        );
+        // As a glob, the brackets are a class.
+        remove(&mut t, b"/x/a[1]", false).unwrap();
+        assert!(t.get(&p("/x/a1")).is_none());
     }
 
     #[test]

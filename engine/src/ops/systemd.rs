@@ -41,9 +41,9 @@ const UNIT_SUFFIXES: [&str; 11] = [
     "scope",
 ];
 
-/// Enables `unit` in the image. The unit file is looked for in
-/// `unit_dir` if given, else in [`DEFAULT_UNIT_DIRS`] in order, following
-/// symlinks inside the image. A unit without an `[Install]` section that
+/// Enables `unit` in the image. The unit file is looked for in `unit_dir`
+/// first if given, then in [`DEFAULT_UNIT_DIRS`] in order, following
+/// symlinks inside the image; `Also=` units are looked for the same way. A unit without an `[Install]` section that
 /// names something to do is an error, as is a masked unit.
 pub fn systemd_enable(
     tree: &mut Tree,
@@ -52,13 +52,13 @@ pub fn systemd_enable(
     unit: &str,
     unit_dir: Option<&TreePath>,
 ) -> Result<OpReport, OpError> {
-    let dirs: Vec<TreePath> = match unit_dir {
-        Some(d) => vec![d.clone()],
-        None => DEFAULT_UNIT_DIRS
-            .iter()
-            .map(parse_path)
-            .collect::<Result<_, _>>()?,
-    };
+    let mut dirs: Vec<TreePath> = unit_dir.into_iter().cloned().collect();
+    for d in DEFAULT_UNIT_DIRS {
+        let d = parse_path(d)?;
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    }
     let mut report = OpReport::new();
     let mut seen = BTreeSet::new();
     enable(tree, blobs, ctx, unit, &dirs, &mut seen, &mut report)?;
