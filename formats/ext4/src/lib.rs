@@ -20,6 +20,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`create`] writes a new image from a tree (EL7-compatible profile; see
+//! its docs) by laying out an empty filesystem and running the editor.
+//!
 //! Features handled: extents (any depth) and indirect maps, linear and htree
 //! directories (htree read linearly; an edited htree directory is rewritten
 //! as a linear one with the index flag cleared), flex_bg, uninit_bg,
@@ -31,6 +34,7 @@
 mod blockmap;
 mod bytes;
 mod crc;
+mod create;
 pub mod dir;
 mod edit;
 mod error;
@@ -42,6 +46,7 @@ mod readat;
 pub mod superblock;
 pub mod xattr;
 
+pub use create::{CreateOptions, create};
 pub use edit::{BlockEdit, EditOptions, EditReport, EditStats, edit, edit_blocks, edit_image};
 pub use error::{Error, Result};
 pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap};

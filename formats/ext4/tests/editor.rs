@@ -181,33 +181,6 @@ fn acceptance_recipe_on_both_profiles() {
     }
 }
 
-/// Mounts `img` read-only through a loop device; None (after printing why, or
-/// failing under V6BUILD_REQUIRE_ORACLES=1) if that is impossible here.
-fn loop_mount(test: &str, img: &std::path::Path, at: &std::path::Path) -> Option<()> {
-    if !v6build_testkit::require_root(test) {
-        return None;
-    }
-    let out = std::process::Command::new("mount")
-        .args(["-t", "ext4", "-o", "loop,ro"])
-        .arg(img)
-        .arg(at)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        let why = format!(
-            "loop mount failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        assert!(
-            !v6build_testkit::oracles_required(),
-            "{test}: {why}, and V6BUILD_REQUIRE_ORACLES=1 forbids skipping"
-        );
-        eprintln!("SKIP {test}: {why}");
-        return None;
-    }
-    Some(())
-}
-
 #[test]
 fn kernel_mounts_the_edited_image() {
     let test = "kernel_mounts_the_edited_image";
