@@ -1,1 +1,102 @@
-//! cpio codec (placeholder until its issue lands).
+//! The initramfs (`initrd.img`) codec: any initrd a Linux kernel accepts,
+//! split into segments and read into [`Tree`]s, and trees written back as
+//! kernel-safe, reproducible newc archives.
+//!
+//! Pipeline:
+//! 1. [`Initramfs::parse`] scans the image the way `init/initramfs.c` does
+//!    (uncompressed newc at 4-byte alignment, NUL padding, compressed
+//!    streams recognised by magic, concatenation) and reads each segment's
+//!    archive(s) into a tree, with file contents going into a [`BlobStore`].
+//!    Decompression is bounded by [`Limits::max_unpacked`].
+//! 2. [`Initramfs::merged`] gives the tree the kernel sees after unpacking
+//!    every segment in order; recipes address this view.
+//! 3. [`repack`] turns an edited merged tree back into an image: segments
+//!    not edited are copied byte for byte; the edited one (the last by
+//!    default) is rewritten canonically ([`write_newc`] + [`compress`]), or
+//!    in [`RepackMode::Append`] a small segment with only the additions is
+//!    added after the untouched base bytes.
+//! 4. [`write_updates_img`] writes a tree as a stand-alone gzip newc
+//!    `updates.img` for Anaconda's `inst.updates=`.
+//!
+//! Output is a pure function of the inputs and the [`Compression`]
+//! parameters: thread counts change speed only, and [`codec_versions`]
+//! names every library whose bytes we emit.
+//!
+//! ```
+//! use std::num::NonZeroUsize;
+//! use v6build_cpio::{Compression, Initramfs, Limits, compress, newc_bytes};
+//! use v6build_fstree::{MemBlobs, Meta, Tree, TreePath};
+//!
+//! let blobs = MemBlobs::new();
+//! let mut tree = Tree::new(Meta::root(0o755, 0));
+//! tree.mkdir_p(&TreePath::parse("/etc").unwrap(), &Meta::root(0o755, 0)).unwrap();
+//! let archive = newc_bytes(&tree, &blobs).unwrap();
+//! let gz = compress(&Compression::canonical(v6build_cpio::CompressionKind::Gzip).unwrap(),
+//!                   &archive, NonZeroUsize::MIN).unwrap();
+//! let image = Initramfs::parse(&gz, &blobs, &Limits::default()).unwrap();
+//! assert_eq!(image.merged(), tree);
+//! ```
+
+#![warn(missing_docs)]
+
+mod compress;
+mod error;
+pub mod newc;
+mod read;
+mod repack;
+mod scan;
+mod write;
+
+pub use compress::{
+    Compression, CompressionKind, GZIP_CHUNK, LZ4_LEGACY_BLOCK, XZ_BLOCK, XZ_DICT, codec_versions,
+    compress,
+};
+pub use error::{Error, Location, Result};
+pub use repack::{RepackMode, RepackOptions, repack, write_updates_img};
+pub use scan::{Initramfs, Segment};
+pub use write::{ARCHIVE_BLOCK, WRITER_VERSION, newc_bytes, write_newc};
+
+pub use v6build_fstree::{BlobStore, Tree};
+
+/// Bounds and policies for reading untrusted images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes all segments may unpack to, together (decompression bomb guard).
+    pub max_unpacked: u64,
+    /// Most entries all archives may hold, together.
+    pub max_entries: usize,
+    /// Accept names with a leading `/` (stripped, as the kernel unpacks
+    /// them relative to the root anyway). Off by default: hostile input.
+    pub allow_absolute_names: bool,
+    /// Read a hardlink group that has fewer names than its `c_nlink` and no
+    /// name with data as an empty file, instead of refusing it as a group
+    /// whose data entry is missing.
+    pub allow_incomplete_hardlinks: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_unpacked: 4 << 30,
+            max_entries: 4_000_000,
+            allow_absolute_names: false,
+            allow_incomplete_hardlinks: false,
+        }
+    }
+}
+
+/// Something read that the kernel would treat differently or silently
+/// (a missing parent directory, data on a directory entry, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Where.
+    pub location: Location,
+    /// What.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
