@@ -365,6 +365,12 @@ impl SquashfsImage {
     /// uncompressed length when known (data blocks), else it is at most
     /// the block size.
     fn data_block(&self, pos: u64, word: u32, expect: Option<usize>) -> Result<Vec<u8>> {
+        let raw = self.raw_block(pos, word)?;
+        self.unpack_block(pos, word, &raw, expect)
+    }
+
+    /// The stored bytes of a block, after checking its size word.
+    fn raw_block(&self, pos: u64, word: u32) -> Result<Vec<u8>> {
         let bs = self.sb.block_size as usize;
         let size = (word & !BLOCK_UNCOMPRESSED) as usize;
         if word & !(BLOCK_UNCOMPRESSED | 0x00ff_ffff) != 0 || size > bs {
@@ -380,12 +386,23 @@ impl SquashfsImage {
                 "data block at {pos} (+{size}) runs past the end of the image"
             )));
         }
-        let raw = self.src.read_vec(pos, size)?;
+        self.src.read_vec(pos, size)
+    }
+
+    /// Decompresses (or takes as is) the stored bytes of a block.
+    fn unpack_block(
+        &self,
+        pos: u64,
+        word: u32,
+        raw: &[u8],
+        expect: Option<usize>,
+    ) -> Result<Vec<u8>> {
+        let bs = self.sb.block_size as usize;
         let data = if word & BLOCK_UNCOMPRESSED != 0 {
-            raw
+            raw.to_vec()
         } else {
             self.comp
-                .decompress(&raw, expect.unwrap_or(bs))
+                .decompress(raw, expect.unwrap_or(bs))
                 .map_err(|e| corrupt(format!("data block at {pos}: {e}")))?
         };
         if let Some(n) = expect
@@ -506,6 +523,11 @@ impl Walk<'_> {
                     return Err(err);
                 }
                 let (digest, size) = res?;
+                let locs = std::mem::take(&mut rd.locs);
+                drop(rd);
+                if let Some(base) = self.base.as_deref_mut() {
+                    base.record_file(digest, size, fragment != NONE32, locs);
+                }
                 if size != file_size {
                     return Err(corrupt(format!(
                         "file inode {} yields {size} bytes, its size is {file_size}",
@@ -540,17 +562,28 @@ impl Walk<'_> {
     }
 }
 
-/// Streams one file's content, decompressing a block at a time.
+/// A data block's location and stored bytes.
+type StoredBlock = (BlockLoc, Vec<u8>);
+
+/// Blocks decompressed together (in parallel) while streaming a file:
+/// bounds memory to this many blocks.
+const READ_AHEAD: usize = 32;
+
+/// Streams one file's content, decompressing a batch of blocks at a time
+/// on the rayon pool.
 struct FileReader<'a> {
     img: &'a SquashfsImage,
     fd: FileData,
     next_block: usize,
     disk_pos: u64,
     produced: u64,
+    ready: std::collections::VecDeque<Vec<u8>>,
     buf: Vec<u8>,
     buf_pos: usize,
     tail_done: bool,
     base: Option<&'a mut BaseBlocks>,
+    /// Where each block lies (`None`: a hole), for [`BaseBlocks`].
+    locs: Vec<Option<BlockLoc>>,
     /// The real error behind an `io::Error` handed to the blob store.
     error: Option<crate::Error>,
 }
@@ -563,42 +596,74 @@ impl<'a> FileReader<'a> {
             fd,
             next_block: 0,
             produced: 0,
+            ready: std::collections::VecDeque::new(),
             buf: Vec::new(),
             buf_pos: 0,
             tail_done: false,
             base,
+            locs: Vec::new(),
             error: None,
         }
     }
 
-    /// Loads the next block (or the tail); false at the end.
-    fn fill(&mut self) -> Result<bool> {
+    /// Decompresses the next batch of data blocks into `ready`.
+    fn read_ahead(&mut self) -> Result<()> {
+        use rayon::prelude::*;
         let bs = u64::from(self.img.sb.block_size);
-        if self.next_block < self.fd.block_sizes.len() {
-            let word = self.fd.block_sizes[self.next_block];
-            let start = self.next_block as u64 * bs;
-            let want = (self.fd.file_size - start).min(bs) as usize;
-            self.next_block += 1;
+        let upto = (self.next_block + READ_AHEAD).min(self.fd.block_sizes.len());
+        // Sequential I/O: the raw bytes of each block (None for holes).
+        let mut raw: Vec<(usize, Option<StoredBlock>)> = Vec::new();
+        for i in self.next_block..upto {
+            let word = self.fd.block_sizes[i];
+            // i < block count, so i * bs < file size.
+            let want = (self.fd.file_size - i as u64 * bs).min(bs) as usize;
             let size = u64::from(word & !BLOCK_UNCOMPRESSED);
             if size == 0 {
-                self.buf.clear();
-                self.buf.resize(want, 0);
-            } else {
-                self.buf = self.img.data_block(self.disk_pos, word, Some(want))?;
-                if let Some(b) = self.base.as_deref_mut() {
-                    b.record(
-                        &self.buf,
-                        BlockLoc {
-                            pos: self.disk_pos,
-                            word,
-                        },
-                    );
-                }
-                self.disk_pos += size;
+                raw.push((want, None));
+                continue;
             }
+            let loc = BlockLoc {
+                pos: self.disk_pos,
+                word,
+            };
+            let bytes = self.img.raw_block(self.disk_pos, word)?;
+            raw.push((want, Some((loc, bytes))));
+            self.disk_pos += size;
+        }
+        self.next_block = upto;
+        let img = self.img;
+        let blocks: Vec<Result<Vec<u8>>> = raw
+            .par_iter()
+            .map(|(want, r)| match r {
+                None => Ok(vec![0u8; *want]),
+                Some((loc, bytes)) => img.unpack_block(loc.pos, loc.word, bytes, Some(*want)),
+            })
+            .collect();
+        for ((_, r), b) in raw.into_iter().zip(blocks) {
+            let b = b?;
+            if let Some(base) = self.base.as_deref_mut() {
+                let loc = r.map(|(loc, _)| loc);
+                if let Some(loc) = loc {
+                    base.record(&b, loc);
+                }
+                self.locs.push(loc);
+            }
+            self.ready.push_back(b);
+        }
+        Ok(())
+    }
+
+    /// Loads the next block (or the tail); false at the end.
+    fn fill(&mut self) -> Result<bool> {
+        if self.ready.is_empty() && self.next_block < self.fd.block_sizes.len() {
+            self.read_ahead()?;
+        }
+        if let Some(b) = self.ready.pop_front() {
+            self.buf = b;
             self.buf_pos = 0;
             return Ok(true);
         }
+        let bs = u64::from(self.img.sb.block_size);
         if self.fd.fragment != NONE32 && !self.tail_done {
             self.tail_done = true;
             let tail = (self.fd.file_size % bs) as usize;

@@ -32,6 +32,15 @@ pub struct BaseBlocks {
     comp: Compressor,
     block_size: u32,
     by_hash: HashMap<[u8; 32], BlockLoc>,
+    files: HashMap<v6build_fstree::Digest, FileBlocks>,
+}
+
+/// Where every block of one whole base file lies (`None`: a hole). Only
+/// files stored without a fragment tail are kept.
+#[derive(Debug, Clone)]
+pub(crate) struct FileBlocks {
+    pub size: u64,
+    pub blocks: Vec<Option<BlockLoc>>,
 }
 
 impl fmt::Debug for BaseBlocks {
@@ -40,6 +49,7 @@ impl fmt::Debug for BaseBlocks {
             .field("comp", &self.comp)
             .field("block_size", &self.block_size)
             .field("blocks", &self.by_hash.len())
+            .field("files", &self.files.len())
             .finish()
     }
 }
@@ -51,7 +61,28 @@ impl BaseBlocks {
             comp,
             block_size,
             by_hash: HashMap::new(),
+            files: HashMap::new(),
         }
+    }
+
+    pub(crate) fn record_file(
+        &mut self,
+        digest: v6build_fstree::Digest,
+        size: u64,
+        has_fragment: bool,
+        blocks: Vec<Option<BlockLoc>>,
+    ) {
+        if !has_fragment && !blocks.is_empty() {
+            self.files
+                .entry(digest)
+                .or_insert(FileBlocks { size, blocks });
+        }
+    }
+
+    /// The base's blocks of a whole file with this content, if stored
+    /// without a fragment.
+    pub(crate) fn file(&self, digest: &v6build_fstree::Digest) -> Option<&FileBlocks> {
+        self.files.get(digest)
     }
 
     pub(crate) fn record(&mut self, data: &[u8], loc: BlockLoc) {

@@ -120,6 +120,8 @@ enum JobKind {
 struct Job {
     kind: JobKind,
     data: Vec<u8>,
+    /// Decided without looking at the data (a block of a whole base file).
+    ready: Option<Done>,
 }
 
 enum Done {
@@ -362,6 +364,30 @@ impl<W: Write + Seek> Writer<'_, W> {
             self.layouts[i].start = Some(0);
             return Ok(());
         }
+        // A whole file the base holds unchanged: copy its blocks without
+        // reading (or hashing) the content at all.
+        if c.size >= bs
+            && let Some(b) = self.base
+            && let Some(fb) = b.file(&c.digest)
+            && fb.size == c.size
+            && fb.blocks.len() as u64 == c.size.div_ceil(bs)
+        {
+            for loc in &fb.blocks {
+                let ready = match loc {
+                    Some(l) => Done::Reuse(*l),
+                    None => Done::Sparse,
+                };
+                self.push(
+                    Job {
+                        kind: JobKind::Data(i),
+                        data: Vec::new(),
+                        ready: Some(ready),
+                    },
+                    pool,
+                )?;
+            }
+            return Ok(());
+        }
         let mut r = blobs.open(&c.digest)?;
         let mut left = c.size;
         if c.size < bs {
@@ -389,6 +415,7 @@ impl<W: Write + Seek> Writer<'_, W> {
                 Job {
                     kind: JobKind::Data(i),
                     data: block,
+                    ready: None,
                 },
                 pool,
             )?;
@@ -421,6 +448,7 @@ impl<W: Write + Seek> Writer<'_, W> {
         self.jobs.push(Job {
             kind: JobKind::Frag,
             data,
+            ready: None,
         });
     }
 
@@ -432,38 +460,18 @@ impl<W: Write + Seek> Writer<'_, W> {
         let params = &self.params;
         let base = self.base;
         let cache = self.cache;
-        let results: Vec<Result<Done>> = pool.install(|| {
-            jobs.par_iter()
-                .map(|job| {
-                    let is_data = matches!(job.kind, JobKind::Data(_));
-                    if is_data && job.data.iter().all(|&b| b == 0) {
-                        return Ok(Done::Sparse);
-                    }
-                    let hash = *blake3::hash(&job.data).as_bytes();
-                    if is_data
-                        && let Some(b) = base
-                        && let Some(loc) = b.find(&hash)
-                    {
-                        return Ok(Done::Reuse(loc));
-                    }
-                    let key = BlockKey::new(params, &hash);
-                    if let Some(c) = cache
-                        && let Some(hit) = c.get(&key)
-                    {
-                        return Ok(Done::Cached(hit));
-                    }
-                    let made = match comp.compress(&job.data, bs)? {
-                        Some(z) => CachedBlock::Compressed(z),
-                        None => CachedBlock::Incompressible,
+        let results: Vec<(Job, Result<Done>)> = pool.install(|| {
+            jobs.into_par_iter()
+                .map(|mut job| {
+                    let done = match job.ready.take() {
+                        Some(d) => Ok(d),
+                        None => decide(&job, comp, bs, params, base, cache),
                     };
-                    if let Some(c) = cache {
-                        c.put(&key, &made);
-                    }
-                    Ok(Done::Compressed(made))
+                    (job, done)
                 })
                 .collect()
         });
-        for (job, done) in jobs.into_iter().zip(results) {
+        for (job, done) in results {
             let done = done?;
             match done {
                 Done::Cached(_) => self.report.blocks_cached += 1,
@@ -511,6 +519,43 @@ impl<W: Write + Seek> Writer<'_, W> {
         }
         Ok(())
     }
+}
+
+/// Decides how one block is stored: a hole, a copy from the base, a
+/// cached result, or fresh compression. Runs on the pool.
+fn decide(
+    job: &Job,
+    comp: &Compressor,
+    bs: u32,
+    params: &str,
+    base: Option<&BaseBlocks>,
+    cache: Option<&dyn BlockCache>,
+) -> Result<Done> {
+    let is_data = matches!(job.kind, JobKind::Data(_));
+    if is_data && job.data.iter().all(|&b| b == 0) {
+        return Ok(Done::Sparse);
+    }
+    let hash = *blake3::hash(&job.data).as_bytes();
+    if is_data
+        && let Some(b) = base
+        && let Some(loc) = b.find(&hash)
+    {
+        return Ok(Done::Reuse(loc));
+    }
+    let key = BlockKey::new(params, &hash);
+    if let Some(c) = cache
+        && let Some(hit) = c.get(&key)
+    {
+        return Ok(Done::Cached(hit));
+    }
+    let made = match comp.compress(&job.data, bs)? {
+        Some(z) => CachedBlock::Compressed(z),
+        None => CachedBlock::Incompressible,
+    };
+    if let Some(c) = cache {
+        c.put(&key, &made);
+    }
+    Ok(Done::Compressed(made))
 }
 
 fn block_word(len: usize, raw: bool) -> Result<u32> {

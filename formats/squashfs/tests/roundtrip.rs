@@ -347,3 +347,34 @@ fn refuses_what_squashfs_cannot_hold() {
         assert!(e.to_string().contains(want), "{want}: {e}");
     }
 }
+
+#[test]
+fn unchanged_whole_files_are_copied_without_reading_them() {
+    let blobs = MemBlobs::new();
+    let tree = sample_tree(&blobs, 2 << 20, 50);
+    let opts = WriteOptions::new(Compressor::xz(), 131072, 0);
+    let (img, _) = write_mem(&tree, &blobs, &opts);
+    let base = SquashfsImage::open(Cursor::new(img)).unwrap();
+    let (read, blocks) = base.read_tree_and_blocks(&MemBlobs::new()).unwrap();
+
+    // A store holding only the contents smaller than a block (fragments).
+    let small = MemBlobs::new();
+    for c in read.contents() {
+        if c.size < 131072 {
+            small.put(&blobs.get(&c.digest).unwrap()).unwrap();
+        }
+    }
+    let mut with_all = Cursor::new(Vec::new());
+    let full = write(&read, &blobs, &opts, Some(&blocks), None, &mut with_all).unwrap();
+    let mut with_small = Cursor::new(Vec::new());
+    let r = write(&read, &small, &opts, Some(&blocks), None, &mut with_small).unwrap();
+    assert_eq!(r, full);
+    assert!(r.blocks_reused >= 16, "{r:?}");
+    assert_eq!(r.blocks_compressed, u64::from(r.fragments), "{r:?}");
+    assert!(with_all.get_ref() == with_small.get_ref());
+    let back = SquashfsImage::open(Cursor::new(with_small.into_inner()))
+        .unwrap()
+        .read_tree(&MemBlobs::new())
+        .unwrap();
+    common::assert_same(&tree, &back, "copied without reading");
+}
