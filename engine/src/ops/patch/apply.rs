@@ -122,6 +122,8 @@ struct Found {
     pos: usize,
     lead: usize,
     trail: usize,
+    /// The fuzz level it matched at.
+    fuzz: usize,
 }
 
 fn matches_at(lines: &[Line<'_>], pos: usize, pat: &[Line<'_>]) -> bool {
@@ -145,16 +147,52 @@ fn find(
             pos,
             lead: 0,
             trail: 0,
+            fuzz: 0,
         });
     };
+    // GNU patch's rule: the fuzz level counts from the side with more
+    // context, so a hunk with less context on one side (it touches the
+    // start or the end of the file) stays anchored to that end of the file
+    // until the fuzz covers the difference.
+    let context = ctx.0.max(ctx.1);
     let mut tried = None;
     for f in 0..=fuzz {
-        let (lead, trail) = (f.min(ctx.0), f.min(ctx.1));
-        if tried == Some((lead, trail)) {
-            break;
+        let pf = (f + ctx.0).checked_sub(context);
+        let sf = (f + ctx.1).checked_sub(context);
+        let lead = pf.unwrap_or(0).min(ctx.0);
+        let trail = sf.unwrap_or(0).min(ctx.1);
+        let key = (pf.is_some(), sf.is_some(), lead, trail);
+        if tried == Some(key) {
+            continue;
         }
-        tried = Some((lead, trail));
+        tried = Some(key);
         let pat = &old[lead..old.len() - trail];
+        let found = |pos| Found {
+            pos,
+            lead,
+            trail,
+            fuzz: f,
+        };
+        match (pf, sf) {
+            // One side always has the full context, so never both.
+            (None, None) => continue,
+            (None, Some(_)) => {
+                if cursor == 0 && matches_at(lines, 0, pat) {
+                    return Some(found(0));
+                }
+                continue;
+            }
+            (Some(_), None) => {
+                if let Some(p) = lines.len().checked_sub(pat.len())
+                    && p >= cursor
+                    && matches_at(lines, p, pat)
+                {
+                    return Some(found(p));
+                }
+                continue;
+            }
+            (Some(_), Some(_)) => {}
+        }
         let Some(max) = lines.len().checked_sub(pat.len()) else {
             continue;
         };
@@ -169,21 +207,13 @@ fn find(
             if let Some(p) = start.checked_add(d).filter(|&p| p <= max)
                 && matches_at(lines, p, pat)
             {
-                return Some(Found {
-                    pos: p,
-                    lead,
-                    trail,
-                });
+                return Some(found(p));
             }
             if d > 0
                 && let Some(p) = start.checked_sub(d).filter(|&p| p >= cursor)
                 && matches_at(lines, p, pat)
             {
-                return Some(Found {
-                    pos: p,
-                    lead,
-                    trail,
-                });
+                return Some(found(p));
             }
         }
     }
@@ -244,13 +274,13 @@ fn apply_hunks(
         cursor = found.pos + (old.len() - found.lead - found.trail);
         let start = i128::try_from(found.pos).unwrap_or(i128::MAX)
             - i128::try_from(found.lead).unwrap_or(0);
-        if start != expected || found.lead + found.trail > 0 {
+        if start != expected || found.fuzz > 0 {
             let offset = start - expected;
             notes.push(format!(
                 "hunk #{} of {file} applied at line {} (offset {offset:+} lines, fuzz {})",
                 idx + 1,
                 start + 1,
-                found.lead.max(found.trail)
+                found.fuzz
             ));
         }
         delta = start - stated;

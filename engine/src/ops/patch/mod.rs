@@ -11,8 +11,11 @@
 //! hunk must match, context and removed lines alike, at the very line its
 //! header states (after the shift of earlier hunks); no offset, no fuzz.
 //! With [`ApplyOptions::fuzz`] set it behaves like GNU patch: it searches
-//! the file for the context, nearest first, and may then drop up to N
-//! lines of leading and trailing context. Every file is worked out before
+//! the file for the context, nearest first (forward before backward), and
+//! may then drop up to N lines of leading and trailing context, where the
+//! fuzz counts from the side with more context, so a hunk with less
+//! context on one side (one that touches the start or the end of the file)
+//! stays anchored to that end until the fuzz covers the difference. Every file is worked out before
 //! the tree changes, so a patch that fails leaves the tree as it was. A
 //! changed file keeps its inode (every hardlinked name sees the change),
 //! permissions, owner and xattrs; its mtime becomes the epoch. Changing a

@@ -282,16 +282,47 @@ fn offsets_and_fuzz_need_permission() {
 
 #[test]
 fn later_hunks_follow_the_offset_of_earlier_ones() {
-    let (mut t, blobs) = build(&["f /f 0\\n0\\n1\\n2\\n3\\n4\\n5\\n6\\n7\\n8\\n"]);
+    let (mut t, blobs) = build(&["f /f x\\nx\\na\\n1\\n2\\n3\\n4\\n5\\n6\\n7\\n8\\n"]);
     // Both hunks are two lines early; after the first is found, the second
-    // matches at its shifted position.
-    let patch = "--- f\n+++ f\n@@ -1,2 +1,2 @@\n-1\n+one\n 2\n@@ -6,2 +6,2 @@\n 6\n-7\n+seven\n";
+    // matches at its shifted position without a search.
+    let patch =
+        "--- f\n+++ f\n@@ -1,3 +1,3 @@\n a\n-1\n+one\n 2\n@@ -7,3 +7,3 @@\n 6\n-7\n+seven\n 8\n";
     let r = run(&mut t, &blobs, patch, &opts(0, "/", Some(0))).unwrap();
-    assert_eq!(r.lines().len(), 2, "{r}");
+    assert_eq!(
+        r.lines(),
+        [
+            "modify /f: patched (2 hunk(s))",
+            "note: hunk #1 of /f applied at line 3 (offset +2 lines, fuzz 0)",
+        ]
+    );
     assert_eq!(
         read(&t, &blobs, "/f"),
-        "0\n0\none\n2\n3\n4\n5\n6\nseven\n8\n"
+        "x\nx\na\none\n2\n3\n4\n5\n6\nseven\n8\n"
     );
+}
+
+#[test]
+fn hunks_at_the_start_or_end_of_a_file_stay_anchored_there() {
+    // A hunk without leading context says "this is the start of the file":
+    // like GNU patch, it is not moved elsewhere until the fuzz covers the
+    // missing context.
+    let (mut t, blobs) = build(&["f /f x\\n1\\n2\\n3\\n"]);
+    let start = "--- f\n+++ f\n@@ -1,2 +1,2 @@\n-1\n+one\n 2\n";
+    let e = run(&mut t, &blobs, start, &opts(0, "/", Some(0))).unwrap_err();
+    assert!(e.to_string().contains("hunk #1"), "{e}");
+    run(&mut t, &blobs, start, &opts(0, "/", Some(1))).unwrap();
+    assert_eq!(read(&t, &blobs, "/f"), "x\none\n2\n3\n");
+    // Likewise a hunk without trailing context belongs at the end.
+    let end = "--- f\n+++ f\n@@ -2,1 +2,2 @@\n one\n+more\n";
+    let e = run(&mut t, &blobs, end, &opts(0, "/", Some(0))).unwrap_err();
+    assert!(e.to_string().contains("hunk #1"), "{e}");
+    let at_end = "--- f\n+++ f\n@@ -3,1 +3,2 @@\n 3\n+more\n";
+    let r = run(&mut t, &blobs, at_end, &opts(0, "/", Some(0))).unwrap();
+    assert_eq!(
+        r.lines()[1],
+        "note: hunk #1 of /f applied at line 4 (offset +1 lines, fuzz 0)"
+    );
+    assert_eq!(read(&t, &blobs, "/f"), "x\none\n2\n3\nmore\n");
 }
 
 /// The failure message is part of the user interface: pinned.
