@@ -252,3 +252,125 @@ fn demo_patch_with_one_changed_context_line_fails_naming_hunk_and_file() {
     );
     assert_eq!(shape(&t), before, "a failed patch changes nothing");
 }
+
+/// Applies `patch` to `content` as file `f` with GNU patch at fuzz `f`;
+/// `None` if GNU patch rejects any hunk.
+fn gnu_patch(gnu: &Path, dir: &Path, content: &[u8], patch: &[u8], fuzz: usize) -> Option<Vec<u8>> {
+    std::fs::write(dir.join("f"), content).unwrap();
+    std::fs::write(dir.join("p.diff"), patch).unwrap();
+    let out = Command::new(gnu)
+        .args([
+            "-p1",
+            "-f",
+            "-s",
+            "--no-backup-if-mismatch",
+            "-r",
+            "-",
+            "-i",
+            "p.diff",
+        ])
+        .arg(format!("-F{fuzz}"))
+        .current_dir(dir)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    match out.status.code() {
+        Some(0) => Some(std::fs::read(dir.join("f")).unwrap()),
+        Some(1) => None,
+        _ => panic!("patch failed: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+#[test]
+fn offsets_and_fuzz_agree_with_gnu_patch() {
+    let test = "offsets_and_fuzz_agree_with_gnu_patch";
+    let (Some(diff), Some(gnu)) = (
+        v6build_testkit::oracle(test, "diff"),
+        v6build_testkit::oracle(test, "patch"),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x0ff5_e7f0_22aa_7001);
+    let (mut same_ok, mut same_fail, mut differ) = (0, 0, Vec::new());
+    for case in 0..150 {
+        let n = 5 + rng.below(30);
+        let old: Vec<String> = (0..n).map(|_| format!("l{}", rng.below(12))).collect();
+        let mut new = old.clone();
+        for _ in 0..1 + rng.below(3) {
+            let at = rng.below(new.len());
+            if rng.below(2) == 0 {
+                new[at] = format!("new{}", rng.below(5));
+            } else {
+                new.insert(at, format!("add{}", rng.below(5)));
+            }
+        }
+        let Some(patch) = diff_u(
+            &diff,
+            tmp.path(),
+            &to_bytes(&old, true),
+            &to_bytes(&new, true),
+            3,
+        ) else {
+            continue;
+        };
+        let patch = String::from_utf8(patch)
+            .unwrap()
+            .replace("a/dir/f", "a/f")
+            .replace("b/dir/f", "b/f");
+        // Move things around under the patch: insert lines, change one.
+        let mut moved = old.clone();
+        for k in 0..rng.below(4) {
+            let at = rng.below(moved.len() + 1);
+            moved.insert(at, format!("ins{k}"));
+        }
+        if rng.below(2) == 0 {
+            let at = rng.below(moved.len());
+            moved[at] = "chg".to_string();
+        }
+        let content = to_bytes(&moved, true);
+        for fuzz in 0..=2 {
+            let theirs = gnu_patch(&gnu, tmp.path(), &content, patch.as_bytes(), fuzz);
+            let (mut t, blobs) = build(&[]);
+            crate::ops::write_file(
+                &mut t,
+                &blobs,
+                &CTX,
+                &p("/f"),
+                &content,
+                &Default::default(),
+                false,
+            )
+            .unwrap();
+            let opts = ApplyOptions {
+                strip: 1,
+                dir: p("/"),
+                fuzz: Some(fuzz),
+            };
+            let ours = apply(
+                &mut t,
+                &blobs,
+                &CTX,
+                &parse(patch.as_bytes()).unwrap(),
+                &opts,
+            )
+            .ok()
+            .map(|_| read(&t, &blobs, "/f").into_bytes());
+            match (&ours, &theirs) {
+                (Some(a), Some(b)) if a == b => same_ok += 1,
+                (None, None) => same_fail += 1,
+                _ => differ.push(format!(
+                    "case {case} fuzz {fuzz}: ours {:?} theirs {:?}\n{patch}\nfile:\n{}",
+                    ours.map(String::from_utf8),
+                    theirs.map(String::from_utf8),
+                    String::from_utf8_lossy(&content)
+                )),
+            }
+        }
+    }
+    eprintln!(
+        "agree applied {same_ok}, agree rejected {same_fail}, differ {}",
+        differ.len()
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n----\n"));
+}
