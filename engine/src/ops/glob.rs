@@ -373,3 +373,63 @@ mod tests {
         assert!(!g.matches(&p(&path)));
     }
 }
+
+#[cfg(test)]
+mod oracle {
+    use super::*;
+
+    /// The `glob` crate (which the recipe decoder uses to validate
+    /// patterns) agrees on the syntax both share: `*`, `?`, `[…]`, `[!…]`
+    /// and ranges, with `/` never matched by a wildcard.
+    #[test]
+    fn agrees_with_the_glob_crate() {
+        const PAT: [&str; 10] = ["a", "b", ".", "*", "?", "[ab]", "[!a]", "[a-c]", "/", "c"];
+        const NAME: [&str; 5] = ["a", "b", "c", ".", "/"];
+        let mut seed: u64 = 0x1234_5678_9abc_def1;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % u64::try_from(n).unwrap()).unwrap()
+        };
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        let mut checked = 0;
+        for _ in 0..20000 {
+            let pat: String = (0..1 + next(6)).map(|_| PAT[next(PAT.len())]).collect();
+            let name: String = (0..1 + next(7)).map(|_| NAME[next(NAME.len())]).collect();
+            let pat = format!("/{pat}");
+            let path = format!("/{name}");
+            // Compare only where both sides mean the same thing: no empty,
+            // `.` or `..` components (which image paths cannot have).
+            let (Ok(ours), Ok(theirs), Ok(tp)) = (
+                Glob::parse(pat.as_bytes()),
+                glob::Pattern::new(&pat),
+                TreePath::parse(&path),
+            ) else {
+                continue;
+            };
+            if path
+                .split('/')
+                .skip(1)
+                .any(|c| c.is_empty() || c == "." || c == "..")
+                || pat
+                    .split('/')
+                    .skip(1)
+                    .any(|c| c.is_empty() || c == "." || c == "..")
+            {
+                continue;
+            }
+            assert_eq!(
+                ours.matches(&tp),
+                theirs.matches_with(&path, opts),
+                "{pat} vs {path}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 5000, "only {checked} comparisons");
+    }
+}

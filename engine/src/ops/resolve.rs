@@ -200,3 +200,88 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod random {
+    use v6build_fstree::{Leaf, Meta};
+
+    use super::super::testutil::p;
+    use super::*;
+
+    /// Random trees full of symlinks (relative, absolute, `..`-laden,
+    /// looping) and random paths: resolution always ends, and what it
+    /// returns has no symlink or non-directory where a directory must be.
+    #[test]
+    fn resolution_terminates_and_leaves_no_symlink_behind() {
+        const NAMES: [&str; 4] = ["a", "b", "c", "d"];
+        const TARGET_PARTS: [&str; 7] = ["a", "b", "c", "..", ".", "", "d"];
+        let mut seed: u64 = 0xdead_beef_cafe_f00d;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            usize::try_from(seed % u64::try_from(n).unwrap()).unwrap()
+        };
+        for _ in 0..300 {
+            let mut t = Tree::new(Meta::root(0o755, 0));
+            for _ in 0..12 {
+                let depth = 1 + next(3);
+                let path: String = (0..depth).map(|_| format!("/{}", NAMES[next(4)])).collect();
+                let path = p(&path);
+                if t.mkdir_p(&path.parent(), &Meta::root(0o755, 0)).is_err()
+                    || t.get(&path).is_some()
+                {
+                    continue;
+                }
+                let node = match next(3) {
+                    0 => Node::Dir(v6build_fstree::Directory::new(Meta::root(0o755, 0))),
+                    1 => Leaf {
+                        meta: Meta::root(0o644, 0),
+                        kind: LeafKind::Fifo,
+                    }
+                    .into_node(),
+                    _ => {
+                        let lead = if next(2) == 0 { "/" } else { "" };
+                        let parts: Vec<&str> =
+                            (0..1 + next(4)).map(|_| TARGET_PARTS[next(7)]).collect();
+                        let target = format!("{lead}{}", parts.join("/"));
+                        if target.is_empty() {
+                            continue;
+                        }
+                        Leaf {
+                            meta: Meta::root(0o777, 0),
+                            kind: LeafKind::Symlink(target.into_bytes()),
+                        }
+                        .into_node()
+                    }
+                };
+                t.insert(&path, node, false).unwrap();
+            }
+            for _ in 0..20 {
+                let depth = 1 + next(4);
+                let path: String = (0..depth).map(|_| format!("/{}", NAMES[next(4)])).collect();
+                let path = p(&path);
+                for follow in [Follow::All, Follow::NotLast] {
+                    let Ok(real) = resolve(&t, &path, follow) else {
+                        continue;
+                    };
+                    let comps = real.components();
+                    for k in 0..comps.len() {
+                        let prefix: TreePath = comps[..=k].iter().cloned().collect();
+                        let last = k + 1 == comps.len();
+                        match t.get(&prefix) {
+                            None | Some(Node::Dir(_)) => {}
+                            Some(Node::Leaf(l)) => {
+                                let is_link = matches!(l.kind, LeafKind::Symlink(_));
+                                assert!(
+                                    last && (!is_link || follow == Follow::NotLast),
+                                    "{path} -> {real}: {prefix} is a leaf ({follow:?})"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
