@@ -1,0 +1,243 @@
+//! GNU cpio as the oracle: we read what `cpio -o -H newc` writes exactly as
+//! `cpio -idm` extracts it, and `cpio -idm` extracts what we write exactly
+//! as the tree we wrote.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::num::NonZeroUsize;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+use std::collections::HashMap;
+use std::sync::Arc;
+use v6build_cpio::{Compression, CompressionKind, Initramfs, Limits, compress, newc_bytes};
+use v6build_fstree::{Directory, Leaf, LeafKind, MemBlobs, Meta, Node, Timestamp, Tree, dump};
+
+fn sh(dir: &Path, script: &str) {
+    v6build_testkit::run(Command::new("sh").arg("-ec").arg(script).current_dir(dir));
+}
+
+fn extract(archive: &[u8], dest: &Path) {
+    let mut child = Command::new("cpio")
+        .args(["-idm", "--quiet", "--no-absolute-filenames"])
+        .current_dir(dest)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A source tree with everything an initrd holds.
+fn make_source(dir: &Path, root: bool) {
+    sh(
+        dir,
+        "mkdir -p bin etc/conf.d usr/lib dev empty
+         printf '#!/bin/sh\\necho hi\\n' > bin/sh; chmod 755 bin/sh
+         printf setuid > bin/su; chmod 4755 bin/su
+         : > etc/empty; chmod 600 etc/empty
+         head -c 300000 /dev/zero | tr '\\0' 'x' > usr/lib/big
+         printf shared > bin/a; ln bin/a etc/conf.d/b; ln bin/a usr/lib/c
+         ln -s usr/lib lib
+         mkfifo dev/initctl",
+    );
+    std::fs::write(dir.join(OsStr::from_bytes(b"etc/caf\xe9")), b"latin-1").unwrap();
+    if root {
+        sh(
+            dir,
+            "mknod dev/console c 5 1; mknod dev/sda b 8 0; chown 1234:5678 etc/empty",
+        );
+    }
+    // Fixed times, children before parents so directory times stick.
+    sh(
+        dir,
+        "find . -depth -exec touch -h -d @1600000000 {} +; touch -d @1700000000 .",
+    );
+}
+
+/// GNU `cpio -idm` restores neither directory nor symlink times (nor the
+/// metadata of `.` itself): blank those on both sides before comparing an
+/// extraction. The reader's directory and symlink times are checked
+/// against the source tree instead.
+fn without_unrestored_times(t: &Tree) -> Tree {
+    fn go(d: &Directory) -> Directory {
+        let mut out = Directory::new(Meta {
+            mtime: Timestamp::secs(0),
+            ..d.meta.clone()
+        });
+        let mut done: HashMap<*const Leaf, Arc<Leaf>> = HashMap::new();
+        for (name, n) in d.entries() {
+            let node = match n {
+                Node::Dir(sub) => Node::Dir(go(sub)),
+                Node::Leaf(l) if matches!(l.kind, LeafKind::Symlink(_)) => {
+                    let mut c = (**l).clone();
+                    c.meta.mtime = Timestamp::secs(0);
+                    Node::Leaf(Arc::new(c))
+                }
+                Node::Leaf(l) => Node::Leaf(Arc::clone(
+                    done.entry(Arc::as_ptr(l)).or_insert_with(|| Arc::clone(l)),
+                )),
+            };
+            out.put(name.clone(), node);
+        }
+        out
+    }
+    let mut out = go(t);
+    out.meta = Meta::default();
+    out
+}
+
+fn compressors() -> Vec<(
+    &'static str,
+    Option<&'static [&'static str]>,
+    Option<CompressionKind>,
+)> {
+    vec![
+        ("none", None, None),
+        (
+            "gzip",
+            Some(&["gzip", "-9", "-n", "-c"][..]),
+            Some(CompressionKind::Gzip),
+        ),
+        (
+            "xz",
+            Some(&["xz", "--check=crc32", "--lzma2=dict=1MiB", "-c"][..]),
+            Some(CompressionKind::Xz),
+        ),
+        (
+            "zstd",
+            Some(&["zstd", "-q", "-19", "-c"][..]),
+            Some(CompressionKind::Zstd),
+        ),
+    ]
+}
+
+fn pipe(cmd: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let t = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&data).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    t.join().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    out.stdout
+}
+
+#[test]
+fn reads_what_gnu_cpio_writes() {
+    const T: &str = "reads_what_gnu_cpio_writes";
+    for tool in ["cpio", "gzip", "xz", "zstd"] {
+        if v6build_testkit::oracle(T, tool).is_none() {
+            return;
+        }
+    }
+    let root = v6build_testkit::is_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    make_source(&src, root);
+    let archive = v6build_testkit::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg("find . | LC_ALL=C sort | cpio -o -H newc --quiet")
+            .current_dir(&src),
+    )
+    .stdout;
+    let dest = tmp.path().join("dest");
+    std::fs::create_dir(&dest).unwrap();
+    extract(&archive, &dest);
+    let blobs = MemBlobs::new();
+    let extracted = without_unrestored_times(&tree_from_dir(&dest, &blobs));
+    let want = tree_from_dir(&src, &blobs);
+    assert!(
+        dump(&want).contains("/etc/conf.d/b => /bin/a"),
+        "{}",
+        dump(&want)
+    );
+    for (name, cmd, kind) in compressors() {
+        let bytes = match cmd {
+            None => archive.clone(),
+            Some(c) => pipe(c, &archive),
+        };
+        let img = Initramfs::parse(&bytes, &blobs, &Limits::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(img.segments.len(), 1, "{name}");
+        assert_eq!(img.segments[0].compression, kind, "{name}");
+        assert!(
+            img.segments[0].warnings.is_empty(),
+            "{name}: {:?}",
+            img.segments[0].warnings
+        );
+        let got = img.merged();
+        assert_eq!(
+            dump(&without_unrestored_times(&got)),
+            dump(&extracted),
+            "{name} vs cpio -idm"
+        );
+        assert_eq!(dump(&got), dump(&want), "{name} vs the source tree");
+        assert_eq!(got.digest(), want.digest(), "{name}");
+    }
+}
+
+#[test]
+fn gnu_cpio_reads_what_we_write() {
+    const T: &str = "gnu_cpio_reads_what_we_write";
+    if v6build_testkit::oracle(T, "cpio").is_none() || !v6build_testkit::require_root(T) {
+        return;
+    }
+    let blobs = MemBlobs::new();
+    let tree = sample_tree(&blobs);
+    let archive = newc_bytes(&tree, &blobs).unwrap();
+    // `cpio -itv` lists every entry (the root `.` included) without complaint.
+    let listing = pipe(&["cpio", "-itv", "--quiet"], &archive);
+    let lines = String::from_utf8_lossy(&listing).lines().count();
+    let (dirs, leaves) = tree.count();
+    assert_eq!(
+        lines,
+        dirs + leaves + 1,
+        "{}",
+        String::from_utf8_lossy(&listing)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    extract(&archive, tmp.path());
+    let got = tree_from_dir(tmp.path(), &blobs);
+    assert_eq!(
+        dump(&without_unrestored_times(&got)),
+        dump(&without_unrestored_times(&tree))
+    );
+    // And the same through gzip, as the kernel would get it.
+    let gz = compress(
+        &Compression::canonical(CompressionKind::Gzip).unwrap(),
+        &archive,
+        NonZeroUsize::MIN,
+    )
+    .unwrap();
+    assert_eq!(pipe(&["gzip", "-dc"], &gz), archive);
+    let xz = compress(
+        &Compression::canonical(CompressionKind::Xz).unwrap(),
+        &archive,
+        NonZeroUsize::MIN,
+    )
+    .unwrap();
+    assert_eq!(pipe(&["xz", "-dc"], &xz), archive);
+    let zst = compress(
+        &Compression::canonical(CompressionKind::Zstd).unwrap(),
+        &archive,
+        NonZeroUsize::MIN,
+    )
+    .unwrap();
+    assert_eq!(pipe(&["zstd", "-dcq"], &zst), archive);
+    let _: Tree = got;
+}
