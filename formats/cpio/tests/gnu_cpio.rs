@@ -91,11 +91,13 @@ fn without_unrestored_times(t: &Tree) -> Tree {
     out
 }
 
-fn compressors() -> Vec<(
+type Compressor = (
     &'static str,
     Option<&'static [&'static str]>,
     Option<CompressionKind>,
-)> {
+);
+
+fn compressors() -> Vec<Compressor> {
     vec![
         ("none", None, None),
         (
