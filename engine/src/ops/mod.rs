@@ -10,6 +10,30 @@
 //! `mkdir -p` would, entries removed, stale bytecode dropped), which the build
 //! output and `plan --explain` print.
 //!
+//! ```
+//! use v6build_engine::ops::{self, FileAttrs, OpContext, patch};
+//! use v6build_fstree::{MemBlobs, Meta, Tree, TreePath};
+//!
+//! let blobs = MemBlobs::new();
+//! let ctx = OpContext { epoch: 1_700_000_000 };
+//! let mut tree = Tree::new(Meta::root(0o755, ctx.epoch));
+//! let path = TreePath::parse("/etc/motd").unwrap();
+//! let report = ops::write_file(
+//!     &mut tree, &blobs, &ctx, &path, b"hello\n", &FileAttrs::default(), false,
+//! ).unwrap();
+//! assert_eq!(report.lines(), ["mkdir -p /etc", "create file /etc/motd"]);
+//!
+//! let diff = b"--- a/motd\n+++ b/motd\n@@ -1 +1 @@\n-hello\n+hello, IPv6\n";
+//! let opts = patch::ApplyOptions {
+//!     strip: 1,
+//!     dir: TreePath::parse("/etc").unwrap(),
+//!     fuzz: None,
+//! };
+//! let parsed = patch::parse(diff).unwrap();
+//! let report = patch::apply(&mut tree, &blobs, &ctx, &parsed, &opts).unwrap();
+//! assert_eq!(report.lines(), ["modify /etc/motd: patched (1 hunk(s))"]);
+//! ```
+//!
 //! # Determinism
 //!
 //! Nothing here reads a clock, the umask, host owners or host mtimes. New
