@@ -266,6 +266,16 @@ fn apply_hunks(
             .min(h.lines.len() - lead);
         let stated = i128::from(h.old_start) - i128::from(h.old_len > 0);
         let expected = stated + delta;
+        if fuzz.is_none() && expected < i128::try_from(cursor).unwrap_or(i128::MAX) {
+            return Err(OpError::PatchFile {
+                path: file.clone(),
+                reason: format!(
+                    "hunk #{} `{}` overlaps the hunk before it or is out of order",
+                    idx + 1,
+                    h.header
+                ),
+            });
+        }
         let Some(found) = find(&lines, cursor, &old, (lead, trail), expected, fuzz) else {
             return Err(failure(file, idx, h, &old_k, &lines, expected, fuzz));
         };

@@ -393,6 +393,10 @@ fn file_level_errors() {
             "--- a\n+++ a\n@@ -1 +1 @@\n-x\n+y\n",
             "patch file name `a` with strip=1: it has fewer than 1 leading directories",
         ),
+        (
+            "--- del\n+++ del\n@@ -2 +2 @@\n-y\n+Y\n@@ -1 +1 @@\n-x\n+X\n",
+            "patch of /del: hunk #2 `@@ -1 +1 @@` overlaps the hunk before it or is out of order",
+        ),
     ];
     for (patch, want) in cases {
         let strip = usize::from(patch.contains("etc/passwd") || patch.starts_with("--- a\n"));
