@@ -458,4 +458,96 @@ mod tests {
             assert_eq!(e.to_string(), *want, "{unit}");
         }
     }
+
+    /// The symlinks under `/etc/systemd/system`, as `path -> target`.
+    fn links(t: &Tree) -> Vec<String> {
+        let mut out = Vec::new();
+        t.walk(&mut |path, node| {
+            if path.starts_with(&p("/etc/systemd/system"))
+                && let Node::Leaf(l) = node
+                && let LeafKind::Symlink(target) = &l.kind
+            {
+                out.push(format!("{path} -> {}", String::from_utf8_lossy(target)));
+            }
+        });
+        out.sort();
+        out
+    }
+
+    /// `systemctl --root=DIR enable` is the reference: the same units give
+    /// the same symlinks. systemd is not among the oracles CI installs, so
+    /// this runs where `systemctl` happens to be present and says SKIP
+    /// otherwise (even under V6BUILD_REQUIRE_ORACLES).
+    #[test]
+    fn agrees_with_systemctl_enable() {
+        let Some(systemctl) = v6build_testkit::which("systemctl") else {
+            eprintln!("SKIP agrees_with_systemctl_enable: systemctl is not installed");
+            return;
+        };
+        let shipped = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../recipes/files/fix-ipv6.service"),
+        )
+        .expect("the shipped fix-ipv6.service");
+        let units: &[(&str, &str)] = &[
+            ("fix-ipv6.service", &shipped),
+            (
+                "main.service",
+                "[Install]\nWantedBy=a.target \\\n  b.target\nWantedBy=\nWantedBy=multi-user.target\nRequiredBy=c.target\nAlias=other.service\nAlso=helper.socket\n",
+            ),
+            ("helper.socket", "[Install]\nWantedBy=sockets.target\n"),
+            (
+                "getty@.service",
+                "[Install]\nWantedBy=getty.target\nDefaultInstance=tty1\n",
+            ),
+        ];
+        for enable in [
+            &["fix-ipv6.service"][..],
+            &["main.service"],
+            &["getty@.service", "getty@ttyS0.service"],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path();
+            let unit_dir = root.join("usr/lib/systemd/system");
+            std::fs::create_dir_all(&unit_dir).unwrap();
+            std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+            let (mut t, blobs) = build(&["d /etc/systemd/system", "d /usr/lib/systemd/system"]);
+            for (name, text) in units {
+                std::fs::write(unit_dir.join(name), text).unwrap();
+                let path = p(&format!("/usr/lib/systemd/system/{name}"));
+                crate::ops::write_file(
+                    &mut t,
+                    &blobs,
+                    &CTX,
+                    &path,
+                    text.as_bytes(),
+                    &Default::default(),
+                    false,
+                )
+                .unwrap();
+            }
+            v6build_testkit::run(
+                std::process::Command::new(&systemctl)
+                    .arg(format!("--root={}", root.display()))
+                    .arg("enable")
+                    .args(enable),
+            );
+            let mut theirs: Vec<String> = walkdir::WalkDir::new(root.join("etc/systemd/system"))
+                .into_iter()
+                .map(Result::unwrap)
+                .filter(|e| e.file_type().is_symlink())
+                .map(|e| {
+                    let rel = e.path().strip_prefix(root).unwrap();
+                    let target = std::fs::read_link(e.path()).unwrap();
+                    format!("/{} -> {}", rel.display(), target.display())
+                })
+                .collect();
+            theirs.sort();
+            for unit in enable {
+                systemd_enable(&mut t, &blobs, &CTX, unit, None).unwrap();
+            }
+            assert_eq!(links(&t), theirs, "enable {enable:?}");
+            assert!(!theirs.is_empty());
+        }
+    }
 }
