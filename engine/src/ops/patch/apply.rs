@@ -458,7 +458,7 @@ pub fn apply(
                 Staged::Delete
             }
         };
-        if !order.contains(&real) {
+        if !staged.contains_key(&real) {
             order.push(real.clone());
         }
         staged.insert(real, next);
