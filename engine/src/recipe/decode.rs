@@ -63,11 +63,15 @@ impl<'a> NodeView<'a> {
     /// The whole node, without the trailing whitespace KDL includes before a comment.
     pub fn span(&self) -> Span {
         let s = self.node.span();
-        let text = &self.file.text[s.offset()..s.offset() + s.len()];
+        let len = self
+            .file
+            .text
+            .get(s.offset()..s.offset() + s.len())
+            .map_or(s.len(), |t| t.trim_end().len());
         Span {
             file: self.id,
             offset: s.offset(),
-            len: text.trim_end().len(),
+            len,
         }
     }
 
