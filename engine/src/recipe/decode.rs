@@ -514,6 +514,41 @@ impl<'a> NodeView<'a> {
     }
 }
 
+pub(crate) fn unknown_child(
+    c: &NodeView<'_>,
+    name: &str,
+    parent: &str,
+    allowed: &[&str],
+) -> RecipeError {
+    let err = c
+        .err(
+            ErrorKind::UnknownNode,
+            format!("unknown node `{name}` in `{parent}`"),
+        )
+        .label(c.name_span(), "unknown node");
+    match did_you_mean(name, allowed.iter().copied()) {
+        Some(s) => err.help(format!("did you mean `{s}`?")),
+        None => err.help(format!(
+            "`{parent}` holds: {}",
+            allowed
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+pub(crate) fn duplicate_child(c: &NodeView<'_>, first: Span) -> RecipeError {
+    c.err(
+        ErrorKind::Duplicate,
+        format!("`{}` is given twice", c.name()),
+    )
+    .label(c.name_span(), "given again here")
+    .label(first, "first given here")
+    .help("keep one of them")
+}
+
 /// What a host path must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum HostKind {
@@ -566,6 +601,9 @@ pub(crate) fn lexical_join(base: &Path, rel: &Path) -> PathBuf {
 
 /// The display form of `rel` named from the file displayed as `from`.
 pub(crate) fn display_join(from: &str, rel: &str) -> String {
+    if Path::new(rel).is_absolute() {
+        return rel.to_owned();
+    }
     let base = Path::new(from).parent().unwrap_or(Path::new(""));
     let mut parts: Vec<String> = base
         .components()
@@ -626,5 +664,9 @@ mod tests {
         assert_eq!(display_join("a/b.kdl", "../c.kdl"), "c.kdl");
         assert_eq!(display_join("b.kdl", "../c.kdl"), "../c.kdl");
         assert_eq!(display_join("/r/b.kdl", "c.kdl"), "/r/c.kdl");
+        assert_eq!(
+            display_join("r/b.kdl", "/srv/media/i.img"),
+            "/srv/media/i.img"
+        );
     }
 }

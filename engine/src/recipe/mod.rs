@@ -26,6 +26,7 @@ mod load;
 mod media;
 mod model;
 mod ops;
+mod outputs;
 mod pin;
 mod suggest;
 #[cfg(test)]
