@@ -6,11 +6,17 @@
 //! output and the release directory. The `v6build` binary is a thin shell
 //! over [`cmd`].
 
+mod apply;
+pub mod build;
 pub mod cmd;
 pub mod dag;
+pub mod inspect;
+pub mod keys;
 pub mod manifest;
+pub mod pipeline;
 pub mod progress;
 pub mod release;
+pub mod verify;
 
 use std::path::PathBuf;
 
