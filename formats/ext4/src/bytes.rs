@@ -29,11 +29,6 @@ pub(crate) fn lo32(v: u64) -> u32 {
     (v & 0xffff_ffff) as u32
 }
 
-/// Bits 32..48 of a value (the 16-bit `_hi` half of a split field).
-pub(crate) fn hi16(v: u64) -> u16 {
-    ((v >> 32) & 0xffff) as u16
-}
-
 /// Low 16 bits (the `_lo` half of a 16+16 split field).
 pub(crate) fn lo16(v: u32) -> u16 {
     (v & 0xffff) as u16

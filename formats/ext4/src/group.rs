@@ -2,7 +2,7 @@
 //! the primary superblock. They locate each group's bitmaps and inode table
 //! and carry the free counts and uninit flags the editor maintains.
 
-use crate::bytes::{hi16, hi16_32, le16, le32, lo16, lo32, set16, set32};
+use crate::bytes::{hi16_32, le16, le32, lo16, lo32, set16, set32};
 use crate::crc::{crc16, crc32c_raw};
 use crate::error::{Error, Result, corrupt};
 use crate::superblock::Superblock;
@@ -138,12 +138,23 @@ impl GroupDesc {
         }
     }
 
-    /// Sets a 64-bit block address field pair (used by tests crafting images).
-    pub fn set_inode_table(&mut self, b: u64) {
-        set32(&mut self.raw, 0x8, lo32(b));
+    fn set64(&mut self, lo: usize, hi: usize, b: u64) {
+        set32(&mut self.raw, lo, lo32(b));
         if self.wide() {
-            set32(&mut self.raw, 0x28, u32::from(hi16(b)));
+            set32(&mut self.raw, hi, (b >> 32) as u32);
         }
+    }
+    /// Sets `bg_inode_table`.
+    pub fn set_inode_table(&mut self, b: u64) {
+        self.set64(0x8, 0x28, b);
+    }
+    /// Sets `bg_block_bitmap`.
+    pub fn set_block_bitmap(&mut self, b: u64) {
+        self.set64(0x0, 0x20, b);
+    }
+    /// Sets `bg_inode_bitmap`.
+    pub fn set_inode_bitmap(&mut self, b: u64) {
+        self.set64(0x4, 0x24, b);
     }
 }
 

@@ -41,6 +41,7 @@ mod error;
 pub mod extent;
 mod fs;
 pub mod group;
+mod grow;
 pub mod inode;
 mod readat;
 pub mod superblock;
@@ -50,6 +51,7 @@ pub use create::{CreateOptions, create};
 pub use edit::{BlockEdit, EditOptions, EditReport, EditStats, edit, edit_blocks, edit_image};
 pub use error::{Error, Result};
 pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap};
+pub use grow::{GrowReport, grow};
 pub use readat::{ReadAt, WriteAt};
 
 /// Version of this codec's output; part of v6build's cache keys. Bump when
