@@ -8,28 +8,14 @@ use std::ffi::OsStr;
 use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
-use std::collections::HashMap;
-use std::sync::Arc;
 use v6build_cpio::{Compression, CompressionKind, Initramfs, Limits, compress, newc_bytes};
-use v6build_fstree::{Directory, Leaf, LeafKind, MemBlobs, Meta, Node, Timestamp, Tree, dump};
+use v6build_fstree::{MemBlobs, Tree, dump};
 
 fn sh(dir: &Path, script: &str) {
     v6build_testkit::run(Command::new("sh").arg("-ec").arg(script).current_dir(dir));
-}
-
-fn extract(archive: &[u8], dest: &Path) {
-    let mut child = Command::new("cpio")
-        .args(["-idm", "--quiet", "--no-absolute-filenames"])
-        .current_dir(dest)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(archive).unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 /// A source tree with everything an initrd holds.
@@ -59,38 +45,6 @@ fn make_source(dir: &Path, root: bool) {
     );
 }
 
-/// GNU `cpio -idm` restores neither directory nor symlink times (nor the
-/// metadata of `.` itself): blank those on both sides before comparing an
-/// extraction. The reader's directory and symlink times are checked
-/// against the source tree instead.
-fn without_unrestored_times(t: &Tree) -> Tree {
-    fn go(d: &Directory) -> Directory {
-        let mut out = Directory::new(Meta {
-            mtime: Timestamp::secs(0),
-            ..d.meta.clone()
-        });
-        let mut done: HashMap<*const Leaf, Arc<Leaf>> = HashMap::new();
-        for (name, n) in d.entries() {
-            let node = match n {
-                Node::Dir(sub) => Node::Dir(go(sub)),
-                Node::Leaf(l) if matches!(l.kind, LeafKind::Symlink(_)) => {
-                    let mut c = (**l).clone();
-                    c.meta.mtime = Timestamp::secs(0);
-                    Node::Leaf(Arc::new(c))
-                }
-                Node::Leaf(l) => Node::Leaf(Arc::clone(
-                    done.entry(Arc::as_ptr(l)).or_insert_with(|| Arc::clone(l)),
-                )),
-            };
-            out.put(name.clone(), node);
-        }
-        out
-    }
-    let mut out = go(t);
-    out.meta = Meta::default();
-    out
-}
-
 type Compressor = (
     &'static str,
     Option<&'static [&'static str]>,
@@ -116,25 +70,6 @@ fn compressors() -> Vec<Compressor> {
             Some(CompressionKind::Zstd),
         ),
     ]
-}
-
-fn pipe(cmd: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(cmd[0])
-        .args(&cmd[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let t = std::thread::spawn(move || {
-        use std::io::Write;
-        stdin.write_all(&data).unwrap();
-    });
-    let out = child.wait_with_output().unwrap();
-    t.join().unwrap();
-    assert!(out.status.success(), "{cmd:?} failed");
-    out.stdout
 }
 
 #[test]

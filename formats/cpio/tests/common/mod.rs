@@ -1,10 +1,11 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use v6build_fstree::{
-    BlobStore, Content, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree, TreePath,
+    BlobStore, Content, Directory, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree, TreePath,
 };
 
 pub fn p(s: &str) -> TreePath {
@@ -106,7 +107,6 @@ pub fn sample_tree(blobs: &dyn BlobStore) -> Tree {
 /// compared: modes, owners, mtimes, contents, link targets, device numbers,
 /// and hardlinks (by device and inode).
 pub fn tree_from_dir(root: &std::path::Path, blobs: &dyn BlobStore) -> Tree {
-    use std::collections::HashMap;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::MetadataExt;
 
@@ -187,4 +187,69 @@ pub fn tree_from_dir(root: &std::path::Path, blobs: &dyn BlobStore) -> Tree {
     let mut t = Tree::new(meta_of(&std::fs::symlink_metadata(root).unwrap()));
     go(root, &mut t, blobs, &mut HashMap::new());
     t
+}
+
+/// GNU `cpio -idm` restores neither directory nor symlink times (nor the
+/// metadata of `.` itself): blank those on both sides before comparing an
+/// extraction. The reader's directory and symlink times are checked
+/// against the source tree instead.
+pub fn without_unrestored_times(t: &Tree) -> Tree {
+    fn go(d: &Directory) -> Directory {
+        let mut out = Directory::new(Meta {
+            mtime: Timestamp::secs(0),
+            ..d.meta.clone()
+        });
+        let mut done: HashMap<*const Leaf, Arc<Leaf>> = HashMap::new();
+        for (name, n) in d.entries() {
+            let node = match n {
+                Node::Dir(sub) => Node::Dir(go(sub)),
+                Node::Leaf(l) if matches!(l.kind, LeafKind::Symlink(_)) => {
+                    let mut c = (**l).clone();
+                    c.meta.mtime = Timestamp::secs(0);
+                    Node::Leaf(Arc::new(c))
+                }
+                Node::Leaf(l) => Node::Leaf(Arc::clone(
+                    done.entry(Arc::as_ptr(l)).or_insert_with(|| Arc::clone(l)),
+                )),
+            };
+            out.put(name.clone(), node);
+        }
+        out
+    }
+    let mut out = go(t);
+    out.meta = Meta::default();
+    out
+}
+
+/// Extracts a newc archive with GNU `cpio -idm`.
+pub fn extract(archive: &[u8], dest: &std::path::Path) {
+    let mut child = std::process::Command::new("cpio")
+        .args(["-idm", "--quiet", "--no-absolute-filenames"])
+        .current_dir(dest)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(archive).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Runs a filter command over `input`.
+pub fn pipe(cmd: &[&str], input: &[u8]) -> Vec<u8> {
+    let mut child = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let t = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&data).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    t.join().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed");
+    out.stdout
 }
