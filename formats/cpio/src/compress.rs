@@ -215,6 +215,7 @@ pub(crate) fn decompress_stream(
     kind: CompressionKind,
     input: &[u8],
     limit: u64,
+    memlimit: u64,
 ) -> Result<(Vec<u8>, usize), DecompressError> {
     fn consumed(input: &[u8], rest: &[u8]) -> usize {
         input.len() - rest.len()
@@ -227,13 +228,13 @@ pub(crate) fn decompress_stream(
             Ok((out, consumed(input, d.into_inner())))
         }
         CompressionKind::Xz => {
-            let stream = liblzma::stream::Stream::new_stream_decoder(u64::MAX, 0).map_err(corrupt)?;
+            let stream = liblzma::stream::Stream::new_stream_decoder(memlimit, 0).map_err(corrupt)?;
             let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
             let out = read_bounded(&mut d, limit)?;
             Ok((out, consumed(input, d.into_inner())))
         }
         CompressionKind::Lzma => {
-            let stream = liblzma::stream::Stream::new_lzma_decoder(u64::MAX).map_err(corrupt)?;
+            let stream = liblzma::stream::Stream::new_lzma_decoder(memlimit).map_err(corrupt)?;
             let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
             let out = read_bounded(&mut d, limit)?;
             Ok((out, consumed(input, d.into_inner())))

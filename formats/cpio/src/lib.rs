@@ -65,6 +65,9 @@ pub struct Limits {
     pub max_unpacked: u64,
     /// Most entries all archives may hold, together.
     pub max_entries: usize,
+    /// Most memory an xz or lzma decoder may take (its dictionary comes
+    /// from the stream header, so a hostile header could ask for 4 GiB).
+    pub max_decoder_memory: u64,
     /// Accept names with a leading `/` (stripped, as the kernel unpacks
     /// them relative to the root anyway). Off by default: hostile input.
     pub allow_absolute_names: bool,
@@ -79,6 +82,7 @@ impl Default for Limits {
         Limits {
             max_unpacked: 4 << 30,
             max_entries: 4_000_000,
+            max_decoder_memory: 512 << 20,
             allow_absolute_names: false,
             allow_incomplete_hardlinks: false,
         }

@@ -93,7 +93,7 @@ impl Initramfs {
                 return Err(Error::corrupt(loc, what));
             };
             let loc = Location::at(pos as u64, Some(kind), 0);
-            let (data, consumed) = decompress_stream(kind, rest, budget).map_err(|e| match e {
+            let (data, consumed) = decompress_stream(kind, rest, budget, limits.max_decoder_memory).map_err(|e| match e {
                 DecompressError::TooLarge(l) => Error::limit(
                     loc.clone(),
                     format!("decompresses past the limit of {l} bytes (decompression bomb guard, Limits::max_unpacked)"),
