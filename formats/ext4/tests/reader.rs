@@ -29,6 +29,42 @@ fn reads_mkfs_images_exactly() {
                 .collect();
             panic!("{profile:?}: tree differs:\n{}", d.join("\n"));
         }
+        // mke2fs -d + e2fsck -D gave the big directory an htree index.
+        let htree = fs
+            .inode(inos[&v6build_fstree::TreePath::parse("/htree").unwrap()])
+            .unwrap();
+        assert!(
+            htree.flags() & v6build_ext4::inode::INDEX_FL != 0,
+            "{profile:?}: /htree is not indexed"
+        );
+        // Inode numbers agree with debugfs.
+        if let Some(debugfs) = v6build_testkit::oracle("reads_mkfs_images_exactly", "debugfs") {
+            for path in [
+                "/etc/hosts",
+                "/hosts.link",
+                "/big.bin",
+                "/htree",
+                "/long.sym",
+                "/fifo",
+            ] {
+                let out = std::process::Command::new(&debugfs)
+                    .args(["-R", &format!("stat {path}")])
+                    .arg(&fx.img)
+                    .output()
+                    .unwrap();
+                let text = String::from_utf8_lossy(&out.stdout);
+                let ino: u32 = text
+                    .split_once("Inode: ")
+                    .and_then(|(_, r)| r.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("debugfs stat {path}: {text}"));
+                assert_eq!(
+                    inos[&v6build_fstree::TreePath::parse(path).unwrap()],
+                    ino,
+                    "{path}"
+                );
+            }
+        }
         assert_eq!(
             inos[&v6build_fstree::TreePath::parse("/hosts.link").unwrap()],
             inos[&v6build_fstree::TreePath::parse("/etc/hosts").unwrap()]
