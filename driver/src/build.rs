@@ -130,8 +130,49 @@ fn node_error(e: NodeError) -> Outcome {
     }
 }
 
+/// Upper bound on rebuild attempts after corruption. Each attempt follows
+/// the removal of at least one corrupt object, so the loop ends anyway once
+/// the corrupt objects are gone; the bound only stops a disk that corrupts
+/// every new write from looping forever.
+const MAX_ATTEMPTS: usize = 1000;
+
 /// Builds one recipe into `out_dir`.
+///
+/// A corrupt cache object is found when it is read, possibly by a node
+/// downstream of the one that made it, or while the release is assembled.
+/// The store reports and removes it; the build then runs again, and what
+/// depended on the object is rebuilt instead of trusted. Every retry follows
+/// the removal of at least one object, so a few attempts suffice.
 pub fn build(
+    cfg: &Config,
+    store: &Store,
+    path: &Path,
+    r: &Recipe,
+    out_dir: &Path,
+) -> Result<BuildSummary, Outcome> {
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = build_once(cfg, store, path, r, out_dir);
+        let corrupt = store.take_corruptions();
+        if !cfg.json && cfg.verbosity > Verbosity::Quiet {
+            for c in &corrupt {
+                eprintln!("warning: corrupt cache entry removed, rebuilding: {c}");
+            }
+        }
+        match result {
+            Err(_) if !corrupt.is_empty() && attempt < MAX_ATTEMPTS => continue,
+            Err(o) => return Err(o),
+            Ok(mut s) => {
+                s.seconds = started.elapsed().as_secs_f64();
+                return Ok(s);
+            }
+        }
+    }
+}
+
+fn build_once(
     cfg: &Config,
     store: &Store,
     path: &Path,
@@ -203,11 +244,6 @@ pub fn build(
             })
         })
         .map_err(node_error)?;
-    for c in store.take_corruptions() {
-        progress.println(&format!(
-            "warning: cache corruption found and repaired: {c}"
-        ));
-    }
 
     // Assemble the release.
     let mut w = ReleaseWriter::begin(out_dir, &r.release.dir)
@@ -269,6 +305,36 @@ pub fn build(
                 }
             }
         }
+    }
+    // The updated .treeinfo goes in last, so it can list the others' hashes.
+    let treeinfo = r
+        .media
+        .iter()
+        .flat_map(|m| m.files.iter())
+        .find(|f| f.role == MediaRole::Treeinfo && f.path.exists());
+    if let Some(f) = treeinfo {
+        let text = std::fs::read_to_string(&f.path)
+            .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?;
+        let outs = w.outputs();
+        let shipped: Vec<crate::treeinfo::Shipped<'_>> = outs
+            .iter()
+            .filter_map(|o| {
+                let role = match o.path.as_str() {
+                    "initrd.img" => "initrd",
+                    "LiveOS/squashfs.img" => "stage2",
+                    "updates.img" => return None,
+                    _ => "kernel",
+                };
+                Some(crate::treeinfo::Shipped {
+                    role,
+                    path: &o.path,
+                    sha256: &o.sha256,
+                })
+            })
+            .collect();
+        let new = crate::treeinfo::rewrite(&text, &shipped);
+        w.add_bytes(".treeinfo", new.as_bytes())
+            .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;
     }
     let top = r.top();
     let mut inputs = Vec::new();

@@ -55,7 +55,7 @@ pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
         } else {
             json!({ "builds": v })
         };
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else if cfg.verbosity >= Verbosity::Normal {
         for s in &summaries {
             eprintln!(
@@ -99,12 +99,12 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         if cfg.json {
             let doc = json!({ "node": node.name, "key": node.key.to_string(),
                 "state": state.word(), "action_key": node.key_doc });
-            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
-            println!("node:  {}", node.name);
-            println!("key:   {}", node.key);
-            println!("state: {}", state.word());
-            println!(
+            outln!("node:  {}", node.name);
+            outln!("key:   {}", node.key);
+            outln!("state: {}", state.word());
+            outln!(
                 "deps:  {}",
                 node.deps
                     .iter()
@@ -112,15 +112,15 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            println!("action key:");
-            println!(
+            outln!("action key:");
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&node.key_doc).unwrap_or_default()
             );
             if let crate::pipeline::Work::Layer(_, idx) = &node.work {
-                println!("operations:");
+                outln!("operations:");
                 for op in &r.layers[*idx].ops {
-                    println!(
+                    outln!(
                         "  {}",
                         crate::keys::op_doc(&op.op)
                             .map(|v| v.to_string())
@@ -145,9 +145,9 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
             })
             .collect();
         let doc = json!({ "release": r.release.name, "dir": r.release.dir, "nodes": v });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        println!(
+        outln!(
             "release {} -> {}/{}",
             r.release.name,
             cfg.out_dir.display(),
@@ -164,7 +164,7 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
             } else {
                 format!("  <- {}", deps.join(", "))
             };
-            println!(
+            outln!(
                 "  {:<13} {:<40} {}{}",
                 s.word(),
                 n.name,
@@ -172,13 +172,13 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
                 from
             );
         }
-        println!("  {:<13} release {}", "", r.release.dir);
+        outln!("  {:<13} release {}", "", r.release.dir);
         let missing = rows
             .iter()
             .filter(|(_, s)| *s == NodeState::MediaMissing)
             .count();
         if missing > 0 {
-            println!(
+            outln!(
                 "{missing} media file(s) missing; put them where the recipe says, then run `v6build pin`"
             );
         }
@@ -206,7 +206,7 @@ pub fn pin(cfg: &Config, path: &Path) -> Outcome {
                 "sha256": e.sha256.map(|s| s.to_hex()), "status": format!("{:?}", e.status) })
             })
             .collect();
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({ "written": report.written, "entries": v }))
                 .unwrap_or_default()
@@ -258,7 +258,7 @@ pub fn gc(cfg: &Config, keep_builds: usize) -> Outcome {
     match store.gc() {
         Ok(r) => {
             if cfg.json {
-                println!(
+                outln!(
                     "{}",
                     json!({ "roots": r.roots, "kept_objects": r.kept_objects, "kept_bytes": r.kept_bytes,
                         "removed_objects": r.removed_objects, "removed_tmp_files": r.removed_tmp_files })

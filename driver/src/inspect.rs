@@ -110,12 +110,12 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
     let text = dump(&sub);
     if cfg.json {
         let lines: Vec<&str> = text.lines().collect();
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "image": image.display().to_string(), "path": path, "entries": lines })
         );
     } else {
-        print!("{text}");
+        outln!("{}", text.trim_end_matches('\n'));
     }
     Outcome::Success
 }

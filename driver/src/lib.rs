@@ -6,6 +6,15 @@
 //! output and the release directory. The `v6build` binary is a thin shell
 //! over [`cmd`].
 
+/// Prints a line on stdout, ignoring a closed pipe (`v6build ls … | head`
+/// must not panic or report an error).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
 mod apply;
 pub mod build;
 pub mod cmd;
@@ -16,6 +25,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod release;
+pub mod treeinfo;
 pub mod verify;
 
 use std::path::PathBuf;

@@ -473,14 +473,59 @@ impl Ctx<'_> {
         base: &Path,
         tree: &Tree,
     ) -> Result<(Digest, u64), NodeError> {
-        let _ = (base, tree);
-        Err(fail(name, "initrd packing is not built yet"))
+        let bytes = std::fs::read(base).map_err(|e| fail(name, e))?;
+        let parsed = v6build_cpio::Initramfs::parse(&bytes, self.store, &Default::default())
+            .map_err(|e| fail(name, e))?;
+        let out = self.recipe.outputs.initrd.as_ref();
+        let opts = v6build_cpio::RepackOptions {
+            mode: if out.is_some_and(|o| o.append) {
+                v6build_cpio::RepackMode::Append
+            } else {
+                v6build_cpio::RepackMode::Rewrite
+            },
+            segment: out
+                .and_then(|o| o.segment)
+                .map(|s| usize::try_from(s).unwrap_or(usize::MAX)),
+            compression: out.and_then(|o| o.compress.as_ref()).map(cpio_compression),
+            threads: std::num::NonZeroUsize::new(self.threads)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+        };
+        let packed = v6build_cpio::repack(&bytes, &parsed, tree, self.store, &opts)
+            .map_err(|e| fail(name, e))?;
+        let d = self.store.put_blob(&packed).map_err(|e| fail(name, e))?;
+        Ok((d, packed.len() as u64))
     }
 
     fn pack_updates(&self, name: &str, tree: &Tree) -> Result<(Digest, u64), NodeError> {
-        let _ = tree;
-        Err(fail(name, "updates.img packing is not built yet"))
+        let packed =
+            v6build_cpio::write_updates_img(tree, self.store).map_err(|e| fail(name, e))?;
+        let d = self.store.put_blob(&packed).map_err(|e| fail(name, e))?;
+        Ok((d, packed.len() as u64))
     }
+}
+
+/// The cpio codec's parameters for a recipe's `compress` node: the kind's
+/// canonical parameters, with the recipe's level where it gives one.
+fn cpio_compression(c: &v6build_engine::recipe::Compression) -> v6build_cpio::Compression {
+    use v6build_cpio::{Compression as C, CompressionKind as K};
+    use v6build_engine::recipe::CompressKind;
+    let kind = match c.kind {
+        CompressKind::None => return C::None,
+        CompressKind::Gzip => K::Gzip,
+        CompressKind::Xz => K::Xz,
+        CompressKind::Zstd => K::Zstd,
+        CompressKind::Lz4 => K::Lz4Legacy,
+    };
+    let mut p = C::canonical(kind).unwrap_or(C::None);
+    if let Some(l) = c.level {
+        match &mut p {
+            C::Gzip { level, .. } => *level = l,
+            C::Xz { preset, .. } => *preset = l,
+            C::Zstd { level } => *level = i32::try_from(l).unwrap_or(22),
+            C::None | C::Lz4Legacy => {}
+        }
+    }
+    p
 }
 
 /// A named temporary file inside the store's own directory, removed on drop.
@@ -537,9 +582,15 @@ pub fn record(out: &Out) -> Option<ActionRecord> {
 pub fn from_record(store: &Store, rec: &ActionRecord) -> Option<Out> {
     let o = rec.outputs.get("out")?;
     match o.kind {
-        OutputKind::Tree => store
-            .has(v6build_cache::ObjectKind::Tree, &o.digest)
-            .then_some(Out::Tree(o.digest)),
+        OutputKind::Tree => {
+            // A cached tree is only usable if it reads back verified and every
+            // file it names is still in the store.
+            let tree = store.get_tree(&o.digest).ok()?;
+            tree.contents()
+                .iter()
+                .all(|c| store.has(v6build_cache::ObjectKind::Blob, &c.digest))
+                .then_some(Out::Tree(o.digest))
+        }
         OutputKind::Blob => store
             .has(v6build_cache::ObjectKind::Blob, &o.digest)
             .then_some(Out::Blob(o.digest, o.size)),

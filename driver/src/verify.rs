@@ -121,7 +121,7 @@ pub fn verify(cfg: &Config, target: &Path) -> Outcome {
     let _ = std::fs::remove_dir_all(&scratch);
     if problems.is_empty() {
         if cfg.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "verified": true, "release": release_dir.display().to_string() })
             );
@@ -135,7 +135,7 @@ pub fn verify(cfg: &Config, target: &Path) -> Outcome {
         Outcome::Success
     } else {
         if cfg.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "verified": false, "problems": problems })
             );

@@ -1,0 +1,152 @@
+//! The demo release end to end, checked with the classic tools as oracles.
+
+use std::process::Command;
+
+use v6build_testkit::{oracle, run};
+
+use crate::harness::{Scratch, output_hashes, stderr};
+
+/// The demo builds; cpio, unsquashfs, e2fsck and sha256sum accept the result.
+#[test]
+fn demo_release_passes_the_classic_tools() {
+    let t = "demo_release_passes_the_classic_tools";
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let rel = s.demo_release();
+    for f in [
+        "initrd.img",
+        "LiveOS/squashfs.img",
+        "manifest.json",
+        "SHA256SUMS",
+        ".treeinfo",
+    ] {
+        assert!(rel.join(f).exists(), "{f} missing from the release");
+    }
+    if let Some(sha) = oracle(t, "sha256sum") {
+        run(Command::new(sha)
+            .arg("-c")
+            .arg("SHA256SUMS")
+            .current_dir(&rel));
+    }
+    if let (Some(xz), Some(cpio)) = (oracle(t, "xz"), oracle(t, "cpio")) {
+        let listing = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} -dc initrd.img | {} -itv --quiet",
+                xz.display(),
+                cpio.display()
+            ))
+            .current_dir(&rel)
+            .output()
+            .unwrap();
+        assert!(listing.status.success(), "{}", stderr(&listing));
+        let text = String::from_utf8_lossy(&listing.stdout);
+        let hook = text
+            .lines()
+            .find(|l| l.ends_with("usr/lib/dracut/hooks/initqueue/online/10-network-sleep-fix.sh"))
+            .unwrap_or_else(|| panic!("hook missing from cpio -t:\n{text}"));
+        assert!(hook.starts_with("-rwxr-xr-x"), "hook mode: {hook}");
+    }
+    if let (Some(unsq), Some(fsck)) = (oracle(t, "unsquashfs"), oracle(t, "e2fsck")) {
+        let x = s.path().join("x");
+        run(Command::new(unsq)
+            .arg("-d")
+            .arg(&x)
+            .arg(rel.join("LiveOS/squashfs.img")));
+        run(Command::new(fsck)
+            .arg("-fn")
+            .arg(x.join("LiveOS/rootfs.img")));
+        if let Some(debugfs) = oracle(t, "debugfs") {
+            let o = run(Command::new(debugfs)
+                .arg("-R")
+                .arg("ls -l /usr/lib64/python2.7/site-packages/pyanaconda/packaging")
+                .arg(x.join("LiveOS/rootfs.img")));
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(text.contains("__init__.py"), "{text}");
+            assert!(!text.contains("__init__.pyc"), "stale .pyc left:\n{text}");
+            assert!(!text.contains("__init__.pyo"), "stale .pyo left:\n{text}");
+            let o = run(Command::new(oracle(t, "debugfs").unwrap())
+                .arg("-R")
+                .arg("stat /etc/systemd/system/basic.target.wants/fix-ipv6.service")
+                .arg(x.join("LiveOS/rootfs.img")));
+            let text = String::from_utf8_lossy(&o.stdout);
+            assert!(text.contains("Type: symlink"), "{text}");
+        }
+    }
+    // And verify agrees.
+    s.ok(&["verify", "out/demo/1.0"]);
+    assert_eq!(output_hashes(&rel).len(), 3);
+}
+
+/// The inner tree as v6build reads it back holds every fix.
+#[test]
+fn demo_release_holds_every_fix() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let rel = s.demo_release();
+    let ls = s.ok(&["ls", rel.join("LiveOS/squashfs.img").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&ls.stdout);
+    for want in [
+        "/usr/lib/systemd/system/fix-ipv6.service",
+        "-0755 0:0 1449187200 /usr/libexec/fix-ipv6-only.sh",
+        "/etc/systemd/system/basic.target.wants/fix-ipv6.service -> /usr/lib/systemd/system/fix-ipv6.service",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("__init__.pyc"), "{text}");
+    let cat = s.ok(&[
+        "cat",
+        rel.join("LiveOS/squashfs.img").to_str().unwrap(),
+        "/usr/lib64/python2.7/site-packages/pyanaconda/packaging/__init__.py",
+    ]);
+    let py = String::from_utf8_lossy(&cat.stdout);
+    let patch = std::fs::read_to_string(
+        s.path()
+            .join("recipes/patches/anaconda-treeinfo-retry.patch"),
+    )
+    .unwrap();
+    let added: Vec<&str> = patch
+        .lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++") && l.len() > 8)
+        .map(|l| &l[1..])
+        .collect();
+    assert!(!added.is_empty());
+    for l in added {
+        assert!(py.contains(l), "patched file lacks {l:?}");
+    }
+}
+
+/// A patch whose context does not match fails, names the hunk and the file,
+/// and writes no release.
+#[test]
+fn patch_that_does_not_apply_fails_exactly() {
+    let s = Scratch::new();
+    let p = s
+        .path()
+        .join("recipes/patches/anaconda-treeinfo-retry.patch");
+    let text = std::fs::read_to_string(&p).unwrap();
+    // Change the first context line (a line starting with a space) of the first hunk.
+    let mut changed = false;
+    let edited: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if !changed && l.starts_with(' ') && l.trim().len() > 3 {
+                changed = true;
+                format!(" {}  # edited", &l[1..])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(changed);
+    std::fs::write(&p, edited.join("\n") + "\n").unwrap();
+    let o = s.run(&["build", "recipes/demo.kdl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("hunk"), "no hunk named:\n{err}");
+    assert!(
+        err.contains("pyanaconda/packaging/__init__.py"),
+        "no file named:\n{err}"
+    );
+    assert!(!s.demo_release().exists(), "a release was written");
+}

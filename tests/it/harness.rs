@@ -1,0 +1,119 @@
+//! A small harness: a scratch copy of `recipes/` in a temporary directory,
+//! and a way to run the real `v6build` binary in it with a private cache.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_path_buf()
+}
+
+/// A scratch project: `<tmp>/recipes` (a copy), `<tmp>/out`, `<tmp>/cache`.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            copy_dir(&e.path(), &to);
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}
+
+impl Scratch {
+    /// A fresh scratch project with a copy of the repository's recipes.
+    pub fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&repo().join("recipes"), &dir.path().join("recipes"));
+        Scratch { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path().join("cache")
+    }
+
+    /// The demo release directory.
+    pub fn demo_release(&self) -> PathBuf {
+        self.out().join("demo/1.0")
+    }
+
+    /// A `v6build` command running in the scratch directory with its own
+    /// cache and output directory.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_v6build"));
+        c.current_dir(self.path())
+            .arg("--cache")
+            .arg(self.cache())
+            .arg("--out")
+            .arg(self.out())
+            .args(args)
+            .env_remove("SOURCE_DATE_EPOCH")
+            .env_remove("V6BUILD_CACHE");
+        c
+    }
+
+    /// Runs `v6build` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run v6build")
+    }
+
+    /// Runs `v6build` and insists on success.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "v6build {args:?} failed ({}):\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    /// Builds with `--json` and returns the summary.
+    pub fn build_json(&self, recipe: &str) -> serde_json::Value {
+        let o = self.ok(&["build", "--json", recipe]);
+        serde_json::from_slice(&o.stdout).expect("json summary")
+    }
+}
+
+/// The sha256 of every output, from a release's manifest.
+pub fn output_hashes(release: &Path) -> Vec<(String, String)> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
+    m["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["path"].as_str().unwrap().to_string(),
+                o["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

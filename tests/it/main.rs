@@ -1,0 +1,7 @@
+//! Integration tests of the `v6build` binary, end to end on the demo recipe.
+
+mod harness;
+
+mod cli;
+mod demo;
+mod engine;
