@@ -20,8 +20,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`create`] writes a new image from a tree (EL7-compatible profile; see
-//! its docs) by laying out an empty filesystem and running the editor.
+//! The pieces an integrator needs:
+//!
+//! - [`Ext4::open`] over any [`ReadAt`]; [`Ext4::read_tree`] /
+//!   [`Ext4::read_tree_with_inodes`] (path -> inode number side map);
+//!   [`Ext4::features`], [`Ext4::superblock`].
+//! - [`edit_blocks`]: the edit as a set of changed blocks, reading the base
+//!   only where needed (metadata plus the files being compared) -- use this
+//!   over a squashfs-backed [`ReadAt`], so the base is never inflated whole.
+//!   Pass [`EditOptions::with_base`] (the tree and inode map read from the
+//!   same base) so unchanged files are not re-hashed. [`edit`] and
+//!   [`edit_image`] apply the same edit to an image in memory / a [`WriteAt`].
+//!   [`EditReport::changed`] lists the changed byte ranges.
+//! - [`grow`] enlarges a filesystem deterministically (within its existing
+//!   group descriptor blocks); an edit that does not fit fails with
+//!   [`Error::NoSpace`] saying how many blocks are missing.
+//! - [`create`] writes a new image from a tree (EL7-compatible profile; see
+//!   [`CreateOptions`]) by laying out an empty filesystem and running the
+//!   editor on it.
+//!
+//! Editing rules: a new-tree leaf (hardlink group) or directory reuses the
+//! base inode at the same path when the file type matches; everything else
+//! gets the lowest free inode (searching from the parent's group) and the
+//! first free blocks from a goal near it, initialised groups first. Base
+//! inodes nothing refers to any more are freed (and zeroed). New and
+//! rewritten inodes get atime = ctime = mtime (and crtime) from the tree.
+//! UUID, label, features, block size, hash seed and the journal are never
+//! touched, and no feature is ever added.
 //!
 //! Features handled: extents (any depth) and indirect maps, linear and htree
 //! directories (htree read linearly; an edited htree directory is rewritten
