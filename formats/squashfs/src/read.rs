@@ -90,6 +90,11 @@ impl SquashfsImage {
             None
         };
         let comp = Compressor::from_superblock(sb.compression, options.as_deref())?;
+        if matches!(comp, Compressor::Lzo { .. } | Compressor::Lzma) {
+            return Err(crate::error::unsupported(format!(
+                "images compressed with {comp:?} (gzip, xz, zstd and lz4 are read)"
+            )));
+        }
         let meta = MetaReader::new(Arc::clone(&src), comp.clone());
 
         let id_index = table::read_index(
@@ -139,6 +144,10 @@ impl SquashfsImage {
             xattr_cache: Mutex::new(HashMap::new()),
             frag_cache: Mutex::new(Vec::new()),
         })
+    }
+
+    pub(crate) fn source(&self) -> Arc<Source> {
+        Arc::clone(&self.src)
     }
 
     /// The raw superblock.

@@ -192,3 +192,138 @@ impl BlockCache for MemBlockCache {
         }
     }
 }
+
+/// Magic of a saved [`BaseBlocks`].
+const SAVE_MAGIC: &[u8; 8] = b"v6sqbb01";
+
+impl BaseBlocks {
+    /// Encodes the block map (not the image) so the engine can keep it
+    /// next to the base's tree: a later rebuild then needs neither to
+    /// decompress nor to hash the base's data. Deterministic bytes.
+    pub fn save(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(SAVE_MAGIC);
+        out.extend_from_slice(&crate::FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.block_size.to_le_bytes());
+        out.extend_from_slice(&self.comp.id().to_le_bytes());
+        let opts = self
+            .comp
+            .normalized(self.block_size)
+            .options_block(self.block_size)
+            .unwrap_or_default();
+        // Options payloads are at most 8 bytes.
+        out.push(opts.len() as u8);
+        out.extend_from_slice(&opts);
+        let mut blocks: Vec<_> = self.by_hash.iter().collect();
+        blocks.sort_unstable_by_key(|(h, _)| **h);
+        out.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
+        for (h, loc) in blocks {
+            out.extend_from_slice(h);
+            out.extend_from_slice(&loc.pos.to_le_bytes());
+            out.extend_from_slice(&loc.word.to_le_bytes());
+        }
+        let mut files: Vec<_> = self.files.iter().collect();
+        files.sort_unstable_by_key(|(d, _)| *d.as_bytes());
+        out.extend_from_slice(&(files.len() as u64).to_le_bytes());
+        for (d, f) in files {
+            out.extend_from_slice(d.as_bytes());
+            out.extend_from_slice(&f.size.to_le_bytes());
+            out.extend_from_slice(&(f.blocks.len() as u64).to_le_bytes());
+            for b in &f.blocks {
+                let (pos, word) = b.map_or((0, 0), |l| (l.pos, l.word));
+                out.extend_from_slice(&pos.to_le_bytes());
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes what [`BaseBlocks::save`] wrote for `image`. Refuses a map
+    /// saved for other settings or by another codec version.
+    pub fn load(bytes: &[u8], image: &crate::SquashfsImage) -> Result<Self> {
+        use crate::error::corrupt;
+        let mut r = Reader { b: bytes };
+        if r.take(8)? != SAVE_MAGIC {
+            return Err(corrupt("saved block map: bad magic"));
+        }
+        if r.u32()? != crate::FORMAT_VERSION {
+            return Err(corrupt("saved block map: written by another codec version"));
+        }
+        let block_size = r.u32()?;
+        let id = u16::from_le_bytes([r.u8()?, r.u8()?]);
+        let n = usize::from(r.u8()?);
+        let opts = r.take(n)?;
+        let comp = Compressor::from_superblock(id, (n > 0).then_some(opts))?;
+        if !(block_size == image.block_size()
+            && comp.normalized(block_size) == image.compressor().normalized(block_size))
+        {
+            return Err(corrupt("saved block map is for other compressor settings"));
+        }
+        let mut out = BaseBlocks::new(image.source(), image.compressor().clone(), block_size);
+        let nb = r.count(44)?;
+        for _ in 0..nb {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(r.take(32)?);
+            let pos = r.u64()?;
+            let word = r.u32()?;
+            out.by_hash.insert(h, BlockLoc { pos, word });
+        }
+        let nf = r.count(48)?;
+        for _ in 0..nf {
+            let mut d = [0u8; 32];
+            d.copy_from_slice(r.take(32)?);
+            let size = r.u64()?;
+            let k = r.count(12)?;
+            let mut blocks = Vec::with_capacity(k);
+            for _ in 0..k {
+                let pos = r.u64()?;
+                let word = r.u32()?;
+                blocks.push((word != 0).then_some(BlockLoc { pos, word }));
+            }
+            out.files.insert(
+                v6build_fstree::Digest::from_bytes(d),
+                FileBlocks { size, blocks },
+            );
+        }
+        if !r.b.is_empty() {
+            return Err(corrupt("saved block map: trailing bytes"));
+        }
+        Ok(out)
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.b.len() < n {
+            return Err(crate::error::corrupt("saved block map is truncated"));
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let mut a = [0u8; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    /// A record count, refused if the records cannot fit in what is left.
+    fn count(&mut self, record: usize) -> Result<usize> {
+        let n = self.u64()?;
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n.checked_mul(record).is_some_and(|t| t <= self.b.len()))
+            .ok_or_else(|| crate::error::corrupt("saved block map: count past its end"))
+    }
+}

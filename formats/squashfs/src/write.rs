@@ -148,6 +148,7 @@ pub fn write<W: Write + Seek>(
         )));
     }
     opts.compressor.check_writable(bs)?;
+    check_depth(tree)?;
     let base = base.filter(|b| b.matches(&opts.compressor, bs));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
@@ -305,6 +306,27 @@ pub fn write<W: Write + Seek>(
     w.report.inodes = total;
     w.report.bytes_used = bytes_used;
     Ok(w.report)
+}
+
+/// Deepest nesting written; the walks below recurse, and the reader
+/// refuses deeper trees too.
+const MAX_DEPTH: usize = 1024;
+
+fn check_depth(tree: &Tree) -> Result<()> {
+    let mut stack: Vec<(&Directory, usize)> = vec![(tree, 0)];
+    while let Some((d, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(unsupported(format!(
+                "directories nested deeper than {MAX_DEPTH}"
+            )));
+        }
+        for node in d.entries().values() {
+            if let Node::Dir(sub) = node {
+                stack.push((sub, depth + 1));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn collect_contents(dir: &Directory, f: &mut dyn FnMut(&v6build_fstree::Content)) {

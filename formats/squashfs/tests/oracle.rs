@@ -285,3 +285,34 @@ fn kernel_mounts_our_image() {
     let _ = Command::new("umount").arg(&mnt).status();
     common::assert_same(&f.tree, &seen, "kernel mount of our image");
 }
+
+#[test]
+fn lz4_images_read_and_lzo_images_are_refused() {
+    let name = "lz4_images_read_and_lzo_images_are_refused";
+    let Some(mks) = oracle(name, "mksquashfs") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("src");
+    std::fs::create_dir_all(dir.join("d")).unwrap();
+    std::fs::write(dir.join("d/a"), common::bytes(9, 400_000)).unwrap();
+    std::fs::write(dir.join("b"), b"small").unwrap();
+    std::os::unix::fs::symlink("d/a", dir.join("l")).unwrap();
+    let want = common::tree_from_dir(&dir, &MemBlobs::new());
+
+    for args in [&["-comp", "lz4"][..], &["-comp", "lz4", "-Xhc"][..]] {
+        let img = tmp.path().join("lz4.img");
+        common::mksquashfs(&mks, &dir, &img, args);
+        let got = open(&img).read_tree(&MemBlobs::new()).unwrap();
+        common::assert_same(&want, &got, "lz4 image");
+    }
+    for comp in ["lzo", "lzma"] {
+        let img = tmp.path().join(format!("{comp}.img"));
+        common::mksquashfs(&mks, &dir, &img, &["-comp", comp]);
+        let e = SquashfsImage::open(File::open(&img).unwrap()).unwrap_err();
+        assert!(
+            matches!(e, v6build_squashfs::Error::Unsupported(_)),
+            "{comp}: {e}"
+        );
+    }
+}

@@ -378,3 +378,26 @@ fn unchanged_whole_files_are_copied_without_reading_them() {
         .unwrap();
     common::assert_same(&tree, &back, "copied without reading");
 }
+
+#[test]
+fn saved_block_maps_reload_and_give_the_same_bytes() {
+    let blobs = MemBlobs::new();
+    let tree = sample_tree(&blobs, 1 << 20, 20);
+    let opts = WriteOptions::new(Compressor::zstd(), 131072, 0);
+    let (img, _) = write_mem(&tree, &blobs, &opts);
+    let base = SquashfsImage::open(Cursor::new(img.clone())).unwrap();
+    let (_, blocks) = base.read_tree_and_blocks(&MemBlobs::new()).unwrap();
+    let saved = blocks.save();
+    assert_eq!(saved, blocks.save(), "save is deterministic");
+    let again = SquashfsImage::open(Cursor::new(img)).unwrap();
+    let loaded = v6build_squashfs::BaseBlocks::load(&saved, &again).unwrap();
+    assert_eq!(loaded.save(), saved);
+    let mut a = Cursor::new(Vec::new());
+    let mut b = Cursor::new(Vec::new());
+    write(&tree, &blobs, &opts, Some(&blocks), None, &mut a).unwrap();
+    write(&tree, &blobs, &opts, Some(&loaded), None, &mut b).unwrap();
+    assert!(a.get_ref() == b.get_ref());
+    for cut in [0, 7, saved.len() / 2, saved.len() - 1] {
+        assert!(v6build_squashfs::BaseBlocks::load(&saved[..cut], &again).is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! Any bytes: opening and reading the tree may fail, never panic or hang.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(img) = v6build_squashfs::SquashfsImage::open(std::io::Cursor::new(data.to_vec())) else {
+        return;
+    };
+    let _ = img.read_tree(&v6build_fstree::MemBlobs::new());
+});
