@@ -306,6 +306,30 @@ fn build_once(
             }
         }
     }
+    if let Some(b) = &r.outputs.boot {
+        let kernel = w
+            .outputs()
+            .iter()
+            .map(|o| o.path.clone())
+            .find(|p| !p.contains('/') && !p.ends_with(".img"))
+            .unwrap_or_else(|| "vmlinuz".to_string());
+        let has_updates = w.outputs().iter().any(|o| o.path == "updates.img");
+        let files = crate::boot::BootFiles {
+            release: &r.release.name,
+            base_url: b.base_url.trim_end_matches('/'),
+            kernel: &kernel,
+            updates: has_updates,
+            cmdline: b.cmdline.as_deref(),
+        };
+        if b.grub {
+            w.add_bytes("grub.cfg", files.grub_cfg().as_bytes())
+                .map_err(|e| Outcome::Failure(format!("writing grub.cfg: {e}")))?;
+        }
+        if b.ipxe {
+            w.add_bytes("boot.ipxe", files.ipxe().as_bytes())
+                .map_err(|e| Outcome::Failure(format!("writing boot.ipxe: {e}")))?;
+        }
+    }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
     let treeinfo = r
         .media
@@ -322,7 +346,7 @@ fn build_once(
                 let role = match o.path.as_str() {
                     "initrd.img" => "initrd",
                     "LiveOS/squashfs.img" => "stage2",
-                    "updates.img" => return None,
+                    "updates.img" | "grub.cfg" | "boot.ipxe" => return None,
                     _ => "kernel",
                 };
                 Some(crate::treeinfo::Shipped {

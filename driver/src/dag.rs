@@ -65,8 +65,9 @@ pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
 }
 
 impl<W> Graph<W> {
-    /// Adds a node. Panics never: a dependency on a later or unknown node is
-    /// dropped by construction because ids only come from earlier `add` calls.
+    /// Adds a node and returns its id; a node with the same key is not added
+    /// twice (its id is returned). A dependency on a later or unknown node is
+    /// dropped, since ids only come from earlier `add` calls.
     pub fn add(
         &mut self,
         name: impl Into<String>,
@@ -77,6 +78,11 @@ impl<W> Graph<W> {
         let id = self.nodes.len();
         let deps = deps.into_iter().filter(|&d| d < id).collect();
         let key = Digest::of(&canonical_json(&key_doc));
+        // The same key is the same work: two outputs that unpack the same
+        // media, or apply the same layers to it, share the nodes.
+        if let Some(existing) = self.nodes.iter().position(|n| n.key == key) {
+            return existing;
+        }
         self.nodes.push(Node {
             name: name.into(),
             deps,

@@ -16,6 +16,7 @@ macro_rules! outln {
 }
 
 mod apply;
+pub mod boot;
 pub mod build;
 pub mod cmd;
 pub mod dag;
@@ -26,6 +27,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod release;
 pub mod treeinfo;
+pub mod updates;
 pub mod verify;
 
 use std::path::PathBuf;

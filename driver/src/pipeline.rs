@@ -157,6 +157,13 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                 Image::Initrd => MediaRole::Initrd,
                 _ => MediaRole::Stage2,
             };
+            // An updates.img is made from the stage2 tree: same media, same
+            // unpack, same layer nodes (deduplicated by key).
+            let src_image = if image == Image::Updates {
+                Image::Stage2
+            } else {
+                image
+            };
             let file = media
                 .file(role)
                 .ok_or_else(|| format!("media `{from}` has no {} file", image.name()))?;
@@ -167,7 +174,7 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                 BTreeMap::new(),
             );
             let m = g.add(
-                format!("media/{from}/{}", image.name()),
+                format!("media/{from}/{}", src_image.name()),
                 vec![],
                 mkey,
                 Work::Media {
@@ -180,14 +187,14 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
             deps_for_pack.push(m);
             let mk = g.node(m).key;
             Some(g.add(
-                format!("{}/unpack", image.name()),
+                format!("{}/unpack", src_image.name()),
                 vec![m],
                 key(
-                    &format!("unpack-{}", image.name()),
+                    &format!("unpack-{}", src_image.name()),
                     Value::Null,
                     [("media".to_string(), mk)].into(),
                 ),
-                Work::Unpack(image),
+                Work::Unpack(src_image),
             ))
         } else {
             None
@@ -205,19 +212,28 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
             if let Some(p) = prev {
                 inputs.insert("tree".to_string(), g.node(p).key);
             }
+            let layer_image = if image == Image::Updates {
+                Image::Stage2
+            } else {
+                image
+            };
             let id = g.add(
-                format!("{}/layer/{name}", image.name()),
+                format!("{}/layer/{name}", layer_image.name()),
                 prev.into_iter().collect(),
                 key("layer", json!({ "layer": doc, "ctx": epoch_param }), inputs),
-                Work::Layer(image, idx),
+                Work::Layer(layer_image, idx),
             );
-            layer_keys.insert(format!("{}/{name}", image.name()), g.node(id).key);
+            layer_keys.insert(format!("{}/{name}", layer_image.name()), g.node(id).key);
             prev = Some(id);
         }
-        let mut deps = deps_for_pack;
+        let mut deps = if image == Image::Updates {
+            start.into_iter().collect()
+        } else {
+            deps_for_pack
+        };
         let mut inputs = BTreeMap::new();
         for (i, &d) in deps.iter().enumerate() {
-            inputs.insert(format!("media{i}"), g.node(d).key);
+            inputs.insert(format!("base{i}"), g.node(d).key);
         }
         if let Some(p) = prev {
             deps.push(p);
@@ -268,7 +284,17 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
         )?;
     }
     if let Some(o) = &recipe.outputs.updates {
-        chain(&mut g, Image::Updates, None, &names(&o.layers), json!({}))?;
+        let params = json!({
+            "compress": o.compress.as_ref().map(|c| json!({
+                "kind": c.kind.name(), "level": c.level })),
+        });
+        chain(
+            &mut g,
+            Image::Updates,
+            Some(&o.from),
+            &names(&o.layers),
+            params,
+        )?;
     }
     Ok(g)
 }
@@ -400,7 +426,15 @@ impl Ctx<'_> {
                         let base = bytes_path.ok_or_else(|| fail(name, "no media input"))?;
                         self.pack_stage2(name, &base, &tree)?
                     }
-                    Image::Updates => self.pack_updates(name, &tree)?,
+                    Image::Updates => {
+                        let base = match inputs.first() {
+                            Some(Out::Tree(d)) => {
+                                self.store.get_tree(d).map_err(|e| fail(name, e))?
+                            }
+                            _ => return Err(fail(name, "no base tree input")),
+                        };
+                        self.pack_updates(name, &base, &tree)?
+                    }
                 };
                 Ok(Out::Blob(d, size))
             }
@@ -496,9 +530,28 @@ impl Ctx<'_> {
         Ok((d, packed.len() as u64))
     }
 
-    fn pack_updates(&self, name: &str, tree: &Tree) -> Result<(Digest, u64), NodeError> {
-        let packed =
-            v6build_cpio::write_updates_img(tree, self.store).map_err(|e| fail(name, e))?;
+    fn pack_updates(
+        &self,
+        name: &str,
+        base: &Tree,
+        tree: &Tree,
+    ) -> Result<(Digest, u64), NodeError> {
+        let changed = crate::updates::changes(base, tree).map_err(|e| fail(name, e))?;
+        let params = self
+            .recipe
+            .outputs
+            .updates
+            .as_ref()
+            .and_then(|o| o.compress.as_ref())
+            .map(cpio_compression)
+            .unwrap_or(v6build_cpio::Compression::Gzip {
+                level: 9,
+                chunk_size: v6build_cpio::GZIP_CHUNK,
+            });
+        let raw = v6build_cpio::newc_bytes(&changed, self.store).map_err(|e| fail(name, e))?;
+        let threads =
+            std::num::NonZeroUsize::new(self.threads).unwrap_or(std::num::NonZeroUsize::MIN);
+        let packed = v6build_cpio::compress(&params, &raw, threads).map_err(|e| fail(name, e))?;
         let d = self.store.put_blob(&packed).map_err(|e| fail(name, e))?;
         Ok((d, packed.len() as u64))
     }

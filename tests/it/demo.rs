@@ -150,3 +150,82 @@ fn patch_that_does_not_apply_fails_exactly() {
     );
     assert!(!s.demo_release().exists(), "a release was written");
 }
+
+/// The optional outputs: an updates.img with only the changed files, a
+/// kernel copied through, and GRUB/iPXE snippets that `grub-script-check`
+/// accepts. Also exercises `v6build pin` on a new media file.
+#[test]
+fn updates_kernel_and_boot_snippets() {
+    let t = "updates_kernel_and_boot_snippets";
+    let s = Scratch::new();
+    std::fs::write(
+        s.path().join("recipes/media/demo/images/pxeboot/vmlinuz"),
+        b"not a real kernel, only bytes to copy through\n",
+    )
+    .unwrap();
+    let demo = std::fs::read_to_string(s.path().join("recipes/demo.kdl")).unwrap();
+    let full = demo
+        .replace("dir \"demo/1.0\"", "dir \"demo/full\"")
+        .replace(
+            "    treeinfo ",
+            "    kernel \"media/demo/images/pxeboot/vmlinuz\"\n    treeinfo ",
+        )
+        + "\nupdates from=\"demo\" {\n    layers \"nm-v6-only\" \"treeinfo-retry\"\n}\n\
+           boot base-url=\"http://[2401:beef:20::20]/demo/full\" {\n    cmdline \"ip=[2401:beef:20::99]::[2401:beef:20::1]:64:::none inst.ks=http://[2401:beef:20::20]/ks.cfg\"\n    grub\n    ipxe\n}\n";
+    std::fs::write(s.path().join("recipes/full.kdl"), full).unwrap();
+    // Unpinned kernel: the build refuses; pin fills the hash in, keeping comments.
+    assert_eq!(s.run(&["build", "recipes/full.kdl"]).status.code(), Some(1));
+    s.ok(&["pin", "recipes/full.kdl"]);
+    let pinned = std::fs::read_to_string(s.path().join("recipes/full.kdl")).unwrap();
+    assert!(
+        pinned.contains("// Paths are relative to this file."),
+        "comments lost"
+    );
+    assert!(pinned.contains("vmlinuz\" sha256=\""), "{pinned}");
+    s.ok(&["build", "recipes/full.kdl"]);
+    let rel = s.out().join("demo/full");
+    for f in [
+        "vmlinuz",
+        "updates.img",
+        "grub.cfg",
+        "boot.ipxe",
+        "initrd.img",
+    ] {
+        assert!(rel.join(f).exists(), "{f} missing");
+    }
+    let grub = std::fs::read_to_string(rel.join("grub.cfg")).unwrap();
+    assert!(
+        grub.contains("inst.stage2=http://[2401:beef:20::20]/demo/full"),
+        "{grub}"
+    );
+    assert!(grub.contains("inst.updates=http://[2401:beef:20::20]/demo/full/updates.img"));
+    if let Some(check) = oracle(t, "grub-script-check") {
+        run(Command::new(check).arg(rel.join("grub.cfg")));
+    }
+    // updates.img holds the changed files and their parents, nothing else.
+    let ls = s.ok(&["ls", rel.join("updates.img").to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(
+        text.contains("/usr/lib/systemd/system/fix-ipv6.service"),
+        "{text}"
+    );
+    assert!(text.contains("pyanaconda/packaging/__init__.py"), "{text}");
+    assert!(
+        !text.contains("/etc/os-release"),
+        "unchanged file in updates.img:\n{text}"
+    );
+    if let (Some(gzip), Some(cpio)) = (oracle(t, "gzip"), oracle(t, "cpio")) {
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{} -dc updates.img | {} -it --quiet",
+                gzip.display(),
+                cpio.display()
+            ))
+            .current_dir(&rel)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("usr/libexec/fix-ipv6-only.sh"));
+    }
+}
