@@ -124,7 +124,7 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
                 clear_bit(&mut out[r.clone()], i);
             }
         }
-        gd.set_free_blocks(gd.free_blocks() + added as u32);
+        gd.set_free_blocks(gd.free_blocks().saturating_add(added as u32));
         touched.push(g);
     }
     // 2. New groups.

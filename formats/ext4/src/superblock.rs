@@ -203,7 +203,10 @@ impl Superblock {
         let blocks_per_group = le32(&raw, 0x20);
         let inodes_per_group = le32(&raw, 0x28);
         let first_data_block = le32(&raw, 0x14);
-        if blocks_per_group == 0 || blocks_per_group > block_size * 8 {
+        if blocks_per_group < 8
+            || !blocks_per_group.is_multiple_of(8)
+            || blocks_per_group > block_size * 8
+        {
             return Err(corrupt(format!(
                 "s_blocks_per_group {blocks_per_group} is invalid"
             )));

@@ -304,3 +304,75 @@ fn recipe_small(base: &Tree, blobs: &MemBlobs) -> Tree {
         .unwrap();
     t
 }
+
+/// Many small groups (`-g 1024`), most never used: an edit that needs more
+/// space than the used groups have must initialise BLOCK_UNINIT groups (and
+/// INODE_UNINIT ones for many new inodes) exactly as e2fsck expects.
+#[test]
+fn allocation_spills_into_uninitialised_groups() {
+    let test = "allocation_spills_into_uninitialised_groups";
+    let Some(mk) = v6build_testkit::oracle(test, "mkfs.ext4") else {
+        return;
+    };
+    for profile in PROFILES {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("a"), b"a").unwrap();
+        let img_path = dir.path().join("img");
+        mkfs_with(
+            &mk,
+            &src,
+            &img_path,
+            48,
+            profile,
+            &["-g", "1024", "-N", "4096"],
+        );
+        let blobs = MemBlobs::new();
+        let mut img = std::fs::read(&img_path).unwrap();
+        let fs = Ext4::open(&img[..]).unwrap();
+        let uninit = fs
+            .group_descs()
+            .iter()
+            .filter(|g| g.flags() & v6build_ext4::group::BLOCK_UNINIT != 0)
+            .count();
+        assert!(
+            uninit > 4,
+            "{profile:?}: fixture has only {uninit} BLOCK_UNINIT groups"
+        );
+        let base = fs.read_tree(&blobs).unwrap();
+        drop(fs);
+        let mut want = base.clone();
+        want.insert(
+            &p("/big"),
+            file(&blobs, &bytes_for(20 << 20, 11), meta(0o644, 1_700_000_000)),
+            false,
+        )
+        .unwrap();
+        want.mkdir_p(&p("/many"), &meta(0o755, 1_700_000_000))
+            .unwrap();
+        for i in 0..1500 {
+            let f = file(
+                &blobs,
+                format!("{i}").as_bytes(),
+                meta(0o644, 1_700_000_000),
+            );
+            want.insert(&p(&format!("/many/f{i}")), f, false).unwrap();
+        }
+        let r = edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
+        eprintln!("{profile:?}: {:?}", r.stats);
+        assert_fsck_clean(test, &img, &format!("{profile:?}"));
+        let after = Ext4::open(&img[..]).unwrap();
+        let still = after
+            .group_descs()
+            .iter()
+            .filter(|g| g.flags() & v6build_ext4::group::BLOCK_UNINIT != 0)
+            .count();
+        assert!(
+            still < uninit,
+            "{profile:?}: no BLOCK_UNINIT group was initialised"
+        );
+        let got = after.read_tree(&blobs).unwrap();
+        assert_eq!(dump(&got), dump(&want));
+    }
+}

@@ -3,6 +3,8 @@
 //! searched in a fixed order from a goal, so the same base and the same edit
 //! always pick the same blocks and inodes.
 
+use std::collections::BTreeMap;
+
 use crate::error::{Error, Result, corrupt};
 use crate::group::{BLOCK_UNINIT, INODE_UNINIT};
 
@@ -23,11 +25,14 @@ impl Editor<'_> {
     /// The block bitmap of group `g`, computed if the group is BLOCK_UNINIT.
     fn block_bitmap(&mut self, g: u32) -> Result<&mut Vec<u8>> {
         if !self.block_bitmaps.contains_key(&g) {
-            let gd = &self.gds[g as usize];
-            let bm = if self.sb.has_group_csum() && gd.flags() & BLOCK_UNINIT != 0 {
+            let (flags, at) = (
+                self.gds[g as usize].flags(),
+                self.gds[g as usize].block_bitmap(),
+            );
+            let bm = if self.sb.has_group_csum() && flags & BLOCK_UNINIT != 0 {
                 self.init_block_bitmap(g)
             } else {
-                self.fs.read_block(gd.block_bitmap())?
+                self.fs.read_block(at)?
             };
             self.block_bitmaps.insert(g, bm);
         }
@@ -37,7 +42,22 @@ impl Editor<'_> {
     }
 
     /// What the kernel's `ext4_init_block_bitmap` computes for a group never used.
-    fn init_block_bitmap(&self, g: u32) -> Vec<u8> {
+    fn init_block_bitmap(&mut self, g: u32) -> Vec<u8> {
+        if self.group_meta.is_none() {
+            // Where every group's bitmaps and inode table live, by group:
+            // one pass over all descriptors, O(metadata blocks).
+            let mut m: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+            let itb = self.sb.inode_table_blocks();
+            for gd in &self.gds {
+                let blocks = [gd.block_bitmap(), gd.inode_bitmap()]
+                    .into_iter()
+                    .chain((0..itb).map(|i| gd.inode_table() + i));
+                for b in blocks {
+                    m.entry(self.sb.group_of_block(b)).or_default().push(b);
+                }
+            }
+            self.group_meta = Some(m);
+        }
         let sb = &self.sb;
         let bs = sb.block_size as usize;
         let mut bm = vec![0u8; bs];
@@ -49,12 +69,8 @@ impl Editor<'_> {
                 set_bit(&mut bm, i as usize, true);
             }
         }
-        for gd in &self.gds {
-            let itb = sb.inode_table_blocks();
-            let blocks = [gd.block_bitmap(), gd.inode_bitmap()]
-                .into_iter()
-                .chain((0..itb).map(|i| gd.inode_table() + i));
-            for b in blocks {
+        if let Some(list) = self.group_meta.as_ref().and_then(|m| m.get(&g)) {
+            for &b in list {
                 if b >= first && b < first + n {
                     set_bit(&mut bm, (b - first) as usize, true);
                 }
@@ -116,7 +132,7 @@ impl Editor<'_> {
                 if let Some(i) = found {
                     set_bit(bm, i, true);
                     let gd = &mut self.gds[g as usize];
-                    gd.set_free_blocks(gd.free_blocks() - 1);
+                    gd.set_free_blocks(gd.free_blocks().saturating_sub(1));
                     gd.set_flags(gd.flags() & !BLOCK_UNINIT);
                     self.stats.blocks_allocated += 1;
                     return Ok(first + i as u64);
@@ -147,7 +163,7 @@ impl Editor<'_> {
         }
         set_bit(bm, i, false);
         let gd = &mut self.gds[g as usize];
-        gd.set_free_blocks(gd.free_blocks() + 1);
+        gd.set_free_blocks(gd.free_blocks().saturating_add(1));
         self.stats.blocks_freed += 1;
         Ok(())
     }
@@ -170,13 +186,13 @@ impl Editor<'_> {
             if let Some(i) = found {
                 set_bit(bm, i, true);
                 let gd = &mut self.gds[g as usize];
-                gd.set_free_inodes(gd.free_inodes() - 1);
+                gd.set_free_inodes(gd.free_inodes().saturating_sub(1));
                 gd.set_flags(gd.flags() & !INODE_UNINIT);
                 if is_dir {
-                    gd.set_used_dirs(gd.used_dirs() + 1);
+                    gd.set_used_dirs(gd.used_dirs().saturating_add(1));
                 }
                 if self.sb.has_group_csum() {
-                    let used = ipg - gd.itable_unused();
+                    let used = ipg.saturating_sub(gd.itable_unused());
                     if i as u32 >= used {
                         gd.set_itable_unused(ipg - i as u32 - 1);
                     }
@@ -205,7 +221,7 @@ impl Editor<'_> {
         }
         set_bit(bm, i, false);
         let gd = &mut self.gds[g as usize];
-        gd.set_free_inodes(gd.free_inodes() + 1);
+        gd.set_free_inodes(gd.free_inodes().saturating_add(1));
         if is_dir {
             gd.set_used_dirs(gd.used_dirs().saturating_sub(1));
         }

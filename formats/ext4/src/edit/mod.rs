@@ -173,6 +173,7 @@ pub fn edit_blocks(
             block_bitmaps: BTreeMap::new(),
             inode_bitmaps: BTreeMap::new(),
             touched: BTreeSet::new(),
+            group_meta: None,
             stats: EditStats::default(),
             pending_blocks: 0,
             pending_inodes: 0,
@@ -265,6 +266,8 @@ pub(crate) struct Editor<'a> {
     pub block_bitmaps: BTreeMap<u32, Vec<u8>>,
     pub inode_bitmaps: BTreeMap<u32, Vec<u8>>,
     pub touched: BTreeSet<u32>,
+    /// Metadata block numbers by the group they lie in (built on first need).
+    pub group_meta: Option<BTreeMap<u32, Vec<u64>>>,
     pub stats: EditStats,
     pub pending_blocks: u64,
     pub pending_inodes: u64,
@@ -383,7 +386,7 @@ impl Editor<'_> {
                 let parent = dir_target[&p.parent()].ino;
                 let g = (parent - 1) / self.sb.inodes_per_group;
                 let ino = self.alloc_inode(g, true)?;
-                self.pending_inodes -= 1;
+                self.pending_inodes = self.pending_inodes.saturating_sub(1);
                 dir_target.insert(p.clone(), Target { ino, reused: false });
             }
         }
@@ -392,7 +395,7 @@ impl Editor<'_> {
                 let parent = dir_target[&paths[0].parent()].ino;
                 let g = (parent - 1) / self.sb.inodes_per_group;
                 let ino = self.alloc_inode(g, false)?;
-                self.pending_inodes -= 1;
+                self.pending_inodes = self.pending_inodes.saturating_sub(1);
                 leaf_target[gi] = Some(Target { ino, reused: false });
             }
         }

@@ -18,8 +18,12 @@ use v6build_fstree::{
 /// The two acceptance profiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Profile {
-    /// EL7-compatible: no metadata_csum, no 64bit.
+    /// EL7-compatible, as EL7's mke2fs made them: no metadata_csum, no
+    /// 64bit, but uninit_bg (crc16 group descriptor checksums, uninit flags).
     El7,
+    /// The brief's EL7 command line on a modern mke2fs: no metadata_csum,
+    /// no 64bit and hence no group checksums at all.
+    El7Plain,
     /// Debian 12 defaults: metadata_csum + 64bit.
     Modern,
 }
@@ -53,7 +57,20 @@ fn knows_orphan_file(mkfs: &Path) -> bool {
 
 /// Runs mkfs.ext4 -d `src` into a new image of `size_mb` MiB at `img`.
 pub fn mkfs(mkfs: &Path, src: &Path, img: &Path, size_mb: u32, profile: Profile) {
+    mkfs_with(mkfs, src, img, size_mb, profile, &[]);
+}
+
+/// [`mkfs`] with extra mke2fs arguments (e.g. `-g 1024` for many small groups).
+pub fn mkfs_with(
+    mkfs: &Path,
+    src: &Path,
+    img: &Path,
+    size_mb: u32,
+    profile: Profile,
+    extra: &[&str],
+) {
     let mut c = Command::new(mkfs);
+    c.args(extra);
     c.env("E2FSPROGS_FAKE_TIME", "1700000000")
         .env("MKE2FS_CONFIG", "/etc/mke2fs.conf")
         .args(["-q", "-F", "-t", "ext4", "-b", "4096", "-L", "Anaconda"])
@@ -63,10 +80,13 @@ pub fn mkfs(mkfs: &Path, src: &Path, img: &Path, size_mb: u32, profile: Profile)
             "-E",
             "hash_seed=6a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9",
         ]);
-    if profile == Profile::El7 {
+    if matches!(profile, Profile::El7 | Profile::El7Plain) {
         let mut o = "^metadata_csum,^64bit,^metadata_csum_seed".to_string();
         if knows_orphan_file(mkfs) {
             o.push_str(",^orphan_file");
+        }
+        if profile == Profile::El7 {
+            o.push_str(",uninit_bg");
         }
         c.args(["-O", &o]);
     }
