@@ -71,3 +71,49 @@ fn reads_mkfs_images_exactly() {
         );
     }
 }
+
+/// ext2 and ext3 images (indirect block maps, no extents), with 1 KiB and
+/// 4 KiB blocks: the 300 KB file needs double-indirect blocks at 1 KiB.
+#[test]
+fn reads_ext2_and_ext3_images() {
+    let test = "reads_ext2_and_ext3_images";
+    let Some(mk) = v6build_testkit::oracle(test, "mke2fs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    make_source(&src, 50);
+    // A 1500-byte xattr value does not fit a 1 KiB block.
+    v6build_testkit::run(
+        std::process::Command::new("setfattr")
+            .args(["-x", "user.big"])
+            .arg(src.join("xattrs")),
+    );
+    let blobs = MemBlobs::new();
+    let want = tree_of_dir(&src, &blobs);
+    for (fstype, bs) in [("ext2", "1024"), ("ext3", "4096"), ("ext3", "1024")] {
+        let img = dir.path().join(format!("{fstype}-{bs}"));
+        v6build_testkit::run(
+            std::process::Command::new(&mk)
+                .env("E2FSPROGS_FAKE_TIME", "1700000000")
+                .args(["-q", "-F", "-t", fstype, "-b", bs, "-I", "256", "-d"])
+                .arg(&src)
+                .arg(&img)
+                .arg("32M"),
+        );
+        let bytes = std::fs::read(&img).unwrap();
+        let fs = Ext4::open(&bytes[..]).unwrap();
+        assert_eq!(
+            fs.features().incompat & v6build_ext4::superblock::incompat::EXTENTS,
+            0
+        );
+        let mut got = without_lost_found(&fs.read_tree(&blobs).unwrap());
+        got.meta.mtime = want.meta.mtime;
+        assert_eq!(dump(&got), dump(&want), "{fstype} with {bs}-byte blocks");
+        // The editor refuses images without extents, clearly.
+        let mut copy = bytes.clone();
+        let err = v6build_ext4::edit(&mut copy, &want, &blobs, &Default::default()).unwrap_err();
+        assert!(matches!(err, v6build_ext4::Error::Unsupported(_)), "{err}");
+    }
+}
