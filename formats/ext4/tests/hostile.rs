@@ -214,6 +214,24 @@ fn truncated_and_garbage_images_never_panic() {
     for cut in [2048usize, 8192, 65536, 1 << 20, img.len() / 2] {
         let _ = read_all(&img[..cut.min(img.len())]);
     }
+    let blobs = MemBlobs::new();
+    let mut new_tree = Ext4::open(&img[..]).unwrap().read_tree(&blobs).unwrap();
+    new_tree.remove(&TreePath::parse("/etc").unwrap()).unwrap();
+    let data = b"new file";
+    let leaf = v6build_fstree::Leaf {
+        meta: v6build_fstree::Meta::root(0o644, 0),
+        kind: v6build_fstree::LeafKind::Regular(v6build_fstree::Content {
+            digest: v6build_fstree::BlobStore::put(&blobs, data).unwrap(),
+            size: data.len() as u64,
+        }),
+    };
+    new_tree
+        .insert(
+            &TreePath::parse("/htree/new").unwrap(),
+            leaf.into_node(),
+            false,
+        )
+        .unwrap();
     let mut x: u32 = 12345;
     for _ in 0..200 {
         let mut bad = img.clone();
@@ -225,6 +243,8 @@ fn truncated_and_garbage_images_never_panic() {
             bad[off] ^= (x >> 8) as u8 | 1;
         }
         let _ = read_all(&bad);
+        // The editor on a damaged base: errors are fine, panics are not.
+        let _ = v6build_ext4::edit_blocks(&bad, &new_tree, &blobs, &Default::default());
     }
 }
 
