@@ -193,6 +193,7 @@ fn kernel_mounts_the_edited_image() {
         let base = Ext4::open(&img[..]).unwrap().read_tree(&blobs).unwrap();
         let want = recipe_small(&base, &blobs);
         edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
+        assert_fsck_clean(test, &img, &format!("{profile:?}"));
         let path = fx.dir.path().join("edited");
         std::fs::write(&path, &img).unwrap();
         let mnt = fx.dir.path().join("mnt");
@@ -288,6 +289,21 @@ fn recipe_small(base: &Tree, blobs: &MemBlobs) -> Tree {
     .unwrap();
     t.remove(&p("/htree/entry-with-a-longish-name-00007"))
         .unwrap();
+    // All-zero and partly-zero contents become holes.
+    t.insert(
+        &p("/opt/new/zeros"),
+        file(blobs, &vec![0u8; 1 << 20], meta(0o644, 1_700_000_005)),
+        false,
+    )
+    .unwrap();
+    let mut holey = bytes_for(20_000, 8);
+    holey[4096..12288].fill(0);
+    t.insert(
+        &p("/opt/new/holey"),
+        file(blobs, &holey, meta(0o644, 1_700_000_006)),
+        false,
+    )
+    .unwrap();
     t.insert(
         &p("/big.bin"),
         file(blobs, &bytes_for(9999, 4), meta(0o600, 1_700_000_003)),
