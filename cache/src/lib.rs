@@ -76,7 +76,8 @@
 //!
 //! An entry is written to a fresh file in `tmp/` (named `<pid>-<counter>`,
 //! created exclusively), fsynced, then renamed into place. A reader therefore
-//! sees a whole entry or none. Blobs and trees that already exist are not
+//! sees a whole entry or none. The directory is not fsynced: after a power
+//! loss an entry may be missing, which only means it is rebuilt. Blobs and trees that already exist are not
 //! rewritten; two processes writing the same entry both rename a complete,
 //! identical file into place, so concurrent writers never conflict. Action
 //! records are rewritten, since a record is replaced when its outputs were
@@ -187,6 +188,14 @@ use v6build_fstree::BlobStore;
 
 #[cfg(test)]
 mod tests {
+    /// The engine shares one store across its worker threads.
+    #[test]
+    fn store_is_shareable() {
+        fn check<T: Send + Sync>() {}
+        check::<super::Store>();
+        check::<super::BlobReader>();
+    }
+
     /// The layout is documented twice, here and in the book; keep them equal.
     #[test]
     fn book_page_matches_crate_docs() {

@@ -419,6 +419,19 @@ impl Store {
         self.put_object(ObjectKind::Action, key, &payload, d, true)
     }
 
+    /// Whether every output of `record` is in the store (not verified;
+    /// reading an output verifies it). A record whose outputs were
+    /// collected or removed as corrupt is a miss for the engine.
+    pub fn outputs_present(&self, record: &ActionRecord) -> bool {
+        record.outputs.values().all(|o| {
+            let kind = match o.kind {
+                crate::OutputKind::Blob => ObjectKind::Blob,
+                crate::OutputKind::Tree => ObjectKind::Tree,
+            };
+            self.has(kind, &o.digest)
+        })
+    }
+
     /// The record of the action whose key digest is `key`, if any.
     /// A damaged record is removed and reported as [`CacheError::Corrupt`].
     pub fn get_action(&self, key: &Digest) -> Result<Option<ActionRecord>, CacheError> {

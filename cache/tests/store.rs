@@ -200,9 +200,11 @@ fn blobs_round_trip_and_choose_compression() {
 fn put_reader_streams_big_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    // 64 MiB of 2-bit symbols (zstd pays) and 3 MiB of noise (it does
-    // not), generated on the fly in 64 KiB pieces.
-    for (len, compressible, want_encoding) in [(64u64 << 20, true, 1u8), (3 << 20, false, 0)] {
+    // 8 MiB of 2-bit symbols (zstd pays) and 3 MiB of noise (it does
+    // not), generated on the fly in 64 KiB pieces. The 64 MiB case, with
+    // its memory check, runs in a child process: see
+    // `big_blob_memory_stays_bounded`.
+    for (len, compressible, want_encoding) in [(8u64 << 20, true, 1u8), (3 << 20, false, 0)] {
         let mut g = Generated::new(len, 64 * 1024, compressible);
         let (d, n) = store.put_blob_reader(&mut g).unwrap();
         assert_eq!(n, len);
@@ -307,6 +309,13 @@ fn actions_round_trip() {
     );
     store.put_action(&k, &rec).unwrap();
     assert_eq!(store.get_action(&k).unwrap(), Some(rec.clone()));
+    assert!(!store.outputs_present(&rec));
+    store.put_blob(b"img").unwrap();
+    assert!(!store.outputs_present(&rec), "the tree is still missing");
+    let t = Tree::new(Meta::root(0o755, 0));
+    let td = store.put_tree(&t).unwrap();
+    rec.outputs.get_mut("tree").unwrap().digest = td;
+    assert!(store.outputs_present(&rec));
     // A record is replaced by a later one.
     let rec2 = ActionRecord::single("image", blob_output(Digest::of(b"img2"), 4));
     store.put_action(&k, &rec2).unwrap();
@@ -752,6 +761,17 @@ fn child_process_writer() {
     };
     let store = open(Path::new(&dir));
     let mode = std::env::var(HELPER_MODE).unwrap_or_default();
+    if mode == "big" {
+        let before = peak_rss_kib();
+        let len = 64u64 << 20;
+        let mut g = Generated::new(len, 64 * 1024, true);
+        let (d, n) = store.put_blob_reader(&mut g).unwrap();
+        assert_eq!((d, n), (Digest::from(g.hasher.finalize()), len));
+        let mut r = store.open_blob(&d).unwrap();
+        assert_eq!(hash_stream(&mut r).unwrap(), (d, len));
+        println!("peak_rss_kib {before} {}", peak_rss_kib());
+        return;
+    }
     if let Some((seed, block)) = mode
         .strip_prefix("loop:")
         .and_then(|m| m.split_once(':'))
@@ -798,6 +818,42 @@ fn child_process_writer() {
     let set = write_shared_set(&store);
     check_set(&store, &set);
     println!("child wrote {} entries", set.len());
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn big_blob_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = spawn_writer(&dir.path().join("store"), "big")
+        .wait_with_output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split("peak_rss_kib ").nth(1))
+        .unwrap_or_else(|| panic!("child did not report: {stdout}"));
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (before, after) = (nums[0], nums[1]);
+    eprintln!("64 MiB put and read back; peak RSS {before} KiB before, {after} KiB after");
+    // Holding the blob whole would need 64 MiB on top of the baseline.
+    assert!(
+        after < before + 32 * 1024,
+        "peak RSS grew from {before} to {after} KiB storing 64 MiB"
+    );
 }
 
 fn spawn_writer(root: &Path, mode: &str) -> std::process::Child {
