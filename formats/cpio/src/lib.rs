@@ -22,6 +22,38 @@
 //! parameters: thread counts change speed only, and [`codec_versions`]
 //! names every library whose bytes we emit.
 //!
+//! # Reading policies
+//! - Names: leading `./` is stripped; `..` components, a NUL followed by
+//!   more name bytes, and (unless [`Limits::allow_absolute_names`]) a
+//!   leading `/` are refused as hostile. Extra NULs after the name (dracut)
+//!   are accepted.
+//! - A `.` entry sets the root's metadata; without one the root is 0755
+//!   root:root, time 0, and a later segment without `.` keeps the earlier
+//!   root metadata in [`Initramfs::merged`].
+//! - An entry whose parent directory is not in the archive: the kernel
+//!   would fail to create it (it has no `mkdir -p`) and go on silently. We
+//!   keep the entry and create the parents (0755 root:root, time 0),
+//!   recording a [`Warning`] in [`Segment::warnings`], so no content is lost
+//!   and the engine can surface it.
+//! - An entry below a symlink of the same archive is refused (the kernel
+//!   would write through the link); across segments this is not modelled.
+//! - Hardlinks: regular files with `c_nlink >= 2` and the same
+//!   (`c_ino`, `c_devmajor`, `c_devminor`, `c_mode`) within one archive
+//!   share one leaf, taking the data of the last name that has any and the
+//!   metadata of the last name. A group with fewer names than `c_nlink` and
+//!   no data is refused as missing its data entry, unless
+//!   [`Limits::allow_incomplete_hardlinks`].
+//! - `070702` checksums are verified; data on directory or device entries
+//!   is ignored with a warning, as the kernel ignores it.
+//! - Decompression stops at [`Limits::max_unpacked`] bytes over the whole
+//!   image, and xz/lzma decoders at [`Limits::max_decoder_memory`].
+//! - lzo segments are recognised and refused as unsupported.
+//!
+//! # Writing policies
+//! See [`write_newc`]'s module: `070701` only, `.` first, canonical order,
+//! inodes renumbered from 1, GNU's hardlink convention, 4-byte padding and
+//! a 512-byte block after the trailer, nothing from the host.
+//!
 //! ```
 //! use std::num::NonZeroUsize;
 //! use v6build_cpio::{Compression, Initramfs, Limits, compress, newc_bytes};

@@ -59,7 +59,10 @@ fn write_err(path: &TreePath, reason: impl Into<String>) -> Error {
 }
 
 /// Writes `tree` as one newc archive (trailer and block padding included)
-/// and returns the number of bytes written.
+/// and returns the number of bytes written. The layout is the one this
+/// module's documentation lists: `070701`, `.` first, canonical order,
+/// inodes renumbered from 1, data on a hardlink group's last name, NUL
+/// padding to 4 bytes and to a 512-byte block after the trailer.
 pub fn write_newc(tree: &Tree, blobs: &dyn BlobStore, out: &mut dyn Write) -> Result<u64> {
     // Hardlink groups by leaf identity: size, and the path that carries data.
     let mut groups: HashMap<*const Leaf, (u32, TreePath)> = HashMap::new();
