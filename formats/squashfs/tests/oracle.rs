@@ -153,6 +153,9 @@ fn mksquashfs_images_read_back_and_rewrite_identically() {
             &format!("{label}: our reader on our image"),
         );
 
+        if *label != "xz" {
+            continue;
+        }
         // Rewrite with reuse: every data block comes from the base.
         let reused = tmp.path().join(format!("{label}.reuse.img"));
         let r = write(
