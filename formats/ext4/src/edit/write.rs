@@ -428,6 +428,14 @@ impl Editor<'_> {
             i.set_flags(i.flags() & !INDEX_FL);
             self.stats.htree_dirs_linearised += 1;
         }
+        // Under metadata_csum every leaf block must end in a checksum tail;
+        // rewriting one without it would overwrite a live entry.
+        if csum && let Some((b, _, _)) = blocks.iter().find(|(_, d, _)| !dir::has_tail(d)) {
+            return Err(unsupported(format!(
+                "directory inode {}: block {b} has no checksum tail (e2fsck -fD adds it)",
+                t.ino
+            )));
+        }
         let mut appended = !t.reused;
         for (kind, e) in &ops {
             let mut done = false;
