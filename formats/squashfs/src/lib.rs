@@ -19,12 +19,52 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What the tree model does not keep: sub-second times (squashfs has none),
-//! hole positions (the writer re-detects all-zero blocks), and the base
-//! image's inode numbers and layout (the writer renumbers deterministically).
+//! # Reading
+//! [`SquashfsImage::open`] validates the superblock (magic, version 4.0,
+//! block size against `block_log`, every table offset inside the image)
+//! and loads the id table, fragment index and xattr header.
+//! [`SquashfsImage::read_tree`] walks the directories: hardlinks (one inode
+//! reached from several names) become one shared `Arc<Leaf>`; file data is
+//! streamed into the blob store block by block (a batch of blocks is
+//! decompressed in parallel). [`SquashfsImage::read_tree_and_blocks`] also
+//! records a [`BaseBlocks`] map for block reuse. [`SquashfsImage::lookup`]
+//! and [`SquashfsImage::file_reader`] read one file by path without
+//! walking the rest (for nested images such as `LiveOS/rootfs.img`).
+//! gzip, xz, zstd and lz4 images are read; lzo and lzma are refused as
+//! [`Error::Unsupported`]. Broken input gives [`Error::Corrupt`] naming the
+//! problem; every count and offset is checked before it is used.
 //!
-//! Modules follow the on-disk structures: [`superblock`], [`compress`],
-//! metadata blocks, [`inode`], directory listings, lookup tables, xattrs.
+//! # Writing
+//! [`write()`] lays out an image the way mksquashfs does and the kernel
+//! insists on: data and fragment blocks, then the inode, directory,
+//! fragment, export, id and xattr tables. Details that fix the bytes:
+//! - files smaller than a block go into fragment blocks (tail-end
+//!   packing); larger files are whole blocks, the last one short; empty
+//!   files have no data; all-zero blocks are holes;
+//! - identical contents are stored once; hardlinks are one inode with
+//!   `nlink > 1`;
+//! - inodes are numbered in post-order (children in canonical name order,
+//!   a directory after its contents, the root last);
+//! - ids and xattr sets are numbered in order of first use;
+//! - large directories get an index (extended directory inode);
+//! - blocks are compressed on a rayon pool in bounded batches and written
+//!   in canonical order: the thread count never changes the bytes.
+//!
+//! # Reuse
+//! With a [`BaseBlocks`] whose compressor, options and block size match,
+//! an unchanged whole file is copied block for block without being read,
+//! and any block whose uncompressed BLAKE3 is in the base is copied as
+//! stored. Other blocks may come from a [`BlockCache`] (keyed by
+//! [`BlockKey`]); a cached block is exactly what compression produces, so
+//! a warm and a cold cache give the same bytes. [`BaseBlocks::save`] /
+//! [`BaseBlocks::load`] let the engine keep the map with the base's tree.
+//!
+//! # Not kept
+//! Sub-second times (squashfs has none; the writer drops nanoseconds),
+//! hole positions (the writer re-detects all-zero blocks), and the base's
+//! inode numbers and layout (the writer renumbers deterministically). Only
+//! `user.`, `trusted.` and `security.` xattrs exist in squashfs; others
+//! are refused. The export table is read past, not used.
 
 mod compress;
 mod dir;
