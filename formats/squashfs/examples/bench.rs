@@ -119,6 +119,10 @@ fn main() {
         inc.blocks_compressed,
         incremental / mks
     );
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(l) = status.lines().find(|l| l.starts_with("VmHWM")) {
+        println!("peak RSS ({l}), including the in-memory blob store holding every file");
+    }
     for p in [&base_img, &cold_img, &inc_img] {
         let _ = std::fs::remove_file(p);
     }

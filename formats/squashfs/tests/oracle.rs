@@ -319,3 +319,38 @@ fn lz4_images_read_and_lzo_images_are_refused() {
         );
     }
 }
+
+/// A real system tree (default `/usr/share`, or `V6BUILD_SQUASHFS_REAL_DIR`)
+/// through mksquashfs, our reader and our writer. Slow: runs only with
+/// `V6BUILD_SLOW_TESTS=1`.
+#[test]
+fn real_system_tree_round_trip() {
+    let name = "real_system_tree_round_trip";
+    if std::env::var_os("V6BUILD_SLOW_TESTS").is_none_or(|v| v != "1") {
+        eprintln!("SKIP {name}: set V6BUILD_SLOW_TESTS=1");
+        return;
+    }
+    let Some(mks) = oracle(name, "mksquashfs") else { return };
+    let Some(unsq) = oracle(name, "unsquashfs") else { return };
+    let dir = std::env::var_os("V6BUILD_SQUASHFS_REAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share"));
+    let tmp = tempfile::tempdir().unwrap();
+    let orig = tmp.path().join("real.img");
+    common::mksquashfs(&mks, &dir, &orig, &["-comp", "xz"]);
+    let base = open(&orig);
+    let blobs = MemBlobs::new();
+    let tree = base.read_tree(&blobs).unwrap();
+    let ours = tmp.path().join("ours.img");
+    write(&tree, &blobs, &WriteOptions::from_base(&base), None, None, File::create(&ours).unwrap())
+        .unwrap();
+    assert!(common::lls(&unsq, &orig) == common::lls(&unsq, &ours), "listings differ");
+    let again = open(&ours).read_tree(&MemBlobs::new()).unwrap();
+    common::assert_same(&tree, &again, "real tree");
+    eprintln!(
+        "{}: mksquashfs {} bytes, ours {} bytes",
+        dir.display(),
+        std::fs::metadata(&orig).unwrap().len(),
+        std::fs::metadata(&ours).unwrap().len()
+    );
+}
