@@ -59,6 +59,82 @@ pub struct Features {
     pub ro_compat: u32,
 }
 
+impl Features {
+    /// The feature names as `mke2fs -O` / `dumpe2fs` spell them, in
+    /// compat, incompat, ro_compat order; unknown bits as `FEATURE_Xn`.
+    pub fn names(&self) -> Vec<String> {
+        const COMPAT: &[&str] = &[
+            "dir_prealloc",
+            "imagic_inodes",
+            "has_journal",
+            "ext_attr",
+            "resize_inode",
+            "dir_index",
+            "lazy_bg",
+            "snapshot_bitmap",
+            "sparse_super2",
+            "fast_commit",
+            "stable_inodes",
+            "orphan_file",
+        ];
+        const INCOMPAT: &[&str] = &[
+            "compression",
+            "filetype",
+            "needs_recovery",
+            "journal_dev",
+            "meta_bg",
+            "",
+            "extent",
+            "64bit",
+            "mmp",
+            "flex_bg",
+            "ea_inode",
+            "",
+            "dirdata",
+            "metadata_csum_seed",
+            "large_dir",
+            "inline_data",
+            "encrypt",
+            "casefold",
+        ];
+        const RO: &[&str] = &[
+            "sparse_super",
+            "large_file",
+            "btree_dir",
+            "huge_file",
+            "uninit_bg",
+            "dir_nlink",
+            "extra_isize",
+            "snapshot",
+            "quota",
+            "bigalloc",
+            "metadata_csum",
+            "replica",
+            "read-only",
+            "project",
+            "shared_blocks",
+            "verity",
+            "orphan_present",
+        ];
+        let mut out = Vec::new();
+        for (bits, table, tag) in [
+            (self.compat, COMPAT, 'C'),
+            (self.incompat, INCOMPAT, 'I'),
+            (self.ro_compat, RO, 'R'),
+        ] {
+            for i in 0..32 {
+                if bits & (1 << i) != 0 {
+                    match table.get(i) {
+                        Some(n) if !n.is_empty() => out.push((*n).to_string()),
+                        _ => out.push(format!("FEATURE_{tag}{i}")),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 impl<R: ReadAt> Ext4<R> {
     /// Opens an image: reads and validates the superblock and group descriptors.
     pub fn open(r: R) -> Result<Self> {

@@ -29,6 +29,19 @@ fn reads_mkfs_images_exactly() {
                 .collect();
             panic!("{profile:?}: tree differs:\n{}", d.join("\n"));
         }
+        let names = fs.features().names();
+        let csum = names.iter().any(|n| n == "metadata_csum");
+        assert_eq!(csum, profile == Profile::Modern, "{names:?}");
+        assert!(
+            names.iter().any(|n| n == "extent") && names.iter().any(|n| n == "flex_bg"),
+            "{names:?}"
+        );
+        if profile == Profile::El7 {
+            assert!(
+                names.iter().any(|n| n == "uninit_bg") && !names.iter().any(|n| n == "64bit"),
+                "{names:?}"
+            );
+        }
         // mke2fs -d + e2fsck -D gave the big directory an htree index.
         let htree = fs
             .inode(inos[&v6build_fstree::TreePath::parse("/htree").unwrap()])
