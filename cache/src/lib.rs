@@ -69,7 +69,8 @@
 //!   file's name.
 //!
 //! The payload is zstd-compressed (level 3) when that saves at least an eighth
-//! of its size; payloads under 64 bytes are stored raw. A stream longer than
+//! of its size; payloads under 4 KiB are stored raw, since the file system
+//! gives them a whole block anyway. A stream longer than
 //! 1 MiB is judged on its first MiB.
 //!
 //! ## Writing

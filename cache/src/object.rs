@@ -41,8 +41,10 @@ const HEADER_VERSION: u8 = 1;
 /// this trades nothing but cache size and speed.
 pub(crate) const ZSTD_LEVEL: i32 = 3;
 
-/// Payloads shorter than this are stored raw without trying zstd.
-const MIN_COMPRESS: usize = 64;
+/// Payloads shorter than this are stored raw without trying zstd: the
+/// file system gives them a whole 4 KiB block anyway, so compressing would
+/// cost time and save no space.
+const MIN_COMPRESS: usize = 4096;
 
 /// How a payload is stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,12 +62,29 @@ pub(crate) fn compression_pays(compressed: usize, raw: usize) -> bool {
 /// Chooses the stored form of an in-memory payload.
 pub(crate) fn encode_payload(data: &[u8]) -> io::Result<(Encoding, Option<Vec<u8>>)> {
     if data.len() >= MIN_COMPRESS {
-        let c = zstd::bulk::compress(data, ZSTD_LEVEL)?;
+        let c = compress(data)?;
         if compression_pays(c.len(), data.len()) {
             return Ok((Encoding::Zstd, Some(c)));
         }
     }
     Ok((Encoding::Raw, None))
+}
+
+/// zstd-compresses `data` with a context kept per thread, since setting
+/// one up costs more than compressing a small payload.
+pub(crate) fn compress(data: &[u8]) -> io::Result<Vec<u8>> {
+    use std::cell::RefCell;
+    thread_local! {
+        static CCTX: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    }
+    CCTX.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        // OK to unwrap: set just above.
+        c.as_mut().unwrap().compress(data)
+    })
 }
 
 /// A parsed object header.
@@ -484,7 +503,7 @@ mod tests {
         assert!(compression_pays(0, 0));
         assert!(compression_pays(875, 1000));
         assert!(!compression_pays(876, 1000));
-        let text = b"hello world ".repeat(100);
+        let text = b"hello world ".repeat(1000);
         assert_eq!(encode_payload(&text).unwrap().0, Encoding::Zstd);
         assert_eq!(encode_payload(b"short").unwrap().0, Encoding::Raw);
     }

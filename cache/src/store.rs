@@ -279,7 +279,7 @@ impl Store {
         }
         // Whether zstd pays is judged on the first MiB: good enough to
         // tell text and filesystem images from already-compressed data.
-        let trial = zstd::bulk::compress(&first, ZSTD_LEVEL)
+        let trial = object::compress(&first)
             .map_err(|e| CacheError::io("compressing for", self.tmp_dir(), e))?;
         let zstd = object::compression_pays(trial.len(), first.len());
         drop(trial);

@@ -246,7 +246,7 @@ fn every_flipped_byte_is_caught_removed_and_restored() {
     );
     assert_eq!(encoding_byte(&store, ObjectKind::Blob, &d), 0);
 
-    let packed = text(2000);
+    let packed = text(6000);
     let d = Digest::of(&packed);
     flip_every_byte(
         &store,
