@@ -67,7 +67,8 @@ impl Drop for Relock<'_> {
 }
 
 impl Store {
-    /// Removes every entry no root reaches, and every temporary file.
+    /// Drops build roots beyond [`crate::StoreOptions::keep_builds`], then
+    /// removes every entry no root reaches, and every temporary file.
     /// Fails with [`CacheError::Busy`] when another process has the store
     /// open, and with [`CacheError::BadRoot`] when a root is damaged (so a
     /// damaged root never causes what it protects to be removed).
@@ -86,6 +87,9 @@ impl Store {
         }
 
         let mut report = GcReport::default();
+        // Honour this handle's `keep_builds` even if no build ran since
+        // it was lowered (`v6build gc --keep-builds 2`).
+        self.prune_builds()?;
         let roots = self.roots()?;
         report.roots = roots.len();
 

@@ -198,7 +198,7 @@ impl Store {
         Ok(v)
     }
 
-    fn prune_builds(&self) -> Result<(), CacheError> {
+    pub(crate) fn prune_builds(&self) -> Result<(), CacheError> {
         let nums = self.build_numbers()?;
         let drop_n = nums.len().saturating_sub(self.options.keep_builds);
         for n in &nums[..drop_n] {

@@ -5,7 +5,9 @@ mod common;
 use common::*;
 use std::fs;
 
-use v6build_cache::{ActionRecord, CacheError, ObjectKind, Output, OutputKind, RootKind};
+use v6build_cache::{
+    ActionRecord, CacheError, ObjectKind, Output, OutputKind, RootKind, Store, StoreOptions,
+};
 use v6build_fstree::{BlobStore, Digest};
 
 #[test]
@@ -84,6 +86,19 @@ fn build_roots_keep_the_newest_n() {
     let report = store.gc().unwrap();
     assert_eq!((report.kept_objects, report.removed_objects), (3, 2));
     assert!(!BlobStore::contains(&store, &blobs[0]));
+    assert!(BlobStore::contains(&store, &blobs[4]));
+    // gc applies a lower limit given when the store is opened.
+    drop(store);
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            keep_builds: 1,
+            fsync: false,
+        },
+    )
+    .unwrap();
+    let report = store.gc().unwrap();
+    assert_eq!((report.roots, report.kept_objects), (1, 1));
     assert!(BlobStore::contains(&store, &blobs[4]));
     assert!(matches!(
         store.add_root(RootKind::Build, "latest", &[]),
