@@ -116,11 +116,11 @@
 //!
 //! `gc` converts the process's shared lock on `lock` to an exclusive one. If
 //! another process has the store open it fails with "store in use" rather than
-//! wait. It first drops build roots beyond the newest N. It refuses to run when a
-//! root file is damaged, since the damage could
-//! otherwise make it delete what that root protects. It then removes every
-//! unreachable entry and everything in `tmp/` (left behind by crashed writers,
-//! never trusted), and reports what it kept and freed.
+//! wait. It first drops build roots beyond the newest N. It refuses to run
+//! when a root file is damaged, since the damage could otherwise make it
+//! delete what that root protects. It then removes every unreachable entry and
+//! everything in `tmp/` (left behind by crashed writers, never trusted), and
+//! reports what it kept and freed.
 //!
 //! <!-- end of store-layout.md -->
 //!
