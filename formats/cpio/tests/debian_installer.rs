@@ -15,7 +15,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use v6build_cpio::{Compression, CompressionKind, Initramfs, Limits, RepackOptions, repack};
+use v6build_cpio::{
+    Compression, CompressionKind, Initramfs, Limits, RepackMode, RepackOptions, repack,
+};
 use v6build_fstree::{BlobStore, Content, Leaf, LeafKind, MemBlobs, Meta, Timestamp, dump};
 
 const DI: &str = "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64";
@@ -86,8 +88,8 @@ fn debian_installer_initrd_round_trip() {
 }
 
 #[test]
-fn kernel_boots_rewritten_debian_installer_initrd() {
-    const T: &str = "kernel_boots_rewritten_debian_installer_initrd";
+fn kernel_boots_edited_debian_installer_initrd() {
+    const T: &str = "kernel_boots_edited_debian_installer_initrd";
     let Some(bytes) = di_file(T, "initrd.gz") else {
         return;
     };
@@ -97,32 +99,108 @@ fn kernel_boots_rewritten_debian_installer_initrd() {
     let Some(qemu) = v6build_testkit::oracle(T, "qemu-system-x86_64") else {
         return;
     };
+    // Three v6build steps, each a different path through the kernel:
+    // 1. rewrite the gzip main segment, adding a file;
+    // 2. append an xz segment (kernel-safe CRC32, 1 MiB dictionary, several
+    //    independent blocks) with a file and 4 MiB of filler;
+    // 3. append a zstd segment with a hook that d-i's
+    //    /sbin/debian-installer-startup runs (every
+    //    /lib/debian-installer-startup.d/S* script), printing what it finds.
     let blobs = MemBlobs::new();
-    let img = Initramfs::parse(&bytes, &blobs, &Limits::default()).unwrap();
-    let mut tree = img.merged();
-    // d-i's /sbin/debian-installer-startup runs every
-    // /lib/debian-installer-startup.d/S* script at boot.
-    let script = b"#!/bin/sh\necho V6BUILD-HOOK-RAN > /dev/console\n";
-    let hook = Leaf {
-        meta: Meta {
-            perm: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: Timestamp::secs(0),
-            xattrs: Default::default(),
-        },
-        kind: LeafKind::Regular(Content {
-            digest: blobs.put(script).unwrap(),
-            size: script.len() as u64,
-        }),
+    let regular = |data: &[u8], perm: u16| {
+        Leaf {
+            meta: Meta {
+                perm,
+                uid: 0,
+                gid: 0,
+                mtime: Timestamp::secs(0),
+                xattrs: Default::default(),
+            },
+            kind: LeafKind::Regular(Content {
+                digest: blobs.put(data).unwrap(),
+                size: data.len() as u64,
+            }),
+        }
+        .into_node()
     };
-    tree.insert(
-        &p("/lib/debian-installer-startup.d/S05v6build"),
-        hook.into_node(),
-        false,
-    )
-    .unwrap();
-    let out = repack(&bytes, &img, &tree, &blobs, &fast()).unwrap();
+    let dir_meta = Meta::root(0o755, 0);
+    let step = |bytes: &[u8], edit: &dyn Fn(&mut v6build_fstree::Tree), opts: RepackOptions| {
+        let img = Initramfs::parse(bytes, &blobs, &Limits::default()).unwrap();
+        let mut tree = img.merged();
+        edit(&mut tree);
+        let out = repack(bytes, &img, &tree, &blobs, &opts).unwrap();
+        let again = Initramfs::parse(&out, &blobs, &Limits::default()).unwrap();
+        assert_eq!(dump(&again.merged()), dump(&tree));
+        out
+    };
+    let out = step(
+        &bytes,
+        &|t| {
+            t.mkdir_p(&p("/etc/v6build"), &dir_meta).unwrap();
+            t.insert(
+                &p("/etc/v6build/rewrite"),
+                regular(b"REWRITE-OK", 0o644),
+                false,
+            )
+            .unwrap();
+        },
+        fast(),
+    );
+    let filler: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let out = step(
+        &out,
+        &|t| {
+            t.insert(&p("/etc/v6build/xz"), regular(b"XZ-OK", 0o644), false)
+                .unwrap();
+            t.insert(&p("/etc/v6build/filler"), regular(&filler, 0o644), false)
+                .unwrap();
+        },
+        RepackOptions {
+            mode: RepackMode::Append,
+            compression: Some(Compression::Xz {
+                preset: 1,
+                extreme: false,
+                dict_size: v6build_cpio::XZ_DICT,
+                block_size: 1 << 20,
+            }),
+            ..RepackOptions::default()
+        },
+    );
+    let script =
+        b"#!/bin/sh\necho \"V6BUILD-HOOK-RAN $(cat /etc/v6build/rewrite) $(cat /etc/v6build/xz) \
+                   $(wc -c < /etc/v6build/filler)\" > /dev/console\n";
+    let out = step(
+        &out,
+        &|t| {
+            t.insert(
+                &p("/lib/debian-installer-startup.d/S05v6build"),
+                regular(script, 0o755),
+                false,
+            )
+            .unwrap();
+        },
+        RepackOptions {
+            mode: RepackMode::Append,
+            compression: Some(Compression::Zstd { level: 3 }),
+            ..RepackOptions::default()
+        },
+    );
+    let kinds: Vec<_> = Initramfs::parse(&out, &blobs, &Limits::default())
+        .unwrap()
+        .segments
+        .iter()
+        .map(|s| s.compression)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            Some(CompressionKind::Gzip),
+            Some(CompressionKind::Xz),
+            Some(CompressionKind::Zstd)
+        ]
+    );
     let tmp = tempfile::tempdir().unwrap();
     let initrd = tmp.path().join("initrd.gz");
     std::fs::write(&initrd, &out).unwrap();
@@ -167,7 +245,7 @@ fn kernel_boots_rewritten_debian_installer_initrd() {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         let text = String::from_utf8_lossy(&log);
-        hook_ran = text.contains("V6BUILD-HOOK-RAN");
+        hook_ran = text.contains("V6BUILD-HOOK-RAN REWRITE-OK XZ-OK 4194304");
         // localechooser's screen, or d-i's main menu (whose first item is
         // "Choose language") when the language question is skipped.
         first_screen =
