@@ -200,7 +200,9 @@ fn read_archive(
                 ),
             ));
         };
-        if h.crc {
+        // Like the kernel (and GNU cpio, which writes 0 for the others),
+        // only regular files' data is checksummed.
+        if h.crc && h.c_mode & S_IFMT == S_IFREG {
             let sum = body.iter().fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
             if sum != h.c_check {
                 return Err(Error::corrupt(

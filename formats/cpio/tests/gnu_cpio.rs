@@ -65,6 +65,21 @@ fn compressors() -> Vec<Compressor> {
             Some(CompressionKind::Xz),
         ),
         (
+            "lzma",
+            Some(&["xz", "--format=lzma", "-c"][..]),
+            Some(CompressionKind::Lzma),
+        ),
+        (
+            "bzip2",
+            Some(&["bzip2", "-9", "-c"][..]),
+            Some(CompressionKind::Bzip2),
+        ),
+        (
+            "lz4",
+            Some(&["lz4", "-l", "-9", "-c"][..]),
+            Some(CompressionKind::Lz4Legacy),
+        ),
+        (
             "zstd",
             Some(&["zstd", "-q", "-19", "-c"][..]),
             Some(CompressionKind::Zstd),
@@ -75,7 +90,7 @@ fn compressors() -> Vec<Compressor> {
 #[test]
 fn reads_what_gnu_cpio_writes() {
     const T: &str = "reads_what_gnu_cpio_writes";
-    for tool in ["cpio", "gzip", "xz", "zstd"] {
+    for tool in ["cpio", "gzip", "xz", "zstd", "bzip2", "lz4"] {
         if v6build_testkit::oracle(T, tool).is_none() {
             return;
         }
@@ -92,6 +107,15 @@ fn reads_what_gnu_cpio_writes() {
             .current_dir(&src),
     )
     .stdout;
+    // The checksummed variant (070702), as `cpio -H crc` writes it.
+    let crc_archive = v6build_testkit::run(
+        Command::new("sh")
+            .arg("-c")
+            .arg("find . | LC_ALL=C sort | cpio -o -H crc --quiet")
+            .current_dir(&src),
+    )
+    .stdout;
+    assert_eq!(&crc_archive[..6], b"070702");
     let dest = tmp.path().join("dest");
     std::fs::create_dir(&dest).unwrap();
     extract(&archive, &dest);
@@ -103,8 +127,10 @@ fn reads_what_gnu_cpio_writes() {
         "{}",
         dump(&want)
     );
-    for (name, cmd, kind) in compressors() {
+    let crc = ("070702", None, None);
+    for (name, cmd, kind) in compressors().into_iter().chain([crc]) {
         let bytes = match cmd {
+            None if name == "070702" => crc_archive.clone(),
             None => archive.clone(),
             Some(c) => pipe(c, &archive),
         };
@@ -176,5 +202,9 @@ fn gnu_cpio_reads_what_we_write() {
     )
     .unwrap();
     assert_eq!(pipe(&["zstd", "-dcq"], &zst), archive);
+    if v6build_testkit::oracle(T, "lz4").is_some() {
+        let lz4 = compress(&Compression::Lz4Legacy, &archive, NonZeroUsize::MIN).unwrap();
+        assert_eq!(pipe(&["lz4", "-dc"], &lz4), archive);
+    }
     let _: Tree = got;
 }
