@@ -114,12 +114,12 @@ fn codec_versions_match_the_workspace_pins() {
     }
 }
 
+/// One generated entry: parent index, raw name, kind, perm, id, mtime, data.
+type EntrySpec = (usize, Vec<u8>, u8, u16, u32, u32, Vec<u8>);
+
 /// Builds a tree from generated entries: each picks a parent among the
 /// directories made so far, a raw name, a kind and metadata.
-fn generated_tree(
-    blobs: &MemBlobs,
-    spec: &[(usize, Vec<u8>, u8, u16, u32, u32, Vec<u8>)],
-) -> v6build_fstree::Tree {
+fn generated_tree(blobs: &MemBlobs, spec: &[EntrySpec]) -> v6build_fstree::Tree {
     use std::sync::Arc;
     use v6build_fstree::{
         Content, Directory, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree, TreePath,
