@@ -90,7 +90,7 @@ fn compressors() -> Vec<Compressor> {
 #[test]
 fn reads_what_gnu_cpio_writes() {
     const T: &str = "reads_what_gnu_cpio_writes";
-    for tool in ["cpio", "gzip", "xz", "zstd", "bzip2", "lz4"] {
+    for tool in ["cpio", "gzip", "xz", "zstd"] {
         if v6build_testkit::oracle(T, tool).is_none() {
             return;
         }
@@ -129,6 +129,13 @@ fn reads_what_gnu_cpio_writes() {
     );
     let crc = ("070702", None, None);
     for (name, cmd, kind) in compressors().into_iter().chain([crc]) {
+        // bzip2 and lz4 are optional oracles: CI does not install them.
+        if let Some(c) = cmd
+            && v6build_testkit::which(c[0]).is_none()
+        {
+            eprintln!("note {T}: `{}` is not installed; {name} not checked", c[0]);
+            continue;
+        }
         let bytes = match cmd {
             None if name == "070702" => crc_archive.clone(),
             None => archive.clone(),
@@ -202,7 +209,7 @@ fn gnu_cpio_reads_what_we_write() {
     )
     .unwrap();
     assert_eq!(pipe(&["zstd", "-dcq"], &zst), archive);
-    if v6build_testkit::oracle(T, "lz4").is_some() {
+    if v6build_testkit::which("lz4").is_some() {
         let lz4 = compress(&Compression::Lz4Legacy, &archive, NonZeroUsize::MIN).unwrap();
         assert_eq!(pipe(&["lz4", "-dc"], &lz4), archive);
     }

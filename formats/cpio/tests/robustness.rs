@@ -11,6 +11,14 @@ use v6build_cpio::{
 };
 use v6build_fstree::{BlobStore, Digest, MemBlobs};
 
+/// Case count: `V6BUILD_PROPTEST_CASES` (CI sets it) or the given default.
+fn cases(default: u32) -> u32 {
+    std::env::var("V6BUILD_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn small_limits() -> Limits {
     Limits {
         max_unpacked: 8 << 20,
@@ -25,7 +33,7 @@ fn sample_archive() -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
 
     /// Flipping, truncating or overwriting bytes of a valid archive gives
     /// an error or a tree, never a panic.
@@ -205,7 +213,7 @@ fn generated_tree(blobs: &MemBlobs, spec: &[EntrySpec]) -> v6build_fstree::Tree 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(128), ..ProptestConfig::default() })]
 
     /// Whatever tree we write, we read back the same tree (hardlinks,
     /// raw names and all), and writing it again gives the same bytes.
