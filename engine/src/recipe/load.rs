@@ -6,6 +6,7 @@
 //! (`from=`, `layers`) are resolved only after every file is read, so a
 //! layer may be used before (or in a file included after) its definition.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -79,6 +80,11 @@ struct Loader {
     release: Option<Release>,
     media: Vec<Media>,
     layers: Vec<Layer>,
+    /// Layer name to index in `layers`, so that lookups stay linear in
+    /// the size of even a hostile recipe.
+    layer_index: HashMap<String, usize>,
+    /// Media name to index in `media`.
+    media_index: HashMap<String, usize>,
     outputs: Outputs,
 }
 
@@ -92,6 +98,8 @@ pub(crate) fn load(path: &Path, opts: LoadOptions) -> Result<Recipe> {
         release: None,
         media: Vec::new(),
         layers: Vec::new(),
+        layer_index: HashMap::new(),
+        media_index: HashMap::new(),
         outputs: Outputs::default(),
     };
     let abs = std::path::absolute(path).map_err(|e| {
@@ -398,7 +406,7 @@ impl Loader {
         let name_e = n.req_arg(0, "a name")?;
         let name = n.text(name_e)?.to_owned();
         let name_span = n.value_span(name_e);
-        if let Some(first) = self.media.iter().find(|m| m.name == name) {
+        if let Some(first) = self.media_index.get(&name).map(|&i| &self.media[i]) {
             return Err(n
                 .err(
                     ErrorKind::Duplicate,
@@ -488,6 +496,7 @@ impl Loader {
                 .label(name_span, "empty media")
                 .help(format!("usage: {}", n.usage)));
         }
+        self.media_index.insert(name.clone(), self.media.len());
         self.media.push(Media {
             name,
             name_span,
@@ -501,7 +510,7 @@ impl Loader {
         let name_e = n.req_arg(0, "a name")?;
         let name = n.text(name_e)?.to_owned();
         let name_span = n.value_span(name_e);
-        if let Some(first) = self.layers.iter().find(|l| l.name == name) {
+        if let Some(first) = self.layer_index.get(&name).map(|&i| &self.layers[i]) {
             let err = n
                 .err(
                     ErrorKind::Duplicate,
@@ -527,6 +536,7 @@ impl Loader {
         for child in n.children() {
             ops.push(decode_op(child, n.file, n.id)?);
         }
+        self.layer_index.insert(name.clone(), self.layers.len());
         self.layers.push(Layer {
             name,
             name_span,
@@ -579,7 +589,7 @@ impl Loader {
         }
         for (from, from_span, layers, role) in uses {
             let file = &self.files[from_span.file.0];
-            let Some(media) = self.media.iter().find(|m| m.name == from) else {
+            let Some(media) = self.media_index.get(from).map(|&i| &self.media[i]) else {
                 let err = RecipeError::in_file(
                     ErrorKind::UnknownMedia,
                     file,
@@ -619,7 +629,7 @@ impl Loader {
                 )));
             }
             for r in layers {
-                if self.layers.iter().any(|l| l.name == r.name) {
+                if self.layer_index.contains_key(&r.name) {
                     continue;
                 }
                 let err = RecipeError::in_file(

@@ -4,6 +4,8 @@
 //! and how to pack the result. References (`from=`, `layers`) are only
 //! recorded here; the loader resolves them once every file is read.
 
+use std::collections::HashMap;
+
 use super::decode::{NodeView, Result, duplicate_child, unknown_child};
 use super::error::{ErrorKind, Span};
 use super::model::{
@@ -73,20 +75,24 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
             "layers" => {
                 c.check(usize::MAX, &[])?;
                 let mut refs: Vec<LayerRef> = Vec::new();
+                let mut seen: HashMap<&str, Span> = HashMap::new();
                 for e in c.args() {
-                    let name = c.text(e)?.to_owned();
+                    let name = c.text(e)?;
                     let span = c.value_span(e);
-                    if let Some(prev) = refs.iter().find(|r| r.name == name) {
+                    if let Some(prev) = seen.insert(name, span) {
                         return Err(c
                             .err(
                                 ErrorKind::Duplicate,
                                 format!("layer `{name}` is listed twice"),
                             )
                             .label(span, "listed again")
-                            .label(prev.span, "first listed here")
+                            .label(prev, "first listed here")
                             .help("a layer applies once per output"));
                     }
-                    refs.push(LayerRef { name, span });
+                    refs.push(LayerRef {
+                        name: name.to_owned(),
+                        span,
+                    });
                 }
                 layers = Some((refs, c.name_span()));
             }

@@ -600,3 +600,23 @@ fn token_soup_never_panics() {
         }
     }
 }
+
+/// A large recipe (many layers, a long `layers` list) loads in time linear
+/// in its size: names are looked up by hash, not by scanning.
+#[test]
+fn many_layers_load() {
+    let n = 20_000;
+    let mut text = String::from("release \"r\" { dir \"r\"; }\nmedia \"m\" { initrd \"i\"; }\n");
+    for i in 0..n {
+        text.push_str(&format!("layer \"l{i}\" {{ dir \"/d{i}\"; }}\n"));
+    }
+    text.push_str("initrd from=\"m\" { layers");
+    for i in 0..n {
+        text.push_str(&format!(" \"l{i}\""));
+    }
+    text.push_str("; }\n");
+    let dir = scratch(&[("r.kdl", text.as_bytes())]);
+    let r = load(&dir.path().join("r.kdl")).expect("loads");
+    assert_eq!(r.layers.len(), n);
+    assert_eq!(r.outputs.initrd.expect("initrd").layers.len(), n);
+}
