@@ -601,11 +601,12 @@ fn token_soup_never_panics() {
     }
 }
 
-/// A large recipe (many layers, a long `layers` list) loads in time linear
-/// in its size: names are looked up by hash, not by scanning.
+/// A large recipe (many layers, a long `layers` list) loads. Smoke test
+/// only: without a timing assertion it cannot tell linear from quadratic;
+/// the hash lookups in the loader are what keep it linear.
 #[test]
 fn many_layers_load() {
-    let n = 20_000;
+    let n = 5_000;
     let mut text = String::from("release \"r\" { dir \"r\"; }\nmedia \"m\" { initrd \"i\"; }\n");
     for i in 0..n {
         text.push_str(&format!("layer \"l{i}\" {{ dir \"/d{i}\"; }}\n"));
