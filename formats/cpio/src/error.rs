@@ -20,19 +20,20 @@ pub struct Location {
     /// The segment's compression, if it is compressed.
     pub compression: Option<CompressionKind>,
     /// Offset inside the segment: in the decompressed stream for a
-    /// compressed segment, else relative to `segment_start`.
-    pub offset: u64,
+    /// compressed segment, else relative to `segment_start`. `None` when
+    /// the problem is with the segment as a whole (a broken stream).
+    pub offset: Option<u64>,
     /// The entry (path as written in the archive, escaped) being read, if any.
     pub entry: Option<String>,
 }
 
 impl Location {
-    /// A location at the start of a segment, before any entry.
-    pub fn at(segment_start: u64, compression: Option<CompressionKind>, offset: u64) -> Self {
+    /// A whole segment, starting at `segment_start`.
+    pub fn segment(segment_start: u64, compression: Option<CompressionKind>) -> Self {
         Location {
             segment_start,
             compression,
-            offset,
+            offset: None,
             entry: None,
         }
     }
@@ -40,12 +41,13 @@ impl Location {
 
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.compression {
-            None => write!(f, "at byte {}", self.segment_start + self.offset)?,
-            Some(c) => write!(
+        match (self.compression, self.offset) {
+            (None, off) => write!(f, "at byte {}", self.segment_start + off.unwrap_or(0))?,
+            (Some(c), None) => write!(f, "in the {c} segment at byte {}", self.segment_start)?,
+            (Some(c), Some(off)) => write!(
                 f,
-                "in the {c} segment at byte {}, decompressed offset {}",
-                self.segment_start, self.offset
+                "in the {c} segment at byte {}, decompressed offset {off}",
+                self.segment_start
             )?,
         }
         if let Some(e) = &self.entry {

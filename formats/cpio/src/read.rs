@@ -103,7 +103,7 @@ fn at(base: &Location, offset: usize, entry: Option<&[u8]>) -> Location {
     Location {
         segment_start: base.segment_start,
         compression: base.compression,
-        offset: u64::try_from(offset).unwrap_or(u64::MAX),
+        offset: Some(u64::try_from(offset).unwrap_or(u64::MAX)),
         entry: entry.map(escape),
     }
 }
@@ -119,14 +119,18 @@ fn read_archive(
     entry_budget: &mut usize,
     out: &mut SegmentContents,
 ) -> Result<usize> {
-    let mut entries = Vec::new();
+    let mut entries: Vec<Entry<'_>> = Vec::new();
     let mut pos = start;
     let end = loop {
         let Some(hb) = data.get(pos..pos.saturating_add(HEADER_LEN)) else {
+            let after = match entries.last() {
+                Some(e) => format!(" after entry `{}`", escape(e.raw_name)),
+                None => String::new(),
+            };
             return Err(Error::corrupt(
                 at(base, pos, None),
                 format!(
-                    "truncated archive: {} bytes left where a {HEADER_LEN}-byte header (or the TRAILER!!!) was expected",
+                    "truncated archive: {} bytes left{after} where a {HEADER_LEN}-byte header (or the TRAILER!!!) was expected",
                     data.len().saturating_sub(pos)
                 ),
             ));

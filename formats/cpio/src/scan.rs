@@ -59,7 +59,7 @@ impl Initramfs {
                 pos += 1;
                 continue;
             }
-            let loc = Location::at(pos as u64, None, 0);
+            let loc = Location::segment(pos as u64, None);
             if first == b'0' && pos.is_multiple_of(4) {
                 let seg = read_segment(rest, &loc, true, blobs, limits, &mut entry_budget)?;
                 let len = seg.end;
@@ -82,7 +82,7 @@ impl Initramfs {
                 continue;
             }
             let Some(kind) = CompressionKind::detect(rest) else {
-                let what = if first == b'0' {
+                let mut what = if first == b'0' {
                     "a cpio archive at an offset that is not 4-byte aligned".to_string()
                 } else {
                     format!(
@@ -90,9 +90,16 @@ impl Initramfs {
                         &rest[..rest.len().min(4)]
                     )
                 };
+                if let Some(prev) = segments.last() {
+                    let prev: &Segment = prev;
+                    what.push_str(&format!(
+                        " (garbage after the segment that ends at byte {})",
+                        prev.range.end
+                    ));
+                }
                 return Err(Error::corrupt(loc, what));
             };
-            let loc = Location::at(pos as u64, Some(kind), 0);
+            let loc = Location::segment(pos as u64, Some(kind));
             let (data, consumed) = decompress_stream(kind, rest, budget, limits.max_decoder_memory).map_err(|e| match e {
                 DecompressError::TooLarge(l) => Error::limit(
                     loc.clone(),
@@ -121,7 +128,7 @@ impl Initramfs {
         }
         if segments.is_empty() {
             return Err(Error::corrupt(
-                Location::default(),
+                Location::segment(0, None),
                 "no archive found (empty or all-NUL input)",
             ));
         }

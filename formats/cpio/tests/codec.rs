@@ -408,10 +408,10 @@ fn hostile_inputs_give_located_errors() {
         ),
         (
             "unaligned archive",
-            [vec![1u8], archive(&[])].concat(),
+            [vec![0u8, 0], archive(&[])].concat(),
             Limits::default(),
-            "bad magic",
-            "at byte 0",
+            "not 4-byte aligned",
+            "at byte 2",
         ),
         (
             "lzo",
@@ -428,6 +428,7 @@ fn hostile_inputs_give_located_errors() {
             "at byte 0",
         ),
     ];
+    let mut golden = String::new();
     for (what, bytes, limits, reason, location) in cases {
         let blobs = MemBlobs::new();
         let err = match Initramfs::parse(&bytes, &blobs, &limits) {
@@ -438,7 +439,25 @@ fn hostile_inputs_give_located_errors() {
         assert!(msg.contains(reason), "{what}: {msg}");
         assert!(msg.contains(location), "{what}: {msg}");
         assert!(!matches!(err, Error::Io(_)), "{what}: {msg}");
+        golden.push_str(&format!("{what}: {msg}\n"));
     }
+    // The exact diagnostics, for review: update the file when a message
+    // changes on purpose.
+    let want = include_str!("hostile-errors.txt");
+    if golden != want {
+        std::fs::write(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/hostile-errors.actual.txt"
+            ),
+            &golden,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        golden, want,
+        "diagnostics changed (see tests/hostile-errors.actual.txt)"
+    );
 }
 
 #[test]
