@@ -231,8 +231,8 @@ fn check_editable(sb: &Superblock) -> Result<()> {
             "the filesystem was not cleanly unmounted; run e2fsck first",
         ));
     }
-    if sb.inode_size < 256 && sb.feature_ro_compat & ro_compat::METADATA_CSUM != 0 {
-        // Works, but only 16-bit inode checksums; nothing special needed.
+    if crate::bytes::le32(&sb.raw, 0xE8) != 0 {
+        return Err(unsupported("the filesystem has an orphan inode list pending; run e2fsck first"));
     }
     Ok(())
 }
