@@ -79,11 +79,44 @@ fn debian_installer_initrd_round_trip() {
     let again = Initramfs::parse(&out, &blobs, &Limits::default()).unwrap();
     assert_eq!(again.merged().digest(), merged.digest());
     assert_eq!(dump(&again.merged()), dump(&merged));
+    // Append mode for a one-file change, given the parsed base (which the
+    // engine has cached): the base bytes plus one small segment.
+    let mut edited = merged.clone();
+    let data = b"one more file\n";
+    let leaf = Leaf {
+        meta: Meta::root(0o644, 0),
+        kind: LeafKind::Regular(Content {
+            digest: blobs.put(data).unwrap(),
+            size: data.len() as u64,
+        }),
+    };
+    edited
+        .insert(&p("/etc/v6build-append"), leaf.into_node(), false)
+        .unwrap();
+    let t2 = Instant::now();
+    let appended = repack(
+        &bytes,
+        &img,
+        &edited,
+        &blobs,
+        &RepackOptions {
+            mode: RepackMode::Append,
+            ..RepackOptions::default()
+        },
+    )
+    .unwrap();
+    let append_time = t2.elapsed();
+    assert_eq!(&appended[..bytes.len()], &bytes[..]);
+    let again = Initramfs::parse(&appended, &blobs, &Limits::default()).unwrap();
+    assert_eq!(again.segments.len(), 2);
+    assert_eq!(dump(&again.merged()), dump(&edited));
     eprintln!(
-        "d-i initrd: {} -> {} bytes, {} entries; parse {parse_time:?}, repack (gzip -1) {repack_time:?}",
+        "d-i initrd: {} -> {} bytes, {} entries; parse {parse_time:?}, repack (gzip -1) {repack_time:?}, \
+         append one file {append_time:?} (+{} bytes)",
         bytes.len(),
         out.len(),
-        img.segments[0].entries
+        img.segments[0].entries,
+        appended.len() - bytes.len()
     );
 }
 
