@@ -432,7 +432,8 @@ fn gzip_parallel(
     crc.update(data);
     out.extend_from_slice(&crc.sum().to_le_bytes());
     // ISIZE is the length modulo 2^32 by definition.
-    let isize = (u64::try_from(data.len()).map_err(io_err)? & 0xffff_ffff) as u32;
+    let isize =
+        u32::try_from(u64::try_from(data.len()).map_err(io_err)? & 0xffff_ffff).map_err(io_err)?;
     out.extend_from_slice(&isize.to_le_bytes());
     Ok(out)
 }

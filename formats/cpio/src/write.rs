@@ -32,6 +32,11 @@ pub const ARCHIVE_BLOCK: u64 = 512;
 /// this module's documentation changes, because it changes output bytes.
 pub const WRITER_VERSION: u32 = 1;
 
+/// A length as u64: usize is at most 64 bits on every target Rust supports.
+fn len64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
 struct Counter<'a> {
     out: &'a mut dyn Write,
     written: u64,
@@ -40,7 +45,7 @@ struct Counter<'a> {
 impl Counter<'_> {
     fn put(&mut self, b: &[u8]) -> io::Result<()> {
         self.out.write_all(b)?;
-        self.written += b.len() as u64;
+        self.written += len64(b.len());
         Ok(())
     }
 
@@ -125,7 +130,7 @@ pub fn write_newc(tree: &Tree, blobs: &dyn BlobStore, out: &mut dyn Write) -> Re
             let size = match &body {
                 Body::Empty => 0,
                 Body::Blob(c) => c.size,
-                Body::Bytes(b) => b.len() as u64,
+                Body::Bytes(b) => len64(b.len()),
             };
             let h = header_for(n, p, ino, nlink, size)?;
             let name = rel_name(p);
