@@ -139,9 +139,12 @@ impl Initramfs {
     /// later regular files replace earlier ones, a directory over a
     /// directory merges (taking the later metadata).
     ///
-    /// Not modelled: a later segment writing *through* a symlink of an
-    /// earlier one (e.g. `lib/x` over `lib -> usr/lib`); the overlay
-    /// replaces the symlink with a directory instead.
+    /// A directory entry over an earlier symlink replaces it, as the
+    /// kernel's `clean_path` unlinks an entry of another type. Not
+    /// modelled: a later segment with `lib/x` but *no* `lib` entry over an
+    /// earlier `lib -> usr/lib`; the kernel writes through the link, while
+    /// the reader creates `lib` as an implicit directory (with a
+    /// [`Warning`]) and the overlay replaces the symlink.
     pub fn merged(&self) -> Tree {
         merge(self.segments.iter().map(|s| (&s.tree, s.root_entry)))
     }
