@@ -28,7 +28,7 @@ pub fn apply_layer(
     for op in &layer.ops {
         let report = apply_op(&op.op, tree, blobs, &ctx).map_err(|e| {
             Box::new(recipe.error_at(
-                ErrorKind::BadValue,
+                ErrorKind::OperationFailed,
                 op.span,
                 format!("layer `{}`: {} failed: {e}", layer.name, op.op.node_name()),
                 "this operation",

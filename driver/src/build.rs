@@ -62,7 +62,7 @@ pub fn epoch(r: &Recipe) -> Result<i64, Outcome> {
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
     r.epoch(sde.as_deref())
         .map(i64::from)
-        .map_err(|e| Outcome::BadRecipe(miette::Report::new(e)))
+        .map_err(crate::cmd::recipe_error)
 }
 
 /// What a build did.

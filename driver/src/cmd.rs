@@ -11,8 +11,18 @@ use v6build_engine::recipe::{self, PinStatus, Recipe};
 use crate::build::{self, BuildSummary, NodeState};
 use crate::{Config, Outcome, Verbosity};
 
+/// Exit 2 for a mistake in the recipe text, 1 for anything around it
+/// (media, I/O).
+pub(crate) fn recipe_error(e: recipe::RecipeError) -> Outcome {
+    if e.kind().is_recipe_mistake() {
+        Outcome::BadRecipe(miette::Report::new(e))
+    } else {
+        Outcome::FailureReport(miette::Report::new(e))
+    }
+}
+
 fn load(path: &Path) -> Result<Recipe, Outcome> {
-    recipe::load(path).map_err(|e| Outcome::BadRecipe(miette::Report::new(e)))
+    recipe::load(path).map_err(recipe_error)
 }
 
 fn open_store(cfg: &Config) -> Result<Store, Outcome> {
@@ -35,7 +45,7 @@ pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
     }
     let only: Vec<Recipe> = recipes.iter().map(|(_, r)| r.clone()).collect();
     if let Err(e) = recipe::check_duplicate_dirs(&only) {
-        return Outcome::BadRecipe(miette::Report::new(e));
+        return recipe_error(e);
     }
     let store = match open_store(cfg) {
         Ok(s) => s,
@@ -195,7 +205,7 @@ pub fn verify(cfg: &Config, target: &Path) -> Outcome {
 pub fn pin(cfg: &Config, path: &Path) -> Outcome {
     let report = match recipe::pin(path) {
         Ok(r) => r,
-        Err(e) => return Outcome::BadRecipe(miette::Report::new(e)),
+        Err(e) => return recipe_error(e),
     };
     if cfg.json {
         let v: Vec<serde_json::Value> = report
@@ -282,7 +292,7 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             ExitCode::from(1)
         }
         Outcome::FailureReport(r) => {
-            eprintln!("{r:?}");
+            eprint!("{}", recipe::render(r.as_ref()));
             ExitCode::from(1)
         }
         Outcome::Usage(msg) => {
@@ -290,7 +300,7 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             ExitCode::from(2)
         }
         Outcome::BadRecipe(r) => {
-            eprintln!("{r:?}");
+            eprint!("{}", recipe::render(r.as_ref()));
             ExitCode::from(2)
         }
     }

@@ -20,6 +20,7 @@ pub mod boot;
 pub mod build;
 pub mod cmd;
 pub mod dag;
+pub mod fetch;
 pub mod inspect;
 pub mod keys;
 pub mod manifest;

@@ -60,6 +60,8 @@ pub enum Work {
         path: PathBuf,
         /// Pinned hash (hex), if any.
         sha256: Option<String>,
+        /// Where to fetch it from when the local file is absent.
+        url: Option<String>,
     },
     /// Unpack a base image into the tree layers edit.
     Unpack(Image),
@@ -182,6 +184,7 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                     role,
                     path: file.path.clone(),
                     sha256: sha,
+                    url: file.url.clone(),
                 },
             );
             deps_for_pack.push(m);
@@ -362,14 +365,27 @@ impl Ctx<'_> {
                 sha256,
                 media,
                 role,
+                url,
             } => {
                 if !path.exists() {
+                    if let (Some(url), Some(sha)) = (url, sha256) {
+                        let fetched = crate::fetch::fetch(self.store.root(), url, sha)
+                            .map_err(|e| fail(name, e))?;
+                        return Ok(Out::Media(fetched));
+                    }
                     return Err(fail(
                         name,
                         format!(
-                            "{} media `{media}` is missing at {}; fetch it (see the recipe's url=) and run `v6build pin`",
+                            "{} media `{media}` is missing at {}; {}",
                             role.node_name(),
-                            path.display()
+                            path.display(),
+                            match url {
+                                Some(u) => format!(
+                                    "it has url={u} but no pinned sha256 to check a download against; add sha256="
+                                ),
+                                None => "put the file there (or add url=) and run `v6build pin`"
+                                    .to_string(),
+                            }
                         ),
                     ));
                 }

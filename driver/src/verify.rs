@@ -33,7 +33,7 @@ pub fn verify(cfg: &Config, target: &Path) -> Outcome {
     };
     let r = match v6build_engine::recipe::load(&recipe_path) {
         Ok(r) => r,
-        Err(e) => return Outcome::BadRecipe(miette::Report::new(e)),
+        Err(e) => return crate::cmd::recipe_error(e),
     };
     let release_dir = release_dir.unwrap_or_else(|| cfg.out_dir.join(&r.release.dir));
     let mpath = release_dir.join("manifest.json");

@@ -116,6 +116,10 @@ pub enum ErrorKind {
     MediaNotPinned,
     /// A media file's sha256 differs from the pinned one.
     MediaMismatch,
+    /// A layer operation failed on the image it was applied to (a patch
+    /// hunk that does not match, a path that does not exist). Reported by
+    /// the build, pointing at the operation.
+    OperationFailed,
 }
 
 impl ErrorKind {
@@ -140,6 +144,7 @@ impl ErrorKind {
             ErrorKind::MediaMissing => "media::missing",
             ErrorKind::MediaNotPinned => "media::not-pinned",
             ErrorKind::MediaMismatch => "media::mismatch",
+            ErrorKind::OperationFailed => "build::operation-failed",
         }
     }
 
@@ -152,6 +157,7 @@ impl ErrorKind {
                 | ErrorKind::MediaMissing
                 | ErrorKind::MediaNotPinned
                 | ErrorKind::MediaMismatch
+                | ErrorKind::OperationFailed
         )
     }
 }
