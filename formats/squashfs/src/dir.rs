@@ -108,18 +108,26 @@ pub(crate) fn write_listing(w: &mut MetaWriter, entries: &[DirEntry]) -> Result<
     let base_pos = w.uncompressed_len();
     let meta_block = |pos: u64| pos / METADATA_SIZE as u64;
 
-    // Group entries into header runs.
+    // Group entries into header runs. A new run starts after 256 entries,
+    // when the inode-table block or the inode number range changes, and
+    // (as in mksquashfs) when the listing since the last indexed header
+    // would pass 8 KiB; such a header gets a directory index entry, so a
+    // lookup can skip to the right metadata block.
     struct Group {
         at: u64,
         block: u64,
         base: u32,
         from: usize,
         to: usize,
+        indexed: bool,
     }
     let mut groups: Vec<Group> = Vec::new();
     let mut pos = 0u64;
+    let mut last_indexed = 0u64;
     for (i, e) in entries.iter().enumerate() {
         let eblock = e.inode_ref >> 16;
+        let entry_end = pos + 8 + e.name.len() as u64;
+        let spill = !groups.is_empty() && entry_end - last_indexed > METADATA_SIZE as u64;
         let need_new = match groups.last() {
             None => true,
             Some(g) => {
@@ -127,16 +135,20 @@ pub(crate) fn write_listing(w: &mut MetaWriter, entries: &[DirEntry]) -> Result<
                 g.to - g.from == DIR_COUNT
                     || eblock != g.block
                     || i16::try_from(delta).is_err()
-                    || meta_block(base_pos + pos) != meta_block(base_pos + g.at)
+                    || spill
             }
         };
         if need_new {
+            if spill {
+                last_indexed = pos;
+            }
             groups.push(Group {
                 at: pos,
                 block: eblock,
                 base: e.inode_number,
                 from: i,
                 to: i,
+                indexed: spill,
             });
             pos += 12;
         }
@@ -149,12 +161,9 @@ pub(crate) fn write_listing(w: &mut MetaWriter, entries: &[DirEntry]) -> Result<
 
     let mut index = Vec::new();
     let mut buf = Vec::new();
-    let first_block = meta_block(base_pos);
-    let mut last_indexed = first_block;
     for g in &groups {
-        let hblock = meta_block(base_pos + g.at);
-        if hblock != last_indexed {
-            last_indexed = hblock;
+        if g.indexed {
+            let hblock = meta_block(base_pos + g.at);
             let k = usize::try_from(hblock)
                 .map_err(|_| crate::error::unsupported("directory table too large"))?;
             index.push(DirIndex {

@@ -677,6 +677,12 @@ impl<'a> FileReader<'a> {
             self.tail_done = true;
             let tail = (self.fd.file_size % bs) as usize;
             let block = self.img.fragment_block(self.fd.fragment)?;
+            if let Some(base) = self.base.as_deref_mut()
+                && base.first_sight_of_fragment(self.fd.fragment)
+            {
+                let (pos, word) = self.img.fragment_entry(self.fd.fragment)?;
+                base.record(&block, BlockLoc { pos, word });
+            }
             let from = self.fd.offset as usize;
             let piece = block.get(from..from + tail).ok_or_else(|| {
                 corrupt(format!(

@@ -33,6 +33,8 @@ pub struct BaseBlocks {
     block_size: u32,
     by_hash: HashMap<[u8; 32], BlockLoc>,
     files: HashMap<v6build_fstree::Digest, FileBlocks>,
+    /// Fragment blocks already recorded (each is hashed once).
+    fragments_seen: std::collections::HashSet<u32>,
 }
 
 /// Where every block of one whole base file lies (`None`: a hole). Only
@@ -62,7 +64,13 @@ impl BaseBlocks {
             block_size,
             by_hash: HashMap::new(),
             files: HashMap::new(),
+            fragments_seen: std::collections::HashSet::new(),
         }
+    }
+
+    /// True the first time fragment block `i` is seen.
+    pub(crate) fn first_sight_of_fragment(&mut self, i: u32) -> bool {
+        self.fragments_seen.insert(i)
     }
 
     pub(crate) fn record_file(

@@ -96,6 +96,8 @@ pub struct WriteReport {
     pub blocks_sparse: u64,
     /// Fragment blocks written.
     pub fragments: u32,
+    /// Fragment blocks copied from the base (also counted in `blocks_reused`).
+    pub fragments_reused: u64,
     /// Inodes written.
     pub inodes: u32,
     /// `bytes_used` of the image (before padding).
@@ -507,6 +509,9 @@ impl<W: Write + Seek> Writer<'_, W> {
                 }
                 Done::Reuse(loc) => {
                     self.report.blocks_reused += 1;
+                    if matches!(job.kind, JobKind::Frag) {
+                        self.report.fragments_reused += 1;
+                    }
                     // OK to unwrap: Reuse is produced only when base is Some.
                     let raw = self.base.unwrap().raw(loc)?;
                     (loc.word, Some(raw))
@@ -558,8 +563,9 @@ fn decide(
         return Ok(Done::Sparse);
     }
     let hash = *blake3::hash(&job.data).as_bytes();
-    if is_data
-        && let Some(b) = base
+    // Fragment blocks are reused too: once an image was written by this
+    // codec, unchanged small files pack into identical fragment blocks.
+    if let Some(b) = base
         && let Some(loc) = b.find(&hash)
     {
         return Ok(Done::Reuse(loc));

@@ -329,3 +329,14 @@ pub fn assert_same(a: &Tree, b: &Tree, what: &str) {
         panic!("{what}: trees differ:\n{d:#?}");
     }
 }
+
+/// Asserts two `unsquashfs -lln` listings are equal, showing what differs.
+pub fn assert_same_listing(a: &[String], b: &[String], what: &str) {
+    if a != b {
+        let only_a: Vec<_> = a.iter().filter(|l| !b.contains(l)).take(10).collect();
+        let only_b: Vec<_> = b.iter().filter(|l| !a.contains(l)).take(10).collect();
+        panic!(
+            "{what}: listings differ\nonly in first:\n{only_a:#?}\nonly in second:\n{only_b:#?}"
+        );
+    }
+}
