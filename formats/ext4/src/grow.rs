@@ -5,13 +5,15 @@
 //! New backup groups get their superblock and descriptor copies, and the
 //! resize inode learns their reserved descriptor blocks, as resize2fs does.
 
+use crate::Ext4;
 use crate::bytes::{le32, set16, set32};
 use crate::crc::crc32c_raw;
+use crate::edit::{BlockEdit, EditReport};
 use crate::error::{Result, corrupt, unsupported};
 use crate::group::{self, GroupDesc, INODE_UNINIT, ITABLE_ZEROED};
 use crate::inode::Inode;
+use crate::readat::{Overlay, ReadAt};
 use crate::superblock::{SUPERBLOCK_OFFSET, compat};
-use crate::{Ext4, superblock};
 
 /// What [`grow`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,8 +40,21 @@ fn clear_bit(b: &mut [u8], i: u64) {
 /// The image vector grows to the new size. Fails without changing the
 /// image if the layout does not allow it.
 pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
+    let (edit, report) = grow_blocks(&*image, add_bytes)?;
+    let len = usize::try_from(edit.len).map_err(|_| unsupported("image too large for memory"))?;
+    if image.len() < len {
+        image.resize(len, 0);
+    }
+    edit.apply_to(image);
+    Ok(report)
+}
+
+/// [`grow`] without touching the base: the new and changed blocks, and the
+/// new image length ([`BlockEdit::len`]). Chain it with
+/// [`crate::edit_blocks`] through a [`crate::Overlay`].
+pub fn grow_blocks(base: &dyn ReadAt, add_bytes: u64) -> Result<(BlockEdit, GrowReport)> {
     let (sb, gds) = {
-        let fs = Ext4::open(&image[..])?;
+        let fs = Ext4::open(base)?;
         (fs.sb.clone(), fs.groups.clone())
     };
     if sb.feature_compat & compat::SPARSE_SUPER2 != 0 {
@@ -99,15 +114,10 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
     }
     let first = |g: u32| fdb + u64::from(g) * bpg;
     let glen = |g: u32| (first(g) + bpg).min(new_blocks) - first(g);
-    let mut out = image.clone();
-    let new_len = (new_blocks * bs).max(out.len() as u64);
-    out.resize(
-        usize::try_from(new_len).map_err(|_| unsupported("image too large for memory"))?,
-        0,
-    );
+    let new_len = (new_blocks * bs).max(base.len());
+    let mut out = Overlay::new(base, sb.block_size, Default::default(), new_len);
     let mut sb = sb;
     let mut gds = gds;
-    let block = |b: u64| -> std::ops::Range<usize> { (b * bs) as usize..((b + 1) * bs) as usize };
     let csum = sb.has_metadata_csum();
     let group_csum = sb.has_group_csum();
     let mut touched: Vec<u32> = Vec::new();
@@ -119,10 +129,11 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
     if added > 0 {
         let gd = &mut gds[g as usize];
         if !(group_csum && gd.flags() & group::BLOCK_UNINIT != 0) {
-            let r = block(gd.block_bitmap());
+            let mut bm = out.block(gd.block_bitmap())?;
             for i in old_len..glen(g) {
-                clear_bit(&mut out[r.clone()], i);
+                clear_bit(&mut bm, i);
             }
+            out.put(gd.block_bitmap(), bm);
         }
         gd.set_free_blocks(gd.free_blocks().saturating_add(added as u32));
         touched.push(g);
@@ -161,10 +172,8 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
             gd.set_flags(INODE_UNINIT | ITABLE_ZEROED);
             gd.set_itable_unused(ipg);
         }
-        let r = block(bb);
-        out[r].copy_from_slice(&bbm);
-        let r = block(ib);
-        out[r].copy_from_slice(&ibm);
+        out.put(bb, bbm);
+        out.put(ib, ibm);
         gds.push(gd);
         touched.push(g);
     }
@@ -188,8 +197,8 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
     for &g in &touched {
         if csum {
             let d = &gds[g as usize];
-            let bb = &out[block(d.block_bitmap())];
-            let ib = &out[block(d.inode_bitmap())];
+            let bb = out.block(d.block_bitmap())?;
+            let ib = out.block(d.inode_bitmap())?;
             let bc = crc32c_raw(sb.csum_seed, &bb[..(sb.blocks_per_group / 8) as usize]);
             let ic = crc32c_raw(sb.csum_seed, &ib[..(ipg / 8) as usize]);
             gds[g as usize].set_bitmap_csums(bc, ic);
@@ -200,10 +209,8 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
     for d in &gds {
         table.extend_from_slice(&d.raw);
     }
-    let gdt_at = group::gdt_offset(&sb) as usize;
-    out[gdt_at..gdt_at + table.len()].copy_from_slice(&table);
-    out[SUPERBLOCK_OFFSET as usize..SUPERBLOCK_OFFSET as usize + superblock::SUPERBLOCK_SIZE]
-        .copy_from_slice(&sb.raw);
+    out.write(group::gdt_offset(&sb), &table)?;
+    out.write(SUPERBLOCK_OFFSET, &sb.raw)?;
     // 5. Backups in new groups, and the resize inode's list of them.
     for &g in &new_backups {
         let mut copy = sb.raw.clone();
@@ -212,15 +219,13 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
             let c = crc32c_raw(!0, &copy[..0x3FC]);
             set32(&mut copy, 0x3FC, c);
         }
-        let at = (first(g) * bs) as usize;
-        out[at..at + copy.len()].copy_from_slice(&copy);
-        let gat = ((first(g) + 1) * bs) as usize;
-        out[gat..gat + table.len()].copy_from_slice(&table);
+        out.write(first(g) * bs, &copy)?;
+        out.write((first(g) + 1) * bs, &table)?;
     }
     if has_resize && reserved > 0 && !new_backups.is_empty() {
-        let fs = Ext4::open(&out[..])?;
+        let fs = Ext4::open(&out)?;
         let mut ri: Inode = fs.inode(7)?;
-        let off = fs.inode_offset(7)? as usize;
+        let off = fs.inode_offset(7)?;
         drop(fs);
         let rank = |g: u32| (1..=g).filter(|&h| sb.group_has_super(h)).count() as u64 - 1;
         for &g in &new_backups {
@@ -230,49 +235,53 @@ pub fn grow(image: &mut Vec<u8>, add_bytes: u64) -> Result<GrowReport> {
             }
             for i in 0..reserved {
                 let primary = fdb + 1 + gdt + i;
-                let at = (primary * bs + j * 4) as usize;
-                if le32(&out, at) != 0 {
+                let mut blk = out.block(primary)?;
+                let at = (j * 4) as usize;
+                if le32(&blk, at) != 0 {
                     return Err(corrupt(
                         "resize inode already lists a backup for a new group",
                     ));
                 }
-                set32(&mut out[..], at, (first(g) + 1 + gdt + i) as u32);
+                set32(&mut blk, at, (first(g) + 1 + gdt + i) as u32);
+                out.put(primary, blk);
             }
             let sectors = u64::from(le32(&ri.raw, 0x1C)) + reserved * (bs / 512);
             set32(&mut ri.raw, 0x1C, (sectors & 0xffff_ffff) as u32);
         }
         ri.update_checksum(&sb);
-        out[off..off + ri.raw.len()].copy_from_slice(&ri.raw);
+        out.write(off, &ri.raw)?;
     }
     // Sanity: the result must open.
-    Ext4::open(&out[..])?;
-    let changed = diff_ranges(image, &out, bs);
-    *image = out;
-    Ok(GrowReport {
+    Ext4::open(&out)?;
+    // Keep only blocks that differ from what the base (or zeros) had.
+    let mut blocks = std::collections::BTreeMap::new();
+    let mut changed: Vec<(u64, u64)> = Vec::new();
+    let empty = Overlay::new(base, sb.block_size, Default::default(), new_len);
+    for (b, data) in out.into_blocks() {
+        if empty.block(b)? == data {
+            continue;
+        }
+        let (s, e) = (b * bs, (b + 1) * bs);
+        match changed.last_mut() {
+            Some(l) if l.1 == s => l.1 = e,
+            _ => changed.push((s, e)),
+        }
+        blocks.insert(b, data);
+    }
+    let report = GrowReport {
         old_blocks,
         new_blocks,
         groups_added: new_groups - old_groups,
-        changed,
-    })
-}
-
-fn diff_ranges(old: &[u8], new: &[u8], bs: u64) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = Vec::new();
-    for (k, chunk) in new.chunks(bs as usize).enumerate() {
-        let off = k as u64 * bs;
-        let o = old
-            .get(off as usize..(off as usize + chunk.len()).min(old.len()))
-            .unwrap_or(&[]);
-        if o.len() == chunk.len() && o == chunk {
-            continue;
-        }
-        if o.is_empty() && chunk.iter().all(|&b| b == 0) {
-            continue;
-        }
-        match v.last_mut() {
-            Some(l) if l.1 == off => l.1 = off + chunk.len() as u64,
-            _ => v.push((off, off + chunk.len() as u64)),
-        }
-    }
-    v
+        changed: changed.clone(),
+    };
+    let edit = BlockEdit {
+        block_size: sb.block_size,
+        blocks,
+        len: new_len,
+        report: EditReport {
+            changed,
+            stats: Default::default(),
+        },
+    };
+    Ok((edit, report))
 }

@@ -76,8 +76,8 @@ pub use create::{CreateOptions, create};
 pub use edit::{BlockEdit, EditOptions, EditReport, EditStats, edit, edit_blocks, edit_image};
 pub use error::{Error, Result};
 pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap};
-pub use grow::{GrowReport, grow};
-pub use readat::{ReadAt, WriteAt};
+pub use grow::{GrowReport, grow, grow_blocks};
+pub use readat::{Overlay, ReadAt, WriteAt};
 
 /// Version of this codec's output; part of v6build's cache keys. Bump when
 /// the bytes the editor writes for the same input change.

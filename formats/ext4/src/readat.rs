@@ -93,3 +93,107 @@ impl<T: ReadAt + ?Sized> ReadAt for std::sync::Arc<T> {
         (**self).len()
     }
 }
+
+/// A base image seen through a set of replaced blocks, possibly longer than
+/// the base (appended space reads as zeros). This is how a caller chains
+/// [`crate::grow_blocks`] and [`crate::edit_blocks`] over a base it never
+/// inflates whole.
+pub struct Overlay<'a> {
+    base: &'a dyn ReadAt,
+    bs: u64,
+    blocks: std::collections::BTreeMap<u64, Vec<u8>>,
+    len: u64,
+}
+
+impl std::fmt::Debug for Overlay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay")
+            .field("blocks", &self.blocks.len())
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Overlay<'a> {
+    /// `base` seen with `blocks` (of `block_size` bytes) replaced, `len` bytes long.
+    pub fn new(
+        base: &'a dyn ReadAt,
+        block_size: u32,
+        blocks: std::collections::BTreeMap<u64, Vec<u8>>,
+        len: u64,
+    ) -> Self {
+        Overlay {
+            base,
+            bs: u64::from(block_size),
+            blocks,
+            len,
+        }
+    }
+
+    /// One whole block.
+    pub fn block(&self, b: u64) -> io::Result<Vec<u8>> {
+        let mut v = vec![0u8; self.bs as usize];
+        self.read_at(b * self.bs, &mut v)?;
+        Ok(v)
+    }
+
+    /// Replaces one whole block.
+    pub fn put(&mut self, b: u64, data: Vec<u8>) {
+        self.blocks.insert(b, data);
+    }
+
+    /// Writes bytes at an offset (read-modify-write of whole blocks).
+    pub fn write(&mut self, off: u64, data: &[u8]) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < data.len() {
+            let pos = off + done as u64;
+            let b = pos / self.bs;
+            let inb = (pos % self.bs) as usize;
+            let n = (self.bs as usize - inb).min(data.len() - done);
+            let mut blk = self.block(b)?;
+            blk[inb..inb + n].copy_from_slice(&data[done..done + n]);
+            self.put(b, blk);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The replaced blocks.
+    pub fn into_blocks(self) -> std::collections::BTreeMap<u64, Vec<u8>> {
+        self.blocks
+    }
+}
+
+impl ReadAt for Overlay<'_> {
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        range(off, buf.len(), self.len)?;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = off + done as u64;
+            let b = pos / self.bs;
+            let inb = (pos % self.bs) as usize;
+            let n = (self.bs as usize - inb).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            match self.blocks.get(&b) {
+                Some(v) => out.copy_from_slice(&v[inb..inb + n]),
+                None => {
+                    let base_len = self.base.len();
+                    if pos + n as u64 <= base_len {
+                        self.base.read_at(pos, out)?;
+                    } else if pos < base_len {
+                        let k = (base_len - pos) as usize;
+                        self.base.read_at(pos, &mut out[..k])?;
+                        out[k..].fill(0);
+                    } else {
+                        out.fill(0);
+                    }
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.len
+    }
+}

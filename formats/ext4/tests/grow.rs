@@ -44,7 +44,21 @@ fn grow_then_fill() {
         assert_fsck_clean(test, &img, &format!("{profile:?} grown"));
         let again = Ext4::open(&img[..]).unwrap().read_tree(&blobs).unwrap();
         assert_eq!(dump(&again), dump(&base));
+        // The same through blocks only: grow_blocks, then edit_blocks over
+        // an Overlay of the untouched base, must give the same bytes.
+        let base_img = std::fs::read(&fx.img).unwrap();
+        let (g, _) = v6build_ext4::grow_blocks(&base_img, 256 << 20).unwrap();
+        let view = v6build_ext4::Overlay::new(&base_img, g.block_size, g.blocks.clone(), g.len);
+        let e = v6build_ext4::edit_blocks(&view, &want, &blobs, &EditOptions::default()).unwrap();
         edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
+        let mut composed = base_img.clone();
+        composed.resize(g.len as usize, 0);
+        g.apply_to(&mut composed);
+        e.apply_to(&mut composed);
+        assert!(
+            composed == img,
+            "{profile:?}: block-level grow+edit differs from in-memory grow+edit"
+        );
         assert_fsck_clean(test, &img, &format!("{profile:?} grown and filled"));
         let got = Ext4::open(&img[..]).unwrap().read_tree(&blobs).unwrap();
         assert_eq!(dump(&got), dump(&want));

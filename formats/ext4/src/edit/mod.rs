@@ -126,8 +126,21 @@ pub struct BlockEdit {
     pub block_size: u32,
     /// New contents of every changed block, by block number.
     pub blocks: BTreeMap<u64, Vec<u8>>,
+    /// Length of the image after the edit (grows only with [`crate::grow_blocks`]).
+    pub len: u64,
     /// What changed.
     pub report: EditReport,
+}
+
+impl BlockEdit {
+    /// Writes the changed blocks into an in-memory image (already long enough).
+    pub fn apply_to(&self, image: &mut [u8]) {
+        let bs = self.block_size as usize;
+        for (&b, data) in &self.blocks {
+            let off = b as usize * bs;
+            image[off..off + data.len()].copy_from_slice(data);
+        }
+    }
 }
 
 /// Edits any writable image in place so it holds `new_tree`. On error the
@@ -202,6 +215,7 @@ pub fn edit_blocks(
     }
     Ok(BlockEdit {
         block_size,
+        len: base.len(),
         blocks,
         report: EditReport { changed, stats },
     })
@@ -232,7 +246,9 @@ fn check_editable(sb: &Superblock) -> Result<()> {
         ));
     }
     if crate::bytes::le32(&sb.raw, 0xE8) != 0 {
-        return Err(unsupported("the filesystem has an orphan inode list pending; run e2fsck first"));
+        return Err(unsupported(
+            "the filesystem has an orphan inode list pending; run e2fsck first",
+        ));
     }
     Ok(())
 }
