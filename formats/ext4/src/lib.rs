@@ -49,8 +49,9 @@
 //! touched, and no feature is ever added.
 //!
 //! Features handled: extents (any depth) and indirect maps, linear and htree
-//! directories (htree read linearly; an edited htree directory is rewritten
-//! as a linear one with the index flag cleared), flex_bg, uninit_bg,
+//! directories (htree read by walking all blocks; an edited htree directory
+//! gets its index rebuilt with the directory's hash, or, where that is not
+//! possible, is rewritten as a linear one with the index flag cleared), flex_bg, uninit_bg,
 //! metadata_csum (verified on read, maintained on edit), 64bit, huge_file,
 //! dir_nlink, extra_isize, in-inode and block xattrs. Refused: inline_data,
 //! encryption, casefold, ea_inode, meta_bg, bigalloc, journal needing
@@ -67,6 +68,7 @@ pub mod extent;
 mod fs;
 pub mod group;
 mod grow;
+mod hash;
 pub mod inode;
 mod readat;
 pub mod superblock;

@@ -146,7 +146,13 @@ fn acceptance_recipe_on_both_profiles() {
         let mut img = base_img.clone();
         let report = edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
         assert_fsck_clean(test, &img, &format!("{profile:?}"));
-        let got = Ext4::open(&img[..]).unwrap().read_tree(&blobs).unwrap();
+        let fs = Ext4::open(&img[..]).unwrap();
+        let (got, got_inos) = fs.read_tree_with_inodes(&blobs).unwrap();
+        let htree = fs.inode(got_inos[&p("/htree")]).unwrap();
+        assert!(
+            htree.flags() & v6build_ext4::inode::INDEX_FL != 0,
+            "{profile:?}: /htree lost its index"
+        );
         assert_eq!(
             dump(&got),
             dump(&want),

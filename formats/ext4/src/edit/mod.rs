@@ -15,6 +15,7 @@
 
 mod alloc;
 mod dev;
+mod htree;
 mod write;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -86,8 +87,10 @@ pub struct EditStats {
     pub entries_added: u64,
     /// Directory entries removed.
     pub entries_removed: u64,
-    /// Htree directories turned into linear ones.
+    /// Htree directories turned into linear ones (index could not be kept).
     pub htree_dirs_linearised: u64,
+    /// Htree directories whose index was rebuilt.
+    pub htree_dirs_rebuilt: u64,
 }
 
 impl EditReport {

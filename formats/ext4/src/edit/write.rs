@@ -347,7 +347,7 @@ impl Editor<'_> {
         };
         let bs = self.bs();
         let filetype = self.sb.has_filetype();
-        let (mut i, mut blocks, old_meta_blocks, ops) = if t.reused {
+        let (mut i, mut blocks, old_meta_blocks, mut ops) = if t.reused {
             let i = self.inode(t.ino)?;
             let have = self.fs.dir_entries(&i)?;
             let have_map: BTreeMap<&[u8], &DirEntry> =
@@ -413,30 +413,80 @@ impl Editor<'_> {
         };
         let seed = self.seed_of(&i);
         let csum = seed.is_some();
-        // An htree index cannot survive our changes: read it as linear.
+        let mut appended = !t.reused;
+        let mut rebuilt = false;
         if i.flags() & INDEX_FL != 0 {
-            for (k, (_, data, dirty)) in blocks.iter_mut().enumerate() {
-                if k == 0 {
-                    let dot_dot = crate::bytes::le32(data, 12);
-                    *data = dir::first_block(bs, t.ino, dot_dot, filetype, seed);
-                    *dirty = true;
-                } else if dir::is_dx_node(data) {
-                    *data = dir::empty_block(bs, filetype, seed);
-                    *dirty = true;
+            // Keep the index: rebuild it from the full entry list.
+            let hv = blocks[0].1.get(0x1C).copied().unwrap_or(u8::MAX);
+            let new = (self.sb.feature_compat & crate::superblock::compat::DIR_INDEX != 0)
+                .then(|| {
+                    super::htree::build(&super::htree::Htree {
+                        bs,
+                        ino: t.ino,
+                        parent,
+                        hash_version: hv,
+                        unsigned: crate::bytes::le32(&self.sb.raw, 0x160) & 0x2 != 0,
+                        seed: self.sb.hash_seed(),
+                        csum_seed: seed,
+                        filetype,
+                        entries: want,
+                    })
+                })
+                .flatten();
+            if let Some(new) = new {
+                let old: Vec<u64> = blocks.iter().map(|b| b.0).collect();
+                let mut list: Vec<(u64, Vec<u8>, bool)> = Vec::with_capacity(new.len());
+                for (k, data) in new.into_iter().enumerate() {
+                    let b = match old.get(k) {
+                        Some(&b) => b,
+                        // k > 0 here: the first block always exists.
+                        None => self.alloc_block(list.last().map_or(0, |l| l.0) + 1)?,
+                    };
+                    self.dev.put_block(b, data);
+                    list.push((b, Vec::new(), false));
                 }
+                for &b in old.iter().skip(list.len()) {
+                    self.free_block(b)?;
+                }
+                appended |= list.len() != old.len();
+                blocks = list;
+                for (kind, _) in &ops {
+                    match kind {
+                        0 => self.stats.entries_removed += 1,
+                        2 => self.stats.entries_added += 1,
+                        _ => {}
+                    }
+                }
+                ops.clear();
+                rebuilt = true;
+                self.stats.htree_dirs_rebuilt += 1;
+            } else {
+                // Unknown hash or too big: fall back to a linear directory.
+                for (k, (_, data, dirty)) in blocks.iter_mut().enumerate() {
+                    if k == 0 {
+                        let dot_dot = crate::bytes::le32(data, 12);
+                        *data = dir::first_block(bs, t.ino, dot_dot, filetype, seed);
+                        *dirty = true;
+                    } else if dir::is_dx_node(data) {
+                        *data = dir::empty_block(bs, filetype, seed);
+                        *dirty = true;
+                    }
+                }
+                i.set_flags(i.flags() & !INDEX_FL);
+                self.stats.htree_dirs_linearised += 1;
             }
-            i.set_flags(i.flags() & !INDEX_FL);
-            self.stats.htree_dirs_linearised += 1;
         }
         // Under metadata_csum every leaf block must end in a checksum tail;
         // rewriting one without it would overwrite a live entry.
-        if csum && let Some((b, _, _)) = blocks.iter().find(|(_, d, _)| !dir::has_tail(d)) {
+        if csum
+            && !rebuilt
+            && let Some((b, _, _)) = blocks.iter().find(|(_, d, _)| !dir::has_tail(d))
+        {
             return Err(unsupported(format!(
                 "directory inode {}: block {b} has no checksum tail (e2fsck -fD adds it)",
                 t.ino
             )));
         }
-        let mut appended = !t.reused;
         for (kind, e) in &ops {
             let mut done = false;
             for (_, data, dirty) in blocks.iter_mut() {
