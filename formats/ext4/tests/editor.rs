@@ -198,7 +198,8 @@ fn kernel_mounts_the_edited_image() {
         let mut img = std::fs::read(&fx.img).unwrap();
         let base = Ext4::open(&img[..]).unwrap().read_tree(&blobs).unwrap();
         let want = recipe_small(&base, &blobs);
-        edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
+        let r = edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
+        assert_eq!(r.stats.htree_dirs_rebuilt, 1, "{profile:?}: {:?}", r.stats);
         assert_fsck_clean(test, &img, &format!("{profile:?}"));
         let path = fx.dir.path().join("edited");
         std::fs::write(&path, &img).unwrap();
@@ -295,6 +296,17 @@ fn recipe_small(base: &Tree, blobs: &MemBlobs) -> Tree {
     .unwrap();
     t.remove(&p("/htree/entry-with-a-longish-name-00007"))
         .unwrap();
+    // Enough long names in the htree directory that leaves overflow and the
+    // index must be rebuilt.
+    for i in 0..400 {
+        let name = format!("/htree/{}-{i:04}", "n".repeat(120));
+        t.insert(
+            &p(&name),
+            file(blobs, b"x", meta(0o644, 1_700_000_007)),
+            false,
+        )
+        .unwrap();
+    }
     // All-zero and partly-zero contents become holes.
     t.insert(
         &p("/opt/new/zeros"),
@@ -396,5 +408,88 @@ fn allocation_spills_into_uninitialised_groups() {
         );
         let got = after.read_tree(&blobs).unwrap();
         assert_eq!(dump(&got), dump(&want));
+    }
+}
+
+/// 1 KiB blocks and long names: the htree needs a level of interior nodes,
+/// both when the editor keeps the index (insertions through a node) and
+/// when it rebuilds it.
+#[test]
+fn two_level_htree_is_kept() {
+    let test = "two_level_htree_is_kept";
+    let Some(mk) = v6build_testkit::oracle(test, "mke2fs") else {
+        return;
+    };
+    let Some(fsck_bin) = v6build_testkit::oracle(test, "e2fsck") else {
+        return;
+    };
+    for csum in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("big")).unwrap();
+        for i in 0..1500 {
+            std::fs::write(src.join(format!("big/{}-{i:05}", "m".repeat(150))), b"").unwrap();
+        }
+        let img_path = dir.path().join("img");
+        let features = if csum {
+            "metadata_csum"
+        } else {
+            "^metadata_csum,uninit_bg"
+        };
+        v6build_testkit::run(
+            std::process::Command::new(&mk)
+                .env("E2FSPROGS_FAKE_TIME", "1700000000")
+                .args(["-q", "-F", "-t", "ext4", "-b", "1024", "-O", features, "-d"])
+                .arg(&src)
+                .arg(&img_path)
+                .arg("32M"),
+        );
+        let out = std::process::Command::new(&fsck_bin)
+            .args(["-fyD"])
+            .arg(&img_path)
+            .output()
+            .unwrap();
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{out:?}");
+        let blobs = MemBlobs::new();
+        let base_img = std::fs::read(&img_path).unwrap();
+        let fs = Ext4::open(&base_img[..]).unwrap();
+        let (base, inos) = fs.read_tree_with_inodes(&blobs).unwrap();
+        let root = fs
+            .mapping(&fs.inode(inos[&p("/big")]).unwrap())
+            .unwrap()
+            .runs[0]
+            .physical;
+        let levels = fs.read_block(root).unwrap()[0x1E];
+        assert_eq!(levels, 1, "fixture should have a two-level index");
+        drop(fs);
+        // Small edit (index kept), then a large one (index rebuilt).
+        for (adds, removes) in [(3, 2), (400, 100)] {
+            let mut want = base.clone();
+            for i in 0..adds {
+                let name = format!("/big/{}-new-{i:05}", "q".repeat(140));
+                want.insert(
+                    &p(&name),
+                    file(&blobs, b"n", meta(0o644, 1_700_000_000)),
+                    false,
+                )
+                .unwrap();
+            }
+            for i in 0..removes {
+                want.remove(&p(&format!("/big/{}-{:05}", "m".repeat(150), i * 7)))
+                    .unwrap();
+            }
+            let mut img = base_img.clone();
+            let r = edit(&mut img, &want, &blobs, &EditOptions::default()).unwrap();
+            assert_eq!(r.stats.htree_dirs_linearised, 0, "{:?}", r.stats);
+            assert_fsck_clean(test, &img, &format!("csum={csum} adds={adds}"));
+            let fs = Ext4::open(&img[..]).unwrap();
+            let (got, got_inos) = fs.read_tree_with_inodes(&blobs).unwrap();
+            assert!(
+                fs.inode(got_inos[&p("/big")]).unwrap().flags() & v6build_ext4::inode::INDEX_FL
+                    != 0
+            );
+            assert_eq!(dump(&got), dump(&want));
+            eprintln!("csum={csum} adds={adds}: {:?}", r.stats);
+        }
     }
 }

@@ -198,3 +198,46 @@ pub(crate) fn build(h: &Htree<'_>) -> Option<Vec<Vec<u8>>> {
     out.extend(leaves.into_iter().map(|(_, b)| b));
     Some(out)
 }
+
+fn pick(b: &[u8], count_off: usize, hash: u32) -> Option<usize> {
+    use crate::bytes::{le16, le32};
+    let limit = usize::from(le16(b, count_off));
+    let count = usize::from(le16(b, count_off + 2));
+    if count == 0 || count > limit || count_off + count * 8 > b.len() {
+        return None;
+    }
+    let mut best = le32(b, count_off + 4);
+    for k in 1..count {
+        if le32(b, count_off + 8 * k) > hash {
+            break;
+        }
+        best = le32(b, count_off + 8 * k + 4);
+    }
+    usize::try_from(best).ok()
+}
+
+/// The logical block of the leaf where `hash` belongs, found as the
+/// kernel's `dx_probe` does; None if the index looks unusual (deeper than
+/// one level of nodes, or malformed), and the caller rebuilds instead.
+pub(crate) fn leaf_for(blocks: &[(u64, Vec<u8>, bool)], hash: u32) -> Option<usize> {
+    let root = &blocks.first()?.1;
+    if *root.get(0x1D)? != 8 {
+        return None;
+    }
+    let levels = *root.get(0x1E)?;
+    if levels > 1 {
+        return None;
+    }
+    let mut at = pick(root, 0x20, hash)?;
+    if levels == 1 {
+        let node = &blocks.get(at)?.1;
+        if !dir::is_dx_node(node) {
+            return None;
+        }
+        at = pick(node, 0x08, hash)?;
+    }
+    if at == 0 || at >= blocks.len() || dir::is_dx_node(&blocks[at].1) {
+        return None;
+    }
+    Some(at)
+}

@@ -19,6 +19,29 @@ use super::{Editor, Target};
 
 const S_IFDIR: u16 = 0o040000;
 
+/// Turns an htree directory's blocks into plain leaf blocks (the root keeps
+/// only `.` and `..`, interior nodes become empty) and clears the flag.
+fn linearise(
+    blocks: &mut [(u64, Vec<u8>, bool)],
+    i: &mut Inode,
+    ino: u32,
+    filetype: bool,
+    seed: Option<u32>,
+) {
+    for (k, (_, data, dirty)) in blocks.iter_mut().enumerate() {
+        let bs = data.len();
+        if k == 0 {
+            let dot_dot = crate::bytes::le32(data, 12);
+            *data = dir::first_block(bs, ino, dot_dot, filetype, seed);
+            *dirty = true;
+        } else if dir::is_dx_node(data) {
+            *data = dir::empty_block(bs, filetype, seed);
+            *dirty = true;
+        }
+    }
+    i.set_flags(i.flags() & !INDEX_FL);
+}
+
 impl Editor<'_> {
     fn bs(&self) -> usize {
         self.sb.block_size as usize
@@ -414,26 +437,104 @@ impl Editor<'_> {
         let seed = self.seed_of(&i);
         let csum = seed.is_some();
         let mut appended = !t.reused;
-        let mut rebuilt = false;
-        if i.flags() & INDEX_FL != 0 {
-            // Keep the index: rebuild it from the full entry list.
-            let hv = blocks[0].1.get(0x1C).copied().unwrap_or(u8::MAX);
-            let new = (self.sb.feature_compat & crate::superblock::compat::DIR_INDEX != 0)
-                .then(|| {
-                    super::htree::build(&super::htree::Htree {
-                        bs,
-                        ino: t.ino,
-                        parent,
-                        hash_version: hv,
-                        unsigned: crate::bytes::le32(&self.sb.raw, 0x160) & 0x2 != 0,
-                        seed: self.sb.hash_seed(),
-                        csum_seed: seed,
-                        filetype,
-                        entries: want,
-                    })
-                })
-                .flatten();
-            if let Some(new) = new {
+        let indexed = i.flags() & INDEX_FL != 0;
+        let hv = blocks[0].1.get(0x1C).copied().unwrap_or(u8::MAX);
+        let params = (indexed
+            && self.sb.feature_compat & crate::superblock::compat::DIR_INDEX != 0
+            && hv <= crate::hash::version::TEA)
+            .then(|| super::htree::Htree {
+                bs,
+                ino: t.ino,
+                parent,
+                hash_version: hv,
+                unsigned: crate::bytes::le32(&self.sb.raw, 0x160) & 0x2 != 0,
+                seed: self.sb.hash_seed(),
+                csum_seed: seed,
+                filetype,
+                entries: want,
+            });
+        if indexed && params.is_none() {
+            // Unknown hash or no dir_index: fall back to a linear directory.
+            linearise(&mut blocks, &mut i, t.ino, filetype, seed);
+            self.stats.htree_dirs_linearised += 1;
+        }
+        // Under metadata_csum every leaf block must end in a checksum tail;
+        // rewriting one without it would overwrite a live entry.
+        let is_index = |k: usize, d: &[u8]| params.is_some() && (k == 0 || dir::is_dx_node(d));
+        if csum
+            && let Some((_, (b, _, _))) = blocks
+                .iter()
+                .enumerate()
+                .find(|(k, (_, d, _))| !is_index(*k, d) && !dir::has_tail(d))
+        {
+            return Err(unsupported(format!(
+                "directory inode {}: block {b} has no checksum tail (e2fsck -fD adds it)",
+                t.ino
+            )));
+        }
+        if let Some(h) = &params {
+            // First try to keep the index as is: removals and retargets in
+            // place, each insertion into the leaf its hash selects.
+            let mut tmp = blocks.clone();
+            let (mut added, mut removed, mut fits) = (0, 0, true);
+            for (kind, e) in &ops {
+                let ok = match kind {
+                    2 => {
+                        let hash =
+                            crate::hash::dirhash(&e.name, h.hash_version, h.unsigned, h.seed)
+                                .map(|x| x.0);
+                        match hash.and_then(|x| super::htree::leaf_for(&tmp, x)) {
+                            Some(k) => {
+                                let hit = dir::insert(
+                                    &mut tmp[k].1,
+                                    &e.name,
+                                    e.ino,
+                                    e.file_type,
+                                    filetype,
+                                    csum,
+                                )?;
+                                if hit {
+                                    tmp[k].2 = true;
+                                    added += 1;
+                                }
+                                hit
+                            }
+                            None => false,
+                        }
+                    }
+                    _ => {
+                        let mut hit = false;
+                        for (k, (_, data, dirty)) in tmp.iter_mut().enumerate() {
+                            if k == 0 || dir::is_dx_node(data) {
+                                continue;
+                            }
+                            hit = if *kind == 0 {
+                                dir::remove(data, &e.name, filetype, csum)?
+                            } else {
+                                dir::retarget(data, &e.name, e.ino, e.file_type, filetype, csum)?
+                            };
+                            if hit {
+                                *dirty = true;
+                                break;
+                            }
+                        }
+                        if hit && *kind == 0 {
+                            removed += 1;
+                        }
+                        hit
+                    }
+                };
+                if !ok {
+                    fits = false;
+                    break;
+                }
+            }
+            if fits {
+                blocks = tmp;
+                ops.clear();
+                self.stats.entries_added += added;
+                self.stats.entries_removed += removed;
+            } else if let Some(new) = super::htree::build(h) {
                 let old: Vec<u64> = blocks.iter().map(|b| b.0).collect();
                 let mut list: Vec<(u64, Vec<u8>, bool)> = Vec::with_capacity(new.len());
                 for (k, data) in new.into_iter().enumerate() {
@@ -458,34 +559,12 @@ impl Editor<'_> {
                     }
                 }
                 ops.clear();
-                rebuilt = true;
                 self.stats.htree_dirs_rebuilt += 1;
             } else {
-                // Unknown hash or too big: fall back to a linear directory.
-                for (k, (_, data, dirty)) in blocks.iter_mut().enumerate() {
-                    if k == 0 {
-                        let dot_dot = crate::bytes::le32(data, 12);
-                        *data = dir::first_block(bs, t.ino, dot_dot, filetype, seed);
-                        *dirty = true;
-                    } else if dir::is_dx_node(data) {
-                        *data = dir::empty_block(bs, filetype, seed);
-                        *dirty = true;
-                    }
-                }
-                i.set_flags(i.flags() & !INDEX_FL);
+                // Too big for two index levels: linear it is.
+                linearise(&mut blocks, &mut i, t.ino, filetype, seed);
                 self.stats.htree_dirs_linearised += 1;
             }
-        }
-        // Under metadata_csum every leaf block must end in a checksum tail;
-        // rewriting one without it would overwrite a live entry.
-        if csum
-            && !rebuilt
-            && let Some((b, _, _)) = blocks.iter().find(|(_, d, _)| !dir::has_tail(d))
-        {
-            return Err(unsupported(format!(
-                "directory inode {}: block {b} has no checksum tail (e2fsck -fD adds it)",
-                t.ino
-            )));
         }
         for (kind, e) in &ops {
             let mut done = false;
