@@ -70,6 +70,7 @@ mod compress;
 mod dir;
 mod error;
 pub mod inode;
+mod inodes;
 mod metadata;
 mod read;
 mod reuse;
