@@ -108,7 +108,7 @@ impl MetaState<'_> {
         ino.encode(&mut buf);
         self.inodes.write(&buf)?;
         let r = (blk << 16) | u64::from(off);
-        let n = ino.header.inode_number as usize;
+        let n = usize::try_from(ino.header.inode_number).unwrap_or(0);
         if let Some(slot) = self.export.get_mut(n.wrapping_sub(1)) {
             *slot = r;
         }

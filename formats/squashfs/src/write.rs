@@ -207,7 +207,7 @@ pub fn write<W: Write + Seek>(
         id_map: HashMap::new(),
         xattrs: XattrWriter::default(),
         written: HashMap::new(),
-        export: vec![0u64; total as usize],
+        export: vec![0u64; usize::try_from(total).map_err(|_| unsupported("too many inodes"))?],
         numbers: &numbers,
         layouts: &w.layouts,
         by_digest: &by_digest,
@@ -263,7 +263,7 @@ pub fn write<W: Write + Seek>(
     let bytes_used = w.pos;
     let pad = (4096 - bytes_used % 4096) % 4096;
     // pad < 4096.
-    w.emit(&vec![0u8; pad as usize])?;
+    w.emit(&vec![0u8; usize::try_from(pad).unwrap_or(0)])?;
 
     let mut fl = flags::DUPLICATES;
     if opts.exportable {
@@ -415,21 +415,24 @@ impl<W: Write + Seek> Writer<'_, W> {
         if c.size < bs {
             // Tail-end packing: small files share fragment blocks.
             // size < block size <= 1 MiB.
-            let mut tail = vec![0u8; c.size as usize];
+            let mut tail =
+                vec![0u8; usize::try_from(c.size).map_err(|_| unsupported("file size"))?];
             read_exact(&mut *r, &mut tail, &c.digest)?;
-            if self.frag_buf.len() + tail.len() > bs as usize {
+            if (self.frag_buf.len() + tail.len()) as u64 > bs {
                 self.close_fragment();
             }
             let idx = u32::try_from(self.frag_entries.len() + self.pending_frags())
                 .map_err(|_| unsupported("too many fragments"))?;
             // frag_buf.len() < block size.
-            self.layouts[i].fragment = Some((idx, self.frag_buf.len() as u32));
+            let offset =
+                u32::try_from(self.frag_buf.len()).map_err(|_| unsupported("fragment offset"))?;
+            self.layouts[i].fragment = Some((idx, offset));
             self.layouts[i].start = Some(0);
             self.frag_buf.extend_from_slice(&tail);
             left = 0;
         }
         while left > 0 {
-            let n = left.min(bs) as usize;
+            let n = usize::try_from(left.min(bs)).map_err(|_| unsupported("block size"))?;
             let mut block = vec![0u8; n];
             read_exact(&mut *r, &mut block, &c.digest)?;
             left -= n as u64;
