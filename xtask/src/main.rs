@@ -57,34 +57,51 @@ fn book_check() -> bool {
     ok
 }
 
-fn check() -> bool {
-    let steps: [(&str, &str, &[&str], &[(&str, &str)]); 4] = [
-        ("fmt", "cargo", &["fmt", "--all", "--check"], &[]),
-        (
+/// One step of the check: a name, a program, its arguments and extra environment.
+struct Step {
+    name: &'static str,
+    program: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+const STEPS: [Step; 4] = [
+    Step {
+        name: "fmt",
+        program: "cargo",
+        args: &["fmt", "--all", "--check"],
+        env: &[],
+    },
+    Step {
+        name: "clippy",
+        program: "cargo",
+        args: &[
             "clippy",
-            "cargo",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ],
-            &[],
-        ),
-        ("test", "cargo", &["test", "--workspace"], &[]),
-        (
-            "doc",
-            "cargo",
-            &["doc", "--workspace", "--no-deps"],
-            &[("RUSTDOCFLAGS", "-D warnings")],
-        ),
-    ];
-    let mut ok = true;
-    for (name, program, args, env) in steps {
-        ok &= step(name, program, args, env);
-        if !ok {
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "test",
+        program: "cargo",
+        args: &["test", "--workspace"],
+        env: &[],
+    },
+    Step {
+        name: "doc",
+        program: "cargo",
+        args: &["doc", "--workspace", "--no-deps"],
+        env: &[("RUSTDOCFLAGS", "-D warnings")],
+    },
+];
+
+fn check() -> bool {
+    for s in &STEPS {
+        if !step(s.name, s.program, s.args, s.env) {
             return false;
         }
     }
