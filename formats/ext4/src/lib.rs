@@ -50,8 +50,9 @@
 //!
 //! Features handled: extents (any depth) and indirect maps, linear and htree
 //! directories (htree read by walking all blocks; an edited htree directory
-//! gets its index rebuilt with the directory's hash, or, where that is not
-//! possible, is rewritten as a linear one with the index flag cleared), flex_bg, uninit_bg,
+//! keeps its index: a new name goes into the leaf its hash selects, and on
+//! overflow the index is rebuilt (one or two levels); only an unknown hash
+//! or a deeper index makes it a linear directory with the flag cleared), flex_bg, uninit_bg,
 //! metadata_csum (verified on read, maintained on edit), 64bit, huge_file,
 //! dir_nlink, extra_isize, in-inode and block xattrs. Refused: inline_data,
 //! encryption, casefold, ea_inode, meta_bg, bigalloc, journal needing
