@@ -56,7 +56,8 @@ pub struct WriteOptions {
 }
 
 impl WriteOptions {
-    /// xz with 128 KiB blocks, like `mksquashfs -comp xz`.
+    /// The given compressor, block size (mksquashfs's default is 128 KiB)
+    /// and superblock time; one thread per core; export table on.
     pub fn new(compressor: Compressor, block_size: u32, mkfs_time: u32) -> Self {
         WriteOptions {
             compressor,
