@@ -1,5 +1,8 @@
 //! `cargo xtask check`: the one local command that runs exactly what CI runs
-//! (after `.ci/run` has installed the oracles).
+//! (after `.ci/run` has installed the oracles): fmt, clippy, tests, docs,
+//! the book, and the reproducibility harness (`cargo xtask repro`).
+
+mod repro;
 
 use std::process::{Command, ExitCode};
 
@@ -105,7 +108,7 @@ fn check() -> bool {
             return false;
         }
     }
-    book_check()
+    book_check() && repro::repro()
 }
 
 fn main() -> ExitCode {
@@ -117,8 +120,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Some("repro") => {
+            if repro::repro() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask check");
+            eprintln!("usage: cargo xtask check | cargo xtask repro");
             ExitCode::from(2)
         }
     }
