@@ -523,6 +523,21 @@ impl Ctx<'_> {
         base: &Path,
         tree: &Tree,
     ) -> Result<(Digest, u64), NodeError> {
+        // newc has no field for extended attributes; refuse rather than drop them.
+        let mut with_xattrs = None;
+        tree.walk(&mut |p, n| {
+            if with_xattrs.is_none() && !n.meta().xattrs.is_empty() {
+                with_xattrs = Some(p.clone());
+            }
+        });
+        if let Some(p) = with_xattrs {
+            return Err(fail(
+                name,
+                format!(
+                    "{p} has extended attributes, which an initramfs (cpio newc) cannot store; set xattrs only in stage2 layers"
+                ),
+            ));
+        }
         let bytes = std::fs::read(base).map_err(|e| fail(name, e))?;
         let parsed = v6build_cpio::Initramfs::parse(&bytes, self.store, &Default::default())
             .map_err(|e| fail(name, e))?;

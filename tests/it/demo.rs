@@ -229,3 +229,81 @@ fn updates_kernel_and_boot_snippets() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("usr/libexec/fix-ipv6-only.sh"));
     }
 }
+
+/// The Linux kernel mounts the demo's rootfs.img read-only and sees every
+/// fix: the unit, the script, the wants symlink, the patched Python file,
+/// and no stale bytecode.
+#[test]
+fn kernel_mounts_the_demo_rootfs() {
+    let t = "kernel_mounts_the_demo_rootfs";
+    if !v6build_testkit::require_root(t) {
+        return;
+    }
+    let (Some(unsq), Some(mount), Some(umount)) = (
+        oracle(t, "unsquashfs"),
+        oracle(t, "mount"),
+        oracle(t, "umount"),
+    ) else {
+        return;
+    };
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let x = s.path().join("x");
+    run(Command::new(unsq)
+        .arg("-d")
+        .arg(&x)
+        .arg(s.demo_release().join("LiveOS/squashfs.img")));
+    let mnt = s.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let m = Command::new(&mount)
+        .args(["-o", "loop,ro", "-t", "ext4"])
+        .arg(x.join("LiveOS/rootfs.img"))
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    if !m.status.success() {
+        assert!(
+            !v6build_testkit::oracles_required(),
+            "loop mount failed: {}",
+            stderr(&m)
+        );
+        eprintln!("SKIP {t}: loop mount unavailable here: {}", stderr(&m));
+        return;
+    }
+    let checks = (|| -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let unit = mnt.join("usr/lib/systemd/system/fix-ipv6.service");
+        let script = mnt.join("usr/libexec/fix-ipv6-only.sh");
+        let link = mnt.join("etc/systemd/system/basic.target.wants/fix-ipv6.service");
+        let pkg = mnt.join("usr/lib64/python2.7/site-packages/pyanaconda/packaging");
+        let want_unit = std::fs::read(s.path().join("recipes/files/fix-ipv6.service")).unwrap();
+        if std::fs::read(&unit).map_err(|e| e.to_string())? != want_unit {
+            return Err("unit content differs".into());
+        }
+        let mode = std::fs::metadata(&script)
+            .map_err(|e| e.to_string())?
+            .permissions()
+            .mode();
+        if mode & 0o7777 != 0o755 {
+            return Err(format!("script mode {mode:o}"));
+        }
+        let target = std::fs::read_link(&link).map_err(|e| e.to_string())?;
+        if target != std::path::Path::new("/usr/lib/systemd/system/fix-ipv6.service") {
+            return Err(format!("wants link -> {}", target.display()));
+        }
+        let py = std::fs::read_to_string(pkg.join("__init__.py")).map_err(|e| e.to_string())?;
+        if !py.contains("TREEINFO_RETRIES") {
+            return Err("__init__.py not patched".into());
+        }
+        for stale in ["__init__.pyc", "__init__.pyo"] {
+            if pkg.join(stale).exists() {
+                return Err(format!("{stale} still present"));
+            }
+        }
+        Ok(())
+    })();
+    run(Command::new(umount).arg(&mnt));
+    if let Err(e) = checks {
+        panic!("kernel view of rootfs.img: {e}");
+    }
+}
