@@ -88,7 +88,7 @@ impl Progress {
             Mode::Bars => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes} {eta}")
+                    ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar.set_message(name.to_string());
@@ -111,10 +111,16 @@ impl Progress {
 }
 
 impl Task<'_> {
-    /// Sets the total byte count for a long node, so the bar shows an ETA.
+    /// Sets the total byte count for a long node, switching its bar to
+    /// bytes and an ETA.
     pub fn set_length(&self, bytes: u64) {
         if let Some(b) = &self.bar {
             b.set_length(bytes);
+            if let Ok(style) =
+                ProgressStyle::with_template("{spinner} {msg} {bytes}/{total_bytes} {eta}")
+            {
+                b.set_style(style);
+            }
         }
     }
 

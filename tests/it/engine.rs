@@ -289,3 +289,19 @@ fn overlay_tree_digest_ignores_the_host() {
         make(true, "077", "Pacific/Chatham")
     );
 }
+
+/// gc keeps what the releases and recent builds need, and removes the rest.
+#[test]
+fn gc_keeps_rooted_results() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let before = s.ok(&["gc", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&before.stdout).unwrap();
+    assert!(report["kept_objects"].as_u64().unwrap() > 0, "{report}");
+    let again = s.build_json("recipes/demo.kdl");
+    assert_eq!(again["nodes_run"], 0, "gc removed rooted results: {again}");
+    // With no build roots kept and the release root still there, still cached.
+    s.ok(&["gc", "--keep-builds", "0"]);
+    let again = s.build_json("recipes/demo.kdl");
+    assert_eq!(again["nodes_run"], 0, "{again}");
+}
