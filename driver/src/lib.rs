@@ -16,6 +16,7 @@ macro_rules! outln {
 }
 
 mod apply;
+pub mod blocks;
 pub mod boot;
 pub mod build;
 pub mod cmd;

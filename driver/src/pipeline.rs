@@ -489,19 +489,23 @@ impl Ctx<'_> {
         let (mut outer, blocks) = img
             .read_tree_and_blocks(self.store)
             .map_err(|e| fail(name, e))?;
+        let mut extra: Option<(Digest, Arc<Vec<u8>>)> = None;
         let tree = match nested_image(&outer, self.store) {
             None => view.clone(),
             Some((path, content)) => {
                 let mut bytes = self.store.get(&content.digest).map_err(|e| fail(name, e))?;
                 v6build_ext4::edit(&mut bytes, view, self.store, &Default::default())
                     .map_err(|e| fail(name, format!("editing {path}: {e}")))?;
-                let d = self.store.put_blob(&bytes).map_err(|e| fail(name, e))?;
+                // The edited image goes straight to the squashfs writer from
+                // memory; only the finished squashfs is stored.
+                let d = crate::blocks::digest_large(&bytes);
                 let size = bytes.len() as u64;
                 if let Some(Node::Leaf(l)) = outer.get_mut(&path) {
                     let mut leaf: Leaf = (**l).clone();
                     leaf.kind = LeafKind::Regular(Content { digest: d, size });
                     *l = Arc::new(leaf);
                 }
+                extra = Some((d, Arc::new(bytes)));
                 outer
             }
         };
@@ -509,8 +513,34 @@ impl Ctx<'_> {
         opts.threads = self.threads;
         let tmp = tempfile_in(self.store.root()).map_err(|e| fail(name, e))?;
         let mut file = tmp.reopen().map_err(|e| fail(name, e))?;
-        v6build_squashfs::write(&tree, self.store, &opts, Some(&blocks), None, &mut file)
-            .map_err(|e| fail(name, e))?;
+        let cache = crate::blocks::StoreBlockCache { store: self.store };
+        let report = match extra {
+            Some((digest, bytes)) => {
+                let blobs = crate::blocks::WithExtra {
+                    inner: self.store,
+                    digest,
+                    bytes,
+                };
+                v6build_squashfs::write(
+                    &tree,
+                    &blobs,
+                    &opts,
+                    Some(&blocks),
+                    Some(&cache),
+                    &mut file,
+                )
+            }
+            None => v6build_squashfs::write(
+                &tree,
+                self.store,
+                &opts,
+                Some(&blocks),
+                Some(&cache),
+                &mut file,
+            ),
+        }
+        .map_err(|e| fail(name, e))?;
+        let _ = report;
         let mut r = tmp.reopen().map_err(|e| fail(name, e))?;
         self.store
             .put_blob_reader(&mut r)

@@ -1,0 +1,118 @@
+//! Glue between the codecs and the store: a squashfs compressed-block
+//! cache backed by the store, and a blob view that serves one in-memory
+//! image (the edited `rootfs.img`) without first writing it to the store.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use v6build_cache::{ActionRecord, Output, OutputKind, Store};
+use v6build_fstree::{BlobStore, Digest};
+use v6build_squashfs::{BlockCache, BlockKey, CachedBlock};
+
+/// Compressed squashfs blocks in the store: the block key maps, through the
+/// action cache, to a blob holding the compressed bytes (or to the marker
+/// output `incompressible`). Entries are verified like every store read,
+/// and gc drops them (no root refers to them), which only costs speed.
+#[derive(Debug)]
+pub struct StoreBlockCache<'a> {
+    /// The store.
+    pub store: &'a Store,
+}
+
+impl BlockCache for StoreBlockCache<'_> {
+    fn get(&self, key: &BlockKey) -> Option<CachedBlock> {
+        let rec = self.store.get_action(&Digest::from_bytes(key.0)).ok()??;
+        if rec.outputs.contains_key("incompressible") {
+            return Some(CachedBlock::Incompressible);
+        }
+        let o = rec.outputs.get("block")?;
+        let bytes = self.store.get_blob(&o.digest).ok()?;
+        (bytes.len() as u64 == o.size).then_some(CachedBlock::Compressed(bytes))
+    }
+
+    fn put(&self, key: &BlockKey, block: &CachedBlock) {
+        // A failed put only loses a cache entry.
+        let (name, digest, size) = match block {
+            CachedBlock::Incompressible => ("incompressible", Digest::of(b""), 0),
+            CachedBlock::Compressed(b) => match self.store.put_blob(b) {
+                Ok(d) => ("block", d, b.len() as u64),
+                Err(_) => return,
+            },
+        };
+        let rec = ActionRecord::single(
+            name,
+            Output {
+                kind: OutputKind::Blob,
+                digest,
+                size,
+            },
+        );
+        let _ = self.store.put_action(&Digest::from_bytes(key.0), &rec);
+    }
+}
+
+/// A [`BlobStore`] that serves one extra blob from memory and delegates
+/// everything else.
+pub struct WithExtra<'a> {
+    /// Everything else.
+    pub inner: &'a dyn BlobStore,
+    /// The extra blob's digest.
+    pub digest: Digest,
+    /// Its bytes.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+impl std::fmt::Debug for WithExtra<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithExtra")
+            .field("digest", &self.digest)
+            .field("len", &self.bytes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct ArcCursor {
+    bytes: Arc<Vec<u8>>,
+    pos: usize,
+}
+
+impl Read for ArcCursor {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rest = self.bytes.get(self.pos..).unwrap_or(&[]);
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl BlobStore for WithExtra<'_> {
+    fn put(&self, data: &[u8]) -> io::Result<Digest> {
+        self.inner.put(data)
+    }
+
+    fn put_reader(&self, reader: &mut dyn Read) -> io::Result<(Digest, u64)> {
+        self.inner.put_reader(reader)
+    }
+
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
+        if *digest == self.digest {
+            return Ok(Box::new(ArcCursor {
+                bytes: Arc::clone(&self.bytes),
+                pos: 0,
+            }));
+        }
+        self.inner.open(digest)
+    }
+
+    fn contains(&self, digest: &Digest) -> bool {
+        *digest == self.digest || self.inner.contains(digest)
+    }
+}
+
+/// BLAKE3 of a large buffer, on all threads of the current pool.
+pub fn digest_large(bytes: &[u8]) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update_rayon(bytes);
+    h.finalize().into()
+}
