@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! media:<name>/initrd ─ initrd/unpack ─ initrd/layer/<a> ─ … ─ initrd/pack ─┐
-//! media:<name>/stage2 ─ stage2/unpack ─ stage2/layer/<b> ─ … ─ stage2/pack ─┼─ release
+//! media:<name>/stage2 ─ stage2/scan ─ stage2/unpack ─ stage2/layer/<b> ─ … ─ stage2/pack ─┼─ release
 //!                                       updates/layer/<c> ─ … ─ updates/pack┘
 //! ```
 //!
@@ -63,6 +63,10 @@ pub enum Work {
         /// Where to fetch it from when the local file is absent.
         url: Option<String>,
     },
+    /// Read a base stage2 squashfs once: its tree and the map of its
+    /// compressed blocks, both cached, so later nodes never decompress the
+    /// whole image again.
+    Scan,
     /// Unpack a base image into the tree layers edit.
     Unpack(Image),
     /// Apply one layer (index into `recipe.layers`).
@@ -80,6 +84,13 @@ pub enum Out {
     Tree(Digest),
     /// A blob in the store.
     Blob(Digest, u64),
+    /// A scanned squashfs: its tree and its saved block map (a blob).
+    Scan {
+        /// The squashfs tree.
+        outer: Digest,
+        /// `BaseBlocks::save()` bytes.
+        blocks: Digest,
+    },
 }
 
 /// A failure while running a node.
@@ -188,14 +199,29 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                 },
             );
             deps_for_pack.push(m);
-            let mk = g.node(m).key;
+            let mut source = m;
+            if src_image == Image::Stage2 {
+                let mk = g.node(m).key;
+                source = g.add(
+                    "stage2/scan",
+                    vec![m],
+                    key(
+                        "scan-stage2",
+                        Value::Null,
+                        [("media".to_string(), mk)].into(),
+                    ),
+                    Work::Scan,
+                );
+                deps_for_pack.push(source);
+            }
+            let sk = g.node(source).key;
             Some(g.add(
                 format!("{}/unpack", src_image.name()),
-                vec![m],
+                vec![source],
                 key(
                     &format!("unpack-{}", src_image.name()),
                     Value::Null,
-                    [("media".to_string(), mk)].into(),
+                    [("media".to_string(), sk)].into(),
                 ),
                 Work::Unpack(src_image),
             ))
@@ -322,6 +348,13 @@ fn media_path(inputs: &[&Out]) -> Option<PathBuf> {
     })
 }
 
+fn scan_input(inputs: &[&Out]) -> Option<(Digest, Digest)> {
+    inputs.iter().find_map(|o| match o {
+        Out::Scan { outer, blocks } => Some((*outer, *blocks)),
+        _ => None,
+    })
+}
+
 fn tree_input(inputs: &[&Out]) -> Option<Digest> {
     inputs.iter().rev().find_map(|o| match o {
         Out::Tree(d) => Some(*d),
@@ -407,11 +440,32 @@ impl Ctx<'_> {
                     Some(_) => Ok(Out::Media(path.clone())),
                 }
             }
-            Work::Unpack(image) => {
+            Work::Scan => {
                 let path = media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
+                let f = File::open(&path).map_err(|e| fail(name, e))?;
+                let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
+                let (outer, blocks) = img
+                    .read_tree_and_blocks(self.store)
+                    .map_err(|e| fail(name, e))?;
+                let outer = self.store.put_tree(&outer).map_err(|e| fail(name, e))?;
+                let blocks = self
+                    .store
+                    .put_blob(&blocks.save())
+                    .map_err(|e| fail(name, e))?;
+                Ok(Out::Scan { outer, blocks })
+            }
+            Work::Unpack(image) => {
                 let tree = match image {
-                    Image::Initrd => self.unpack_initrd(name, &path)?,
-                    _ => self.unpack_stage2(name, &path)?,
+                    Image::Initrd => {
+                        let path =
+                            media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
+                        self.unpack_initrd(name, &path)?
+                    }
+                    _ => {
+                        let (outer, _) =
+                            scan_input(inputs).ok_or_else(|| fail(name, "no scan input"))?;
+                        self.unpack_stage2(name, &outer)?
+                    }
                 };
                 let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
                 Ok(Out::Tree(d))
@@ -440,7 +494,8 @@ impl Ctx<'_> {
                     }
                     Image::Stage2 => {
                         let base = bytes_path.ok_or_else(|| fail(name, "no media input"))?;
-                        self.pack_stage2(name, &base, &tree)?
+                        let scan = scan_input(inputs).ok_or_else(|| fail(name, "no scan input"))?;
+                        self.pack_stage2(name, &base, scan, &tree)?
                     }
                     Image::Updates => {
                         let base = match inputs.first() {
@@ -464,10 +519,8 @@ impl Ctx<'_> {
         Ok(ird.merged())
     }
 
-    fn unpack_stage2(&self, name: &str, path: &Path) -> Result<Tree, NodeError> {
-        let f = File::open(path).map_err(|e| fail(name, e))?;
-        let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
-        let outer = img.read_tree(self.store).map_err(|e| fail(name, e))?;
+    fn unpack_stage2(&self, name: &str, outer: &Digest) -> Result<Tree, NodeError> {
+        let outer = self.store.get_tree(outer).map_err(|e| fail(name, e))?;
         match nested_image(&outer, self.store) {
             None => Ok(outer),
             Some((_, content)) => {
@@ -482,13 +535,14 @@ impl Ctx<'_> {
         &self,
         name: &str,
         base: &Path,
+        scan: (Digest, Digest),
         view: &Tree,
     ) -> Result<(Digest, u64), NodeError> {
         let f = File::open(base).map_err(|e| fail(name, e))?;
         let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
-        let (mut outer, blocks) = img
-            .read_tree_and_blocks(self.store)
-            .map_err(|e| fail(name, e))?;
+        let mut outer = self.store.get_tree(&scan.0).map_err(|e| fail(name, e))?;
+        let saved = self.store.get(&scan.1).map_err(|e| fail(name, e))?;
+        let blocks = v6build_squashfs::BaseBlocks::load(&saved, &img).map_err(|e| fail(name, e))?;
         let mut extra: Option<(Digest, Arc<Vec<u8>>)> = None;
         let tree = match nested_image(&outer, self.store) {
             None => view.clone(),
@@ -685,6 +739,25 @@ pub fn record(out: &Out) -> Option<ActionRecord> {
         Out::Tree(d) => (OutputKind::Tree, *d, 0),
         Out::Blob(d, s) => (OutputKind::Blob, *d, *s),
         Out::Media(_) => return None,
+        Out::Scan { outer, blocks } => {
+            let mut rec = ActionRecord::single(
+                "outer",
+                v6build_cache::Output {
+                    kind: OutputKind::Tree,
+                    digest: *outer,
+                    size: 0,
+                },
+            );
+            rec.outputs.insert(
+                "blocks".into(),
+                v6build_cache::Output {
+                    kind: OutputKind::Blob,
+                    digest: *blocks,
+                    size: 0,
+                },
+            );
+            return Some(rec);
+        }
     };
     Some(ActionRecord::single(
         "out",
@@ -694,6 +767,18 @@ pub fn record(out: &Out) -> Option<ActionRecord> {
 
 /// Turns a cached record back into an output, if its object is present.
 pub fn from_record(store: &Store, rec: &ActionRecord) -> Option<Out> {
+    if let (Some(outer), Some(blocks)) = (rec.outputs.get("outer"), rec.outputs.get("blocks")) {
+        let tree = store.get_tree(&outer.digest).ok()?;
+        let present = tree
+            .contents()
+            .iter()
+            .all(|c| store.has(v6build_cache::ObjectKind::Blob, &c.digest))
+            && store.has(v6build_cache::ObjectKind::Blob, &blocks.digest);
+        return present.then_some(Out::Scan {
+            outer: outer.digest,
+            blocks: blocks.digest,
+        });
+    }
     let o = rec.outputs.get("out")?;
     match o.kind {
         OutputKind::Tree => {
