@@ -87,14 +87,16 @@ fn download(u: &Url<'_>, url: &str, tmp: &Path) -> Result<String, String> {
     let stream = TcpStream::connect(&addr).map_err(|e| format!("{url}: cannot connect: {e}"))?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
     let mut w = stream.try_clone().map_err(|e| format!("{url}: {e}"))?;
-    write!(
-        w,
+    // One write of the whole request, so a server that answers as soon as
+    // it has read the headers never sees half a request.
+    let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: {}\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
         u.path,
         u.host,
         crate::tool_version().replace(' ', "/")
-    )
-    .map_err(|e| format!("{url}: {e}"))?;
+    );
+    w.write_all(request.as_bytes())
+        .map_err(|e| format!("{url}: {e}"))?;
     let mut r = BufReader::new(stream);
     let mut status = String::new();
     r.read_line(&mut status)
@@ -184,8 +186,12 @@ mod tests {
         let server = std::thread::spawn(move || {
             for _ in 0..2 {
                 let (mut s, _) = listener.accept().unwrap();
-                let mut req = [0u8; 1024];
-                let _ = s.read(&mut req);
+                // Read the whole request before answering.
+                let mut req = Vec::new();
+                let mut byte = [0u8; 1];
+                while !req.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    req.push(byte[0]);
+                }
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
