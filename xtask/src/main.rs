@@ -2,6 +2,7 @@
 //! (after `.ci/run` has installed the oracles): fmt, clippy, tests, docs,
 //! the book, and the reproducibility harness (`cargo xtask repro`).
 
+mod fuzz;
 mod repro;
 
 use std::process::{Command, ExitCode};
@@ -127,8 +128,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Some("fuzz-smoke") => match fuzz::parse_seconds(std::env::args().nth(2).as_deref()) {
+            Ok(secs) if fuzz::fuzz_smoke(secs) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
         _ => {
-            eprintln!("usage: cargo xtask check | cargo xtask repro");
+            eprintln!(
+                "usage: cargo xtask check | cargo xtask repro | cargo xtask fuzz-smoke [SECONDS]"
+            );
             ExitCode::from(2)
         }
     }
