@@ -91,9 +91,9 @@ fn have(tool: &str) -> bool {
 
 /// Runs the harness; returns whether every variant matched.
 pub fn repro() -> bool {
-    eprintln!("==> repro: building v6build");
+    eprintln!("==> repro: building v6build (dev profile)");
     let ok = Command::new("cargo")
-        .args(["build", "--release", "-p", "v6build"])
+        .args(["build", "-p", "v6build"])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
@@ -102,7 +102,9 @@ pub fn repro() -> bool {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
-    let bin = std::fs::canonicalize(target.join("release/v6build")).unwrap_or_default();
+    // The dev build that `cargo test` already made: no second, release
+    // compile in CI (dependencies are optimised in the dev profile anyway).
+    let bin = std::fs::canonicalize(target.join("debug/v6build")).unwrap_or_default();
     let root = std::env::temp_dir().join(format!("v6build-repro-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let mut reference: Option<(String, PathBuf)> = None;
