@@ -123,7 +123,13 @@ def table(res):
             out.append(
                 f"| {iname} | {sname} | {fmt(wall)} (n={n}) | {fmt(cpu)} | {rss:.0f} | {rtext} | {ctext} | {ttext} | {met} | {note} |"
             )
-    return "\n".join(out) + "\n"
+    runs = []
+    for inp, iname in INPUTS:
+        mp = os.path.join(res, f"{inp}.meta")
+        if os.path.exists(mp):
+            with open(mp) as f:
+                runs.append(f"- {iname}: measured {f.read().strip()}.")
+    return "\n".join(out) + "\n\n" + "\n".join(runs) + "\n"
 
 
 BEGIN = "<!-- bench:begin (written by bench/run.sh; do not edit by hand) -->"

@@ -112,12 +112,16 @@ if (want el7 || want plain) && [ ! -f "$TREE.done" ]; then
     fi
     cp -a "$WORK/tree.base" "$TREE"
     if [ "$PAD_MIB" -gt 0 ]; then
-        mkdir -p "$TREE/usr/share/v6bench-pad"
-        for d in /usr/lib/x86_64-linux-gnu /usr/share/locale /usr/share/doc /usr/lib/python3 /usr/share/perl /usr/lib/gcc /usr/share; do
-            have=$(du -sm "$TREE" | cut -f1)
-            [ "$have" -ge "$PAD_MIB" ] && break
-            [ -d "$d" ] && cp -a "$d" "$TREE/usr/share/v6bench-pad/$(echo "$d" | tr / _)" 2>/dev/null || true
-        done
+        # Real files from the host, in a stable order, until the tree
+        # holds PAD_MIB (tar keeps their modes, owners and hardlinks).
+        need=$(( (PAD_MIB - $(du -sm "$TREE" | cut -f1)) * 1048576 ))
+        if [ "$need" -gt 0 ]; then
+            mkdir -p "$TREE/usr/share/v6bench-pad"
+            find /usr/share/locale /usr/share/doc /usr/lib/python3 /usr/share/perl /usr/share -xdev -type f -printf '%s %p\n' 2>/dev/null \
+                | awk -v need="$need" '!seen[$2]++ { print substr($0, index($0, " ") + 1); sum += $1; if (sum >= need) exit }' \
+                > "$WORK/pad.list" || true  # find gets SIGPIPE when awk has enough
+            tar -cf - -P -T "$WORK/pad.list" 2>/dev/null | tar -xf - -C "$TREE/usr/share/v6bench-pad"
+        fi
     fi
     touch "$TREE.done"
 fi
@@ -214,8 +218,12 @@ EOF
 WANTED_BY=$(sed -n 's/^WantedBy=//p' "$RCP/files/fix-ipv6.service" | head -1)
 
 # ------------------------------------------------------------ measuring
+# Results of inputs not run this time are kept, so that a partial run
+# (--only) updates its rows and leaves the others as last measured.
 RES=$WORK/results
-rm -rf "$RES" && mkdir -p "$RES"
+mkdir -p "$RES"
+rm -f "$RES/.t" "$RES/.out" "$RES/.err"
+for i in ${ONLY//,/ }; do rm -f "$RES/$i".*; done
 SCR=$WORK/scratch
 OUT=$WORK/out
 CACHE=$WORK/cache
@@ -285,8 +293,12 @@ bump() { # file: a real one-line change, different on every call
     echo "# bench edit $(date +%s%N)" >> "$1"
 }
 
+meta() { # input: when, which binary, load average at the start
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), v6build binary built $(date -u -r "$V6BUILD" '+%H:%M UTC') (HEAD was $(cd "$ROOT" && git rev-parse --short HEAD) at the run; others commit concurrently), load average $(cut -d' ' -f1-3 /proc/loadavg) at start" > "$RES/$1.meta"
+}
+
 run_initrd() { # name media comp-kind(gz|xz)
-    CUR=$1
+    CUR=$1; meta "$1"
     local comp
     if [ "$3" = gz ]; then comp='compress "gzip" level=9 threads='"$JOBS"
     else comp='compress "xz" level=6 threads='"$JOBS"; fi
@@ -307,7 +319,7 @@ run_initrd() { # name media comp-kind(gz|xz)
 }
 
 run_stage2() { # name media el7|plain
-    CUR=$1
+    CUR=$1; meta "$1"
     for v in base add; do stage2_recipe "$1" "$2" $v; done
     for r in $(seq "$REPS"); do
         log "== $1 repetition $r/$REPS"
@@ -339,7 +351,7 @@ size_of() { [ -f "$1" ] && du -m --apparent-size "$1" | cut -f1 || echo "-"; }
 {
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); total run time ${ELAPSED} s; $REPS repetition(s) per scenario$([ $QUICK = 1 ] && echo ' (--quick)')."
     echo "- Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(free -g | awk '/Mem:/{print $2}') GiB memory; load average before/after: $LOAD_BEFORE / $LOAD_AFTER."
-    echo "- v6build: $("$V6BUILD" --version) at commit $(cd "$ROOT" && git rev-parse --short HEAD), \`-j $JOBS\`."
+    echo "- v6build: $("$V6BUILD" --version), release binary built $(date -u -r "$V6BUILD" '+%Y-%m-%d %H:%M UTC') from the working tree, \`-j $JOBS\`."
     echo "- Tools: $(mksquashfs -version 2>&1 | head -1), $(cpio --version | head -1), $(gzip --version | head -1), $(xz --version | head -1), $(mkfs.ext4 -V 2>&1 | head -1), kernel $(uname -r)."
     echo "- Inputs: d-i netboot initrd.gz $(size_of "$MEDIA/di-gz/initrd.img") MiB (gzip) and its xz recompression $(size_of "$MEDIA/di-xz/initrd.img") MiB; dracut initrd $(size_of "$MEDIA/dracut/initrd.img") MiB (xz);"
     echo "  stage2 tree ${TREE_MIB} MiB, ${TREE_FILES} entries (${BASE_KIND:-debootstrap minbase bookworm}, padded with host files from /usr); EL7-shaped squashfs.img $(size_of "$MEDIA/el7$SUFFIX/squashfs.img") MiB; plain squashfs.img $(size_of "$MEDIA/plain$SUFFIX/squashfs.img") MiB."
