@@ -182,6 +182,18 @@ fn build_once(
     let started = Instant::now();
     let epoch = epoch(r)?;
     let graph = pipeline::plan(r, epoch).map_err(Outcome::Failure)?;
+    // The kernel is copied through, not built: check it before any work.
+    for m in &r.media {
+        for f in m.files.iter().filter(|f| f.role == MediaRole::Kernel) {
+            if !f.path.exists() {
+                return Err(Outcome::Failure(format!(
+                    "kernel media `{}` is missing at {}; put the file there and run `v6build pin`",
+                    m.name,
+                    f.path.display()
+                )));
+            }
+        }
+    }
     let threads = cfg
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -286,7 +298,14 @@ fn build_once(
                 path: f.written.clone(),
                 sha256: sha,
             });
-            if f.role == MediaRole::Kernel && f.path.exists() {
+            if f.role == MediaRole::Kernel && !f.path.exists() {
+                return Err(Outcome::Failure(format!(
+                    "kernel media `{}` is missing at {}; put the file there and run `v6build pin`",
+                    m.name,
+                    f.path.display()
+                )));
+            }
+            if f.role == MediaRole::Kernel {
                 let name = f
                     .path
                     .file_name()

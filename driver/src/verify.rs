@@ -59,7 +59,12 @@ pub fn verify(cfg: &Config, target: &Path) -> Outcome {
         let store = v6build_cache::Store::open(scratch.join("cache"))
             .map_err(|e| Outcome::Failure(format!("cannot create the scratch cache: {e}")))?;
         let quiet = Config {
-            verbosity: cfg.verbosity.min(Verbosity::Normal),
+            // The scratch build is an implementation detail: quiet unless -v.
+            verbosity: if cfg.verbosity >= Verbosity::Verbose {
+                Verbosity::Normal
+            } else {
+                Verbosity::Quiet
+            },
             ..cfg.clone()
         };
         crate::build::build(&quiet, &store, &recipe_path, &r, &scratch.join("out"))
