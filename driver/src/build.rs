@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use serde_json::json;
-use v6build_cache::{ObjectKind, Store};
+use v6build_cache::Store;
 use v6build_engine::recipe::{MediaRole, Recipe};
 use v6build_fstree::{BlobStore, Digest};
 
@@ -298,13 +298,6 @@ fn build_once(
                 path: f.written.clone(),
                 sha256: sha,
             });
-            if f.role == MediaRole::Kernel && !f.path.exists() {
-                return Err(Outcome::Failure(format!(
-                    "kernel media `{}` is missing at {}; put the file there and run `v6build pin`",
-                    m.name,
-                    f.path.display()
-                )));
-            }
             if f.role == MediaRole::Kernel {
                 let name = f
                     .path
@@ -433,7 +426,6 @@ fn build_once(
     let states = states.into_inner().unwrap_or_default();
     let nodes_run = states.values().filter(|(w, _)| *w == "run").count();
     let nodes_cached = states.values().filter(|(w, _)| *w == "cached").count();
-    let _ = ObjectKind::Blob;
     Ok(BuildSummary {
         release_dir,
         nodes_run,

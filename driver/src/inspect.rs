@@ -47,7 +47,7 @@ pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree,
             if outer {
                 return Ok(tree);
             }
-            for p in ["/LiveOS/rootfs.img", "/LiveOS/ext3fs.img"] {
+            for p in crate::pipeline::NESTED_IMAGES {
                 let Ok(tp) = TreePath::parse(p) else { continue };
                 if let Some(Node::Leaf(l)) = tree.get(&tp)
                     && let LeafKind::Regular(c) = &l.kind

@@ -153,13 +153,12 @@ fn key(op: &str, params: Value, inputs: BTreeMap<String, Digest>) -> Value {
 /// layers read are hashed into the keys.
 pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
     let mut g = Graph::default();
-    let mut layer_keys: BTreeMap<String, Digest> = BTreeMap::new();
     let epoch_param = json!({ "epoch": epoch });
-    let mut chain = |g: &mut Graph<Work>,
-                     image: Image,
-                     from: Option<&str>,
-                     layers: &[String],
-                     pack_params: Value|
+    let chain = |g: &mut Graph<Work>,
+                 image: Image,
+                 from: Option<&str>,
+                 layers: &[String],
+                 pack_params: Value|
      -> Result<(), String> {
         let mut deps_for_pack = Vec::new();
         let start = if let Some(from) = from {
@@ -252,7 +251,6 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                 key("layer", json!({ "layer": doc, "ctx": epoch_param }), inputs),
                 Work::Layer(layer_image, idx),
             );
-            layer_keys.insert(format!("{}/{name}", layer_image.name()), g.node(id).key);
             prev = Some(id);
         }
         let mut deps = if image == Image::Updates {
@@ -363,11 +361,7 @@ fn tree_input(inputs: &[&Out]) -> Option<Digest> {
 }
 
 /// Where a stage2 squashfs keeps its nested filesystem image, if it has one.
-const NESTED_IMAGES: [&str; 2] = ["/LiveOS/rootfs.img", "/LiveOS/ext3fs.img"];
-
-fn is_ext_magic(head: &[u8]) -> bool {
-    head.len() >= 1082 && head[1080] == 0x53 && head[1081] == 0xEF
-}
+pub(crate) const NESTED_IMAGES: [&str; 2] = ["/LiveOS/rootfs.img", "/LiveOS/ext3fs.img"];
 
 /// Finds the nested ext image inside a stage2 squashfs tree.
 fn nested_image(outer: &Tree, store: &Store) -> Option<(TreePath, Content)> {
@@ -381,7 +375,7 @@ fn nested_image(outer: &Tree, store: &Store) -> Option<(TreePath, Content)> {
                 .open(&c.digest)
                 .and_then(|mut r| r.read_exact(&mut head))
                 .is_ok();
-            if ok && is_ext_magic(&head) {
+            if ok && crate::inspect::sniff(&head) == crate::inspect::Format::Ext4 {
                 return Some((path, *c));
             }
         }
@@ -568,7 +562,7 @@ impl Ctx<'_> {
         let tmp = tempfile_in(self.store.root()).map_err(|e| fail(name, e))?;
         let mut file = tmp.reopen().map_err(|e| fail(name, e))?;
         let cache = crate::blocks::StoreBlockCache { store: self.store };
-        let report = match extra {
+        match extra {
             Some((digest, bytes)) => {
                 let blobs = crate::blocks::WithExtra {
                     inner: self.store,
@@ -594,7 +588,6 @@ impl Ctx<'_> {
             ),
         }
         .map_err(|e| fail(name, e))?;
-        let _ = report;
         let mut r = tmp.reopen().map_err(|e| fail(name, e))?;
         self.store
             .put_blob_reader(&mut r)
@@ -765,14 +758,20 @@ pub fn record(out: &Out) -> Option<ActionRecord> {
     ))
 }
 
+/// A cached tree is only usable if it reads back verified and every file it
+/// names is still in the store.
+fn tree_usable(store: &Store, digest: &Digest) -> bool {
+    store.get_tree(digest).is_ok_and(|tree| {
+        tree.contents()
+            .iter()
+            .all(|c| store.has(v6build_cache::ObjectKind::Blob, &c.digest))
+    })
+}
+
 /// Turns a cached record back into an output, if its object is present.
 pub fn from_record(store: &Store, rec: &ActionRecord) -> Option<Out> {
     if let (Some(outer), Some(blocks)) = (rec.outputs.get("outer"), rec.outputs.get("blocks")) {
-        let tree = store.get_tree(&outer.digest).ok()?;
-        let present = tree
-            .contents()
-            .iter()
-            .all(|c| store.has(v6build_cache::ObjectKind::Blob, &c.digest))
+        let present = tree_usable(store, &outer.digest)
             && store.has(v6build_cache::ObjectKind::Blob, &blocks.digest);
         return present.then_some(Out::Scan {
             outer: outer.digest,
@@ -781,15 +780,7 @@ pub fn from_record(store: &Store, rec: &ActionRecord) -> Option<Out> {
     }
     let o = rec.outputs.get("out")?;
     match o.kind {
-        OutputKind::Tree => {
-            // A cached tree is only usable if it reads back verified and every
-            // file it names is still in the store.
-            let tree = store.get_tree(&o.digest).ok()?;
-            tree.contents()
-                .iter()
-                .all(|c| store.has(v6build_cache::ObjectKind::Blob, &c.digest))
-                .then_some(Out::Tree(o.digest))
-        }
+        OutputKind::Tree => tree_usable(store, &o.digest).then_some(Out::Tree(o.digest)),
         OutputKind::Blob => store
             .has(v6build_cache::ObjectKind::Blob, &o.digest)
             .then_some(Out::Blob(o.digest, o.size)),

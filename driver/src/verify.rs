@@ -8,14 +8,6 @@ use v6build_fstree::{MemBlobs, diff};
 use crate::manifest::Manifest;
 use crate::{Config, Outcome, Verbosity};
 
-fn sha256_of(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest as _;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
-}
-
 /// Runs verify for a recipe or a release directory.
 pub fn verify(cfg: &Config, target: &Path) -> Outcome {
     let (recipe_path, release_dir): (PathBuf, Option<PathBuf>) = if target.is_dir() {
@@ -79,7 +71,9 @@ pub fn verify(cfg: &Config, target: &Path) -> Outcome {
     let mut problems = Vec::new();
     for out in &summary.manifest.outputs {
         let on_disk = release_dir.join(&out.path);
-        let disk_sha = sha256_of(&on_disk).ok();
+        let disk_sha = v6build_engine::recipe::sha256_file(&on_disk)
+            .ok()
+            .map(|s| s.to_hex());
         let rec = recorded.outputs.iter().find(|o| o.path == out.path);
         if rec.map(|o| &o.sha256) != Some(&out.sha256) {
             problems.push(format!(
