@@ -475,6 +475,23 @@ impl<R: ReadAt> Ext4<R> {
 
     /// Reads the whole tree and the inode number of every path.
     pub fn read_tree_with_inodes(&self, blobs: &dyn BlobStore) -> Result<(Tree, InodeMap)> {
+        self.read_tree_inner(Contents::Store(blobs))
+    }
+
+    /// Reads the whole tree without reading any regular file's data: each
+    /// regular file's [`Content`] comes from `content` (called once per
+    /// inode, so hardlinks share one call). This is how the engine names
+    /// base files by reference instead of hashing gigabytes it will copy
+    /// unchanged; only directories, inodes, external xattr blocks and slow
+    /// symlink targets are read.
+    pub fn read_tree_with_contents(
+        &self,
+        content: &mut dyn FnMut(&Inode) -> Result<Content>,
+    ) -> Result<(Tree, InodeMap)> {
+        self.read_tree_inner(Contents::Given(content))
+    }
+
+    fn read_tree_inner(&self, contents: Contents<'_>) -> Result<(Tree, InodeMap)> {
         let root = self.inode(inode::ROOT_INO)?;
         if !root.is_dir() {
             return Err(corrupt("the root inode is not a directory"));
@@ -483,7 +500,7 @@ impl<R: ReadAt> Ext4<R> {
             leaves: HashMap::new(),
             dirs: HashSet::from([inode::ROOT_INO]),
             inos: InodeMap::new(),
-            blobs,
+            contents,
         };
         let mut tree = Directory::new(self.meta(&root)?);
         self.read_dir(&root, &mut tree, &mut TreePath::root(), &mut st, 0)?;
@@ -524,9 +541,16 @@ impl<R: ReadAt> Ext4<R> {
             } else if let Some(l) = st.leaves.get(&e.ino) {
                 Node::Leaf(Arc::clone(l))
             } else {
+                let kind = match &mut st.contents {
+                    Contents::Store(b) => self.leaf_kind(&child, Some(*b))?,
+                    Contents::Given(f) if child.file_type() == 0o100000 => {
+                        LeafKind::Regular(f(&child)?)
+                    }
+                    Contents::Given(_) => self.leaf_kind(&child, None)?,
+                };
                 let leaf = Arc::new(Leaf {
                     meta: self.meta(&child)?,
-                    kind: self.leaf_kind(&child, Some(st.blobs))?,
+                    kind,
                 });
                 st.leaves.insert(e.ino, Arc::clone(&leaf));
                 Node::Leaf(leaf)
@@ -545,7 +569,15 @@ struct TreeRead<'a> {
     leaves: HashMap<u32, Arc<Leaf>>,
     dirs: HashSet<u32>,
     inos: InodeMap,
-    blobs: &'a dyn BlobStore,
+    contents: Contents<'a>,
+}
+
+/// Where a tree read gets regular files' contents from.
+enum Contents<'a> {
+    /// Read each file and put it into a blob store.
+    Store(&'a dyn BlobStore),
+    /// Ask the caller (no data read).
+    Given(&'a mut dyn FnMut(&Inode) -> Result<Content>),
 }
 
 fn unwrap_io(e: io::Error) -> Error {
