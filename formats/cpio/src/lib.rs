@@ -15,6 +15,10 @@
 //!    default) is rewritten canonically ([`write_newc`] + [`compress`]), or
 //!    in [`RepackMode::Append`] a small segment with only the additions is
 //!    added after the untouched base bytes.
+//!
+//!    The engine parses once (at unpack) and keeps [`Initramfs::save`]'s
+//!    bytes; at pack time [`Initramfs::load`] gives the parse back without
+//!    decompressing the base again.
 //! 4. [`write_updates_img`] writes a tree as a stand-alone gzip newc
 //!    `updates.img` for Anaconda's `inst.updates=`.
 //!
@@ -76,6 +80,7 @@ mod error;
 pub mod newc;
 mod read;
 mod repack;
+mod saved;
 mod scan;
 mod write;
 
@@ -85,6 +90,7 @@ pub use compress::{
 };
 pub use error::{Error, Location, Result};
 pub use repack::{RepackMode, RepackOptions, repack, write_updates_img};
+pub use saved::SAVED_FORMAT_VERSION;
 pub use scan::{Initramfs, Segment};
 pub use write::{ARCHIVE_BLOCK, WRITER_VERSION, newc_bytes, write_newc};
 
