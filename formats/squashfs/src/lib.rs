@@ -71,7 +71,9 @@ mod dir;
 mod error;
 pub mod inode;
 mod inodes;
+mod layout;
 mod metadata;
+mod patch;
 mod read;
 mod reuse;
 mod source;
@@ -83,6 +85,8 @@ mod xattr;
 pub use compress::{Compressor, bcj};
 pub use dir::DirEntry;
 pub use error::{Error, Result};
+pub use layout::FileAt;
+pub use patch::PatchStats;
 pub use read::SquashfsImage;
 pub use reuse::{BaseBlocks, BlockCache, BlockKey, BlockLoc, CachedBlock, MemBlockCache};
 pub use superblock::RawSuperblock;
@@ -90,7 +94,7 @@ pub use write::{WriteOptions, WriteReport, write};
 
 /// Version of this codec's output format. Part of cache keys: bump it when
 /// a change alters the bytes written for the same input.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The codec and compression library versions that determine output bytes,
 /// for the engine's cache keys.

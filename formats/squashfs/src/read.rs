@@ -9,14 +9,15 @@ use std::io::{self, Read, Seek};
 use std::sync::{Arc, Mutex};
 
 use v6build_fstree::{
-    BlobStore, Content, Directory, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree, TreePath,
-    Xattrs,
+    BlobStore, Content, Digest, Directory, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree,
+    TreePath, Xattrs,
 };
 
 use crate::compress::Compressor;
 use crate::dir::{DirEntry, read_listing};
 use crate::error::{Result, corrupt};
 use crate::inode::{Inode, InodeBody, NONE32, decode_dev, kind};
+use crate::layout::{FileBlocks, FragRef, Piece, ref_digest};
 use crate::metadata::{METADATA_SIZE, MetaReader, split_ref};
 use crate::reuse::{BaseBlocks, BlockLoc};
 use crate::source::{ReadSeek, Source};
@@ -172,21 +173,48 @@ impl SquashfsImage {
 
     /// Reads the whole tree, putting file contents into `blobs`.
     pub fn read_tree(&self, blobs: &dyn BlobStore) -> Result<Tree> {
-        self.walk(blobs, None)
+        self.walk(Contents::Hash(blobs), None)
     }
 
     /// Reads the tree and records every data block for block reuse.
     pub fn read_tree_and_blocks(&self, blobs: &dyn BlobStore) -> Result<(Tree, BaseBlocks)> {
-        let mut base =
-            BaseBlocks::new(Arc::clone(&self.src), self.comp.clone(), self.sb.block_size);
-        let tree = self.walk(blobs, Some(&mut base))?;
+        let mut base = self.new_base();
+        let tree = self.walk(Contents::Hash(blobs), Some(&mut base))?;
         Ok((tree, base))
     }
 
-    fn walk(&self, blobs: &dyn BlobStore, base: Option<&mut BaseBlocks>) -> Result<Tree> {
+    /// The tree with every regular file named by a reference digest, plus
+    /// the block map. Reads only metadata (inodes, directories, ids,
+    /// xattrs, the fragment table); decompresses no data block and no
+    /// fragment block.
+    ///
+    /// A non-empty file's digest is not a hash of its content but of where
+    /// its content lies: BLAKE3 over `"v6build squashfs ref v1\0"`, the
+    /// length of `source_id` (u64 LE), `source_id`, then the file layout:
+    /// size (u64 LE), block count (u64 LE), each block's start and size
+    /// word (u64 LE, u32 LE; both 0 for a hole), and the fragment tail as a
+    /// byte 0 (none) or a byte 1 followed by fragment index and offset
+    /// (u32 LE each). Inodes mksquashfs deduplicated to the same blocks
+    /// therefore share a digest. `source_id` must identify the image's
+    /// bytes (the engine passes the image's content digest), so reference
+    /// digests of different images never collide. Empty files get the
+    /// real digest of empty content. Every file is readable through
+    /// [`BaseBlocks::open_file`] / [`BaseBlocks::file_at`], and the writer
+    /// copies its blocks when the settings match.
+    pub fn read_tree_lazy(&self, source_id: &[u8]) -> Result<(Tree, BaseBlocks)> {
+        let mut base = self.new_base();
+        let tree = self.walk(Contents::Lazy(source_id), Some(&mut base))?;
+        Ok((tree, base))
+    }
+
+    fn new_base(&self) -> BaseBlocks {
+        BaseBlocks::new(Arc::clone(&self.src), self.comp.clone(), self.sb.block_size)
+    }
+
+    fn walk(&self, contents: Contents<'_>, base: Option<&mut BaseBlocks>) -> Result<Tree> {
         let mut w = Walk {
             img: self,
-            blobs,
+            contents,
             base,
             dirs_seen: HashSet::new(),
             leaves: HashMap::new(),
@@ -426,10 +454,20 @@ impl SquashfsImage {
     }
 }
 
+/// How a walk names file contents.
+#[derive(Clone, Copy)]
+enum Contents<'a> {
+    /// Stream every file into the store, named by its BLAKE3.
+    Hash(&'a dyn BlobStore),
+    /// Name every file by a reference digest over this source id and its
+    /// layout; read no data.
+    Lazy(&'a [u8]),
+}
+
 /// State of one tree walk.
 struct Walk<'a> {
     img: &'a SquashfsImage,
-    blobs: &'a dyn BlobStore,
+    contents: Contents<'a>,
     base: Option<&'a mut BaseBlocks>,
     dirs_seen: HashSet<u64>,
     leaves: HashMap<u64, Arc<Leaf>>,
@@ -445,6 +483,125 @@ impl Walk<'_> {
             )));
         }
         Ok(())
+    }
+
+    /// The tail of `fd` in a fragment block, if it has one.
+    fn fragment_of(&self, fd: &FileData) -> Result<Option<FragRef>> {
+        let bs = u64::from(self.img.sb.block_size);
+        let tail = fd.file_size % bs;
+        if fd.fragment == NONE32 || tail == 0 {
+            return Ok(None);
+        }
+        let (pos, word) = self.img.fragment_entry(fd.fragment)?;
+        if u64::from(fd.offset) + tail > bs {
+            return Err(corrupt(format!(
+                "a {tail}-byte file tail at offset {} does not fit fragment {} (block size {bs})",
+                fd.offset, fd.fragment
+            )));
+        }
+        Ok(Some(FragRef {
+            index: fd.fragment,
+            offset: fd.offset,
+            loc: BlockLoc { pos, word },
+        }))
+    }
+
+    /// Streams a file into `blobs`, recording its blocks in the base map.
+    fn hashed_file(&mut self, fd: FileData, blobs: &dyn BlobStore) -> Result<Content> {
+        let frag = if self.base.is_some() {
+            self.fragment_of(&fd)?
+        } else {
+            None
+        };
+        let mut rd = FileReader::new(self.img, fd, self.base.as_deref_mut());
+        let res = blobs.put_reader(&mut rd);
+        if let Some(err) = rd.error.take() {
+            return Err(err);
+        }
+        let (digest, size) = res?;
+        let locs = std::mem::take(&mut rd.locs);
+        drop(rd);
+        if let Some(base) = self.base.as_deref_mut() {
+            let file = FileBlocks {
+                size,
+                blocks: locs
+                    .into_iter()
+                    .map(|l| l.map_or(Piece::Hole, Piece::Stored))
+                    .collect(),
+                fragment: frag,
+            };
+            if file.check(self.img.sb.block_size).is_ok() {
+                base.record_file(digest, file);
+            }
+        }
+        Ok(Content { digest, size })
+    }
+
+    /// Names a file by its layout without reading any of its data.
+    fn lazy_file(&mut self, fd: FileData, source_id: &[u8]) -> Result<Content> {
+        if fd.file_size == 0 {
+            // Recorded too, so every file of the tree opens through the map.
+            let digest = Digest::of(b"");
+            if let Some(base) = self.base.as_deref_mut() {
+                base.record_file(
+                    digest,
+                    FileBlocks {
+                        size: 0,
+                        blocks: Vec::new(),
+                        fragment: None,
+                    },
+                );
+            }
+            return Ok(Content { digest, size: 0 });
+        }
+        let bs = self.img.sb.block_size;
+        let mut pos = fd.blocks_start;
+        let mut locs = Vec::with_capacity(fd.block_sizes.len());
+        for &word in &fd.block_sizes {
+            let size = u64::from(word & !BLOCK_UNCOMPRESSED);
+            if word & !(BLOCK_UNCOMPRESSED | 0x00ff_ffff) != 0 || size > u64::from(bs) {
+                return Err(corrupt(format!(
+                    "data block size word {word:#x} at {pos} exceeds the block size {bs}"
+                )));
+            }
+            if size == 0 {
+                locs.push(None);
+                continue;
+            }
+            if pos
+                .checked_add(size)
+                .is_none_or(|e| e > self.img.sb.bytes_used)
+            {
+                return Err(corrupt(format!(
+                    "data block at {pos} (+{size}) runs past the end of the image"
+                )));
+            }
+            locs.push(Some(BlockLoc { pos, word }));
+            pos += size;
+        }
+        let frag = self.fragment_of(&fd)?;
+        let file = FileBlocks {
+            size: fd.file_size,
+            blocks: locs
+                .iter()
+                .map(|l| l.map_or(Piece::Hole, Piece::Stored))
+                .collect(),
+            fragment: frag,
+        };
+        file.check(bs)?;
+        let digest = ref_digest(
+            source_id,
+            fd.file_size,
+            &locs,
+            frag.map(|f| (f.index, f.offset)),
+        );
+        if let Some(base) = self.base.as_deref_mut() {
+            base.record_file(digest, file);
+        }
+        Ok(Content {
+            digest,
+            size: fd.file_size,
+        })
     }
 
     fn dir(&mut self, r: u64, ino: &Inode, depth: usize) -> Result<Directory> {
@@ -526,24 +683,17 @@ impl Walk<'_> {
                     offset,
                     file_size,
                 };
-                let mut rd = FileReader::new(self.img, fd, self.base.as_deref_mut());
-                let res = self.blobs.put_reader(&mut rd);
-                if let Some(err) = rd.error.take() {
-                    return Err(err);
-                }
-                let (digest, size) = res?;
-                let locs = std::mem::take(&mut rd.locs);
-                drop(rd);
-                if let Some(base) = self.base.as_deref_mut() {
-                    base.record_file(digest, size, fragment != NONE32, locs);
-                }
-                if size != file_size {
+                let content = match self.contents {
+                    Contents::Hash(blobs) => self.hashed_file(fd, blobs)?,
+                    Contents::Lazy(id) => self.lazy_file(fd, id)?,
+                };
+                if content.size != file_size {
                     return Err(corrupt(format!(
-                        "file inode {} yields {size} bytes, its size is {file_size}",
-                        ino.header.inode_number
+                        "file inode {} yields {} bytes, its size is {file_size}",
+                        ino.header.inode_number, content.size
                     )));
                 }
-                LeafKind::Regular(Content { digest, size })
+                LeafKind::Regular(content)
             }
             InodeBody::Symlink { target, .. } => LeafKind::Symlink(target),
             InodeBody::Dev { block, rdev, .. } => {

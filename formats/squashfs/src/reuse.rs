@@ -10,11 +10,15 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use v6build_fstree::Digest;
 
 use crate::compress::Compressor;
 use crate::error::Result;
-use crate::read::BLOCK_UNCOMPRESSED;
+use crate::layout::{BlockSource, FileAt, FileBlocks, FileStream, FragRef, Piece};
 use crate::source::Source;
 
 /// Where a data block's stored bytes lie in the base image.
@@ -26,30 +30,21 @@ pub struct BlockLoc {
     pub word: u32,
 }
 
-/// Every data block of a base image, by content.
+/// Every data block of a base image, by content, and the block layout of
+/// every regular file the reader named.
 pub struct BaseBlocks {
-    src: Arc<Source>,
-    comp: Compressor,
-    block_size: u32,
+    src: Arc<BlockSource>,
     by_hash: HashMap<[u8; 32], BlockLoc>,
-    files: HashMap<v6build_fstree::Digest, FileBlocks>,
+    files: HashMap<Digest, Arc<FileBlocks>>,
     /// Fragment blocks already recorded (each is hashed once).
     fragments_seen: std::collections::HashSet<u32>,
-}
-
-/// Where every block of one whole base file lies (`None`: a hole). Only
-/// files stored without a fragment tail are kept.
-#[derive(Debug, Clone)]
-pub(crate) struct FileBlocks {
-    pub size: u64,
-    pub blocks: Vec<Option<BlockLoc>>,
 }
 
 impl fmt::Debug for BaseBlocks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BaseBlocks")
-            .field("comp", &self.comp)
-            .field("block_size", &self.block_size)
+            .field("comp", &self.src.comp)
+            .field("block_size", &self.src.block_size)
             .field("blocks", &self.by_hash.len())
             .field("files", &self.files.len())
             .finish()
@@ -59,13 +54,21 @@ impl fmt::Debug for BaseBlocks {
 impl BaseBlocks {
     pub(crate) fn new(src: Arc<Source>, comp: Compressor, block_size: u32) -> Self {
         BaseBlocks {
-            src,
-            comp,
-            block_size,
+            src: Arc::new(BlockSource {
+                src,
+                comp,
+                block_size,
+                decompressed: AtomicU64::new(0),
+                fragments: std::sync::Mutex::new(Vec::new()),
+            }),
             by_hash: HashMap::new(),
             files: HashMap::new(),
             fragments_seen: std::collections::HashSet::new(),
         }
+    }
+
+    pub(crate) fn block_size(&self) -> u32 {
+        self.src.block_size
     }
 
     /// True the first time fragment block `i` is seen.
@@ -73,24 +76,24 @@ impl BaseBlocks {
         self.fragments_seen.insert(i)
     }
 
-    pub(crate) fn record_file(
-        &mut self,
-        digest: v6build_fstree::Digest,
-        size: u64,
-        has_fragment: bool,
-        blocks: Vec<Option<BlockLoc>>,
-    ) {
-        if !has_fragment && !blocks.is_empty() {
-            self.files
-                .entry(digest)
-                .or_insert(FileBlocks { size, blocks });
-        }
+    /// Records the layout of a file named `digest`; the first record of a
+    /// digest wins, so the map depends only on the base's own order.
+    pub(crate) fn record_file(&mut self, digest: Digest, file: FileBlocks) {
+        self.files.entry(digest).or_insert_with(|| Arc::new(file));
     }
 
-    /// The base's blocks of a whole file with this content, if stored
-    /// without a fragment.
-    pub(crate) fn file(&self, digest: &v6build_fstree::Digest) -> Option<&FileBlocks> {
+    /// Replaces (or adds) the layout named `digest`.
+    pub(crate) fn set_file(&mut self, digest: Digest, file: FileBlocks) {
+        self.files.insert(digest, Arc::new(file));
+    }
+
+    /// The recorded layout of a file with this digest.
+    pub(crate) fn file(&self, digest: &Digest) -> Option<&Arc<FileBlocks>> {
         self.files.get(digest)
+    }
+
+    pub(crate) fn block_source(&self) -> &BlockSource {
+        &self.src
     }
 
     pub(crate) fn record(&mut self, data: &[u8], loc: BlockLoc) {
@@ -101,20 +104,25 @@ impl BaseBlocks {
             .or_insert(loc);
     }
 
-    /// Number of distinct blocks recorded.
+    /// Number of distinct blocks recorded by content (none after a lazy scan).
     pub fn len(&self) -> usize {
         self.by_hash.len()
     }
 
-    /// Whether no block was recorded.
+    /// Whether no block was recorded by content.
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
     }
 
+    /// Number of file layouts recorded (patched files included).
+    pub fn files(&self) -> usize {
+        self.files.len()
+    }
+
     /// Whether blocks written with `comp`/`block_size` may be copied from here.
     pub fn matches(&self, comp: &Compressor, block_size: u32) -> bool {
-        block_size == self.block_size
-            && comp.normalized(block_size) == self.comp.normalized(self.block_size)
+        block_size == self.src.block_size
+            && comp.normalized(block_size) == self.src.comp.normalized(self.src.block_size)
     }
 
     pub(crate) fn find(&self, hash: &[u8; 32]) -> Option<BlockLoc> {
@@ -123,8 +131,38 @@ impl BaseBlocks {
 
     /// The stored bytes of a block (compressed or raw, as the word says).
     pub(crate) fn raw(&self, loc: BlockLoc) -> Result<Vec<u8>> {
-        let n = (loc.word & !BLOCK_UNCOMPRESSED) as usize;
-        self.src.read_vec(loc.pos, n)
+        self.src.raw(loc)
+    }
+
+    /// Whether `digest` names a file recorded in this map.
+    pub fn contains_file(&self, digest: &Digest) -> bool {
+        self.files.contains_key(digest)
+    }
+
+    /// Streams a recorded file's content, decompressing only its own
+    /// blocks and its fragment block. `None` if `digest` is not recorded.
+    pub fn open_file(&self, digest: &Digest) -> Option<Result<Box<dyn Read + Send + '_>>> {
+        let f = self.files.get(digest)?;
+        let check = f.check(self.src.block_size);
+        Some(check.map(|()| {
+            Box::new(FileStream::new(Arc::clone(&self.src), Arc::clone(f)))
+                as Box<dyn Read + Send + '_>
+        }))
+    }
+
+    /// Random access into a recorded file. `None` if `digest` is not
+    /// recorded (or its layout is inconsistent, which a read would refuse).
+    pub fn file_at(&self, digest: &Digest) -> Option<FileAt> {
+        let f = self.files.get(digest)?;
+        f.check(self.src.block_size).ok()?;
+        Some(FileAt::new(Arc::clone(&self.src), Arc::clone(f)))
+    }
+
+    /// Number of data and fragment blocks decompressed through this map
+    /// (by [`BaseBlocks::open_file`], [`FileAt`], patches and the writer)
+    /// so far.
+    pub fn blocks_decompressed(&self) -> u64 {
+        self.src.decompressed.load(Ordering::Relaxed)
     }
 }
 
@@ -201,23 +239,30 @@ impl BlockCache for MemBlockCache {
     }
 }
 
-/// Magic of a saved [`BaseBlocks`].
-const SAVE_MAGIC: &[u8; 8] = b"v6sqbb01";
+/// Magic of a saved [`BaseBlocks`]; `02` added fragment tails and
+/// lazily named files.
+const SAVE_MAGIC: &[u8; 8] = b"v6sqbb02";
+
+/// Smallest saved file record: digest, size, block count, fragment flag.
+const FILE_RECORD_MIN: usize = 32 + 8 + 8 + 1;
 
 impl BaseBlocks {
     /// Encodes the block map (not the image) so the engine can keep it
     /// next to the base's tree: a later rebuild then needs neither to
     /// decompress nor to hash the base's data. Deterministic bytes.
+    /// Patched files ([`BaseBlocks::patch_file`]) are not saved.
     pub fn save(&self) -> Vec<u8> {
+        let bs = self.src.block_size;
         let mut out = Vec::new();
         out.extend_from_slice(SAVE_MAGIC);
         out.extend_from_slice(&crate::FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&self.block_size.to_le_bytes());
-        out.extend_from_slice(&self.comp.id().to_le_bytes());
+        out.extend_from_slice(&bs.to_le_bytes());
+        out.extend_from_slice(&self.src.comp.id().to_le_bytes());
         let opts = self
+            .src
             .comp
-            .normalized(self.block_size)
-            .options_block(self.block_size)
+            .normalized(bs)
+            .options_block(bs)
             .unwrap_or_default();
         // Options payloads are at most 8 bytes.
         out.push(opts.len() as u8);
@@ -230,7 +275,7 @@ impl BaseBlocks {
             out.extend_from_slice(&loc.pos.to_le_bytes());
             out.extend_from_slice(&loc.word.to_le_bytes());
         }
-        let mut files: Vec<_> = self.files.iter().collect();
+        let mut files: Vec<_> = self.files.iter().filter(|(_, f)| !f.is_patched()).collect();
         files.sort_unstable_by_key(|(d, _)| *d.as_bytes());
         out.extend_from_slice(&(files.len() as u64).to_le_bytes());
         for (d, f) in files {
@@ -238,16 +283,31 @@ impl BaseBlocks {
             out.extend_from_slice(&f.size.to_le_bytes());
             out.extend_from_slice(&(f.blocks.len() as u64).to_le_bytes());
             for b in &f.blocks {
-                let (pos, word) = b.map_or((0, 0), |l| (l.pos, l.word));
+                let (pos, word) = match b {
+                    Piece::Stored(l) => (l.pos, l.word),
+                    // Data pieces were filtered out above.
+                    Piece::Hole | Piece::Data(_) => (0, 0),
+                };
                 out.extend_from_slice(&pos.to_le_bytes());
                 out.extend_from_slice(&word.to_le_bytes());
+            }
+            match f.fragment {
+                None => out.push(0),
+                Some(fr) => {
+                    out.push(1);
+                    out.extend_from_slice(&fr.index.to_le_bytes());
+                    out.extend_from_slice(&fr.offset.to_le_bytes());
+                    out.extend_from_slice(&fr.loc.pos.to_le_bytes());
+                    out.extend_from_slice(&fr.loc.word.to_le_bytes());
+                }
             }
         }
         out
     }
 
     /// Decodes what [`BaseBlocks::save`] wrote for `image`. Refuses a map
-    /// saved for other settings or by another codec version.
+    /// saved for other settings or by another codec version, and any
+    /// truncated or inconsistent record.
     pub fn load(bytes: &[u8], image: &crate::SquashfsImage) -> Result<Self> {
         use crate::error::corrupt;
         let mut r = Reader { b: bytes };
@@ -276,7 +336,7 @@ impl BaseBlocks {
             let word = r.u32()?;
             out.by_hash.insert(h, BlockLoc { pos, word });
         }
-        let nf = r.count(48)?;
+        let nf = r.count(FILE_RECORD_MIN)?;
         for _ in 0..nf {
             let mut d = [0u8; 32];
             d.copy_from_slice(r.take(32)?);
@@ -286,12 +346,32 @@ impl BaseBlocks {
             for _ in 0..k {
                 let pos = r.u64()?;
                 let word = r.u32()?;
-                blocks.push((word != 0).then_some(BlockLoc { pos, word }));
+                blocks.push(if word == 0 {
+                    Piece::Hole
+                } else {
+                    Piece::Stored(BlockLoc { pos, word })
+                });
             }
-            out.files.insert(
-                v6build_fstree::Digest::from_bytes(d),
-                FileBlocks { size, blocks },
-            );
+            let fragment = match r.u8()? {
+                0 => None,
+                1 => Some(FragRef {
+                    index: r.u32()?,
+                    offset: r.u32()?,
+                    loc: BlockLoc {
+                        pos: r.u64()?,
+                        word: r.u32()?,
+                    },
+                }),
+                f => return Err(corrupt(format!("saved block map: fragment flag {f}"))),
+            };
+            let file = FileBlocks {
+                size,
+                blocks,
+                fragment,
+            };
+            file.check(block_size)
+                .map_err(|e| corrupt(format!("saved block map: {e}")))?;
+            out.files.insert(Digest::from_bytes(d), Arc::new(file));
         }
         if !r.b.is_empty() {
             return Err(corrupt("saved block map: trailing bytes"));

@@ -24,6 +24,7 @@ use v6build_fstree::{BlobStore, Digest, Directory, LeafKind, Node, Tree};
 use crate::compress::Compressor;
 use crate::error::{Result, corrupt, unsupported};
 use crate::inodes::{MetaState, Numbering};
+use crate::layout::Piece;
 use crate::metadata::MetaWriter;
 use crate::read::{BLOCK_UNCOMPRESSED, SquashfsImage};
 use crate::reuse::{BaseBlocks, BlockCache, BlockKey, BlockLoc, CachedBlock};
@@ -150,6 +151,7 @@ pub fn write<W: Write + Seek>(
     }
     opts.compressor.check_writable(bs)?;
     check_depth(tree)?;
+    let reader = base;
     let base = base.filter(|b| b.matches(&opts.compressor, bs));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
@@ -162,6 +164,7 @@ pub fn write<W: Write + Seek>(
         opts,
         params: opts.compressor.cache_key(bs),
         base,
+        reader,
         cache,
         report: WriteReport::default(),
         layouts: Vec::new(),
@@ -349,6 +352,9 @@ struct Writer<'a, W: Write + Seek> {
     opts: &'a WriteOptions,
     params: String,
     base: Option<&'a BaseBlocks>,
+    /// The base map whatever its settings: file contents may be read
+    /// through it even when its blocks cannot be copied.
+    reader: Option<&'a BaseBlocks>,
     cache: Option<&'a dyn BlockCache>,
     report: WriteReport,
     layouts: Vec<Layout>,
@@ -393,12 +399,14 @@ impl<W: Write + Seek> Writer<'_, W> {
             && let Some(b) = self.base
             && let Some(fb) = b.file(&c.digest)
             && fb.size == c.size
+            && fb.fragment.is_none()
+            && !fb.is_patched()
             && fb.blocks.len() as u64 == c.size.div_ceil(bs)
         {
             for loc in &fb.blocks {
                 let ready = match loc {
-                    Some(l) => Done::Reuse(*l),
-                    None => Done::Sparse,
+                    Piece::Stored(l) => Done::Reuse(*l),
+                    Piece::Hole | Piece::Data(_) => Done::Sparse,
                 };
                 self.push(
                     Job {
@@ -411,7 +419,15 @@ impl<W: Write + Seek> Writer<'_, W> {
             }
             return Ok(());
         }
-        let mut r = blobs.open(&c.digest)?;
+        // A file the store lacks may be one the base map names (a lazily
+        // read base, or settings that differ from the base's).
+        let mut r = match self.reader.filter(|_| !blobs.contains(&c.digest)) {
+            Some(b) => match b.open_file(&c.digest) {
+                Some(r) => r?,
+                None => blobs.open(&c.digest)?,
+            },
+            None => blobs.open(&c.digest)?,
+        };
         let mut left = c.size;
         if c.size < bs {
             // Tail-end packing: small files share fragment blocks.

@@ -1,0 +1,418 @@
+//! A base file's block layout, and reading a file back through it.
+//!
+//! The tree readers record, for every regular file of a base image, where
+//! its data blocks and its fragment tail lie ([`FileBlocks`]). The writer
+//! copies those stored bytes; [`FileAt`] and [`BaseBlocks::open_file`]
+//! read the content back, decompressing only the blocks asked for, so a
+//! rebuild never has to unpack the parts of a base it leaves alone.
+//! [`BaseBlocks::patch_file`] derives new layouts from recorded ones
+//! (see `patch.rs`): a patched file mixes stored blocks with changed
+//! blocks held in memory.
+//!
+//! [`BaseBlocks::open_file`]: crate::BaseBlocks::open_file
+//! [`BaseBlocks::patch_file`]: crate::BaseBlocks::patch_file
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use v6build_fstree::Digest;
+
+use crate::compress::Compressor;
+use crate::error::{Result, corrupt};
+use crate::read::BLOCK_UNCOMPRESSED;
+use crate::reuse::BlockLoc;
+use crate::source::Source;
+
+/// Decompressed blocks a [`FileAt`] keeps (at most 16 MiB with 1 MiB blocks).
+const FILE_AT_CACHE: usize = 16;
+/// Decompressed fragment blocks a base map keeps for all its readers.
+const FRAGMENT_CACHE: usize = 8;
+
+/// Domain separation of reference digests; changing it renames every
+/// lazily read base file.
+const REF_DOMAIN: &[u8] = b"v6build squashfs ref v1\0";
+
+/// One full-size (or, for the last block of a file without a fragment,
+/// short) block of a file.
+#[derive(Debug, Clone)]
+pub(crate) enum Piece {
+    /// All zeros, nothing stored.
+    Hole,
+    /// Stored in the base image.
+    Stored(BlockLoc),
+    /// Uncompressed bytes held in memory (a block a patch changed); its
+    /// length is the block's length.
+    Data(Arc<Vec<u8>>),
+}
+
+/// A file tail kept in a base fragment block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FragRef {
+    /// Index of the fragment block in the base's fragment table.
+    pub index: u32,
+    /// Offset of the tail inside the uncompressed fragment block.
+    pub offset: u32,
+    /// Where the fragment block is stored.
+    pub loc: BlockLoc,
+}
+
+/// Where every byte of one file lies.
+///
+/// Invariant (checked by [`FileBlocks::check`]): with a fragment,
+/// `blocks.len() == size / block_size` and the tail `size % block_size`
+/// is not zero; without one, `blocks.len() == size.div_ceil(block_size)`.
+#[derive(Debug, Clone)]
+pub(crate) struct FileBlocks {
+    pub size: u64,
+    pub blocks: Vec<Piece>,
+    pub fragment: Option<FragRef>,
+}
+
+impl FileBlocks {
+    /// Refuses a layout whose block count contradicts its size.
+    pub(crate) fn check(&self, block_size: u32) -> Result<()> {
+        let bs = u64::from(block_size);
+        let ok = match self.fragment {
+            Some(f) => {
+                self.blocks.len() as u64 == self.size / bs
+                    && !self.size.is_multiple_of(bs)
+                    && u64::from(f.offset) + self.size % bs <= bs
+            }
+            None => self.blocks.len() as u64 == self.size.div_ceil(bs),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(corrupt(format!(
+                "file layout of {} bytes with {} blocks and {} fragment does not fit block size {bs}",
+                self.size,
+                self.blocks.len(),
+                if self.fragment.is_some() { "a" } else { "no" }
+            )))
+        }
+    }
+
+    /// Length of piece `i` (a block, or the tail when `i == blocks.len()`).
+    pub(crate) fn piece_len(&self, i: usize, block_size: u32) -> usize {
+        let bs = u64::from(block_size);
+        let start = (i as u64).saturating_mul(bs);
+        // At most the block size (<= 1 MiB).
+        self.size.saturating_sub(start).min(bs) as usize
+    }
+
+    /// Whether any block is held in memory (patched layouts are not saved).
+    pub(crate) fn is_patched(&self) -> bool {
+        self.blocks.iter().any(|p| matches!(p, Piece::Data(_)))
+    }
+}
+
+/// The reference digest of a base file: BLAKE3 over
+/// `"v6build squashfs ref v1\0"`, the source id's length (u64 LE), the
+/// source id, the file size (u64 LE), the block count (u64 LE), each
+/// block's start and size word (u64 LE, u32 LE; both 0 for a hole), and
+/// the fragment as a byte 0, or a byte 1 then index and offset (u32 LE).
+pub(crate) fn ref_digest(
+    source_id: &[u8],
+    size: u64,
+    blocks: &[Option<BlockLoc>],
+    fragment: Option<(u32, u32)>,
+) -> Digest {
+    let mut h = blake3::Hasher::new();
+    h.update(REF_DOMAIN);
+    h.update(&(source_id.len() as u64).to_le_bytes());
+    h.update(source_id);
+    h.update(&size.to_le_bytes());
+    h.update(&(blocks.len() as u64).to_le_bytes());
+    for b in blocks {
+        let (pos, word) = b.map_or((0, 0), |l| (l.pos, l.word));
+        h.update(&pos.to_le_bytes());
+        h.update(&word.to_le_bytes());
+    }
+    match fragment {
+        None => {
+            h.update(&[0]);
+        }
+        Some((index, offset)) => {
+            h.update(&[1]);
+            h.update(&index.to_le_bytes());
+            h.update(&offset.to_le_bytes());
+        }
+    }
+    Digest::from_bytes(*h.finalize().as_bytes())
+}
+
+/// What reading blocks of a base needs, shared by [`BaseBlocks`] and every
+/// [`FileAt`] it hands out.
+///
+/// [`BaseBlocks`]: crate::BaseBlocks
+#[derive(Debug)]
+pub(crate) struct BlockSource {
+    pub src: Arc<Source>,
+    pub comp: Compressor,
+    pub block_size: u32,
+    /// Data and fragment blocks decompressed so far.
+    pub decompressed: AtomicU64,
+    /// The last few fragment blocks decompressed, by position: many small
+    /// files share one, and each is read on its own.
+    pub fragments: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
+}
+
+impl BlockSource {
+    /// The stored bytes of a block, after checking its size word and extent.
+    pub(crate) fn raw(&self, loc: BlockLoc) -> Result<Vec<u8>> {
+        let bs = self.block_size as usize;
+        let size = (loc.word & !BLOCK_UNCOMPRESSED) as usize;
+        if loc.word & !(BLOCK_UNCOMPRESSED | 0x00ff_ffff) != 0 || size > bs || size == 0 {
+            return Err(corrupt(format!(
+                "block at {} has size word {:#x} (block size {bs})",
+                loc.pos, loc.word
+            )));
+        }
+        if loc
+            .pos
+            .checked_add(size as u64)
+            .is_none_or(|e| e > self.src.len())
+        {
+            return Err(corrupt(format!(
+                "block at {} (+{size}) runs past the end of the image",
+                loc.pos
+            )));
+        }
+        self.src.read_vec(loc.pos, size)
+    }
+
+    /// The uncompressed bytes of a stored block; `expect` is the exact
+    /// length when known (data blocks), else at most the block size.
+    pub(crate) fn unpack(&self, loc: BlockLoc, expect: Option<usize>) -> Result<Vec<u8>> {
+        let raw = self.raw(loc)?;
+        let data = if loc.word & BLOCK_UNCOMPRESSED != 0 {
+            raw
+        } else {
+            self.decompressed.fetch_add(1, Ordering::Relaxed);
+            self.comp
+                .decompress(&raw, expect.unwrap_or(self.block_size as usize))
+                .map_err(|e| corrupt(format!("block at {}: {e}", loc.pos)))?
+        };
+        if let Some(n) = expect
+            && data.len() != n
+        {
+            return Err(corrupt(format!(
+                "block at {} holds {} bytes, the file layout implies {n}",
+                loc.pos,
+                data.len()
+            )));
+        }
+        Ok(data)
+    }
+
+    /// A fragment block, uncompressed, through the shared cache.
+    fn fragment(&self, loc: BlockLoc) -> Result<Arc<Vec<u8>>> {
+        if let Ok(c) = self.fragments.lock()
+            && let Some((_, b)) = c.iter().find(|(p, _)| *p == loc.pos)
+        {
+            return Ok(Arc::clone(b));
+        }
+        let block = Arc::new(self.unpack(loc, None)?);
+        if let Ok(mut c) = self.fragments.lock() {
+            if c.len() >= FRAGMENT_CACHE {
+                c.remove(0);
+            }
+            c.push((loc.pos, Arc::clone(&block)));
+        }
+        Ok(block)
+    }
+
+    /// The bytes of piece `i` of `f`: `None` for zeros.
+    pub(crate) fn piece(&self, f: &FileBlocks, i: usize) -> Result<Option<Arc<Vec<u8>>>> {
+        let len = f.piece_len(i, self.block_size);
+        match f.blocks.get(i) {
+            Some(Piece::Hole) => Ok(None),
+            Some(Piece::Data(d)) => Ok(Some(Arc::clone(d))),
+            Some(Piece::Stored(loc)) => Ok(Some(Arc::new(self.unpack(*loc, Some(len))?))),
+            None => {
+                let Some(fr) = f.fragment.filter(|_| i == f.blocks.len()) else {
+                    return Err(corrupt(format!("file piece {i} out of range")));
+                };
+                let block = self.fragment(fr.loc)?;
+                let from = fr.offset as usize;
+                let tail = block.get(from..from + len).ok_or_else(|| {
+                    corrupt(format!(
+                        "fragment {} at {} holds {} bytes, a file wants {len} at offset {from}",
+                        fr.index,
+                        fr.loc.pos,
+                        block.len()
+                    ))
+                })?;
+                Ok(Some(Arc::new(tail.to_vec())))
+            }
+        }
+    }
+}
+
+/// Random access into one recorded file. Decompresses a block only when a
+/// read touches it and keeps the last few in a small cache.
+pub struct FileAt {
+    src: Arc<BlockSource>,
+    file: Arc<FileBlocks>,
+    cache: Mutex<Vec<(usize, Arc<Vec<u8>>)>>,
+}
+
+impl std::fmt::Debug for FileAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileAt")
+            .field("len", &self.file.size)
+            .field("blocks", &self.file.blocks.len())
+            .field("fragment", &self.file.fragment.is_some())
+            .finish()
+    }
+}
+
+impl FileAt {
+    pub(crate) fn new(src: Arc<BlockSource>, file: Arc<FileBlocks>) -> Self {
+        FileAt {
+            src,
+            file,
+            cache: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The file's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.file.size
+    }
+
+    /// Whether the file is empty.
+    pub fn is_empty(&self) -> bool {
+        self.file.size == 0
+    }
+
+    /// Piece `i`, through the cache.
+    fn cached_piece(&self, i: usize) -> Result<Option<Arc<Vec<u8>>>> {
+        if let Some(Piece::Hole) = self.file.blocks.get(i) {
+            return Ok(None);
+        }
+        if let Some(Piece::Data(d)) = self.file.blocks.get(i) {
+            return Ok(Some(Arc::clone(d)));
+        }
+        if let Ok(mut c) = self.cache.lock()
+            && let Some(at) = c.iter().position(|(j, _)| *j == i)
+        {
+            // Most recently used last.
+            let hit = c.remove(at);
+            let data = Arc::clone(&hit.1);
+            c.push(hit);
+            return Ok(Some(data));
+        }
+        let data = self.src.piece(&self.file, i)?;
+        if let (Some(d), Ok(mut c)) = (&data, self.cache.lock()) {
+            if c.len() >= FILE_AT_CACHE {
+                c.remove(0);
+            }
+            c.push((i, Arc::clone(d)));
+        }
+        Ok(data)
+    }
+
+    /// Fills `buf` from offset `off`. Holes read as zeros; a read past the
+    /// end of the file is an error.
+    pub fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        let end = u64::try_from(buf.len())
+            .ok()
+            .and_then(|n| off.checked_add(n))
+            .filter(|&e| e <= self.file.size)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "read of {} bytes at {off} runs past the end of a {}-byte file",
+                        buf.len(),
+                        self.file.size
+                    ),
+                )
+            })?;
+        let bs = u64::from(self.src.block_size);
+        let mut pos = off;
+        let mut done = 0usize;
+        while pos < end {
+            // pos / bs < number of pieces, which fits a usize (it is a Vec length + 1).
+            let i = usize::try_from(pos / bs).map_err(|_| corrupt("file offset"))?;
+            // in_block < bs <= 1 MiB.
+            let in_block = (pos % bs) as usize;
+            let n = usize::try_from((end - pos).min(bs - pos % bs)).unwrap_or(usize::MAX);
+            let out = &mut buf[done..done + n];
+            match self.cached_piece(i)? {
+                None => out.fill(0),
+                Some(d) => {
+                    let src = d.get(in_block..in_block + n).ok_or_else(|| {
+                        corrupt(format!("file piece {i} is shorter than the layout says"))
+                    })?;
+                    out.copy_from_slice(src);
+                }
+            }
+            pos += n as u64;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Streams a recorded file, one piece at a time.
+pub(crate) struct FileStream {
+    src: Arc<BlockSource>,
+    file: Arc<FileBlocks>,
+    next: usize,
+    buf: Option<Arc<Vec<u8>>>,
+    /// Bytes of the current piece (zeros when `buf` is `None`).
+    len: usize,
+    at: usize,
+}
+
+impl FileStream {
+    pub(crate) fn new(src: Arc<BlockSource>, file: Arc<FileBlocks>) -> Self {
+        FileStream {
+            src,
+            file,
+            next: 0,
+            buf: None,
+            len: 0,
+            at: 0,
+        }
+    }
+
+    fn pieces(&self) -> usize {
+        self.file.blocks.len() + usize::from(self.file.fragment.is_some())
+    }
+}
+
+impl Read for FileStream {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at >= self.len {
+            if self.next >= self.pieces() {
+                return Ok(0);
+            }
+            self.buf = self.src.piece(&self.file, self.next)?;
+            self.len = self.file.piece_len(self.next, self.src.block_size);
+            self.at = 0;
+            self.next += 1;
+            if let Some(b) = &self.buf
+                && b.len() != self.len
+            {
+                return Err(corrupt(format!(
+                    "file piece {} holds {} bytes, the layout says {}",
+                    self.next - 1,
+                    b.len(),
+                    self.len
+                ))
+                .into());
+            }
+        }
+        let n = out.len().min(self.len - self.at);
+        match &self.buf {
+            None => out[..n].fill(0),
+            Some(b) => out[..n].copy_from_slice(&b[self.at..self.at + n]),
+        }
+        self.at += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,334 @@
+//! Lazy base reading: a tree named by reference digests from metadata
+//! alone, files read back through the block map, copied by the writer
+//! without decompression, and patched block by block.
+//!
+//! Images come from `mksquashfs` (with `-tailends`, so large files end in
+//! fragment tails too) and are checked against `unsquashfs`. Needs root
+//! (devices, ownership) and squashfs-tools; skips otherwise unless
+//! `V6BUILD_REQUIRE_ORACLES=1`.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use std::os::unix::ffi::OsStrExt;
+
+use v6build_fstree::{BlobStore, Digest, LeafKind, MemBlobs, Node, Tree, dump};
+use v6build_squashfs::{BaseBlocks, SquashfsImage};
+use v6build_testkit::{oracle, require_root, run};
+
+/// Size of the large file: eight 128 KiB blocks and a fragment tail.
+const BIG: usize = (1 << 20) + 12345;
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    /// The source directory as a tree (real content digests).
+    tree: Tree,
+    blobs: MemBlobs,
+    /// `mksquashfs -comp xz -tailends` of `dir`.
+    xz: PathBuf,
+}
+
+fn fixture(test: &str) -> Option<&'static Fixture> {
+    static F: OnceLock<Option<Fixture>> = OnceLock::new();
+    if !require_root(test) {
+        return None;
+    }
+    for tool in ["mknod", "mkfifo", "setfattr", "getfattr"] {
+        oracle(test, tool)?;
+    }
+    let mks = oracle(test, "mksquashfs")?;
+    oracle(test, "unsquashfs")?;
+    F.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("src");
+        common::make_fixture(&dir, BIG);
+        let blobs = MemBlobs::new();
+        let tree = common::tree_from_dir(&dir, &blobs);
+        let xz = tmp.path().join("base.xz.img");
+        common::mksquashfs(&mks, &dir, &xz, &["-comp", "xz", "-tailends"]);
+        Some(Fixture {
+            _tmp: tmp,
+            tree,
+            blobs,
+            xz,
+        })
+    })
+    .as_ref()
+}
+
+/// A file that logs every read, to prove which bytes a scan touched.
+struct Logged {
+    f: File,
+    pos: u64,
+    log: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl Read for Logged {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.f.read(buf)?;
+        self.log.lock().unwrap().push((self.pos, n as u64));
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Logged {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.f.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
+fn open(p: &Path) -> SquashfsImage {
+    SquashfsImage::open(File::open(p).unwrap()).unwrap()
+}
+
+/// Every regular file of `tree`: path -> (digest, size).
+fn files(tree: &Tree) -> BTreeMap<String, (Digest, u64)> {
+    let mut out = BTreeMap::new();
+    tree.walk(&mut |path, node| {
+        if let Node::Leaf(l) = node
+            && let LeafKind::Regular(c) = &l.kind
+        {
+            out.insert(path.to_string(), (c.digest, c.size));
+        }
+    });
+    out
+}
+
+fn read_all(base: &BaseBlocks, d: &Digest) -> Vec<u8> {
+    let mut v = Vec::new();
+    base.open_file(d)
+        .unwrap()
+        .unwrap()
+        .read_to_end(&mut v)
+        .unwrap();
+    v
+}
+
+/// Deterministic xorshift.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn lazy_scan_reads_only_metadata_and_names_the_same_tree() {
+    let name = "lazy_scan_reads_only_metadata_and_names_the_same_tree";
+    let Some(f) = fixture(name) else { return };
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let img = SquashfsImage::open(Logged {
+        f: File::open(&f.xz).unwrap(),
+        pos: 0,
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    let sb = *img.superblock();
+    let (tree, base) = img.read_tree_lazy(b"base-id").unwrap();
+    assert_eq!(base.blocks_decompressed(), 0);
+    assert!(base.is_empty(), "nothing hashed");
+
+    // Not one byte of the data and fragment blocks was read: they lie
+    // between the superblock (+ options) and the inode table.
+    let data = 96 + 64..sb.inode_table_start;
+    for &(pos, n) in log.lock().unwrap().iter() {
+        assert!(
+            pos + n <= data.start || pos >= data.end,
+            "lazy scan read {n} bytes at {pos}, inside the data area {data:?}"
+        );
+    }
+
+    // Every file reads back through the map as the source holds it; with
+    // lazy digests replaced by content digests the listing is the source's.
+    let mut lazy_dump = dump(&tree);
+    let want = files(&f.tree);
+    let got = files(&tree);
+    assert_eq!(want.len(), got.len());
+    let mut renamed = HashMap::new();
+    for (path, (d, size)) in &got {
+        let content = read_all(&base, d);
+        assert_eq!(content.len() as u64, *size, "{path}");
+        let real = Digest::of(&content);
+        assert_eq!(real, want[path].0, "{path}: content");
+        if let Some(prev) = renamed.insert(*d, real) {
+            assert_eq!(prev, real, "one reference digest, two contents");
+        }
+    }
+    for (lazy, real) in &renamed {
+        lazy_dump = lazy_dump.replace(&lazy.short(16), &real.short(16));
+    }
+    assert_eq!(lazy_dump, dump(&f.tree));
+    assert!(base.blocks_decompressed() > 0);
+
+    // Deduplicated and hardlinked contents share a digest; empty files
+    // carry the real empty digest; digests depend on the source id.
+    assert_eq!(got["/etc/hostname"].0, got["/etc/hostname.copy"].0);
+    assert_eq!(got["/etc/empty"].0, Digest::of(b""));
+    assert!(base.contains_file(&got["/big.bin"].0));
+    let (other, _) = open(&f.xz).read_tree_lazy(b"another-id").unwrap();
+    assert_ne!(files(&other)["/big.bin"].0, got["/big.bin"].0);
+    assert_eq!(
+        dump(&open(&f.xz).read_tree_lazy(b"base-id").unwrap().0),
+        dump(&tree),
+        "the scan is deterministic"
+    );
+}
+
+#[test]
+fn file_at_reads_any_range() {
+    let name = "file_at_reads_any_range";
+    let Some(f) = fixture(name) else { return };
+    let img = open(&f.xz);
+    let (tree, base) = img.read_tree_lazy(b"x").unwrap();
+    let (_, hashed) = open(&f.xz).read_tree_and_blocks(&MemBlobs::new()).unwrap();
+    let want = files(&f.tree);
+    let got = files(&tree);
+    let mut rng = Rng(0x5eed);
+    for path in [
+        "/big.bin",
+        "/sparse.img",
+        "/bin/busybox",
+        "/bin/su",
+        "/etc/hostname",
+        "/etc/sub/deeper/file",
+        "/many/entry-04321",
+    ] {
+        let real = f.blobs.get(&want[path].0).unwrap();
+        let len = real.len() as u64;
+        // The lazy map, and the hashing scan's map by content digest.
+        let lazy = base.file_at(&got[path].0).unwrap();
+        let by_hash = hashed.file_at(&want[path].0).unwrap();
+        assert_eq!(read_all(&hashed, &want[path].0), real, "{path}");
+        for at in [&lazy, &by_hash] {
+            assert_eq!(at.len(), len);
+            let mut whole = vec![0u8; real.len()];
+            at.read_at(0, &mut whole).unwrap();
+            assert!(whole == real, "{path}: whole file");
+            // Ranges across block boundaries, into holes and the tail.
+            for k in 0..64 {
+                let off = match k {
+                    0 => 0,
+                    1 => len.saturating_sub(1),
+                    2 => (131072u64).min(len) - 1,
+                    _ => rng.next() % len,
+                };
+                let n = (rng.next() % 300_000).min(len - off) as usize;
+                let mut buf = vec![0xeeu8; n];
+                at.read_at(off, &mut buf).unwrap();
+                let o = off as usize;
+                assert!(buf == real[o..o + n], "{path}: {n} bytes at {off}");
+            }
+            let mut one = [0u8; 1];
+            assert!(at.read_at(len, &mut one).is_err(), "{path}: past the end");
+            assert!(at.read_at(u64::MAX, &mut one).is_err());
+            at.read_at(len, &mut []).unwrap();
+        }
+    }
+    assert!(base.file_at(&Digest::of(b"unknown")).is_none());
+    assert!(base.open_file(&Digest::of(b"unknown")).is_none());
+}
+
+#[test]
+fn corrupt_blocks_give_errors_not_panics() {
+    let name = "corrupt_blocks_give_errors_not_panics";
+    let Some(f) = fixture(name) else { return };
+    let mut bytes = std::fs::read(&f.xz).unwrap();
+    let (tree, base) = open(&f.xz).read_tree_lazy(b"x").unwrap();
+    let big = files(&tree)["/big.bin"].0;
+    drop(base);
+    // Scribble over the middle of the data area.
+    let end = open(&f.xz).superblock().inode_table_start as usize;
+    for b in &mut bytes[end / 4..end / 2] {
+        *b = !*b;
+    }
+    let img = SquashfsImage::open(std::io::Cursor::new(bytes)).unwrap();
+    let (tree2, base) = img.read_tree_lazy(b"x").unwrap();
+    assert_eq!(files(&tree2)["/big.bin"].0, big, "metadata is intact");
+    let mut failed = 0;
+    for (d, _) in files(&tree2).values() {
+        let mut v = Vec::new();
+        if let Err(e) = base.open_file(d).unwrap().unwrap().read_to_end(&mut v) {
+            failed += 1;
+            assert!(e.to_string().contains("block at"), "{e}");
+        }
+    }
+    assert!(failed > 0);
+}
+
+#[test]
+fn lazy_maps_save_and_load() {
+    let name = "lazy_maps_save_and_load";
+    let Some(f) = fixture(name) else { return };
+    let (tree, base) = open(&f.xz).read_tree_lazy(b"x").unwrap();
+    let saved = base.save();
+    assert_eq!(saved, base.save(), "deterministic");
+    assert_eq!(saved, open(&f.xz).read_tree_lazy(b"x").unwrap().1.save());
+    let img = open(&f.xz);
+    let loaded = BaseBlocks::load(&saved, &img).unwrap();
+    assert_eq!(loaded.save(), saved);
+    assert_eq!(loaded.files(), base.files());
+    for (path, (d, _)) in files(&tree) {
+        assert!(loaded.contains_file(&d), "{path}");
+        if path == "/big.bin" || path == "/sparse.img" || path.ends_with("00042") {
+            assert_eq!(read_all(&loaded, &d), read_all(&base, &d), "{path}");
+        }
+    }
+    for cut in [0, 7, 12, 40, saved.len() / 2, saved.len() - 1] {
+        assert!(BaseBlocks::load(&saved[..cut], &img).is_err(), "cut {cut}");
+    }
+    let mut longer = saved.clone();
+    longer.push(0);
+    assert!(BaseBlocks::load(&longer, &img).is_err());
+    // Garbage, and a huge count, are refused without a huge allocation.
+    assert!(BaseBlocks::load(&[0xffu8; 4096], &img).is_err());
+    let mut huge = saved[..21 + 8].to_vec();
+    huge.extend_from_slice(&u64::MAX.to_le_bytes());
+    let e = BaseBlocks::load(&huge, &img).unwrap_err();
+    assert!(e.to_string().contains("saved block map"), "{e}");
+    // Flip every byte of the record area in turn; each load errors or
+    // succeeds, never panics.
+    for i in (0..saved.len()).step_by(saved.len() / 40) {
+        let mut b = saved.clone();
+        b[i] ^= 0x5a;
+        let _ = BaseBlocks::load(&b, &img);
+    }
+}
+
+#[test]
+fn unsquashfs_agrees_with_open_file() {
+    let name = "unsquashfs_agrees_with_open_file";
+    let Some(f) = fixture(name) else { return };
+    let Some(unsq) = oracle(name, "unsquashfs") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let x = tmp.path().join("x");
+    run(Command::new(&unsq)
+        .args(["-no-progress", "-d"])
+        .arg(&x)
+        .arg(&f.xz));
+    let (tree, base) = open(&f.xz).read_tree_lazy(b"x").unwrap();
+    let mut n = 0;
+    tree.walk(&mut |path, node| {
+        if let Node::Leaf(l) = node
+            && let LeafKind::Regular(c) = &l.kind
+        {
+            let rel = std::ffi::OsStr::from_bytes(&path.to_bytes()[1..]).to_owned();
+            let on_disk = std::fs::read(x.join(rel)).unwrap();
+            assert!(read_all(&base, &c.digest) == on_disk, "{path}");
+            n += 1;
+        }
+    });
+    assert!(n > 5000);
+}
