@@ -16,6 +16,8 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chunk::ChunkCache;
+
 /// The compression of one initramfs segment, as the kernel recognises it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -96,8 +98,12 @@ pub enum Compression {
         chunk_size: u32,
     },
     /// One xz stream with CRC32 checks (the kernel's XZ decoder does not
-    /// support SHA-256, and dracut uses `--check=crc32`), LZMA2 only, cut
-    /// into independent blocks of `block_size` uncompressed bytes.
+    /// support SHA-256, and dracut uses `--check=crc32`), LZMA2 only, made
+    /// of independent blocks: content-defined chunks of the archive that
+    /// end on newc entry boundaries, `block_size` bytes long on average
+    /// (between `block_size / 2` and `2 * block_size`, see the `chunk`
+    /// module), so a one-file edit changes only the blocks around it and
+    /// the others can come from a [`ChunkCache`].
     Xz {
         /// Preset 0 to 9.
         preset: u32,
@@ -105,7 +111,7 @@ pub enum Compression {
         extreme: bool,
         /// LZMA2 dictionary size in bytes (the kernel needs it small; dracut uses 1 MiB).
         dict_size: u32,
-        /// Uncompressed bytes per xz block.
+        /// Target uncompressed bytes per xz block (4 KiB to 1 GiB).
         block_size: u64,
     },
     /// One zstd frame with a content checksum, compressed by zstd's
@@ -123,8 +129,10 @@ pub enum Compression {
 pub const GZIP_CHUNK: u32 = 128 * 1024;
 /// dracut's xz dictionary: 1 MiB.
 pub const XZ_DICT: u32 = 1 << 20;
-/// xz block size: three dictionaries, xz's own default for `-T`.
+/// xz target block size: three dictionaries, xz's own default for `-T`.
 pub const XZ_BLOCK: u64 = 3 << 20;
+const XZ_BLOCK_MIN: usize = 4096;
+const XZ_BLOCK_MAX: usize = 1 << 30;
 /// LZ4 legacy block size: fixed by the format.
 pub const LZ4_LEGACY_BLOCK: usize = 8 << 20;
 const LZ4_LEGACY_MAGIC: u32 = 0x184C_2102;
@@ -175,6 +183,11 @@ pub fn codec_versions() -> Vec<(&'static str, String)> {
         ("flate2", "1.1.11".to_string()),
         ("zlib-rs", "0.6.8".to_string()),
         ("liblzma", "0.4.9".to_string()),
+        ("liblzma-c", crate::xz::LIBLZMA_VERSION.to_string()),
+        (
+            "v6build-cpio-chunk-policy",
+            crate::chunk::CHUNK_POLICY_VERSION.to_string(),
+        ),
         ("zstd", "0.14.4".to_string()),
         ("libzstd", zstd::zstd_safe::version_string().to_string()),
         ("lz4_flex", "0.14.2".to_string()),
@@ -312,8 +325,22 @@ fn io_err(e: impl fmt::Display) -> io::Error {
 }
 
 /// Compresses `data`. The output is a pure function of `data` and
-/// `params`: `threads` changes only the speed.
+/// `params`: `threads` changes only the speed. Same as [`compress_with`]
+/// without a cache.
 pub fn compress(params: &Compression, data: &[u8], threads: NonZeroUsize) -> io::Result<Vec<u8>> {
+    compress_with(params, data, threads, None)
+}
+
+/// Compresses `data`, taking compressed chunks from `cache` where it has
+/// them and storing the ones it computes (xz only for now; other formats
+/// ignore the cache). The output is a pure function of `data` and
+/// `params`: neither `threads` nor the state of the cache changes a byte.
+pub fn compress_with(
+    params: &Compression,
+    data: &[u8],
+    threads: NonZeroUsize,
+    cache: Option<&dyn ChunkCache>,
+) -> io::Result<Vec<u8>> {
     match params {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip { level, chunk_size } => {
@@ -325,29 +352,21 @@ pub fn compress(params: &Compression, data: &[u8], threads: NonZeroUsize) -> io:
             dict_size,
             block_size,
         } => {
-            let preset = if *extreme {
-                preset | liblzma::stream::PRESET_EXTREME
-            } else {
-                *preset
+            let target = usize::try_from(*block_size)
+                .ok()
+                .filter(|&t| (XZ_BLOCK_MIN..=XZ_BLOCK_MAX).contains(&t))
+                .ok_or_else(|| {
+                    io_err(format!(
+                        "xz block size {block_size} is not in {XZ_BLOCK_MIN}..={XZ_BLOCK_MAX}"
+                    ))
+                })?;
+            let p = crate::xz::XzParams {
+                preset: *preset,
+                extreme: *extreme,
+                dict_size: *dict_size,
+                target,
             };
-            let mut opts = liblzma::stream::LzmaOptions::new_preset(preset).map_err(io_err)?;
-            opts.dict_size(*dict_size);
-            let mut filters = liblzma::stream::Filters::new();
-            filters.lzma2(&opts);
-            let threads = u32::try_from(threads.get()).unwrap_or(u32::MAX);
-            // The multithreaded encoder is used even for one thread: its
-            // output depends only on the block size, never on the thread
-            // count, while the single-threaded encoder makes one big block.
-            let stream = liblzma::stream::MtStreamBuilder::new()
-                .threads(threads)
-                .block_size(*block_size)
-                .filters(filters)
-                .check(liblzma::stream::Check::Crc32)
-                .encoder()
-                .map_err(io_err)?;
-            let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
-            enc.write_all(data)?;
-            enc.finish()
+            crate::xz::compress_xz(data, &p, threads, cache)
         }
         Compression::Zstd { level } => {
             let mut enc = zstd::stream::write::Encoder::new(Vec::new(), *level)?;

@@ -75,6 +75,7 @@
 
 #![warn(missing_docs)]
 
+mod chunk;
 mod compress;
 mod error;
 pub mod newc;
@@ -83,16 +84,21 @@ mod repack;
 mod saved;
 mod scan;
 mod write;
+mod xz;
 
+pub use chunk::{CHUNK_POLICY_VERSION, ChunkCache, ChunkKey, MemChunkCache};
 pub use compress::{
     Compression, CompressionKind, GZIP_CHUNK, LZ4_LEGACY_BLOCK, XZ_BLOCK, XZ_DICT, codec_versions,
-    compress,
+    compress, compress_with,
 };
 pub use error::{Error, Location, Result};
-pub use repack::{RepackMode, RepackOptions, repack, write_updates_img};
+pub use repack::{
+    RepackMode, RepackOptions, repack, repack_with, write_updates_img, write_updates_img_with,
+};
 pub use saved::SAVED_FORMAT_VERSION;
 pub use scan::{Initramfs, Segment};
 pub use write::{ARCHIVE_BLOCK, WRITER_VERSION, newc_bytes, write_newc};
+pub use xz::LIBLZMA_VERSION;
 
 pub use v6build_fstree::{BlobStore, Tree};
 

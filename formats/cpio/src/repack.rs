@@ -19,7 +19,7 @@ use std::sync::Arc;
 use v6build_fstree::{BlobStore, Change, Directory, Leaf, LeafKind, Node, Tree, TreePath, diff};
 
 use crate::error::{Error, Result};
-use crate::{Compression, CompressionKind, Initramfs, compress, newc_bytes};
+use crate::{ChunkCache, Compression, CompressionKind, Initramfs, compress_with, newc_bytes};
 
 /// How [`repack`] produces its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,7 +73,8 @@ fn canonical_for(kind: Option<CompressionKind>, what: &str) -> Result<Compressio
 }
 
 /// Builds the new image from the base image `base_bytes` (parsed as
-/// `base`) and the edited merged tree `new_merged`.
+/// `base`, freshly or through [`Initramfs::load`]) and the edited merged
+/// tree `new_merged`. Same as [`repack_with`] without a chunk cache.
 pub fn repack(
     base_bytes: &[u8],
     base: &Initramfs,
@@ -81,6 +82,22 @@ pub fn repack(
     blobs: &dyn BlobStore,
     opts: &RepackOptions,
 ) -> Result<Vec<u8>> {
+    repack_with(base_bytes, base, new_merged, blobs, opts, None)
+}
+
+/// [`repack`], taking compressed chunks of the written segment from
+/// `cache` where it has them and storing the ones it computes (see
+/// [`crate::compress_with`]). The output is the same with or without the
+/// cache, warm or cold.
+pub fn repack_with(
+    base_bytes: &[u8],
+    base: &Initramfs,
+    new_merged: &Tree,
+    blobs: &dyn BlobStore,
+    opts: &RepackOptions,
+    cache: Option<&dyn ChunkCache>,
+) -> Result<Vec<u8>> {
+    let w = Writer { opts, cache };
     if base.segments.iter().any(|s| s.range.end > base_bytes.len()) {
         return Err(refuse(
             "the parsed image does not match the base bytes (a segment lies past their end)",
@@ -89,8 +106,26 @@ pub fn repack(
     let old = base.merged();
     let changes = diff(&old, new_merged);
     match opts.mode {
-        RepackMode::Rewrite => rewrite(base_bytes, base, &changes, new_merged, blobs, opts),
-        RepackMode::Append => append(base_bytes, base, &old, &changes, new_merged, blobs, opts),
+        RepackMode::Rewrite => rewrite(base_bytes, base, &changes, new_merged, blobs, &w),
+        RepackMode::Append => append(base_bytes, base, &old, &changes, new_merged, blobs, &w),
+    }
+}
+
+/// The options and the cache, passed down together.
+struct Writer<'a> {
+    opts: &'a RepackOptions,
+    cache: Option<&'a dyn ChunkCache>,
+}
+
+impl Writer<'_> {
+    fn segment(&self, params: &Compression, tree: &Tree, blobs: &dyn BlobStore) -> Result<Vec<u8>> {
+        let archive = newc_bytes(tree, blobs)?;
+        Ok(compress_with(
+            params,
+            &archive,
+            self.opts.threads,
+            self.cache,
+        )?)
     }
 }
 
@@ -146,8 +181,9 @@ fn rewrite(
     changes: &[Change],
     new_merged: &Tree,
     blobs: &dyn BlobStore,
-    opts: &RepackOptions,
+    w: &Writer<'_>,
 ) -> Result<Vec<u8>> {
+    let opts = w.opts;
     let n = base.segments.len();
     let i = opts.segment.unwrap_or(n.saturating_sub(1));
     let seg = base
@@ -226,7 +262,7 @@ fn rewrite(
         Some(c) => c.clone(),
         None => canonical_for(seg.compression, &describe(i))?,
     };
-    let body = compress(&params, &newc_bytes(&tree, blobs)?, opts.threads)?;
+    let body = w.segment(&params, &tree, blobs)?;
     let mut out = Vec::with_capacity(base_bytes.len() + body.len());
     out.extend_from_slice(&base_bytes[..seg.range.start]);
     out.extend_from_slice(&body);
@@ -266,8 +302,9 @@ fn append(
     changes: &[Change],
     new_merged: &Tree,
     blobs: &dyn BlobStore,
-    opts: &RepackOptions,
+    w: &Writer<'_>,
 ) -> Result<Vec<u8>> {
+    let opts = w.opts;
     if changes.is_empty() {
         return Ok(base_bytes.to_vec());
     }
@@ -367,7 +404,7 @@ fn append(
             .and_then(Compression::canonical)
             .unwrap_or(gzip)
     });
-    let body = compress(&params, &newc_bytes(&delta, blobs)?, opts.threads)?;
+    let body = w.segment(&params, &delta, blobs)?;
     let mut out = Vec::with_capacity(base_bytes.len() + body.len() + 4);
     out.extend_from_slice(base_bytes);
     pad4(&mut out);
@@ -378,10 +415,20 @@ fn append(
 /// Writes `tree` as a stand-alone `updates.img` (one gzip newc archive),
 /// which Anaconda and dracut overlay at boot with `inst.updates=`.
 pub fn write_updates_img(tree: &Tree, blobs: &dyn BlobStore) -> Result<Vec<u8>> {
+    write_updates_img_with(tree, blobs, None)
+}
+
+/// [`write_updates_img`] with a chunk cache (see [`crate::compress_with`]).
+pub fn write_updates_img_with(
+    tree: &Tree,
+    blobs: &dyn BlobStore,
+    cache: Option<&dyn ChunkCache>,
+) -> Result<Vec<u8>> {
     // OK to unwrap: gzip has canonical parameters.
     let params = Compression::canonical(CompressionKind::Gzip).unwrap();
     let threads = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
-    Ok(compress(&params, &newc_bytes(tree, blobs)?, threads)?)
+    let archive = newc_bytes(tree, blobs)?;
+    Ok(compress_with(&params, &archive, threads, cache)?)
 }
 
 trait JoinPath {

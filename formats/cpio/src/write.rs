@@ -6,17 +6,27 @@
 //! - the root first as `.`, then every entry depth-first in canonical
 //!   (byte) order, so parents always precede children; names are written
 //!   relative, without a leading `./` or `/`;
-//! - inode numbers are renumbered 1, 2, 3… in that order; a hardlink group
-//!   keeps one number, every name gets `c_nlink` = group size, and the data
-//!   goes on the group's last name (GNU cpio's convention, which the kernel
-//!   relies on: it links later names to the first and writes data as it comes);
+//! - inode numbers come from the path, not from a counter: each entry (a
+//!   hardlink group: its first name in that order) gets the 32-bit FNV-1a
+//!   fold of its path, bumped to the next free nonzero number on a
+//!   collision (deterministic: entries are visited in canonical order). A
+//!   counter would renumber every entry after an inserted one, so a
+//!   one-file edit would change every later header and defeat the
+//!   compressed-chunk reuse of [`crate::compress_with`]; with path-derived
+//!   numbers an edit changes only the headers it touches. Numbers stay
+//!   unique, which is all the kernel and GNU cpio need (they use them only
+//!   to find hardlinks);
+//! - a hardlink group keeps one number, every name gets `c_nlink` = group
+//!   size, and the data goes on the group's last name (GNU cpio's
+//!   convention, which the kernel relies on: it links later names to the
+//!   first and writes data as it comes);
 //! - a directory's `c_nlink` is 2 plus its subdirectories;
 //! - `c_devmajor`/`c_devminor` are 0, `c_check` is 0;
 //! - padding: NULs after header+name and after data to a multiple of 4,
 //!   and after the trailer to a multiple of 512 bytes (GNU cpio's block);
 //! - nothing comes from the host: no clock, umask, user or inode numbers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -30,7 +40,7 @@ pub const ARCHIVE_BLOCK: u64 = 512;
 
 /// Version of the writer's output format; bump it when any choice listed in
 /// this module's documentation changes, because it changes output bytes.
-pub const WRITER_VERSION: u32 = 1;
+pub const WRITER_VERSION: u32 = 2;
 
 /// A length as u64: usize is at most 64 bits on every target Rust supports.
 fn len64(n: usize) -> u64 {
@@ -79,12 +89,12 @@ pub fn write_newc(tree: &Tree, blobs: &dyn BlobStore, out: &mut dyn Write) -> Re
         }
     });
     let mut inos: HashMap<*const Leaf, u32> = HashMap::new();
-    let mut next_ino: u32 = 1;
+    let mut alloc = Inodes::default();
     let mut w = Counter { out, written: 0 };
 
     let root = TreePath::root();
-    let root_hdr = header_for(&Node::Dir(tree.clone_meta_only()), &root, next_ino, 1, 0)?;
-    next_ino += 1;
+    let root_ino = alloc.take(&root)?;
+    let root_hdr = header_for(&Node::Dir(tree.clone_meta_only()), &root, root_ino, 1, 0)?;
     entry(&mut w, &root_hdr, b".", Body::Empty, blobs, &root)?;
 
     let mut result = Ok(());
@@ -94,13 +104,7 @@ pub fn write_newc(tree: &Tree, blobs: &dyn BlobStore, out: &mut dyn Write) -> Re
         }
         result = (|| {
             let (ino, nlink, data_here) = match n {
-                Node::Dir(_) => {
-                    let ino = next_ino;
-                    next_ino = next_ino
-                        .checked_add(1)
-                        .ok_or_else(|| write_err(p, "more than 2^32 inodes"))?;
-                    (ino, 0, false)
-                }
+                Node::Dir(_) => (alloc.take(p)?, 0, false),
                 Node::Leaf(l) => {
                     let key = Arc::as_ptr(l);
                     // OK to unwrap: the first walk registered every leaf.
@@ -108,10 +112,7 @@ pub fn write_newc(tree: &Tree, blobs: &dyn BlobStore, out: &mut dyn Write) -> Re
                     let ino = match inos.get(&key) {
                         Some(&i) => i,
                         None => {
-                            let i = next_ino;
-                            next_ino = next_ino
-                                .checked_add(1)
-                                .ok_or_else(|| write_err(p, "more than 2^32 inodes"))?;
+                            let i = alloc.take(p)?;
                             inos.insert(key, i);
                             i
                         }
@@ -145,6 +146,38 @@ pub fn write_newc(tree: &Tree, blobs: &dyn BlobStore, out: &mut dyn Write) -> Re
     entry(&mut w, &trailer, TRAILER, Body::Empty, blobs, &root)?;
     w.pad(ARCHIVE_BLOCK)?;
     Ok(w.written)
+}
+
+/// Inode numbers derived from paths (see the module documentation).
+#[derive(Default)]
+struct Inodes {
+    used: HashSet<u32>,
+}
+
+impl Inodes {
+    fn take(&mut self, p: &TreePath) -> Result<u32> {
+        // FNV-1a, 64-bit, folded to 32: a fixed, documented function, so
+        // the numbers (and the output bytes) never depend on a library.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (i, c) in p.components().iter().enumerate() {
+            if i > 0 {
+                h = (h ^ u64::from(b'/')).wrapping_mul(0x0100_0000_01b3);
+            }
+            for &b in c.as_bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        // OK to unwrap: the value is masked to 32 bits.
+        let mut ino = u32::try_from((h ^ (h >> 32)) & 0xffff_ffff).unwrap();
+        // 0 is the trailer's number; probe past it and past numbers taken.
+        for _ in 0..=u64::from(u32::MAX) {
+            if ino != 0 && self.used.insert(ino) {
+                return Ok(ino);
+            }
+            ino = ino.wrapping_add(1);
+        }
+        Err(write_err(p, "more than 2^32 - 1 inodes"))
+    }
 }
 
 /// A tree written as newc, in memory.

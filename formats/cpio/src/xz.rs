@@ -1,0 +1,262 @@
+//! The xz writer: one xz stream whose blocks are independently compressed,
+//! content-defined chunks of the archive ([`crate::chunk`]), each of which
+//! can come from a [`ChunkCache`] instead of being compressed again.
+//!
+//! liblzma compresses each chunk as raw LZMA2 (no container); this module
+//! writes the container itself, following the `.xz` file format
+//! specification (version 1.2.1):
+//!
+//! ```text
+//! stream  := header block* index footer
+//! header  := FD 37 7A 58 5A 00 | flags (00 01 = CRC32) | CRC32(flags)
+//! block   := block-header | LZMA2 data | 0-3 NULs to 4 | CRC32(uncompressed)
+//! block-header := size/4-1 | C0 (1 filter, both sizes) | vli(compressed)
+//!                 | vli(uncompressed) | vli(0x21) vli(1) dict-prop | NULs to 4 | CRC32
+//! index   := 00 | vli(count) (vli(unpadded size) vli(uncompressed size))*
+//!            | NULs to 4 | CRC32
+//! footer  := CRC32(backward size, flags) | index size/4-1 (le32) | flags | "YZ"
+//! ```
+//!
+//! That is what the kernel's embedded XZ decoder accepts (CRC32 check,
+//! LZMA2 only, sizes in the block header are allowed), and what
+//! `xz --check=crc32 -T` writes. Chunks are compressed in parallel but
+//! written in order, and each chunk's bytes depend only on itself and the
+//! parameters, so neither the thread count nor the cache state can change
+//! the output.
+
+use std::io;
+use std::num::NonZeroUsize;
+
+use crate::chunk::{ChunkCache, ChunkKey, chunks};
+
+/// The compression library that produces the LZMA2 bytes, for cache keys:
+/// `liblzma-sys` 0.4.9 builds the xz 5.8.4 sources it bundles (the
+/// workspace enables its `static` feature), and has no safe call that
+/// reports the version at run time.
+pub const LIBLZMA_VERSION: &str = "liblzma-sys 0.4.9 (xz 5.8.4, static)";
+
+const STREAM_MAGIC: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
+const FOOTER_MAGIC: [u8; 2] = *b"YZ";
+/// Stream flags: no reserved bits, check type 1 (CRC32).
+const STREAM_FLAGS: [u8; 2] = [0, 1];
+const LZMA2_FILTER_ID: u64 = 0x21;
+/// Smallest dictionary LZMA2 encodes (property 0).
+const DICT_MIN: u32 = 4096;
+
+/// xz parameters, checked.
+pub(crate) struct XzParams {
+    pub preset: u32,
+    pub extreme: bool,
+    pub dict_size: u32,
+    pub target: usize,
+}
+
+fn io_err(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn crc32(bytes: &[u8]) -> [u8; 4] {
+    let mut c = flate2::Crc::new();
+    c.update(bytes);
+    c.sum().to_le_bytes()
+}
+
+/// The xz variable-length integer: 7 bits a byte, low bits first.
+fn vli(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        // OK to unwrap: masked to 7 bits.
+        out.push(u8::try_from(v & 0x7f).unwrap() | 0x80);
+        v >>= 7;
+    }
+    // OK to unwrap: v < 0x80 here.
+    out.push(u8::try_from(v).unwrap());
+}
+
+fn len64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The LZMA2 dictionary-size property byte: the smallest encodable size
+/// `(2 | (p & 1)) << (p / 2 + 11)` that is at least `dict`, as liblzma
+/// computes it (40 means 4 GiB - 1).
+pub(crate) fn dict_prop(dict: u32) -> u8 {
+    let d = u64::from(dict.max(DICT_MIN));
+    for p in 0u8..40 {
+        if (2 | u64::from(p & 1)) << (p / 2 + 11) >= d {
+            return p;
+        }
+    }
+    40
+}
+
+impl XzParams {
+    fn preset_bits(&self) -> u32 {
+        if self.extreme {
+            self.preset | liblzma::stream::PRESET_EXTREME
+        } else {
+            self.preset
+        }
+    }
+
+    /// What goes into every chunk key besides the bytes.
+    fn key_params(&self) -> String {
+        format!(
+            "xz-lzma2-raw preset={} extreme={} dict={} lib={LIBLZMA_VERSION}",
+            self.preset, self.extreme, self.dict_size
+        )
+    }
+
+    fn lzma2(&self, chunk: &[u8]) -> io::Result<Vec<u8>> {
+        let mut opts =
+            liblzma::stream::LzmaOptions::new_preset(self.preset_bits()).map_err(io_err)?;
+        opts.dict_size(self.dict_size);
+        let mut filters = liblzma::stream::Filters::new();
+        filters.lzma2(&opts);
+        let mut s = liblzma::stream::Stream::new_raw_encoder(&filters).map_err(io_err)?;
+        let mut out = Vec::with_capacity(chunk.len() / 3 + 4096);
+        loop {
+            if out.capacity() - out.len() < 4096 {
+                out.reserve(out.capacity().max(64 * 1024));
+            }
+            let consumed = usize::try_from(s.total_in()).map_err(io_err)?;
+            let status = s
+                .process_vec(
+                    &chunk[consumed..],
+                    &mut out,
+                    liblzma::stream::Action::Finish,
+                )
+                .map_err(io_err)?;
+            if status == liblzma::stream::Status::StreamEnd {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// A cached value we can use: LZMA2 data is never empty and ends with its
+/// end-of-data marker (a zero control byte). Anything else is a miss.
+fn plausible(lzma2: &[u8]) -> bool {
+    lzma2.last() == Some(&0)
+}
+
+/// Compresses `data` as one xz stream of content-defined chunks.
+pub(crate) fn compress_xz(
+    data: &[u8],
+    params: &XzParams,
+    threads: NonZeroUsize,
+    cache: Option<&dyn ChunkCache>,
+) -> io::Result<Vec<u8>> {
+    if params.preset > 9 {
+        return Err(io_err(format!(
+            "xz preset {} is not in 0..=9",
+            params.preset
+        )));
+    }
+    let ranges = chunks(data, params.target);
+    let key_params = params.key_params();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.get())
+        .build()
+        .map_err(io_err)?;
+    let compressed: Vec<io::Result<Vec<u8>>> = pool.install(|| {
+        use rayon::prelude::*;
+        ranges
+            .par_iter()
+            .map(|r| {
+                let chunk = &data[r.clone()];
+                let Some(cache) = cache else {
+                    return params.lzma2(chunk);
+                };
+                let key = ChunkKey::new(&key_params, chunk);
+                if let Some(hit) = cache.get(&key).filter(|c| plausible(c)) {
+                    return Ok(hit);
+                }
+                let c = params.lzma2(chunk)?;
+                cache.put(&key, &c);
+                Ok(c)
+            })
+            .collect()
+    });
+
+    let mut out = Vec::with_capacity(data.len() / 3 + 1024);
+    out.extend_from_slice(&STREAM_MAGIC);
+    out.extend_from_slice(&STREAM_FLAGS);
+    out.extend_from_slice(&crc32(&STREAM_FLAGS));
+    let prop = dict_prop(params.dict_size);
+    let mut records = Vec::with_capacity(ranges.len());
+    for (r, c) in ranges.iter().zip(compressed) {
+        let c = c?;
+        let chunk = &data[r.clone()];
+        let mut hdr = vec![0u8, 0xc0];
+        vli(&mut hdr, len64(c.len()));
+        vli(&mut hdr, len64(chunk.len()));
+        vli(&mut hdr, LZMA2_FILTER_ID);
+        vli(&mut hdr, 1);
+        hdr.push(prop);
+        hdr.resize((hdr.len() + 4).div_ceil(4) * 4 - 4, 0);
+        // At most 2 + 9 + 9 + 3 bytes, padded: the size byte fits.
+        hdr[0] = u8::try_from((hdr.len() + 4) / 4 - 1).map_err(io_err)?;
+        let hcrc = crc32(&hdr);
+        hdr.extend_from_slice(&hcrc);
+        let unpadded = hdr.len() + c.len() + 4;
+        out.extend_from_slice(&hdr);
+        out.extend_from_slice(&c);
+        out.resize(out.len() + (4 - c.len() % 4) % 4, 0);
+        out.extend_from_slice(&crc32(chunk));
+        records.push((len64(unpadded), len64(chunk.len())));
+    }
+    let mut index = vec![0u8];
+    vli(&mut index, len64(records.len()));
+    for (unpadded, size) in records {
+        vli(&mut index, unpadded);
+        vli(&mut index, size);
+    }
+    index.resize(index.len().div_ceil(4) * 4, 0);
+    let icrc = crc32(&index);
+    index.extend_from_slice(&icrc);
+    out.extend_from_slice(&index);
+    let backward =
+        u32::try_from(index.len() / 4 - 1).map_err(|_| io_err("xz index larger than 16 GiB"))?;
+    let mut tail = backward.to_le_bytes().to_vec();
+    tail.extend_from_slice(&STREAM_FLAGS);
+    out.extend_from_slice(&crc32(&tail));
+    out.extend_from_slice(&tail);
+    out.extend_from_slice(&FOOTER_MAGIC);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vli_and_dict_prop_match_the_spec() {
+        for (v, want) in [
+            (0u64, vec![0u8]),
+            (0x7f, vec![0x7f]),
+            (0x80, vec![0x80, 0x01]),
+            (0x21, vec![0x21]),
+            (300, vec![0xac, 0x02]),
+        ] {
+            let mut o = Vec::new();
+            vli(&mut o, v);
+            assert_eq!(o, want, "{v}");
+        }
+        // The spec's table: 4 KiB -> 0, 6 KiB -> 1, 1 MiB -> 16,
+        // 1.5 MiB -> 17, 8 MiB -> 22, 64 MiB -> 28, above 3 GiB -> 40.
+        for (d, p) in [
+            (1, 0),
+            (4096, 0),
+            (4097, 1),
+            (6144, 1),
+            (1 << 20, 16),
+            ((1 << 20) + 1, 17),
+            (3 << 19, 17),
+            (8 << 20, 22),
+            (64 << 20, 28),
+            (u32::MAX, 40),
+        ] {
+            assert_eq!(dict_prop(d), p, "{d}");
+        }
+    }
+}
