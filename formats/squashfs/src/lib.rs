@@ -50,11 +50,24 @@
 //! - blocks are compressed on a rayon pool in bounded batches and written
 //!   in canonical order: the thread count never changes the bytes.
 //!
+//! # Lazy reading
+//! [`SquashfsImage::read_tree_lazy`] reads only metadata: every regular
+//! file is named by a reference digest over a source id and where its
+//! blocks lie (see that method for the exact rule), and the returned
+//! [`BaseBlocks`] records every file's layout, fragment tail included.
+//! [`BaseBlocks::open_file`] and [`BaseBlocks::file_at`] then read one
+//! file, decompressing only its own blocks; [`BaseBlocks::patch_file`]
+//! registers an edited copy of a large file (EL7's `rootfs.img`) that
+//! keeps every block the edit did not touch.
+//!
 //! # Reuse
 //! With a [`BaseBlocks`] whose compressor, options and block size match,
-//! an unchanged whole file is copied block for block without being read,
-//! and any block whose uncompressed BLAKE3 is in the base is copied as
-//! stored. Other blocks may come from a [`BlockCache`] (keyed by
+//! a file it records (unchanged or patched) is copied block for block
+//! without being read: its fragment tail is served by copying the base's
+//! fragment block as stored ("pinning" it), and only blocks a patch
+//! changed are compressed. Any other block whose uncompressed BLAKE3 is
+//! in the base is copied as stored. With other settings, recorded files
+//! are read through the map and compressed as usual. Other blocks may come from a [`BlockCache`] (keyed by
 //! [`BlockKey`]); a cached block is exactly what compression produces, so
 //! a warm and a cold cache give the same bytes. [`BaseBlocks::save`] /
 //! [`BaseBlocks::load`] let the engine keep the map with the base's tree.

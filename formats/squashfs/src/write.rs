@@ -24,7 +24,7 @@ use v6build_fstree::{BlobStore, Digest, Directory, LeafKind, Node, Tree};
 use crate::compress::Compressor;
 use crate::error::{Result, corrupt, unsupported};
 use crate::inodes::{MetaState, Numbering};
-use crate::layout::Piece;
+use crate::layout::{FragRef, Piece};
 use crate::metadata::MetaWriter;
 use crate::read::{BLOCK_UNCOMPRESSED, SquashfsImage};
 use crate::reuse::{BaseBlocks, BlockCache, BlockKey, BlockLoc, CachedBlock};
@@ -116,7 +116,8 @@ pub(crate) struct Layout {
 
 enum JobKind {
     Data(usize),
-    Frag,
+    /// A fragment block and its index in the fragment table.
+    Frag(u32),
 }
 
 struct Job {
@@ -170,6 +171,9 @@ pub fn write<W: Write + Seek>(
         layouts: Vec::new(),
         frag_entries: Vec::new(),
         frag_buf: Vec::new(),
+        open_frag: None,
+        next_frag: 0,
+        pinned: HashMap::new(),
         jobs: Vec::new(),
         job_bytes: 0,
     };
@@ -234,7 +238,9 @@ pub fn write<W: Write + Seek>(
     w.emit(&bytes)?;
 
     let mut recs = Vec::with_capacity(w.frag_entries.len() * 16);
-    for (start, word) in &w.frag_entries {
+    for e in &w.frag_entries {
+        let (start, word) =
+            e.ok_or_else(|| std::io::Error::other("a fragment block was never written"))?;
         recs.extend_from_slice(&start.to_le_bytes());
         recs.extend_from_slice(&word.to_le_bytes());
         recs.extend_from_slice(&0u32.to_le_bytes());
@@ -358,8 +364,17 @@ struct Writer<'a, W: Write + Seek> {
     cache: Option<&'a dyn BlockCache>,
     report: WriteReport,
     layouts: Vec<Layout>,
-    frag_entries: Vec<(u64, u32)>,
+    /// Fragment table entries, by index (filled as blocks are written;
+    /// pinned base fragments may be written before an open buffer's).
+    frag_entries: Vec<Option<(u64, u32)>>,
     frag_buf: Vec<u8>,
+    /// Index of the fragment block `frag_buf` will become.
+    open_frag: Option<u32>,
+    /// Fragment indices handed out.
+    next_frag: u32,
+    /// Base fragment blocks copied so far (by base position) and their
+    /// index in the output.
+    pinned: HashMap<u64, u32>,
     jobs: Vec<Job>,
     job_bytes: usize,
 }
@@ -393,29 +408,46 @@ impl<W: Write + Seek> Writer<'_, W> {
             self.layouts[i].start = Some(0);
             return Ok(());
         }
-        // A whole file the base holds unchanged: copy its blocks without
-        // reading (or hashing) the content at all.
-        if c.size >= bs
-            && let Some(b) = self.base
+        // A file the base map knows (unchanged, or patched): copy its
+        // stored blocks and pin its fragment tail without reading (or
+        // hashing) them; only blocks a patch changed are compressed.
+        if let Some(b) = self.base
             && let Some(fb) = b.file(&c.digest)
             && fb.size == c.size
-            && fb.fragment.is_none()
-            && !fb.is_patched()
-            && fb.blocks.len() as u64 == c.size.div_ceil(bs)
+            && fb.check(self.opts.block_size).is_ok()
         {
-            for loc in &fb.blocks {
-                let ready = match loc {
-                    Piece::Stored(l) => Done::Reuse(*l),
-                    Piece::Hole | Piece::Data(_) => Done::Sparse,
+            let fb = std::sync::Arc::clone(fb);
+            for piece in &fb.blocks {
+                if c.size < bs {
+                    // The only, short, block of a small file goes where the
+                    // writer puts every small file: into a fragment.
+                    let tail = match piece {
+                        Piece::Data(d) => d.as_ref().clone(),
+                        Piece::Hole => vec![0u8; usize::try_from(c.size).unwrap_or(0)],
+                        Piece::Stored(l) => b.block_source().unpack(*l, None)?,
+                    };
+                    self.add_tail(i, &tail)?;
+                    continue;
+                }
+                let (data, ready) = match piece {
+                    Piece::Stored(l) => (Vec::new(), Some(Done::Reuse(*l))),
+                    Piece::Hole => (Vec::new(), Some(Done::Sparse)),
+                    Piece::Data(d) => (d.as_ref().clone(), None),
                 };
                 self.push(
                     Job {
                         kind: JobKind::Data(i),
-                        data: Vec::new(),
-                        ready: Some(ready),
+                        data,
+                        ready,
                     },
                     pool,
                 )?;
+            }
+            if let Some(fr) = fb.fragment {
+                self.pin(i, fr, pool)?;
+                if fb.blocks.is_empty() {
+                    self.layouts[i].start = Some(0);
+                }
             }
             return Ok(());
         }
@@ -435,17 +467,7 @@ impl<W: Write + Seek> Writer<'_, W> {
             let mut tail =
                 vec![0u8; usize::try_from(c.size).map_err(|_| unsupported("file size"))?];
             read_exact(&mut *r, &mut tail, &c.digest)?;
-            if (self.frag_buf.len() + tail.len()) as u64 > bs {
-                self.close_fragment();
-            }
-            let idx = u32::try_from(self.frag_entries.len() + self.pending_frags())
-                .map_err(|_| unsupported("too many fragments"))?;
-            // frag_buf.len() < block size.
-            let offset =
-                u32::try_from(self.frag_buf.len()).map_err(|_| unsupported("fragment offset"))?;
-            self.layouts[i].fragment = Some((idx, offset));
-            self.layouts[i].start = Some(0);
-            self.frag_buf.extend_from_slice(&tail);
+            self.add_tail(i, &tail)?;
             left = 0;
         }
         while left > 0 {
@@ -472,23 +494,79 @@ impl<W: Write + Seek> Writer<'_, W> {
         Ok(())
     }
 
-    /// Fragment blocks queued but not yet written.
-    fn pending_frags(&self) -> usize {
-        self.jobs
-            .iter()
-            .filter(|j| matches!(j.kind, JobKind::Frag))
-            .count()
+    /// A new fragment table index.
+    fn fragment_index(&mut self) -> Result<u32> {
+        let i = self.next_frag;
+        self.next_frag = i
+            .checked_add(1)
+            .ok_or_else(|| unsupported("too many fragments"))?;
+        self.frag_entries.push(None);
+        Ok(i)
+    }
+
+    /// Packs the tail of file `i` (shorter than a block) into the open
+    /// fragment buffer.
+    fn add_tail(&mut self, i: usize, tail: &[u8]) -> Result<()> {
+        let bs = self.opts.block_size as usize;
+        if self.frag_buf.len() + tail.len() > bs {
+            self.close_fragment();
+        }
+        let idx = match self.open_frag {
+            Some(idx) => idx,
+            None => {
+                let idx = self.fragment_index()?;
+                self.open_frag = Some(idx);
+                idx
+            }
+        };
+        // frag_buf.len() < block size.
+        let offset =
+            u32::try_from(self.frag_buf.len()).map_err(|_| unsupported("fragment offset"))?;
+        self.layouts[i].fragment = Some((idx, offset));
+        self.layouts[i].start.get_or_insert(0);
+        self.frag_buf.extend_from_slice(tail);
+        Ok(())
+    }
+
+    /// Points file `i`'s tail at a copy of base fragment block `fr`. The
+    /// first file to need a base fragment block copies it, as stored, as
+    /// the next output fragment block; later files share that copy. The
+    /// bytes of other (perhaps deleted) files in it are dead weight but
+    /// harmless: readers (unsquashfs, the kernel) take only the
+    /// (offset, length) an inode names. The order of first use follows
+    /// the writer's file order, so the output stays a pure function of
+    /// the tree and the base.
+    fn pin(&mut self, i: usize, fr: FragRef, pool: &rayon::ThreadPool) -> Result<()> {
+        let idx = match self.pinned.get(&fr.loc.pos) {
+            Some(&idx) => idx,
+            None => {
+                let idx = self.fragment_index()?;
+                self.pinned.insert(fr.loc.pos, idx);
+                self.push(
+                    Job {
+                        kind: JobKind::Frag(idx),
+                        data: Vec::new(),
+                        ready: Some(Done::Reuse(fr.loc)),
+                    },
+                    pool,
+                )?;
+                idx
+            }
+        };
+        // The data blocks' start is set as they are written.
+        self.layouts[i].fragment = Some((idx, fr.offset));
+        Ok(())
     }
 
     fn close_fragment(&mut self) {
-        if self.frag_buf.is_empty() {
+        let Some(idx) = self.open_frag.take() else {
             return;
-        }
+        };
         let data = std::mem::take(&mut self.frag_buf);
         self.job_bytes += data.len();
         // Fragment jobs join the queue; they are flushed with the next batch.
         self.jobs.push(Job {
-            kind: JobKind::Frag,
+            kind: JobKind::Frag(idx),
             data,
             ready: None,
         });
@@ -527,7 +605,7 @@ impl<W: Write + Seek> Writer<'_, W> {
                 }
                 Done::Reuse(loc) => {
                     self.report.blocks_reused += 1;
-                    if matches!(job.kind, JobKind::Frag) {
+                    if matches!(job.kind, JobKind::Frag(_)) {
                         self.report.fragments_reused += 1;
                     }
                     // OK to unwrap: Reuse is produced only when base is Some.
@@ -554,8 +632,12 @@ impl<W: Write + Seek> Writer<'_, W> {
                         l.sparse += (l.size - done_bytes).min(bsz);
                     }
                 }
-                JobKind::Frag => {
-                    self.frag_entries.push((self.pos, word));
+                JobKind::Frag(idx) => {
+                    let e = usize::try_from(idx)
+                        .ok()
+                        .and_then(|k| self.frag_entries.get_mut(k))
+                        .ok_or_else(|| std::io::Error::other("fragment index out of range"))?;
+                    *e = Some((self.pos, word));
                 }
             }
             if let Some(b) = bytes {

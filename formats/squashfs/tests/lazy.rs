@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use std::os::unix::ffi::OsStrExt;
 
-use v6build_fstree::{BlobStore, Digest, LeafKind, MemBlobs, Node, Tree, dump};
-use v6build_squashfs::{BaseBlocks, SquashfsImage};
+use v6build_fstree::{
+    BlobStore, Content, Digest, Leaf, LeafKind, MemBlobs, Meta, Node, Tree, TreePath, dump,
+};
+use v6build_squashfs::{BaseBlocks, Compressor, SquashfsImage, WriteOptions, WriteReport, write};
 use v6build_testkit::{oracle, require_root, run};
 
 /// Size of the large file: eight 128 KiB blocks and a fragment tail.
@@ -331,4 +333,147 @@ fn unsquashfs_agrees_with_open_file() {
         }
     });
     assert!(n > 5000);
+}
+
+fn extract(unsq: &Path, img: &Path, to: &Path) -> Tree {
+    run(Command::new(unsq)
+        .args(["-no-progress", "-d"])
+        .arg(to)
+        .arg(img));
+    let t = common::tree_from_dir(to, &MemBlobs::new());
+    std::fs::remove_dir_all(to).unwrap();
+    t
+}
+
+fn write_file(
+    tree: &Tree,
+    blobs: &MemBlobs,
+    opts: &WriteOptions,
+    base: &BaseBlocks,
+    to: &Path,
+) -> WriteReport {
+    write(
+        tree,
+        blobs,
+        opts,
+        Some(base),
+        None,
+        File::create(to).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Removes a few thousand small files and `bin/su`, adds two new files.
+fn edit(tree: &mut Tree, blobs: &MemBlobs) {
+    for i in (0..5000).step_by(3) {
+        let p = TreePath::parse(format!("/many/entry-{i:05}")).unwrap();
+        tree.remove(&p).unwrap();
+    }
+    tree.remove(&TreePath::parse("/bin/su").unwrap()).unwrap();
+    for (p, data) in [
+        ("/etc/added", b"a new small file\n".to_vec()),
+        ("/many/added-big", common::bytes(99, 300_001)),
+    ] {
+        let digest = blobs.put(&data).unwrap();
+        let leaf = Leaf {
+            meta: Meta::root(0o644, 1_700_000_000),
+            kind: LeafKind::Regular(Content {
+                digest,
+                size: data.len() as u64,
+            }),
+        };
+        let p = TreePath::parse(p).unwrap();
+        tree.insert(&p, Node::Leaf(Arc::new(leaf)), false).unwrap();
+    }
+}
+
+#[test]
+fn lazy_trees_are_written_by_copying_blocks() {
+    let name = "lazy_trees_are_written_by_copying_blocks";
+    let Some(f) = fixture(name) else { return };
+    let Some(unsq) = oracle(name, "unsquashfs") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let img = open(&f.xz);
+    let (tree, base) = img.read_tree_lazy(b"x").unwrap();
+    let empty = MemBlobs::new();
+    let mut opts = WriteOptions::from_base(&img);
+
+    // Unchanged: every data block copied, every fragment block pinned,
+    // nothing compressed or decompressed, whatever the thread count.
+    let mut outs = Vec::new();
+    for threads in [1, 4] {
+        opts.threads = threads;
+        let out = tmp.path().join(format!("same.{threads}.img"));
+        let r = write_file(&tree, &empty, &opts, &base, &out);
+        eprintln!("unchanged, {threads} threads: {r:?}");
+        assert_eq!(r.blocks_compressed, 0, "{r:?}");
+        assert_eq!(r.blocks_cached, 0, "{r:?}");
+        assert_eq!(u64::from(r.fragments), r.fragments_reused, "{r:?}");
+        assert!(r.blocks_reused > r.fragments_reused);
+        outs.push(std::fs::read(&out).unwrap());
+    }
+    assert_eq!(base.blocks_decompressed(), 0);
+    assert!(outs[0] == outs[1], "thread count changed the bytes");
+    let out = tmp.path().join("same.1.img");
+    common::assert_same(
+        &f.tree,
+        &extract(&unsq, &out, &tmp.path().join("x")),
+        "copy",
+    );
+
+    // Edited: removed files leave dead bytes in pinned fragments; new
+    // files are compressed into fresh blocks and fragments.
+    let blobs = MemBlobs::new();
+    let mut edited = tree.clone();
+    edit(&mut edited, &blobs);
+    let mut want = f.tree.clone();
+    edit(&mut want, &MemBlobs::new());
+    let mut outs = Vec::new();
+    for threads in [1, 3] {
+        opts.threads = threads;
+        let out = tmp.path().join(format!("edited.{threads}.img"));
+        let r = write_file(&edited, &blobs, &opts, &base, &out);
+        eprintln!("edited, {threads} threads: {r:?}");
+        // added-big: 3 blocks; added small file: 1 fresh fragment block.
+        assert_eq!(r.blocks_compressed, 4, "{r:?}");
+        assert_eq!(u64::from(r.fragments), r.fragments_reused + 1, "{r:?}");
+        outs.push(std::fs::read(&out).unwrap());
+    }
+    assert_eq!(base.blocks_decompressed(), 0);
+    assert!(outs[0] == outs[1], "thread count changed the bytes");
+    let out = tmp.path().join("edited.1.img");
+    common::assert_same(&want, &extract(&unsq, &out, &tmp.path().join("x")), "edit");
+    // Our reader agrees, and a lazy scan of our output is as lazy.
+    let ours = open(&out);
+    common::assert_same(&want, &ours.read_tree(&MemBlobs::new()).unwrap(), "ours");
+    let (t2, b2) = ours.read_tree_lazy(b"y").unwrap();
+    assert_eq!(files(&t2).len(), files(&want).len());
+    assert_eq!(b2.blocks_decompressed(), 0);
+}
+
+#[test]
+fn other_settings_read_through_the_map() {
+    let name = "other_settings_read_through_the_map";
+    let Some(f) = fixture(name) else { return };
+    let Some(unsq) = oracle(name, "unsquashfs") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, base) = open(&f.xz).read_tree_lazy(b"x").unwrap();
+    for (comp, bs) in [(Compressor::zstd(), 65536), (Compressor::gzip(), 4096)] {
+        let opts = WriteOptions::new(comp, bs, 7);
+        assert!(!base.matches(&opts.compressor, bs));
+        let before = base.blocks_decompressed();
+        let out = tmp.path().join("other.img");
+        let r = write_file(&tree, &MemBlobs::new(), &opts, &base, &out);
+        assert_eq!(r.blocks_reused, 0, "{r:?}");
+        assert!(base.blocks_decompressed() > before);
+        common::assert_same(
+            &f.tree,
+            &extract(&unsq, &out, &tmp.path().join("x")),
+            "other",
+        );
+    }
 }
