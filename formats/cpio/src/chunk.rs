@@ -1,7 +1,7 @@
 //! Content-defined chunks of a newc archive, and the cache of their
 //! compressed forms.
 //!
-//! The xz writer ([`crate::compress_with`]) compresses an archive as
+//! The xz and gzip writers ([`crate::compress_with`]) compress an archive as
 //! independent chunks so that, after a small edit, only the chunks around
 //! it need compressing again; the others come from a [`ChunkCache`]. For
 //! that the chunk boundaries must not move when something earlier in the
@@ -12,7 +12,8 @@
 //!   that does not parse as newc, such as the data after the last entry we
 //!   can follow, is treated as one opaque entry).
 //! - With `T` the target chunk size (the `block_size` of
-//!   [`crate::Compression::Xz`]): a chunk is cut after an entry once it
+//!   [`crate::Compression::Xz`], the `chunk_size` of
+//!   [`crate::Compression::Gzip`]): a chunk is cut after an entry once it
 //!   holds at least `T/2` bytes and the entry is *selected*: FNV-1a of the
 //!   entry's name, read as a fraction of 2^32, is below
 //!   `entry length / (T/2)`. Selection is proportional to the entry's
@@ -46,13 +47,21 @@ pub struct ChunkKey(pub [u8; 32]);
 
 impl ChunkKey {
     /// The key of `chunk` compressed under `params` (a string naming the
-    /// format, every parameter and the library version).
-    pub fn new(params: &str, chunk: &[u8]) -> Self {
+    /// format, every parameter and the library version), with `context`
+    /// the other input bytes the compressed form depends on (gzip's
+    /// preset dictionary; empty for xz).
+    pub fn new(params: &str, context: &[u8], chunk: &[u8]) -> Self {
         let mut h = blake3::Hasher::new();
         h.update(b"v6build-cpio chunk\0");
         h.update(&CHUNK_POLICY_VERSION.to_le_bytes());
         h.update(params.as_bytes());
         h.update(b"\0");
+        h.update(
+            &u64::try_from(context.len())
+                .unwrap_or(u64::MAX)
+                .to_le_bytes(),
+        );
+        h.update(context);
         h.update(chunk);
         ChunkKey(*h.finalize().as_bytes())
     }

@@ -88,13 +88,16 @@ impl fmt::Display for CompressionKind {
 pub enum Compression {
     /// No compression: a plain newc archive.
     None,
-    /// One gzip member made pigz-style: the input is cut into `chunk_size`
-    /// pieces, each deflated independently (primed with the previous 32 KiB
-    /// as dictionary, ended by a sync flush), and the pieces are joined.
+    /// One gzip member made pigz-style: the input is cut into
+    /// content-defined chunks of `chunk_size` bytes on average (ending on
+    /// newc entry boundaries, see the `chunk` module), each deflated
+    /// independently (primed with the previous 32 KiB as dictionary, ended
+    /// by a sync flush), and the pieces are joined. Chunks can come from a
+    /// [`ChunkCache`].
     Gzip {
         /// zlib level, 0 to 9.
         level: u32,
-        /// Bytes of input per independently compressed chunk (at least 32 KiB).
+        /// Target bytes of input per independently compressed chunk (at least 32 KiB).
         chunk_size: u32,
     },
     /// One xz stream with CRC32 checks (the kernel's XZ decoder does not
@@ -332,7 +335,7 @@ pub fn compress(params: &Compression, data: &[u8], threads: NonZeroUsize) -> io:
 }
 
 /// Compresses `data`, taking compressed chunks from `cache` where it has
-/// them and storing the ones it computes (xz only for now; other formats
+/// them and storing the ones it computes (xz and gzip; zstd and lz4
 /// ignore the cache). The output is a pure function of `data` and
 /// `params`: neither `threads` nor the state of the cache changes a byte.
 pub fn compress_with(
@@ -344,7 +347,7 @@ pub fn compress_with(
     match params {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip { level, chunk_size } => {
-            gzip_parallel(data, *level, *chunk_size, threads)
+            gzip_parallel(data, *level, *chunk_size, threads, cache)
         }
         Compression::Xz {
             preset,
@@ -406,36 +409,69 @@ fn pool(threads: NonZeroUsize) -> io::Result<rayon::ThreadPool> {
 /// Deflate's window: each chunk is primed with this much preceding input.
 const DEFLATE_WINDOW: usize = 32 * 1024;
 
-/// pigz-style gzip: fixed-size chunks deflated independently and joined
-/// into one member. Non-final chunks end with a sync flush (an empty stored
-/// block), so each ends on a byte boundary and they concatenate into one
-/// valid deflate stream. Chunk boundaries depend only on `chunk_size`.
+/// pigz-style gzip: content-defined chunks (the policy of the `chunk`
+/// module, target `chunk_size`) deflated independently, each primed with
+/// the 32 KiB of input before it as dictionary, and joined into one
+/// member. Non-final chunks end with a sync flush (an empty stored block),
+/// so each ends on a byte boundary and they concatenate into one valid
+/// deflate stream. A chunk's deflate bytes depend on its own bytes, the
+/// dictionary, the level and whether it is the last, all of which are in
+/// its cache key; an edit therefore misses the cache for the chunk that
+/// holds it and the next one (whose dictionary it changed).
 fn gzip_parallel(
     data: &[u8],
     level: u32,
     chunk_size: u32,
     threads: NonZeroUsize,
+    cache: Option<&dyn ChunkCache>,
 ) -> io::Result<Vec<u8>> {
     if level > 9 {
         return Err(io_err(format!("gzip level {level} is not in 0..=9")));
     }
-    let chunk = usize::try_from(chunk_size)
+    let target = usize::try_from(chunk_size)
         .map_err(io_err)?
         .max(DEFLATE_WINDOW);
-    let n_chunks = data.len().div_ceil(chunk).max(1);
+    let ranges = crate::chunk::chunks(data, target);
+    let n_chunks = ranges.len();
     let pool = pool(threads)?;
     let parts: Vec<io::Result<Vec<u8>>> = pool.install(|| {
         use rayon::prelude::*;
-        (0..n_chunks)
-            .into_par_iter()
-            .map(|i| {
-                let start = i * chunk;
-                let end = (start + chunk).min(data.len());
-                let dict = &data[start.saturating_sub(DEFLATE_WINDOW)..start];
-                deflate_chunk(&data[start..end], dict, level, i + 1 == n_chunks)
+        ranges
+            .par_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let dict = &data[r.start.saturating_sub(DEFLATE_WINDOW)..r.start];
+                let chunk = &data[r.clone()];
+                let last = i + 1 == n_chunks;
+                let Some(cache) = cache else {
+                    return deflate_chunk(chunk, dict, level, last);
+                };
+                let key = crate::chunk::ChunkKey::new(
+                    &format!("gzip-deflate level={level} last={last} lib={GZIP_LIB}"),
+                    dict,
+                    chunk,
+                );
+                if let Some(hit) = cache.get(&key).filter(|c| !c.is_empty()) {
+                    return Ok(hit);
+                }
+                let c = deflate_chunk(chunk, dict, level, last)?;
+                cache.put(&key, &c);
+                Ok(c)
             })
             .collect()
     });
+    if parts.is_empty() {
+        // No input: one empty final block, as gzip writes for an empty file.
+        return gzip_member(data, level, vec![Ok(deflate_chunk(&[], &[], level, true)?)]);
+    }
+    gzip_member(data, level, parts)
+}
+
+/// The deflate library behind flate2, for chunk cache keys.
+const GZIP_LIB: &str = "flate2 1.1.11 zlib-rs 0.6.8";
+
+/// Wraps joined deflate parts of `data` in a gzip header and trailer.
+fn gzip_member(data: &[u8], level: u32, parts: Vec<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len() / 3 + 64);
     // Header: no name, no mtime (0), XFL as gzip sets it, OS = Unix.
     let xfl = match level {

@@ -167,7 +167,7 @@ pub(crate) fn compress_xz(
                 let Some(cache) = cache else {
                     return params.lzma2(chunk);
                 };
-                let key = ChunkKey::new(&key_params, chunk);
+                let key = ChunkKey::new(&key_params, &[], chunk);
                 if let Some(hit) = cache.get(&key).filter(|c| plausible(c)) {
                     return Ok(hit);
                 }

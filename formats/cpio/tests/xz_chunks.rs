@@ -282,3 +282,56 @@ fn truncated_chunked_xz_errors_cleanly() {
         );
     }
 }
+
+fn gzip(chunk: u32) -> Compression {
+    Compression::Gzip {
+        level: 6,
+        chunk_size: chunk,
+    }
+}
+
+#[test]
+fn chunked_gzip_is_valid_and_reuses_chunks() {
+    const T: &str = "chunked_gzip_is_valid_and_reuses_chunks";
+    let blobs = MemBlobs::new();
+    let base = big_tree(&blobs, 5000);
+    let archive = newc_bytes(&base, &blobs).unwrap();
+    let params = gzip(32 << 10);
+    let one = compress_with(&params, &archive, threads(1), None).unwrap();
+    let four = compress_with(&params, &archive, threads(4), None).unwrap();
+    assert!(one == four, "1 and 4 threads differ");
+    let cache = Counting::default();
+    let cold = compress_with(&params, &archive, threads(2), Some(&cache)).unwrap();
+    let (_, total) = cache.reset();
+    let warm = compress_with(&params, &archive, threads(2), Some(&cache)).unwrap();
+    assert_eq!(cache.reset(), (total, 0));
+    assert!(cold == one && warm == one, "cache state changed the bytes");
+    assert!(total >= 50, "{total} chunks");
+    let mut new = base.clone();
+    new.insert(
+        &p("/usr/share/d20/file02500-new"),
+        Node::Leaf(file(&blobs, b"a new file in the middle", 0o644)),
+        false,
+    )
+    .unwrap();
+    let edited = newc_bytes(&new, &blobs).unwrap();
+    let out = compress_with(&params, &edited, threads(2), Some(&cache)).unwrap();
+    let (hits, misses) = cache.reset();
+    eprintln!("gzip insert: {misses} of {} chunks missed", hits + misses);
+    // The chunk that holds the new file, and the next (its dictionary).
+    assert!(
+        (1..=4).contains(&misses),
+        "{misses} of {} missed",
+        hits + misses
+    );
+    let img = Initramfs::parse(&out, &blobs, &Limits::default()).unwrap();
+    assert_eq!(img.merged().digest(), new.digest());
+    if let Some(gz) = v6build_testkit::oracle(T, "gzip") {
+        let gz = gz.to_str().unwrap().to_string();
+        assert!(pipe(&[&gz, "-dc"], &out) == edited, "gzip -dc differs");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("initrd.gz");
+        std::fs::write(&f, &out).unwrap();
+        v6build_testkit::run(std::process::Command::new(&gz).arg("-t").arg(&f));
+    }
+}
