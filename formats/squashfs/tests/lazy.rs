@@ -477,3 +477,222 @@ fn other_settings_read_through_the_map() {
         );
     }
 }
+
+/// Patch writes as a list.
+type Writes = Vec<(u64, Vec<u8>)>;
+
+/// Applies `writes` to `base` resized to `size`, the slow obvious way.
+fn patched(base: &[u8], size: usize, writes: &BTreeMap<u64, Vec<u8>>) -> Vec<u8> {
+    let mut v = base.to_vec();
+    v.resize(size, 0);
+    for (&off, d) in writes {
+        v[off as usize..off as usize + d.len()].copy_from_slice(d);
+    }
+    v
+}
+
+/// `tree` with the file at `path` renamed to `digest`/`size`.
+fn with_content(tree: &Tree, path: &str, digest: Digest, size: u64) -> Tree {
+    let mut t = tree.clone();
+    let p = TreePath::parse(path).unwrap();
+    let Some(Node::Leaf(old)) = t.get(&p) else {
+        panic!("{path}")
+    };
+    let leaf = Leaf {
+        meta: old.meta.clone(),
+        kind: LeafKind::Regular(Content { digest, size }),
+    };
+    t.insert(&p, Node::Leaf(Arc::new(leaf)), true).unwrap();
+    t
+}
+
+#[test]
+fn patched_files_copy_every_untouched_block() {
+    let name = "patched_files_copy_every_untouched_block";
+    let Some(f) = fixture(name) else { return };
+    let Some(unsq) = oracle(name, "unsquashfs") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let img = open(&f.xz);
+    let opts = WriteOptions::from_base(&img);
+    let (tree, mut base) = img.read_tree_lazy(b"x").unwrap();
+    let big = files(&tree)["/big.bin"].0;
+    let real = f.blobs.get(&files(&f.tree)["/big.bin"].0).unwrap();
+    let bs = 131072u64;
+
+    // (new size, writes, blocks the patch must change, fresh fragment
+    // blocks); the writer compresses the changed full blocks and the
+    // fresh fragments, nothing else.
+    let cases: Vec<(usize, Writes, u64, u64)> = vec![
+        // Two blocks touched; the tail stays in its (pinned) fragment.
+        (
+            BIG,
+            vec![(bs + 17, b"patched".to_vec()), (5 * bs - 3, vec![0xa5; 9])],
+            3,
+            0,
+        ),
+        // Grown: the old tail becomes a full block; an untouched new block
+        // is a hole; a write lands in another new block; the new last
+        // block (100 bytes) is a hole too.
+        (
+            (3 << 19) + 100,
+            vec![(2 * bs, vec![1; 5000]), (11 * bs + 9, b"far".to_vec())],
+            3,
+            0,
+        ),
+        // Cut inside block 3: only that block changes.
+        (3 * bs as usize + 999, vec![], 1, 0),
+        // Cut to a small file: it goes into a fresh fragment.
+        (5000, vec![(4990, b"0123456789".to_vec())], 1, 1),
+    ];
+    for (k, (size, writes, changed, new_frags)) in cases.into_iter().enumerate() {
+        let writes: BTreeMap<u64, Vec<u8>> = writes.into_iter().collect();
+        let want = patched(&real, size, &writes);
+        let new = Digest::of(format!("patch {k}").as_bytes());
+        let before = base.blocks_decompressed();
+        let st = base.patch_file(new, &big, size as u64, &writes).unwrap();
+        eprintln!(
+            "case {k}: {st:?}, {} blocks decompressed",
+            base.blocks_decompressed() - before
+        );
+        assert_eq!(st.blocks_total, (size as u64).div_ceil(bs), "case {k}");
+        assert_eq!(st.blocks_changed, changed, "case {k}: {st:?}");
+        // Only the touched stored blocks were decompressed.
+        assert!(base.blocks_decompressed() - before <= changed, "case {k}");
+        assert!(read_all(&base, &new) == want, "case {k}: open_file");
+        let at = base.file_at(&new).unwrap();
+        let mut buf = vec![0u8; 70_000.min(size)];
+        let off = size - buf.len();
+        at.read_at(off as u64, &mut buf).unwrap();
+        assert!(buf == want[off..], "case {k}: file_at");
+
+        let edited = with_content(&tree, "/big.bin", new, size as u64);
+        let before = base.blocks_decompressed();
+        let out = tmp.path().join(format!("patched.{k}.img"));
+        let r = write_file(&edited, &MemBlobs::new(), &opts, &base, &out);
+        eprintln!("case {k}: {r:?}");
+        assert_eq!(
+            base.blocks_decompressed(),
+            before,
+            "the writer decompressed"
+        );
+        let in_fragment = u64::from(size < bs as usize);
+        assert_eq!(
+            r.blocks_compressed,
+            changed - in_fragment + new_frags,
+            "case {k}: {r:?}"
+        );
+        assert_eq!(
+            u64::from(r.fragments),
+            r.fragments_reused + new_frags,
+            "case {k}: {r:?}"
+        );
+        let x = tmp.path().join("x");
+        run(Command::new(&unsq)
+            .args(["-no-progress", "-d"])
+            .arg(&x)
+            .arg(&out));
+        assert!(
+            std::fs::read(x.join("big.bin")).unwrap() == want,
+            "case {k}: unsquashfs"
+        );
+        assert!(
+            std::fs::read(x.join("etc/sub/deeper/file")).unwrap()
+                == f.blobs
+                    .get(&files(&f.tree)["/etc/sub/deeper/file"].0)
+                    .unwrap()
+        );
+        std::fs::remove_dir_all(&x).unwrap();
+    }
+
+    // Patched files are not saved; the saved map is the lazy scan's.
+    let (_, fresh) = open(&f.xz).read_tree_lazy(b"x").unwrap();
+    assert_eq!(base.save(), fresh.save());
+}
+
+#[test]
+fn patches_scale_with_the_edit_and_refuse_bad_writes() {
+    let name = "patches_scale_with_the_edit_and_refuse_bad_writes";
+    let Some(f) = fixture(name) else { return };
+    let (tree, mut base) = open(&f.xz).read_tree_lazy(b"x").unwrap();
+    let big = files(&tree)["/big.bin"].0;
+    let real = f.blobs.get(&files(&f.tree)["/big.bin"].0).unwrap();
+
+    // 2 GiB: the layout holds 16,384 block entries, two of them in memory.
+    let size = 2u64 << 30;
+    let far = size - 1_000_000;
+    let writes = BTreeMap::from([(far, b"end of the disk".to_vec())]);
+    let a = Digest::of(b"a");
+    let st = base.patch_file(a, &big, size, &writes).unwrap();
+    assert_eq!(st.blocks_total, 16384);
+    assert_eq!(st.blocks_changed, 2, "{st:?}");
+    let at = base.file_at(&a).unwrap();
+    assert_eq!(at.len(), size);
+    let mut buf = vec![0xffu8; 300_000];
+    at.read_at(far - 100, &mut buf).unwrap();
+    assert!(buf[..100].iter().all(|&b| b == 0));
+    assert_eq!(&buf[100..115], b"end of the disk");
+    assert!(buf[115..].iter().all(|&b| b == 0));
+    at.read_at(1000, &mut buf).unwrap();
+    assert!(buf == real[1000..301_000]);
+
+    // Written, the 2 GiB file is its stored blocks, two compressed
+    // blocks and holes; it reads back through our own lazy reader.
+    let img = open(&f.xz);
+    let edited = with_content(&tree, "/big.bin", a, size);
+    let mut out = std::io::Cursor::new(Vec::new());
+    let r = write(
+        &edited,
+        &MemBlobs::new(),
+        &WriteOptions::from_base(&img),
+        Some(&base),
+        None,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(r.blocks_compressed, 2, "{r:?}");
+    assert!(out.get_ref().len() < 1 << 20);
+    let (t2, b2) = SquashfsImage::open(out)
+        .unwrap()
+        .read_tree_lazy(b"out")
+        .unwrap();
+    let at2 = b2.file_at(&files(&t2)["/big.bin"].0).unwrap();
+    assert_eq!(at2.len(), size);
+    let mut again = vec![0u8; 300_000];
+    at2.read_at(far - 100, &mut again).unwrap();
+    at.read_at(far - 100, &mut buf).unwrap();
+    assert!(again == buf);
+
+    // A patch of a patch.
+    let b = Digest::of(b"b");
+    let w2 = BTreeMap::from([(far + 4, b"END".to_vec()), (0, b"head".to_vec())]);
+    let st = base.patch_file(b, &a, size, &w2).unwrap();
+    assert_eq!(st.blocks_changed, 2, "{st:?}");
+    let mut got = [0u8; 15];
+    base.file_at(&b).unwrap().read_at(far, &mut got).unwrap();
+    assert_eq!(&got, b"end ENDthe disk");
+    let mut head = [0u8; 6];
+    base.file_at(&b).unwrap().read_at(0, &mut head).unwrap();
+    assert_eq!(&head[..4], b"head");
+    assert_eq!(head[4..], real[4..6]);
+
+    // Refused: unknown base file, overlapping writes, writes past the end,
+    // absurd sizes.
+    let c = Digest::of(b"c");
+    let e = base
+        .patch_file(c, &Digest::of(b"nope"), 10, &BTreeMap::new())
+        .unwrap_err();
+    assert!(e.to_string().contains("no such file"), "{e}");
+    let overlap = BTreeMap::from([(10, vec![1; 10]), (15, vec![2; 2])]);
+    let e = base.patch_file(c, &big, 100, &overlap).unwrap_err();
+    assert!(e.to_string().contains("overlap"), "{e}");
+    let past = BTreeMap::from([(95, vec![1; 10])]);
+    let e = base.patch_file(c, &big, 100, &past).unwrap_err();
+    assert!(e.to_string().contains("past the new size"), "{e}");
+    let e = base
+        .patch_file(c, &big, u64::MAX, &BTreeMap::new())
+        .unwrap_err();
+    assert!(e.to_string().contains("blocks"), "{e}");
+    assert!(!base.contains_file(&c));
+}
