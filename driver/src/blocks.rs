@@ -1,5 +1,5 @@
-//! Glue between the codecs and the store: a squashfs compressed-block
-//! cache backed by the store, and a blob view that serves one in-memory
+//! Glue between the codecs and the store: the squashfs compressed-block
+//! cache and the initrd compressed-chunk cache backed by the store, and a blob view that serves one in-memory
 //! image (the edited `rootfs.img`) without first writing it to the store.
 
 use std::io::{self, Read};
@@ -45,6 +45,39 @@ impl BlockCache for StoreBlockCache<'_> {
                 kind: OutputKind::Blob,
                 digest,
                 size,
+            },
+        );
+        let _ = self.store.put_action(&Digest::from_bytes(key.0), &rec);
+    }
+}
+
+/// Compressed initrd chunks in the store, like [`StoreBlockCache`]: the
+/// chunk key maps through the action cache to a blob of compressed bytes.
+#[derive(Debug)]
+pub struct StoreChunkCache<'a> {
+    /// The store.
+    pub store: &'a Store,
+}
+
+impl v6build_cpio::ChunkCache for StoreChunkCache<'_> {
+    fn get(&self, key: &v6build_cpio::ChunkKey) -> Option<Vec<u8>> {
+        let rec = self.store.get_action(&Digest::from_bytes(key.0)).ok()??;
+        let o = rec.outputs.get("chunk")?;
+        let bytes = self.store.get_blob(&o.digest).ok()?;
+        (bytes.len() as u64 == o.size).then_some(bytes)
+    }
+
+    fn put(&self, key: &v6build_cpio::ChunkKey, compressed: &[u8]) {
+        // A failed put only loses a cache entry.
+        let Ok(digest) = self.store.put_blob(compressed) else {
+            return;
+        };
+        let rec = ActionRecord::single(
+            "chunk",
+            Output {
+                kind: OutputKind::Blob,
+                digest,
+                size: compressed.len() as u64,
             },
         );
         let _ = self.store.put_action(&Digest::from_bytes(key.0), &rec);

@@ -52,7 +52,8 @@ pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
         };
     }
     match store.and_then(|s| s.get_action(&node.key).ok().flatten().map(|r| (s, r))) {
-        Some((s, rec)) if pipeline::from_record(s, &rec).is_some() => NodeState::Cached,
+        // A prediction: references into a base are taken as resolvable.
+        Some((s, rec)) if pipeline::from_record(s, &|_| true, &rec).is_some() => NodeState::Cached,
         _ => NodeState::ToBuild,
     }
 }
@@ -80,6 +81,8 @@ pub struct BuildSummary {
     pub node_seconds: BTreeMap<String, f64>,
     /// Node states, by name.
     pub node_states: BTreeMap<String, &'static str>,
+    /// What nodes that ran report (blocks reused, compressed, ...), by name.
+    pub node_stats: BTreeMap<String, serde_json::Value>,
     /// Wall time of the whole build.
     pub seconds: f64,
     /// The manifest written.
@@ -97,6 +100,7 @@ impl BuildSummary {
             "seconds": self.seconds,
             "node_seconds": self.node_seconds,
             "node_states": self.node_states,
+            "node_stats": self.node_stats,
             "outputs": self.manifest.outputs,
         })
     }
@@ -203,11 +207,29 @@ fn build_once(
         .map_err(|e| Outcome::Failure(format!("cannot start {threads} threads: {e}")))?;
     let progress = Progress::new(Mode::detect(cfg.json, cfg.verbosity));
     let states: Mutex<BTreeMap<String, (&'static str, f64)>> = Mutex::new(BTreeMap::new());
+    let blobs = crate::refs::Blobs::new(store);
+    let claim = |d: &Digest| blobs.is_reference(d);
+    // A scanned base (cached or just run) is registered before any node
+    // that reads its references runs.
+    let register = |node: &Node<Work>, inputs: &[&Out], out: &Out| {
+        if let (Work::Scan { .. }, Out::Scan { outer, blocks }) = (&node.work, out)
+            && let Some(media) = pipeline::media_input(inputs)
+        {
+            let nested = store
+                .get_tree(outer)
+                .ok()
+                .and_then(|t| pipeline::nested_candidate(&t))
+                .map(|c| c.digest);
+            blobs.register_scan(media, *blocks, nested);
+        }
+    };
     let ctx = Ctx {
         recipe: r,
         store,
+        blobs: &blobs,
         epoch,
         threads,
+        stats: Mutex::new(BTreeMap::new()),
     };
     let outputs = pool
         .install(|| {
@@ -222,8 +244,9 @@ fn build_once(
                 }
                 if !matches!(node.work, Work::Media { .. })
                     && let Ok(Some(rec)) = store.get_action(&node.key)
-                    && let Some(out) = pipeline::from_record(store, &rec)
+                    && let Some(out) = pipeline::from_record(store, &claim, &rec)
                 {
+                    register(node, inputs, &out);
                     if let Ok(mut s) = states.lock() {
                         s.insert(node.name.clone(), ("cached", 0.0));
                     }
@@ -236,6 +259,7 @@ fn build_once(
                 let result = ctx.run(&node.name, &node.work, inputs);
                 let took = task.finish(if result.is_ok() { "done" } else { "FAILED" });
                 let out = result?;
+                register(node, inputs, &out);
                 if let Some(rec) = pipeline::record(&out) {
                     store
                         .put_action(&node.key, &rec)
@@ -433,6 +457,7 @@ fn build_once(
         bytes_written,
         node_seconds: states.iter().map(|(k, (_, s))| (k.clone(), *s)).collect(),
         node_states: states.iter().map(|(k, (w, _))| (k.clone(), *w)).collect(),
+        node_stats: ctx.stats.lock().map(|s| s.clone()).unwrap_or_default(),
         seconds: started.elapsed().as_secs_f64(),
         manifest,
     })

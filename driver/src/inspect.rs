@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use v6build_fstree::{BlobStore, LeafKind, MemBlobs, Node, Tree, TreePath, dump};
+use v6build_fstree::{BlobStore, Digest, LeafKind, MemBlobs, Node, Tree, TreePath, dump};
 
 use crate::{Config, Outcome};
 
@@ -72,6 +72,143 @@ pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree,
     }
 }
 
+/// An image opened for `ls`/`cat`: its tree, with file contents read only
+/// when asked for. A squashfs (and the ext4 image nested in it) is read
+/// through its metadata and block index, never inflated whole.
+enum Opened {
+    /// A squashfs: files named by reference into its block map.
+    Squash(v6build_squashfs::BaseBlocks),
+    /// An ext4 image, plain or nested: files named by inode reference.
+    Ext4(
+        v6build_ext4::Ext4<std::sync::Arc<dyn v6build_ext4::ReadAt + Send + Sync>>,
+        Digest,
+    ),
+    /// An initramfs, decompressed into memory.
+    Mem(MemBlobs),
+}
+
+impl Opened {
+    fn content(&self, d: &Digest) -> Result<Vec<u8>, String> {
+        match self {
+            Opened::Squash(b) => {
+                let at = b.file_at(d).ok_or("no such file in the image")?;
+                let n = usize::try_from(at.len()).map_err(|e| e.to_string())?;
+                let mut v = vec![0u8; n];
+                at.read_at(0, &mut v).map_err(|e| e.to_string())?;
+                Ok(v)
+            }
+            Opened::Ext4(fs, seed) => {
+                if *d == Digest::of(b"") {
+                    return Ok(Vec::new());
+                }
+                let ino = crate::refs::ext4_ino(seed, d).ok_or("no such file in the image")?;
+                let inode = fs.inode(ino).map_err(|e| e.to_string())?;
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut fs.open_file(&inode).map_err(|e| e.to_string())?,
+                    &mut v,
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(v)
+            }
+            Opened::Mem(m) => m.get(d).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+fn ext4_tree(
+    at: std::sync::Arc<dyn v6build_ext4::ReadAt + Send + Sync>,
+) -> Result<(Tree, Opened), String> {
+    let fs = v6build_ext4::Ext4::open(at).map_err(|e| e.to_string())?;
+    let seed = Digest::of(b"v6build inspect");
+    let (tree, _) = fs
+        .read_tree_with_contents(&mut |ino| {
+            Ok(if ino.size() == 0 {
+                v6build_fstree::Content {
+                    digest: Digest::of(b""),
+                    size: 0,
+                }
+            } else {
+                v6build_fstree::Content {
+                    digest: crate::refs::ext4_ref(&seed, ino.ino),
+                    size: ino.size(),
+                }
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    Ok((tree, Opened::Ext4(fs, seed)))
+}
+
+/// Opens an image lazily (see [`Opened`]).
+fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), String> {
+    let at = |e: std::io::Error| format!("reading {}: {e}", path.display());
+    let mut f = std::fs::File::open(path).map_err(at)?;
+    let mut head = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 2048), &mut head).map_err(at)?;
+    let ctx = |e: String| format!("{}: {e}", path.display());
+    match sniff(&head) {
+        Format::Squashfs => {
+            let img = v6build_squashfs::SquashfsImage::open(std::fs::File::open(path).map_err(at)?)
+                .map_err(|e| ctx(e.to_string()))?;
+            let (tree, blocks) = img.read_tree_lazy(b"").map_err(|e| ctx(e.to_string()))?;
+            if !outer
+                && let Some(c) = crate::pipeline::nested_candidate(&tree)
+                && let Some(fa) = blocks.file_at(&c.digest)
+            {
+                let mut h = vec![0u8; 2048.min(usize::try_from(fa.len()).unwrap_or(0))];
+                fa.read_at(0, &mut h).map_err(|e| ctx(e.to_string()))?;
+                if sniff(&h) == Format::Ext4 {
+                    return ext4_tree(std::sync::Arc::new(crate::refs::SquashAt(fa)))
+                        .map_err(|e| ctx(format!("LiveOS/rootfs.img: {e}")));
+                }
+            }
+            Ok((tree, Opened::Squash(blocks)))
+        }
+        Format::Ext4 => {
+            ext4_tree(std::sync::Arc::new(std::fs::File::open(path).map_err(at)?)).map_err(ctx)
+        }
+        Format::Initramfs => {
+            let blobs = MemBlobs::new();
+            let tree = read_image(path, &blobs, outer)?;
+            Ok((tree, Opened::Mem(blobs)))
+        }
+    }
+}
+
+/// The listed part of a lazily opened tree with every file named by the
+/// BLAKE3 of its bytes, as `ls` shows it: only what is listed is read.
+fn with_real_digests(
+    dir: &v6build_fstree::Directory,
+    opened: &Opened,
+    seen: &mut std::collections::HashMap<
+        *const v6build_fstree::Leaf,
+        std::sync::Arc<v6build_fstree::Leaf>,
+    >,
+) -> Result<v6build_fstree::Directory, String> {
+    let mut out = v6build_fstree::Directory::new(dir.meta.clone());
+    for (name, node) in dir.entries() {
+        let n = match node {
+            Node::Dir(d) => Node::Dir(with_real_digests(d, opened, seen)?),
+            Node::Leaf(l) => {
+                let key = std::sync::Arc::as_ptr(l);
+                if let Some(done) = seen.get(&key) {
+                    Node::Leaf(std::sync::Arc::clone(done))
+                } else {
+                    let mut leaf: v6build_fstree::Leaf = (**l).clone();
+                    if let LeafKind::Regular(c) = &mut leaf.kind {
+                        c.digest = Digest::of(&opened.content(&c.digest)?);
+                    }
+                    let leaf = std::sync::Arc::new(leaf);
+                    seen.insert(key, std::sync::Arc::clone(&leaf));
+                    Node::Leaf(leaf)
+                }
+            }
+        };
+        out.put(name.clone(), n);
+    }
+    Ok(out)
+}
+
 fn subtree(tree: &Tree, path: &str) -> Result<Tree, Outcome> {
     let tp =
         TreePath::parse(path).map_err(|e| Outcome::Usage(format!("bad path {path:?}: {e}")))?;
@@ -98,14 +235,17 @@ fn subtree(tree: &Tree, path: &str) -> Result<Tree, Outcome> {
 
 /// `v6build ls IMAGE [PATH]`.
 pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    let blobs = MemBlobs::new();
-    let tree = match read_image(image, &blobs, outer) {
+    let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
         Err(e) => return Outcome::Failure(e),
     };
     let sub = match subtree(&tree, path) {
         Ok(t) => t,
         Err(o) => return o,
+    };
+    let sub = match with_real_digests(&sub, &opened, &mut Default::default()) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Failure(format!("{}: {e}", image.display())),
     };
     let text = dump(&sub);
     if cfg.json {
@@ -122,8 +262,7 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
 
 /// `v6build cat IMAGE PATH`.
 pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    let blobs = MemBlobs::new();
-    let tree = match read_image(image, &blobs, outer) {
+    let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
         Err(e) => return Outcome::Failure(e),
     };
@@ -133,7 +272,7 @@ pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
     };
     match tree.get(&tp) {
         Some(Node::Leaf(l)) => match &l.kind {
-            LeafKind::Regular(c) => match blobs.get(&c.digest) {
+            LeafKind::Regular(c) => match opened.content(&c.digest) {
                 Ok(b) => {
                     let mut out = std::io::stdout().lock();
                     if let Err(e) = out.write_all(&b).and_then(|_| out.flush()) {
@@ -141,7 +280,7 @@ pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
                     }
                     Outcome::Success
                 }
-                Err(e) => Outcome::Failure(e.to_string()),
+                Err(e) => Outcome::Failure(format!("{path}: {e}")),
             },
             LeafKind::Symlink(t) => Outcome::Failure(format!(
                 "{path} is a symlink to {}; cat its target",

@@ -27,6 +27,7 @@ pub mod keys;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod refs;
 pub mod release;
 pub mod treeinfo;
 pub mod updates;

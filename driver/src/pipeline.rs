@@ -63,10 +63,13 @@ pub enum Work {
         /// Where to fetch it from when the local file is absent.
         url: Option<String>,
     },
-    /// Read a base stage2 squashfs once: its tree and the map of its
-    /// compressed blocks, both cached, so later nodes never decompress the
-    /// whole image again.
-    Scan,
+    /// Read a base stage2 squashfs's metadata once: its tree, with every
+    /// file named by a reference digest (see `refs`), and the map of its
+    /// compressed blocks, both cached. No data block is decompressed.
+    Scan {
+        /// The media's pinned sha256 (hex), which seeds the references.
+        source: Option<String>,
+    },
     /// Unpack a base image into the tree layers edit.
     Unpack(Image),
     /// Apply one layer (index into `recipe.layers`).
@@ -84,6 +87,14 @@ pub enum Out {
     Tree(Digest),
     /// A blob in the store.
     Blob(Digest, u64),
+    /// An unpacked initrd: its merged tree and its saved parse (a blob,
+    /// `Initramfs::save()`), so pack need not decompress the base again.
+    Parsed {
+        /// The merged tree.
+        tree: Digest,
+        /// The saved parse.
+        parse: Digest,
+    },
     /// A scanned squashfs: its tree and its saved block map (a blob).
     Scan {
         /// The squashfs tree.
@@ -134,6 +145,12 @@ pub fn format_versions() -> BTreeMap<String, String> {
         m.insert(format!("squashfs:{k}"), v);
     }
     m.insert("ext4".into(), v6build_ext4::FORMAT_VERSION.to_string());
+    m.insert(
+        "cpio-saved-parse".into(),
+        v6build_cpio::SAVED_FORMAT_VERSION.to_string(),
+    );
+    // How base files are named (`refs`): a change renames every tree.
+    m.insert("refs".into(), "1".into());
     m
 }
 
@@ -182,7 +199,7 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
             let sha = file.sha256.map(|s| s.to_hex());
             let mkey = key(
                 "media",
-                json!({ "sha256": sha, "path": file.written }),
+                json!({ "sha256": sha.clone(), "path": file.written }),
                 BTreeMap::new(),
             );
             let m = g.add(
@@ -193,7 +210,7 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                     media: from.to_string(),
                     role,
                     path: file.path.clone(),
-                    sha256: sha,
+                    sha256: sha.clone(),
                     url: file.url.clone(),
                 },
             );
@@ -206,24 +223,35 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                     vec![m],
                     key(
                         "scan-stage2",
-                        Value::Null,
+                        json!({ "contents": "references" }),
                         [("media".to_string(), mk)].into(),
                     ),
-                    Work::Scan,
+                    Work::Scan {
+                        source: sha.clone(),
+                    },
                 );
                 deps_for_pack.push(source);
             }
             let sk = g.node(source).key;
-            Some(g.add(
+            let unpack = g.add(
                 format!("{}/unpack", src_image.name()),
                 vec![source],
                 key(
                     &format!("unpack-{}", src_image.name()),
-                    Value::Null,
+                    if src_image == Image::Initrd {
+                        json!({ "saves": "parse" })
+                    } else {
+                        Value::Null
+                    },
                     [("media".to_string(), sk)].into(),
                 ),
                 Work::Unpack(src_image),
-            ))
+            );
+            // An initrd pack repacks from the unpack's saved parse.
+            if src_image == Image::Initrd && image == Image::Initrd && !layers.is_empty() {
+                deps_for_pack.push(unpack);
+            }
+            Some(unpack)
         } else {
             None
         };
@@ -333,10 +361,16 @@ pub struct Ctx<'a> {
     pub recipe: &'a Recipe,
     /// The store.
     pub store: &'a Store,
+    /// What nodes read contents through: the store plus the registered
+    /// stage2 bases (reference contents).
+    pub blobs: &'a crate::refs::Blobs<'a>,
     /// Epoch for new entries.
     pub epoch: i64,
     /// Compression threads.
     pub threads: usize,
+    /// What the nodes that ran report about their work, by node name (the
+    /// `node_stats` of `build --json`).
+    pub stats: std::sync::Mutex<BTreeMap<String, Value>>,
 }
 
 fn media_path(inputs: &[&Out]) -> Option<PathBuf> {
@@ -353,9 +387,16 @@ fn scan_input(inputs: &[&Out]) -> Option<(Digest, Digest)> {
     })
 }
 
+fn parsed_input(inputs: &[&Out]) -> Option<Digest> {
+    inputs.iter().find_map(|o| match o {
+        Out::Parsed { parse, .. } => Some(*parse),
+        _ => None,
+    })
+}
+
 fn tree_input(inputs: &[&Out]) -> Option<Digest> {
     inputs.iter().rev().find_map(|o| match o {
-        Out::Tree(d) => Some(*d),
+        Out::Tree(d) | Out::Parsed { tree: d, .. } => Some(*d),
         _ => None,
     })
 }
@@ -363,8 +404,22 @@ fn tree_input(inputs: &[&Out]) -> Option<Digest> {
 /// Where a stage2 squashfs keeps its nested filesystem image, if it has one.
 pub(crate) const NESTED_IMAGES: [&str; 2] = ["/LiveOS/rootfs.img", "/LiveOS/ext3fs.img"];
 
+/// Where the nested image would be, without looking inside it.
+pub(crate) fn nested_candidate(outer: &Tree) -> Option<Content> {
+    NESTED_IMAGES.iter().find_map(|p| {
+        let path = TreePath::parse(p).ok()?;
+        match outer.get(&path) {
+            Some(Node::Leaf(l)) => match &l.kind {
+                LeafKind::Regular(c) => Some(*c),
+                _ => None,
+            },
+            _ => None,
+        }
+    })
+}
+
 /// Finds the nested ext image inside a stage2 squashfs tree.
-fn nested_image(outer: &Tree, store: &Store) -> Option<(TreePath, Content)> {
+fn nested_image(outer: &Tree, store: &dyn BlobStore) -> Option<(TreePath, Content)> {
     for p in NESTED_IMAGES {
         let path = TreePath::parse(p).ok()?;
         if let Some(Node::Leaf(l)) = outer.get(&path)
@@ -434,12 +489,13 @@ impl Ctx<'_> {
                     Some(_) => Ok(Out::Media(path.clone())),
                 }
             }
-            Work::Scan => {
+            Work::Scan { source } => {
                 let path = media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
                 let f = File::open(&path).map_err(|e| fail(name, e))?;
                 let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
+                let source = source.as_deref().unwrap_or_default();
                 let (outer, blocks) = img
-                    .read_tree_and_blocks(self.store)
+                    .read_tree_lazy(source.as_bytes())
                     .map_err(|e| fail(name, e))?;
                 let outer = self.store.put_tree(&outer).map_err(|e| fail(name, e))?;
                 let blocks = self
@@ -453,7 +509,10 @@ impl Ctx<'_> {
                     Image::Initrd => {
                         let path =
                             media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
-                        self.unpack_initrd(name, &path)?
+                        let (tree, saved) = self.unpack_initrd(name, &path)?;
+                        let tree = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
+                        let parse = self.store.put_blob(&saved).map_err(|e| fail(name, e))?;
+                        return Ok(Out::Parsed { tree, parse });
                     }
                     _ => {
                         let (outer, _) =
@@ -470,7 +529,7 @@ impl Ctx<'_> {
                     None => Tree::new(v6build_fstree::Meta::root(0o755, self.epoch)),
                 };
                 let layer = &self.recipe.layers[*idx];
-                crate::apply::apply_layer(self.recipe, layer, &mut tree, self.store, self.epoch)
+                crate::apply::apply_layer(self.recipe, layer, &mut tree, self.blobs, self.epoch)
                     .map_err(NodeError::Recipe)?;
                 let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
                 Ok(Out::Tree(d))
@@ -484,7 +543,9 @@ impl Ctx<'_> {
                 let (d, size) = match image {
                     Image::Initrd => {
                         let base = bytes_path.ok_or_else(|| fail(name, "no media input"))?;
-                        self.pack_initrd(name, &base, &tree)?
+                        let parse =
+                            parsed_input(inputs).ok_or_else(|| fail(name, "no parse input"))?;
+                        self.pack_initrd(name, &base, &parse, &tree)?
                     }
                     Image::Stage2 => {
                         let base = bytes_path.ok_or_else(|| fail(name, "no media input"))?;
@@ -506,22 +567,51 @@ impl Ctx<'_> {
         }
     }
 
-    fn unpack_initrd(&self, name: &str, path: &Path) -> Result<Tree, NodeError> {
+    /// The merged tree and the saved parse. Contents go into the store
+    /// itself: an initrd is decompressed whole anyway, and a rewrite needs
+    /// every file of the edited segment.
+    fn unpack_initrd(&self, name: &str, path: &Path) -> Result<(Tree, Vec<u8>), NodeError> {
         let bytes = std::fs::read(path).map_err(|e| fail(name, e))?;
         let ird = v6build_cpio::Initramfs::parse(&bytes, self.store, &Default::default())
             .map_err(|e| fail(name, e))?;
-        Ok(ird.merged())
+        Ok((ird.merged(), ird.save()))
     }
 
+    /// The tree a recipe edits. For a nested ext4 image, only its metadata
+    /// is read (through the squashfs block index); files are named by
+    /// [`crate::refs::ext4_ref`].
     fn unpack_stage2(&self, name: &str, outer: &Digest) -> Result<Tree, NodeError> {
         let outer = self.store.get_tree(outer).map_err(|e| fail(name, e))?;
-        match nested_image(&outer, self.store) {
+        match nested_image(&outer, self.blobs) {
             None => Ok(outer),
-            Some((_, content)) => {
-                let bytes = self.store.get(&content.digest).map_err(|e| fail(name, e))?;
-                let fs = v6build_ext4::Ext4::open(bytes).map_err(|e| fail(name, e))?;
-                fs.read_tree(self.store).map_err(|e| fail(name, e))
+            Some((path, content)) => {
+                let fs = self
+                    .blobs
+                    .nested_ext4(&content.digest)
+                    .ok_or_else(|| fail(name, format!("{path} is not in a registered base")))?
+                    .map_err(|e| fail(name, e))?;
+                let rootfs = content.digest;
+                let (tree, _) = fs
+                    .read_tree_with_contents(&mut |ino| {
+                        Ok(reference_content(&rootfs, ino.ino, ino.size()))
+                    })
+                    .map_err(|e| fail(name, format!("reading {path}: {e}")))?;
+                if let Some(b) = self.blobs.base_holding(&rootfs) {
+                    self.note(
+                        name,
+                        "base_blocks_decompressed",
+                        json!(b.blocks_decompressed()),
+                    );
+                }
+                Ok(tree)
             }
+        }
+    }
+
+    fn note(&self, name: &str, key: &str, value: Value) {
+        if let Ok(mut s) = self.stats.lock() {
+            let e = s.entry(name.to_string()).or_insert_with(|| json!({}));
+            e[key] = value;
         }
     }
 
@@ -532,40 +622,76 @@ impl Ctx<'_> {
         scan: (Digest, Digest),
         view: &Tree,
     ) -> Result<(Digest, u64), NodeError> {
+        use v6build_engine::recipe::Stage2Format;
+        let out = self.recipe.outputs.stage2.as_ref();
         let f = File::open(base).map_err(|e| fail(name, e))?;
         let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
         let mut outer = self.store.get_tree(&scan.0).map_err(|e| fail(name, e))?;
-        let saved = self.store.get(&scan.1).map_err(|e| fail(name, e))?;
-        let blocks = v6build_squashfs::BaseBlocks::load(&saved, &img).map_err(|e| fail(name, e))?;
+        let saved = self.store.get_blob(&scan.1).map_err(|e| fail(name, e))?;
+        let mut blocks =
+            v6build_squashfs::BaseBlocks::load(&saved, &img).map_err(|e| fail(name, e))?;
+        let mut opts = v6build_squashfs::WriteOptions::from_base(&img);
+        if let Some(c) = out.and_then(|o| o.compress.as_ref()) {
+            opts.compressor = squashfs_compressor(c).map_err(|e| fail(name, e))?;
+        }
+        if let Some(bs) = out.and_then(|o| o.block_size) {
+            opts.block_size = bs;
+        }
+        opts.threads = self.threads;
+        let grow = out.and_then(|o| o.grow);
+        let nested = nested_image(&outer, self.blobs);
+        let want_ext4 = match out.and_then(|o| o.format) {
+            Some(Stage2Format::Ext4) => true,
+            Some(Stage2Format::Squashfs) => false,
+            None => nested.is_some(),
+        };
         let mut extra: Option<(Digest, Arc<Vec<u8>>)> = None;
-        let tree = match nested_image(&outer, self.store) {
-            None => view.clone(),
-            Some((path, content)) => {
-                let mut bytes = self.store.get(&content.digest).map_err(|e| fail(name, e))?;
-                v6build_ext4::edit(&mut bytes, view, self.store, &Default::default())
-                    .map_err(|e| fail(name, format!("editing {path}: {e}")))?;
-                // The edited image goes straight to the squashfs writer from
-                // memory; only the finished squashfs is stored.
-                let d = crate::blocks::digest_large(&bytes);
-                let size = bytes.len() as u64;
-                if let Some(Node::Leaf(l)) = outer.get_mut(&path) {
-                    let mut leaf: Leaf = (**l).clone();
-                    leaf.kind = LeafKind::Regular(Content { digest: d, size });
-                    *l = Arc::new(leaf);
-                }
-                extra = Some((d, Arc::new(bytes)));
+        let tree = match (nested, want_ext4) {
+            (Some((path, content)), true) => {
+                let (d, len) = self.edit_nested(name, &mut blocks, &path, &content, view, grow)?;
+                set_content(
+                    &mut outer,
+                    &path,
+                    Content {
+                        digest: d,
+                        size: len,
+                    },
+                );
                 outer
             }
+            (None, true) => {
+                // A plain base, an EL7-style output: build the image.
+                let mut co = v6build_ext4::CreateOptions::with_label(b"Anaconda");
+                co.timestamp = u32::try_from(self.epoch.max(0)).unwrap_or(u32::MAX);
+                let mut image = v6build_ext4::create(view, self.blobs, &co)
+                    .map_err(|e| fail(name, format!("making LiveOS/rootfs.img: {e}")))?;
+                if let Some(g) = grow {
+                    v6build_ext4::grow(&mut image, g)
+                        .map_err(|e| fail(name, format!("growing LiveOS/rootfs.img: {e}")))?;
+                }
+                let d = crate::blocks::digest_large(&image);
+                let size = image.len() as u64;
+                extra = Some((d, Arc::new(image)));
+                nested_outer(&view.meta, self.epoch, Content { digest: d, size })
+                    .map_err(|e| fail(name, e))?
+            }
+            (_, false) => {
+                if grow.is_some() {
+                    return Err(fail(
+                        name,
+                        "`grow` enlarges a nested ext4 image, but this stage2 is written as a plain squashfs",
+                    ));
+                }
+                view.clone()
+            }
         };
-        let mut opts = v6build_squashfs::WriteOptions::from_base(&img);
-        opts.threads = self.threads;
         let tmp = tempfile_in(self.store.root()).map_err(|e| fail(name, e))?;
         let mut file = tmp.reopen().map_err(|e| fail(name, e))?;
         let cache = crate::blocks::StoreBlockCache { store: self.store };
-        match extra {
+        let report = match extra {
             Some((digest, bytes)) => {
                 let blobs = crate::blocks::WithExtra {
-                    inner: self.store,
+                    inner: self.blobs,
                     digest,
                     bytes,
                 };
@@ -580,7 +706,7 @@ impl Ctx<'_> {
             }
             None => v6build_squashfs::write(
                 &tree,
-                self.store,
+                self.blobs,
                 &opts,
                 Some(&blocks),
                 Some(&cache),
@@ -588,16 +714,97 @@ impl Ctx<'_> {
             ),
         }
         .map_err(|e| fail(name, e))?;
+        self.note(
+            name,
+            "squashfs",
+            serde_json::to_value(&report).unwrap_or_default(),
+        );
+        self.note(
+            name,
+            "base_blocks_decompressed",
+            json!(blocks.blocks_decompressed()),
+        );
         let mut r = tmp.reopen().map_err(|e| fail(name, e))?;
         self.store
             .put_blob_reader(&mut r)
             .map_err(|e| fail(name, e))
     }
 
+    /// Edits the nested ext4 image in place, reading it through the
+    /// squashfs block index, and registers the result with `blocks` as the
+    /// base image plus the changed bytes, so the writer copies every
+    /// untouched compressed block. Returns the new image's name and length.
+    fn edit_nested(
+        &self,
+        name: &str,
+        blocks: &mut v6build_squashfs::BaseBlocks,
+        path: &TreePath,
+        content: &Content,
+        view: &Tree,
+        grow: Option<u64>,
+    ) -> Result<(Digest, u64), NodeError> {
+        let at = blocks
+            .file_at(&content.digest)
+            .ok_or_else(|| fail(name, format!("{path} is not in the base's block map")))?;
+        let at = crate::refs::SquashAt(at);
+        // Files the view still names by reference are the base's own
+        // inodes: the editor need not read them to know they are unchanged.
+        let mut known = std::collections::HashMap::new();
+        view.walk(&mut |_, n| {
+            if let Node::Leaf(l) = n
+                && let LeafKind::Regular(c) = &l.kind
+                && let Some(ino) = crate::refs::ext4_ino(&content.digest, &c.digest)
+            {
+                known.insert(ino, *c);
+            }
+        });
+        let mut eopts = v6build_ext4::EditOptions::default();
+        eopts.known_contents = known;
+        let edit_err = |e: v6build_ext4::Error| fail(name, format!("editing {path}: {e}"));
+        let (bs, changed, len) = match grow {
+            None => {
+                let e =
+                    v6build_ext4::edit_blocks(&at, view, self.blobs, &eopts).map_err(edit_err)?;
+                (e.block_size, e.blocks, e.len)
+            }
+            Some(g) => {
+                let (grown, _) = v6build_ext4::grow_blocks(&at, g)
+                    .map_err(|e| fail(name, format!("growing {path}: {e}")))?;
+                let mut all = grown.blocks.clone();
+                let ov = v6build_ext4::Overlay::new(&at, grown.block_size, grown.blocks, grown.len);
+                let e =
+                    v6build_ext4::edit_blocks(&ov, view, self.blobs, &eopts).map_err(edit_err)?;
+                all.extend(e.blocks);
+                (e.block_size, all, e.len.max(grown.len))
+            }
+        };
+        let writes: BTreeMap<u64, Vec<u8>> = changed
+            .into_iter()
+            .map(|(b, data)| (b * u64::from(bs), data))
+            .collect();
+        let d = crate::refs::patched_ref(&content.digest, len, &writes);
+        let ps = blocks
+            .patch_file(d, &content.digest, len, &writes)
+            .map_err(|e| fail(name, format!("re-emitting {path}: {e}")))?;
+        self.note(
+            name,
+            "nested",
+            json!({
+                "path": path.to_string(),
+                "bytes": len,
+                "fs_blocks_changed": writes.len(),
+                "squashfs_blocks": ps.blocks_total,
+                "squashfs_blocks_changed": ps.blocks_changed,
+            }),
+        );
+        Ok((d, len))
+    }
+
     fn pack_initrd(
         &self,
         name: &str,
         base: &Path,
+        parse: &Digest,
         tree: &Tree,
     ) -> Result<(Digest, u64), NodeError> {
         // newc has no field for extended attributes; refuse rather than drop them.
@@ -616,8 +823,8 @@ impl Ctx<'_> {
             ));
         }
         let bytes = std::fs::read(base).map_err(|e| fail(name, e))?;
-        let parsed = v6build_cpio::Initramfs::parse(&bytes, self.store, &Default::default())
-            .map_err(|e| fail(name, e))?;
+        let saved = self.store.get_blob(parse).map_err(|e| fail(name, e))?;
+        let parsed = v6build_cpio::Initramfs::load(&saved).map_err(|e| fail(name, e))?;
         let out = self.recipe.outputs.initrd.as_ref();
         let opts = v6build_cpio::RepackOptions {
             mode: if out.is_some_and(|o| o.append) {
@@ -632,8 +839,10 @@ impl Ctx<'_> {
             threads: std::num::NonZeroUsize::new(self.threads)
                 .unwrap_or(std::num::NonZeroUsize::MIN),
         };
-        let packed = v6build_cpio::repack(&bytes, &parsed, tree, self.store, &opts)
-            .map_err(|e| fail(name, e))?;
+        let cache = crate::blocks::StoreChunkCache { store: self.store };
+        let packed =
+            v6build_cpio::repack_with(&bytes, &parsed, tree, self.blobs, &opts, Some(&cache))
+                .map_err(|e| fail(name, e))?;
         let d = self.store.put_blob(&packed).map_err(|e| fail(name, e))?;
         Ok((d, packed.len() as u64))
     }
@@ -656,10 +865,12 @@ impl Ctx<'_> {
                 level: 9,
                 chunk_size: v6build_cpio::GZIP_CHUNK,
             });
-        let raw = v6build_cpio::newc_bytes(&changed, self.store).map_err(|e| fail(name, e))?;
+        let raw = v6build_cpio::newc_bytes(&changed, self.blobs).map_err(|e| fail(name, e))?;
         let threads =
             std::num::NonZeroUsize::new(self.threads).unwrap_or(std::num::NonZeroUsize::MIN);
-        let packed = v6build_cpio::compress(&params, &raw, threads).map_err(|e| fail(name, e))?;
+        let cache = crate::blocks::StoreChunkCache { store: self.store };
+        let packed = v6build_cpio::compress_with(&params, &raw, threads, Some(&cache))
+            .map_err(|e| fail(name, e))?;
         let d = self.store.put_blob(&packed).map_err(|e| fail(name, e))?;
         Ok((d, packed.len() as u64))
     }
@@ -687,6 +898,100 @@ fn cpio_compression(c: &v6build_engine::recipe::Compression) -> v6build_cpio::Co
         }
     }
     p
+}
+
+/// The squashfs compressor for a recipe's `compress` node.
+fn squashfs_compressor(
+    c: &v6build_engine::recipe::Compression,
+) -> Result<v6build_squashfs::Compressor, String> {
+    use v6build_engine::recipe::CompressKind;
+    use v6build_squashfs::Compressor;
+    Ok(match c.kind {
+        CompressKind::Xz => {
+            if c.level.is_some() {
+                return Err(
+                    "squashfs xz has no level (mksquashfs -comp xz takes a dictionary size); drop `level=`"
+                        .into(),
+                );
+            }
+            Compressor::xz()
+        }
+        CompressKind::Gzip => match Compressor::gzip() {
+            Compressor::Gzip {
+                level,
+                window_bits,
+                strategies,
+            } => Compressor::Gzip {
+                level: c.level.unwrap_or(level),
+                window_bits,
+                strategies,
+            },
+            other => other,
+        },
+        CompressKind::Zstd => Compressor::Zstd {
+            level: c.level.unwrap_or(15),
+        },
+        CompressKind::Lz4 => {
+            return Err("v6build reads lz4 squashfs images but does not write them; choose xz, gzip or zstd".into());
+        }
+        CompressKind::None => {
+            return Err("a stage2 squashfs is always compressed; choose xz, gzip or zstd".into());
+        }
+    })
+}
+
+/// The content of a regular file of a nested ext4 base: a reference,
+/// except for empty files, which every image shares.
+fn reference_content(rootfs: &Digest, ino: u32, size: u64) -> Content {
+    if size == 0 {
+        return Content {
+            digest: Digest::of(b""),
+            size: 0,
+        };
+    }
+    Content {
+        digest: crate::refs::ext4_ref(rootfs, ino),
+        size,
+    }
+}
+
+/// Points the regular file at `path` of `tree` at new content.
+fn set_content(tree: &mut Tree, path: &TreePath, c: Content) {
+    if let Some(Node::Leaf(l)) = tree.get_mut(path) {
+        let mut leaf: Leaf = (**l).clone();
+        leaf.kind = LeafKind::Regular(c);
+        *l = Arc::new(leaf);
+    }
+}
+
+/// The squashfs tree of an EL7-style stage2 made from scratch:
+/// `/LiveOS/rootfs.img` and nothing else, owned by root, dated `epoch`.
+fn nested_outer(root: &v6build_fstree::Meta, epoch: i64, c: Content) -> Result<Tree, String> {
+    let dir_meta = v6build_fstree::Meta::root(0o755, epoch);
+    let mut t = Tree::new(v6build_fstree::Meta {
+        xattrs: Default::default(),
+        ..root.clone()
+    });
+    let path = TreePath::parse("/LiveOS/rootfs.img").map_err(|e| e.to_string())?;
+    t.insert(
+        &TreePath::parse("/LiveOS").map_err(|e| e.to_string())?,
+        Node::Dir(v6build_fstree::Directory::new(dir_meta.clone())),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
+    t.insert(
+        &path,
+        Node::Leaf(Arc::new(Leaf {
+            meta: v6build_fstree::Meta {
+                perm: 0o644,
+                ..dir_meta
+            },
+            kind: LeafKind::Regular(c),
+        })),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(t)
 }
 
 /// A named temporary file inside the store's own directory, removed on drop.
@@ -732,6 +1037,25 @@ pub fn record(out: &Out) -> Option<ActionRecord> {
         Out::Tree(d) => (OutputKind::Tree, *d, 0),
         Out::Blob(d, s) => (OutputKind::Blob, *d, *s),
         Out::Media(_) => return None,
+        Out::Parsed { tree, parse } => {
+            let mut rec = ActionRecord::single(
+                "tree",
+                v6build_cache::Output {
+                    kind: OutputKind::Tree,
+                    digest: *tree,
+                    size: 0,
+                },
+            );
+            rec.outputs.insert(
+                "parse".into(),
+                v6build_cache::Output {
+                    kind: OutputKind::Blob,
+                    digest: *parse,
+                    size: 0,
+                },
+            );
+            return Some(rec);
+        }
         Out::Scan { outer, blocks } => {
             let mut rec = ActionRecord::single(
                 "outer",
@@ -759,32 +1083,52 @@ pub fn record(out: &Out) -> Option<ActionRecord> {
 }
 
 /// A cached tree is only usable if it reads back verified and every file it
-/// names is still in the store.
-fn tree_usable(store: &Store, digest: &Digest) -> bool {
+/// names is still in the store or is a reference `claim` accepts.
+fn tree_usable(store: &Store, claim: &dyn Fn(&Digest) -> bool, digest: &Digest) -> bool {
     store.get_tree(digest).is_ok_and(|tree| {
         tree.contents()
             .iter()
-            .all(|c| store.has(v6build_cache::ObjectKind::Blob, &c.digest))
+            .all(|c| store.has(v6build_cache::ObjectKind::Blob, &c.digest) || claim(&c.digest))
     })
 }
 
-/// Turns a cached record back into an output, if its object is present.
-pub fn from_record(store: &Store, rec: &ActionRecord) -> Option<Out> {
+/// Turns a cached record back into an output, if its objects are present.
+/// `claim` says whether a digest missing from the store is a reference a
+/// registered base resolves (see `refs`).
+pub fn from_record(
+    store: &Store,
+    claim: &dyn Fn(&Digest) -> bool,
+    rec: &ActionRecord,
+) -> Option<Out> {
     if let (Some(outer), Some(blocks)) = (rec.outputs.get("outer"), rec.outputs.get("blocks")) {
-        let present = tree_usable(store, &outer.digest)
+        // A scan's files are references its own block map resolves.
+        let present = store.get_tree(&outer.digest).is_ok()
             && store.has(v6build_cache::ObjectKind::Blob, &blocks.digest);
         return present.then_some(Out::Scan {
             outer: outer.digest,
             blocks: blocks.digest,
         });
     }
+    if let (Some(tree), Some(parse)) = (rec.outputs.get("tree"), rec.outputs.get("parse")) {
+        let present = tree_usable(store, claim, &tree.digest)
+            && store.has(v6build_cache::ObjectKind::Blob, &parse.digest);
+        return present.then_some(Out::Parsed {
+            tree: tree.digest,
+            parse: parse.digest,
+        });
+    }
     let o = rec.outputs.get("out")?;
     match o.kind {
-        OutputKind::Tree => tree_usable(store, &o.digest).then_some(Out::Tree(o.digest)),
+        OutputKind::Tree => tree_usable(store, claim, &o.digest).then_some(Out::Tree(o.digest)),
         OutputKind::Blob => store
             .has(v6build_cache::ObjectKind::Blob, &o.digest)
             .then_some(Out::Blob(o.digest, o.size)),
         #[allow(unreachable_patterns)]
         _ => None,
     }
+}
+
+/// The media file among a node's inputs.
+pub fn media_input(inputs: &[&Out]) -> Option<PathBuf> {
+    media_path(inputs)
 }

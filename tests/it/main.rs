@@ -6,3 +6,4 @@ mod cli;
 mod demo;
 mod engine;
 mod ops;
+mod stage2;
