@@ -5,5 +5,6 @@ mod harness;
 mod cli;
 mod demo;
 mod engine;
+mod faults;
 mod ops;
 mod stage2;
