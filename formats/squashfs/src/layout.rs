@@ -185,6 +185,11 @@ impl BlockSource {
     /// The uncompressed bytes of a stored block; `expect` is the exact
     /// length when known (data blocks), else at most the block size.
     pub(crate) fn unpack(&self, loc: BlockLoc, expect: Option<usize>) -> Result<Vec<u8>> {
+        let what = if expect.is_some() {
+            "data block"
+        } else {
+            "fragment block"
+        };
         let raw = self.raw(loc)?;
         let data = if loc.word & BLOCK_UNCOMPRESSED != 0 {
             raw
@@ -192,13 +197,13 @@ impl BlockSource {
             self.decompressed.fetch_add(1, Ordering::Relaxed);
             self.comp
                 .decompress(&raw, expect.unwrap_or(self.block_size as usize))
-                .map_err(|e| corrupt(format!("block at {}: {e}", loc.pos)))?
+                .map_err(|e| corrupt(format!("{what} at {}: {e}", loc.pos)))?
         };
         if let Some(n) = expect
             && data.len() != n
         {
             return Err(corrupt(format!(
-                "block at {} holds {} bytes, the file layout implies {n}",
+                "{what} at {} holds {} bytes, the file layout implies {n}",
                 loc.pos,
                 data.len()
             )));

@@ -418,18 +418,21 @@ impl<W: Write + Seek> Writer<'_, W> {
         {
             let fb = std::sync::Arc::clone(fb);
             for piece in &fb.blocks {
-                if c.size < bs {
-                    // The only, short, block of a small file goes where the
-                    // writer puts every small file: into a fragment.
-                    let tail = match piece {
-                        Piece::Data(d) => d.as_ref().clone(),
-                        Piece::Hole => vec![0u8; usize::try_from(c.size).unwrap_or(0)],
-                        Piece::Stored(l) => b.block_source().unpack(*l, None)?,
-                    };
-                    self.add_tail(i, &tail)?;
-                    continue;
-                }
                 let (data, ready) = match piece {
+                    // A small file whose only block a patch produced goes
+                    // where the writer puts every small file: into a
+                    // fragment. (One the base stored as a short block, as
+                    // `mksquashfs -no-fragments` does, is copied as is.)
+                    Piece::Data(d) if c.size < bs => {
+                        self.add_tail(i, d)?;
+                        continue;
+                    }
+                    Piece::Hole if c.size < bs => {
+                        // c.size < block size <= 1 MiB.
+                        let zeros = vec![0u8; usize::try_from(c.size).unwrap_or(0)];
+                        self.add_tail(i, &zeros)?;
+                        continue;
+                    }
                     Piece::Stored(l) => (Vec::new(), Some(Done::Reuse(*l))),
                     Piece::Hole => (Vec::new(), Some(Done::Sparse)),
                     Piece::Data(d) => (d.as_ref().clone(), None),

@@ -56,7 +56,27 @@ fn small_image(comp: Compressor, uncompressed_metadata: bool) -> Vec<u8> {
 
 fn read(img: Vec<u8>) -> Result<Tree, Error> {
     let image = SquashfsImage::open(Cursor::new(img))?;
-    image.read_tree(&MemBlobs::new())
+    // The lazy scan and reads through its map must not panic either
+    // (errors are fine; the full read's are the ones checked).
+    let lazy = image.read_tree_lazy(b"hostile");
+    if let Ok((t, b)) = &lazy {
+        for c in t.contents() {
+            let _ = lazy_read(b, &c.digest);
+        }
+    }
+    let full = image.read_tree(&MemBlobs::new());
+    if let (Ok((t, _)), Ok(f)) = (&lazy, &full) {
+        assert_eq!(t.contents().len(), f.contents().len());
+    }
+    full
+}
+
+fn lazy_read(b: &v6build_squashfs::BaseBlocks, d: &v6build_fstree::Digest) -> Result<(), Error> {
+    let mut r = b.open_file(d).expect("every file is recorded")?;
+    std::io::copy(&mut r, &mut std::io::sink())?;
+    let at = b.file_at(d).expect("every file is recorded");
+    let mut buf = vec![0u8; usize::try_from(at.len().min(70_000)).unwrap()];
+    at.read_at(at.len() - buf.len() as u64, &mut buf)
 }
 
 fn u64_at(b: &[u8], at: usize) -> u64 {

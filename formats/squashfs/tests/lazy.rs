@@ -29,6 +29,7 @@ const BIG: usize = (1 << 20) + 12345;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
+    dir: PathBuf,
     /// The source directory as a tree (real content digests).
     tree: Tree,
     blobs: MemBlobs,
@@ -56,6 +57,7 @@ fn fixture(test: &str) -> Option<&'static Fixture> {
         common::mksquashfs(&mks, &dir, &xz, &["-comp", "xz", "-tailends"]);
         Some(Fixture {
             _tmp: tmp,
+            dir,
             tree,
             blobs,
             xz,
@@ -695,4 +697,38 @@ fn patches_scale_with_the_edit_and_refuse_bad_writes() {
         .unwrap_err();
     assert!(e.to_string().contains("blocks"), "{e}");
     assert!(!base.contains_file(&c));
+}
+
+#[test]
+fn images_without_fragments_copy_short_blocks() {
+    let name = "images_without_fragments_copy_short_blocks";
+    let Some(f) = fixture(name) else { return };
+    let Some(mks) = oracle(name, "mksquashfs") else {
+        return;
+    };
+    let Some(unsq) = oracle(name, "unsquashfs") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let orig = tmp.path().join("nofrag.img");
+    let args = ["-comp", "gzip", "-b", "4K", "-no-fragments"];
+    common::mksquashfs(&mks, &f.dir, &orig, &args);
+    let img = open(&orig);
+    let (tree, base) = img.read_tree_lazy(b"nofrag").unwrap();
+    let out = tmp.path().join("out.img");
+    let r = write_file(
+        &tree,
+        &MemBlobs::new(),
+        &WriteOptions::from_base(&img),
+        &base,
+        &out,
+    );
+    assert_eq!(r.blocks_compressed, 0, "{r:?}");
+    assert_eq!(r.fragments, 0, "{r:?}");
+    assert_eq!(base.blocks_decompressed(), 0);
+    common::assert_same(
+        &f.tree,
+        &extract(&unsq, &out, &tmp.path().join("x")),
+        "nofrag",
+    );
 }

@@ -7,5 +7,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(img) = v6build_squashfs::SquashfsImage::open(std::io::Cursor::new(data.to_vec())) else {
         return;
     };
+    if let Ok((tree, map)) = img.read_tree_lazy(b"fuzz") {
+        for c in tree.contents() {
+            if let Some(Ok(mut r)) = map.open_file(&c.digest) {
+                let _ = std::io::copy(&mut r, &mut std::io::sink());
+            }
+        }
+    }
     let _ = img.read_tree(&v6build_fstree::MemBlobs::new());
 });
