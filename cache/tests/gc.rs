@@ -94,6 +94,7 @@ fn build_roots_keep_the_newest_n() {
         StoreOptions {
             keep_builds: 1,
             fsync: false,
+            fsync_entries: false,
         },
     )
     .unwrap();

@@ -16,6 +16,7 @@ pub fn opts() -> StoreOptions {
     StoreOptions {
         keep_builds: 3,
         fsync: false,
+        fsync_entries: false,
     }
 }
 
