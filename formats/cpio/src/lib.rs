@@ -26,6 +26,18 @@
 //! parameters: thread counts change speed only, and [`codec_versions`]
 //! names every library whose bytes we emit.
 //!
+//! # Reusing compressed bytes
+//! xz and gzip segments are written as independently compressed,
+//! content-defined chunks that end on newc entry boundaries (xz: one
+//! stream, one block per chunk, container written by this crate; gzip:
+//! one member, pigz-style). [`compress_with`], [`repack_with`] and
+//! [`write_updates_img_with`] take an optional [`ChunkCache`] keyed by
+//! [`ChunkKey`] (BLAKE3 over a format tag, the exact parameters, the
+//! library version and the chunk's bytes, plus gzip's dictionary), so a
+//! rebuild after a small edit compresses only the chunks around it. The
+//! newc writer numbers inodes from paths so an edit does not renumber the
+//! rest of the archive. A warm cache and a cold one give the same bytes.
+//!
 //! # Reading policies
 //! - Names: leading `./` is stripped; `..` components, a NUL followed by
 //!   more name bytes, and (unless [`Limits::allow_absolute_names`]) a
