@@ -1,5 +1,8 @@
 //! `cargo xtask repro`: builds the demo recipe under varied conditions, in
-//! the spirit of reprotest, and requires identical manifests.
+//! the spirit of reprotest, and requires identical manifests. When the
+//! benchmark's inputs exist (`bench/run.sh` made `bench/work/`), it does the
+//! same for the EL7-shaped stage2 recipe (a 1 GiB ext4 `rootfs.img` in a
+//! 110 MiB squashfs); CI has no such inputs and runs the demo only.
 //!
 //! Variations: build path, umask 022/077, TZ, LANG, 1 thread vs all,
 //! cold vs warm cache, and (when `faketime` is installed) a clock set
@@ -89,6 +92,31 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// What one harness run builds.
+struct Subject {
+    name: &'static str,
+    /// Directory copied to `<work>/recipes`.
+    recipes: &'static str,
+    /// Recipe, relative to `<work>`.
+    recipe: &'static str,
+    /// Release directory, relative to `<work>/out`.
+    release: &'static str,
+}
+
+const DEMO: Subject = Subject {
+    name: "demo",
+    recipes: "recipes",
+    recipe: "recipes/demo.kdl",
+    release: "demo/1.0",
+};
+
+const EL7: Subject = Subject {
+    name: "el7",
+    recipes: "bench/work/recipes",
+    recipe: "recipes/el7-base.kdl",
+    release: "el7-base",
+};
+
 /// Runs the harness; returns whether every variant matched.
 pub fn repro() -> bool {
     eprintln!("==> repro: building v6build (dev profile)");
@@ -105,7 +133,25 @@ pub fn repro() -> bool {
     // The dev build that `cargo test` already made: no second, release
     // compile in CI (dependencies are optimised in the dev profile anyway).
     let bin = std::fs::canonicalize(target.join("debug/v6build")).unwrap_or_default();
-    let root = std::env::temp_dir().join(format!("v6build-repro-{}", std::process::id()));
+    let mut ok = run_subject(&bin, &DEMO);
+    if Path::new(EL7.recipes).join("el7-base.kdl").is_file() {
+        ok &= run_subject(&bin, &EL7);
+    } else {
+        eprintln!(
+            "==> repro: el7: SKIP (no {}/el7-base.kdl; `sudo bench/run.sh --only el7` makes it)",
+            EL7.recipes
+        );
+    }
+    ok
+}
+
+fn run_subject(bin: &Path, subject: &Subject) -> bool {
+    eprintln!("==> repro: {}", subject.name);
+    let root = std::env::temp_dir().join(format!(
+        "v6build-repro-{}-{}",
+        subject.name,
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&root);
     let mut reference: Option<(String, PathBuf)> = None;
     let mut all_ok = true;
@@ -117,7 +163,7 @@ pub fn repro() -> bool {
         }
         // A different build path for every variant.
         let work = root.join(format!("{i}-{}", v.name)).join("deep/er/path");
-        if let Err(e) = copy_dir(Path::new("recipes"), &work.join("recipes")) {
+        if let Err(e) = copy_dir(Path::new(subject.recipes), &work.join("recipes")) {
             eprintln!("==> repro: copying recipes: {e}");
             return false;
         }
@@ -127,10 +173,11 @@ pub fn repro() -> bool {
             work.join("cache")
         };
         let mut script = format!(
-            "umask {}; exec {} --cache '{}' --out out -q build recipes/demo.kdl",
+            "umask {}; exec {} --cache '{}' --out out -q build {}",
             v.umask,
             bin.display(),
-            cache.display()
+            cache.display(),
+            subject.recipe
         );
         if v.jobs != "0" {
             script = script.replace(" -q build", &format!(" -q -j {} build", v.jobs));
@@ -158,26 +205,26 @@ pub fn repro() -> bool {
             .env("LC_ALL", v.lang)
             .status();
         if !status.is_ok_and(|s| s.success()) {
-            eprintln!("==> repro: {}: build failed", v.name);
+            eprintln!("==> repro: {}/{}: build failed", subject.name, v.name);
             all_ok = false;
             continue;
         }
-        let manifest =
-            std::fs::read_to_string(work.join("out/demo/1.0/manifest.json")).unwrap_or_default();
+        let release = work.join("out").join(subject.release);
+        let manifest = std::fs::read_to_string(release.join("manifest.json")).unwrap_or_default();
         match &reference {
             None => {
-                eprintln!("==> repro: {}: reference built", v.name);
-                reference = Some((manifest, work.join("out/demo/1.0")));
+                eprintln!("==> repro: {}/{}: reference built", subject.name, v.name);
+                reference = Some((manifest, release.clone()));
             }
             Some((m, ref_dir)) if *m == manifest => {
-                eprintln!("==> repro: {}: identical manifest", v.name);
+                eprintln!("==> repro: {}/{}: identical manifest", subject.name, v.name);
                 let _ = ref_dir;
             }
             Some((_, ref_dir)) => {
-                eprintln!("==> repro: {}: MANIFEST DIFFERS", v.name);
+                eprintln!("==> repro: {}/{}: MANIFEST DIFFERS", subject.name, v.name);
                 all_ok = false;
                 // verify the other build's release against the reference recipe: prints the tree diff.
-                let _ = Command::new(&bin)
+                let _ = Command::new(bin)
                     .args([
                         "--cache",
                         &root.join("verify-cache").display().to_string(),
@@ -185,7 +232,7 @@ pub fn repro() -> bool {
                     ])
                     .arg(ref_dir.parent().and_then(Path::parent).unwrap_or(ref_dir))
                     .arg("verify")
-                    .arg(work.join("out/demo/1.0"))
+                    .arg(&release)
                     .current_dir(&work)
                     .status();
             }
