@@ -13,6 +13,12 @@
 //! without it the build works on the stable toolchain (no `-Z` flags).
 //! cargo-fuzz's default build keeps debug assertions and overflow checks,
 //! so an arithmetic overflow on hostile input is a crash here.
+//!
+//! The targets build into their own target directory
+//! (`V6BUILD_FUZZ_TARGET_DIR`, else `fuzz/target`), never the one in
+//! `CARGO_TARGET_DIR`: their release profile, `--cfg fuzzing` and
+//! coverage flags would otherwise evict or relock the main build's
+//! artifacts, and CI runs this right after `cargo xtask check`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,6 +46,29 @@ fn cargo_fuzz(root: &Path) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.arg("fuzz").current_dir(root);
     cmd
+}
+
+/// Where the fuzz targets are built: `V6BUILD_FUZZ_TARGET_DIR`, else the
+/// fuzz project's own `fuzz/target` (ignored by git).
+fn fuzz_target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("V6BUILD_FUZZ_TARGET_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => root.join("fuzz/target"),
+    }
+}
+
+/// The files directly in `dir` (empty when it does not exist).
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }
 
 /// Parses the optional SECONDS argument.
@@ -103,9 +132,15 @@ pub fn fuzz_smoke(seconds: u64) -> bool {
         return false;
     }
 
-    eprintln!("==> fuzz-smoke: building {} targets", targets.len());
+    let target_dir = fuzz_target_dir(&root);
+    eprintln!(
+        "==> fuzz-smoke: building {} targets into {}",
+        targets.len(),
+        target_dir.display()
+    );
     let build = cargo_fuzz(&root)
-        .args(["build", "--sanitizer", "none"])
+        .args(["build", "--sanitizer", "none", "--target-dir"])
+        .arg(&target_dir)
         .status();
     if !build.is_ok_and(|s| s.success()) {
         eprintln!("==> fuzz-smoke: build failed");
@@ -117,8 +152,12 @@ pub fn fuzz_smoke(seconds: u64) -> bool {
     let mut failed = Vec::new();
     for t in &targets {
         let t0 = Instant::now();
+        let artifacts = root.join("fuzz/artifacts").join(t);
+        let before = files_in(&artifacts);
         let mut cmd = cargo_fuzz(&root);
-        cmd.args(["run", "--sanitizer", "none", t]);
+        cmd.args(["run", "--sanitizer", "none", "--target-dir"])
+            .arg(&target_dir)
+            .arg(t);
         // The working corpus first (new inputs go there), then the
         // committed regression inputs, which every run replays.
         cmd.arg(root.join("fuzz/corpus").join(t));
@@ -144,9 +183,29 @@ pub fn fuzz_smoke(seconds: u64) -> bool {
                 eprintln!("==> fuzz-smoke: {t}: ok in {:.0?}", t0.elapsed());
             }
             Ok(s) => {
-                eprintln!(
-                    "==> fuzz-smoke: {t}: FAILED ({s}); the input is under fuzz/artifacts/{t}/"
-                );
+                // libFuzzer names the input it stopped on (crash-, leak-,
+                // timeout-, oom-<sha1>) in the target's artifacts directory;
+                // name the new ones so a CI log alone says what to replay.
+                let new: Vec<PathBuf> = files_in(&artifacts)
+                    .into_iter()
+                    .filter(|p| !before.contains(p))
+                    .collect();
+                eprintln!("==> fuzz-smoke: {t}: FAILED ({s})");
+                if new.is_empty() {
+                    eprintln!(
+                        "==> fuzz-smoke: {t}: no new input in {}; see the output above",
+                        artifacts.display()
+                    );
+                }
+                for p in &new {
+                    eprintln!("==> fuzz-smoke: {t}: crashing input: {}", p.display());
+                    eprintln!(
+                        "==> fuzz-smoke: {t}: replay with: cargo fuzz run --sanitizer none \
+                         --target-dir {} {t} {}",
+                        target_dir.display(),
+                        p.display()
+                    );
+                }
                 failed.push(t.clone());
             }
             Err(e) => {
