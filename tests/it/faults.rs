@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::harness::{Scratch, output_hashes, stderr};
+use crate::harness::{Scratch, output_hashes, repo, stderr};
 
 /// Room for a whole demo build with a wide margin (tmpfs only reserves
 /// what is written, so this costs nothing up front).
@@ -290,9 +290,11 @@ fn a_full_disk_fails_cleanly_and_the_next_build_gives_the_same_bytes() {
     // of that is the release itself (written last).
     let o = d.v6build(&["build", "recipes/demo.kdl"]);
     assert!(o.status.success(), "roomy build failed:\n{}", stderr(&o));
-    // The clean build is the reference; that it matches the pinned golden
-    // digests is `engine::demo_output_digests_are_pinned`'s job.
+    // The clean build is the reference, and must be the pinned golden
+    // release (re-blessed by `engine::demo_output_digests_are_pinned`).
     let want = std::fs::read_to_string(d.release().join("SHA256SUMS")).unwrap();
+    let golden = std::fs::read_to_string(repo().join("tests/golden/demo-outputs.sha256")).unwrap();
+    assert_eq!(want, golden, "the clean demo build is not the golden one");
     assert_release_whole(&d.release(), &want, "roomy build");
     let total = d.fs.used();
     let release: u64 = files_under(&d.release())
