@@ -572,8 +572,10 @@ impl Ctx<'_> {
     /// every file of the edited segment.
     fn unpack_initrd(&self, name: &str, path: &Path) -> Result<(Tree, Vec<u8>), NodeError> {
         let bytes = std::fs::read(path).map_err(|e| fail(name, e))?;
-        let ird = v6build_cpio::Initramfs::parse(&bytes, self.store, &Default::default())
+        let batched = crate::blocks::Batched::new(self.store, 256 << 20);
+        let ird = v6build_cpio::Initramfs::parse(&bytes, &batched, &Default::default())
             .map_err(|e| fail(name, e))?;
+        batched.flush().map_err(|e| fail(name, e))?;
         Ok((ird.merged(), ird.save()))
     }
 
