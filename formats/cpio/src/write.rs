@@ -168,15 +168,21 @@ impl Inodes {
             }
         }
         // OK to unwrap: the value is masked to 32 bits.
-        let mut ino = u32::try_from((h ^ (h >> 32)) & 0xffff_ffff).unwrap();
-        // 0 is the trailer's number; probe past it and past numbers taken.
+        let ino = u32::try_from((h ^ (h >> 32)) & 0xffff_ffff).unwrap();
+        self.claim(ino)
+            .ok_or_else(|| write_err(p, "more than 2^32 - 1 inodes"))
+    }
+
+    /// The first free nonzero number from `ino` on, wrapping around; 0 is
+    /// the trailer's number.
+    fn claim(&mut self, mut ino: u32) -> Option<u32> {
         for _ in 0..=u64::from(u32::MAX) {
             if ino != 0 && self.used.insert(ino) {
-                return Ok(ino);
+                return Some(ino);
             }
             ino = ino.wrapping_add(1);
         }
-        Err(write_err(p, "more than 2^32 - 1 inodes"))
+        None
     }
 }
 
@@ -320,5 +326,33 @@ impl Write for WriteAdapter<'_, '_> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.0.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_numbers_come_from_paths_and_stay_unique() {
+        let p = |s: &str| TreePath::parse(s).unwrap();
+        let mut a = Inodes::default();
+        let x = a.take(&p("/etc/passwd")).unwrap();
+        let y = a.take(&p("/etc/group")).unwrap();
+        assert_ne!(x, y);
+        // The same path again (a collision, as two paths hashing alike
+        // would be) gets the next free number, never 0.
+        let x2 = a.take(&p("/etc/passwd")).unwrap();
+        assert_eq!(x2, x.wrapping_add(1).max(1));
+        // Independent of what else was numbered before.
+        let mut b = Inodes::default();
+        b.take(&p("/usr/share/other")).unwrap();
+        assert_eq!(b.take(&p("/etc/group")).unwrap(), y);
+        // Probing wraps around past u32::MAX and skips 0.
+        let mut c = Inodes::default();
+        c.used.insert(u32::MAX);
+        c.used.insert(1);
+        assert_eq!(c.claim(u32::MAX), Some(2));
+        assert_eq!(c.claim(0), Some(3));
     }
 }
