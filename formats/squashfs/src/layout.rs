@@ -25,7 +25,7 @@ use crate::reuse::BlockLoc;
 use crate::source::Source;
 
 /// Decompressed blocks a [`FileAt`] keeps (at most 16 MiB with 1 MiB blocks).
-const FILE_AT_CACHE: usize = 16;
+const FILE_AT_CACHE: usize = 256;
 /// Decompressed fragment blocks a base map keeps for all its readers.
 const FRAGMENT_CACHE: usize = 8;
 
@@ -185,12 +185,17 @@ impl BlockSource {
     /// The uncompressed bytes of a stored block; `expect` is the exact
     /// length when known (data blocks), else at most the block size.
     pub(crate) fn unpack(&self, loc: BlockLoc, expect: Option<usize>) -> Result<Vec<u8>> {
+        let raw = self.raw(loc)?;
+        self.unpack_raw(loc, raw, expect)
+    }
+
+    /// [`BlockSource::unpack`] of stored bytes already read.
+    fn unpack_raw(&self, loc: BlockLoc, raw: Vec<u8>, expect: Option<usize>) -> Result<Vec<u8>> {
         let what = if expect.is_some() {
             "data block"
         } else {
             "fragment block"
         };
-        let raw = self.raw(loc)?;
         let data = if loc.word & BLOCK_UNCOMPRESSED != 0 {
             raw
         } else {
@@ -362,15 +367,24 @@ impl FileAt {
     }
 }
 
-/// Streams a recorded file, one piece at a time.
+/// Data blocks a [`FileStream`] decompresses together, in parallel:
+/// bounds its memory to this many blocks.
+const READ_AHEAD: usize = 16;
+
+/// Streams a recorded file. Stored blocks are read in order and
+/// decompressed a batch at a time on the rayon pool (a base read with
+/// other settings than the output's goes through here, block after block).
 pub(crate) struct FileStream {
     src: Arc<BlockSource>,
     file: Arc<FileBlocks>,
     next: usize,
+    ready: std::collections::VecDeque<Option<Arc<Vec<u8>>>>,
     buf: Option<Arc<Vec<u8>>>,
     /// Bytes of the current piece (zeros when `buf` is `None`).
     len: usize,
     at: usize,
+    /// Index of the current piece (for messages).
+    cur: usize,
 }
 
 impl FileStream {
@@ -379,14 +393,56 @@ impl FileStream {
             src,
             file,
             next: 0,
+            ready: std::collections::VecDeque::new(),
             buf: None,
             len: 0,
             at: 0,
+            cur: 0,
         }
     }
 
     fn pieces(&self) -> usize {
         self.file.blocks.len() + usize::from(self.file.fragment.is_some())
+    }
+
+    /// Loads the next batch of pieces into `ready`.
+    fn read_ahead(&mut self) -> Result<()> {
+        use rayon::prelude::*;
+        let from = self.next;
+        let upto = (from + READ_AHEAD).min(self.file.blocks.len());
+        if from >= upto {
+            // Only the fragment tail is left.
+            self.ready.push_back(self.src.piece(&self.file, from)?);
+            return Ok(());
+        }
+        // Sequential I/O, then parallel decompression.
+        let mut raw = Vec::with_capacity(upto - from);
+        for (i, p) in self.file.blocks[from..upto].iter().enumerate() {
+            raw.push(match p {
+                Piece::Stored(loc) => Some((*loc, self.src.raw(*loc)?, from + i)),
+                Piece::Hole | Piece::Data(_) => None,
+            });
+        }
+        let src = &self.src;
+        let file = &self.file;
+        let unpacked: Vec<Result<Option<Vec<u8>>>> = raw
+            .into_par_iter()
+            .map(|r| match r {
+                None => Ok(None),
+                Some((loc, bytes, i)) => {
+                    let len = file.piece_len(i, src.block_size);
+                    src.unpack_raw(loc, bytes, Some(len)).map(Some)
+                }
+            })
+            .collect();
+        for (p, u) in self.file.blocks[from..upto].iter().zip(unpacked) {
+            self.ready.push_back(match (p, u?) {
+                (Piece::Data(d), _) => Some(Arc::clone(d)),
+                (_, Some(b)) => Some(Arc::new(b)),
+                (_, None) => None,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -396,8 +452,15 @@ impl Read for FileStream {
             if self.next >= self.pieces() {
                 return Ok(0);
             }
-            self.buf = self.src.piece(&self.file, self.next)?;
+            if self.ready.is_empty() {
+                self.read_ahead()?;
+            }
+            let Some(piece) = self.ready.pop_front() else {
+                return Err(corrupt(format!("file piece {} could not be read", self.next)).into());
+            };
+            self.buf = piece;
             self.len = self.file.piece_len(self.next, self.src.block_size);
+            self.cur = self.next;
             self.at = 0;
             self.next += 1;
             if let Some(b) = &self.buf
@@ -405,7 +468,7 @@ impl Read for FileStream {
             {
                 return Err(corrupt(format!(
                     "file piece {} holds {} bytes, the layout says {}",
-                    self.next - 1,
+                    self.cur,
                     b.len(),
                     self.len
                 ))
