@@ -1,6 +1,9 @@
 //! Times the chunked xz writer on a real initrd, for the performance page.
 //!
-//! `cargo run --release -p v6build-cpio --example xz_repack_bench -- INITRD [gzip|xz]`
+//! `cargo run --release -p v6build-cpio --example xz_repack_bench -- INITRD [gzip|xz] [edit]`
+//!
+//! With `edit`, only: fill a cache at 2 threads, then time a repack after
+//! adding one file.
 //!
 //! Prints: parse vs load time, repack (no change) at 1 and 2 threads with
 //! no cache, a cold cache and a warm one, and the output size next to
@@ -83,6 +86,39 @@ fn main() {
     );
     let merged = img.merged();
     let params = Compression::canonical(kind).unwrap();
+    if args.get(3).map(String::as_str) == Some("edit") {
+        let opts = RepackOptions {
+            compression: Some(params.clone()),
+            threads: NonZeroUsize::new(2).unwrap(),
+            ..RepackOptions::default()
+        };
+        let cache = MemChunkCache::new();
+        let t = Instant::now();
+        repack_with(&bytes, &img, &merged, &blobs, &opts, Some(&cache)).unwrap();
+        println!("cold, 2 threads: {:.2?} ({} chunks)", t.elapsed(), cache.len());
+        let mut new = merged.clone();
+        let digest = v6build_fstree::BlobStore::put(&blobs, b"one new file\n").unwrap();
+        let leaf = v6build_fstree::Leaf {
+            meta: v6build_fstree::Meta::root(0o644, 0),
+            kind: v6build_fstree::LeafKind::Regular(v6build_fstree::Content { digest, size: 13 }),
+        };
+        new.insert(
+            &v6build_fstree::TreePath::parse("/etc/v6build-one-file").unwrap(),
+            v6build_fstree::Node::Leaf(std::sync::Arc::new(leaf)),
+            false,
+        )
+        .unwrap();
+        let before = cache.len();
+        let t = Instant::now();
+        let out = repack_with(&bytes, &img, &new, &blobs, &opts, Some(&cache)).unwrap();
+        println!(
+            "one file added, warm cache, 2 threads: {:.2?} ({} chunks compressed again); output {} bytes",
+            t.elapsed(),
+            cache.len() - before,
+            out.len()
+        );
+        return;
+    }
     for threads in [1usize, 2] {
         let opts = RepackOptions {
             compression: Some(params.clone()),
