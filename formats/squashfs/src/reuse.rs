@@ -1,9 +1,12 @@
 //! Block reuse: what a rebuild copies instead of recompressing.
 //!
-//! [`BaseBlocks`] remembers, for every data block of a base image, the
-//! BLAKE3 of its uncompressed bytes and where its compressed bytes lie.
-//! When the writer's compressor, options and block size match the base, a
-//! block with the same content is copied byte for byte from the base.
+//! [`BaseBlocks`] remembers, for every regular file a reader named, where
+//! its blocks and fragment tail lie in the base image (so the file can be
+//! copied or read back without the tree), and, after a hashing scan, the
+//! BLAKE3 of every data block's uncompressed bytes. When the writer's
+//! compressor, options and block size match the base, a recorded file is
+//! copied block for block and a block with known content is copied byte
+//! for byte from the base.
 //! [`BlockCache`] is the same idea backed by the engine's store, keyed by
 //! [`BlockKey`]; because a cached block is exactly what compression would
 //! have produced, warm and cold caches give identical output.

@@ -732,3 +732,10 @@ fn images_without_fragments_copy_short_blocks() {
         "nofrag",
     );
 }
+
+#[test]
+fn readers_are_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<v6build_squashfs::FileAt>();
+    shared::<BaseBlocks>();
+}
