@@ -222,6 +222,11 @@ fn build_once(
                 .map(|c| c.digest);
             blobs.register_scan(media, *blocks, nested);
         }
+        if let (Work::Unpack(Image::Initrd), Out::Parsed { parse, .. }) = (&node.work, out)
+            && let Some(media) = pipeline::media_input(inputs)
+        {
+            blobs.register_initrd(media, *parse);
+        }
     };
     let ctx = Ctx {
         recipe: r,

@@ -239,7 +239,7 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                 key(
                     &format!("unpack-{}", src_image.name()),
                     if src_image == Image::Initrd {
-                        json!({ "saves": "parse" })
+                        json!({ "saves": "parse", "contents": "in the base" })
                     } else {
                         Value::Null
                     },
@@ -567,15 +567,13 @@ impl Ctx<'_> {
         }
     }
 
-    /// The merged tree and the saved parse. Contents go into the store
-    /// itself: an initrd is decompressed whole anyway, and a rewrite needs
-    /// every file of the edited segment.
+    /// The merged tree and the saved parse. Files are hashed, not stored:
+    /// the base initrd itself holds them (see `refs`).
     fn unpack_initrd(&self, name: &str, path: &Path) -> Result<(Tree, Vec<u8>), NodeError> {
         let bytes = std::fs::read(path).map_err(|e| fail(name, e))?;
-        let batched = crate::blocks::Batched::new(self.store, 256 << 20);
-        let ird = v6build_cpio::Initramfs::parse(&bytes, &batched, &Default::default())
-            .map_err(|e| fail(name, e))?;
-        batched.flush().map_err(|e| fail(name, e))?;
+        let ird =
+            v6build_cpio::Initramfs::parse(&bytes, &crate::refs::HashOnly, &Default::default())
+                .map_err(|e| fail(name, e))?;
         Ok((ird.merged(), ird.save()))
     }
 
@@ -1112,7 +1110,9 @@ pub fn from_record(
         });
     }
     if let (Some(tree), Some(parse)) = (rec.outputs.get("tree"), rec.outputs.get("parse")) {
-        let present = tree_usable(store, claim, &tree.digest)
+        // An unpacked initrd's files are in the base initrd, which its
+        // saved parse describes.
+        let present = store.get_tree(&tree.digest).is_ok()
             && store.has(v6build_cache::ObjectKind::Blob, &parse.digest);
         return present.then_some(Out::Parsed {
             tree: tree.digest,

@@ -19,8 +19,16 @@
 //! base's compressed bytes. The writers copy unchanged files without
 //! reading them at all.
 //!
+//! An initrd is different: it is one compressed stream that must be
+//! decompressed whole to find anything, so `initrd/unpack` does hash every
+//! file (its digests are real content hashes), but it does not store the
+//! files. The first read of one decompresses the base initrd once more
+//! into memory and serves every file from there: a rewrite reads them all
+//! anyway, and an append or a no-change rebuild reads none.
+//!
 //! [`Blobs`] is the blob store every node reads through: the cache store
-//! first, then the base images registered by the `stage2/scan` node. A
+//! first, then the base images registered by the `stage2/scan` and
+//! `initrd/unpack` nodes. A
 //! reference is trusted because its media was checked against the recipe's
 //! pin before the scan ran, and the codecs bound every block they
 //! decompress.
@@ -174,12 +182,80 @@ impl Ext4Source {
     }
 }
 
+/// A base initrd: its media file and its saved parse. The digests it
+/// holds come from the parse (no decompression); its contents are
+/// decompressed into memory on first use.
+struct InitrdSource {
+    media: PathBuf,
+    parse: Digest,
+    digests: OnceLock<Result<std::collections::HashSet<Digest>, String>>,
+    loaded: OnceLock<Result<v6build_fstree::MemBlobs, String>>,
+}
+
+impl InitrdSource {
+    fn holds(&self, store: &Store, d: &Digest) -> bool {
+        self.digests
+            .get_or_init(|| {
+                let saved = store
+                    .get_blob(&self.parse)
+                    .map_err(|e| format!("saved parse {}: {e}", self.parse))?;
+                let parsed = v6build_cpio::Initramfs::load(&saved)
+                    .map_err(|e| format!("saved parse {}: {e}", self.parse))?;
+                Ok(parsed
+                    .segments
+                    .iter()
+                    .flat_map(|s| s.tree.contents())
+                    .map(|c| c.digest)
+                    .collect())
+            })
+            .as_ref()
+            .is_ok_and(|set| set.contains(d))
+    }
+
+    fn get(&self) -> Result<&v6build_fstree::MemBlobs, String> {
+        self.loaded
+            .get_or_init(|| {
+                let bytes = std::fs::read(&self.media)
+                    .map_err(|e| format!("{}: {e}", self.media.display()))?;
+                let blobs = v6build_fstree::MemBlobs::new();
+                v6build_cpio::Initramfs::parse(&bytes, &blobs, &Default::default())
+                    .map_err(|e| format!("{}: {e}", self.media.display()))?;
+                Ok(blobs)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// Takes what it is given, keeps nothing: the store an initrd is parsed
+/// into when only its digests are wanted.
+#[derive(Debug, Default)]
+pub struct HashOnly;
+
+impl BlobStore for HashOnly {
+    fn put(&self, data: &[u8]) -> io::Result<Digest> {
+        Ok(Digest::of(data))
+    }
+
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{digest} was hashed, not kept"),
+        ))
+    }
+
+    fn contains(&self, _: &Digest) -> bool {
+        false
+    }
+}
+
 /// The blob store nodes read through: the cache store, then the registered
 /// base images.
 pub struct Blobs<'a> {
     store: &'a Store,
     squash: Mutex<Vec<Arc<SquashSource>>>,
     ext4: Mutex<Vec<Arc<Ext4Source>>>,
+    initrd: Mutex<Vec<Arc<InitrdSource>>>,
 }
 
 impl std::fmt::Debug for Blobs<'_> {
@@ -195,7 +271,27 @@ impl<'a> Blobs<'a> {
             store,
             squash: Mutex::new(Vec::new()),
             ext4: Mutex::new(Vec::new()),
+            initrd: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Registers an unpacked base initrd (its media file and saved parse).
+    pub fn register_initrd(&self, media: PathBuf, parse: Digest) {
+        if let Ok(mut v) = self.initrd.lock()
+            && !v.iter().any(|s| s.parse == parse && s.media == media)
+        {
+            v.push(Arc::new(InitrdSource {
+                media,
+                parse,
+                digests: OnceLock::new(),
+                loaded: OnceLock::new(),
+            }));
+        }
+    }
+
+    fn initrd_holding(&self, d: &Digest) -> Option<Arc<InitrdSource>> {
+        let v: Vec<_> = self.initrd.lock().ok()?.clone();
+        v.into_iter().find(|s| s.holds(self.store, d))
     }
 
     /// The underlying store.
@@ -263,7 +359,9 @@ impl<'a> Blobs<'a> {
 
     /// Whether `d` is a reference some registered base can resolve.
     pub fn is_reference(&self, d: &Digest) -> bool {
-        self.ext4_source_of(d).is_some() || self.base_holding(d).is_some()
+        self.ext4_source_of(d).is_some()
+            || self.base_holding(d).is_some()
+            || self.initrd_holding(d).is_some()
     }
 }
 
@@ -295,6 +393,11 @@ impl BlobStore for Blobs<'_> {
             && let Some(at) = b.file_at(digest)
         {
             return Ok(Box::new(AtReader { at, pos: 0 }));
+        }
+        if let Some(src) = self.initrd_holding(digest) {
+            let blobs = src.get().map_err(io::Error::other)?;
+            let data = blobs.get(digest)?;
+            return Ok(Box::new(Cursor::new(data)));
         }
         // Not found anywhere: let the store give its usual error.
         self.store.open(digest)
