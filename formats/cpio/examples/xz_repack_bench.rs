@@ -95,7 +95,11 @@ fn main() {
         let cache = MemChunkCache::new();
         let t = Instant::now();
         repack_with(&bytes, &img, &merged, &blobs, &opts, Some(&cache)).unwrap();
-        println!("cold, 2 threads: {:.2?} ({} chunks)", t.elapsed(), cache.len());
+        println!(
+            "cold, 2 threads: {:.2?} ({} chunks)",
+            t.elapsed(),
+            cache.len()
+        );
         let mut new = merged.clone();
         let digest = v6build_fstree::BlobStore::put(&blobs, b"one new file\n").unwrap();
         let leaf = v6build_fstree::Leaf {

@@ -133,10 +133,44 @@ impl XzParams {
     }
 }
 
-/// A cached value we can use: LZMA2 data is never empty and ends with its
-/// end-of-data marker (a zero control byte). Anything else is a miss.
-fn plausible(lzma2: &[u8]) -> bool {
-    lzma2.last() == Some(&0)
+/// Whether a cached value is a complete LZMA2 stream that unpacks to
+/// `expected` bytes, judged from its chunk headers alone (no decoding):
+/// each control byte is 0x00 (end), 0x01/0x02 (stored chunk, 16-bit
+/// size) or 0x80..=0xFF (LZMA chunk: 21-bit unpacked size, 16-bit packed
+/// size, and a properties byte when the control asks for a state reset
+/// with new properties). A value that fails is treated as a miss, so a
+/// damaged cache cannot make the stream's sizes or index lie.
+fn plausible(lzma2: &[u8], expected: usize) -> bool {
+    let byte = |i: usize| lzma2.get(i).copied().map(usize::from);
+    let mut pos = 0usize;
+    let mut unpacked = 0usize;
+    loop {
+        let Some(control) = byte(pos) else {
+            return false;
+        };
+        let (unp, packed, header) = match control {
+            0 => return pos + 1 == lzma2.len() && unpacked == expected,
+            1 | 2 => {
+                let (Some(hi), Some(lo)) = (byte(pos + 1), byte(pos + 2)) else {
+                    return false;
+                };
+                let n = (hi << 8 | lo) + 1;
+                (n, n, 3)
+            }
+            0x80..=0xff => {
+                let f = |i| byte(pos + i);
+                let (Some(u1), Some(u2), Some(p1), Some(p2)) = (f(1), f(2), f(3), f(4)) else {
+                    return false;
+                };
+                let unp = ((control & 0x1f) << 16 | u1 << 8 | u2) + 1;
+                let packed = (p1 << 8 | p2) + 1;
+                (unp, packed, if control >= 0xc0 { 6 } else { 5 })
+            }
+            _ => return false,
+        };
+        unpacked += unp;
+        pos += header + packed;
+    }
 }
 
 /// Compresses `data` as one xz stream of content-defined chunks.
@@ -168,7 +202,7 @@ pub(crate) fn compress_xz(
                     return params.lzma2(chunk);
                 };
                 let key = ChunkKey::new(&key_params, &[], chunk);
-                if let Some(hit) = cache.get(&key).filter(|c| plausible(c)) {
+                if let Some(hit) = cache.get(&key).filter(|c| plausible(c, chunk.len())) {
                     return Ok(hit);
                 }
                 let c = params.lzma2(chunk)?;
@@ -228,6 +262,33 @@ pub(crate) fn compress_xz(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plausible_accepts_real_lzma2_and_refuses_damage() {
+        let p = XzParams {
+            preset: 1,
+            extreme: false,
+            dict_size: 1 << 20,
+            target: 1 << 20,
+        };
+        let data: Vec<u8> = (0..300_000u64).map(|i| (i * i % 251) as u8).collect();
+        let c = p.lzma2(&data).unwrap();
+        assert!(plausible(&c, data.len()));
+        assert!(!plausible(&c, data.len() - 1));
+        assert!(!plausible(&c[..c.len() - 1], data.len()));
+        assert!(!plausible(&[c.clone(), vec![0]].concat(), data.len()));
+        assert!(!plausible(&[], 0));
+        assert!(plausible(&[0], 0));
+        for cut in [1, 2, 5, c.len() / 2] {
+            assert!(!plausible(&c[..cut], data.len()), "{cut}");
+        }
+        // Incompressible input gives stored chunks (control 1 or 2).
+        let noise: Vec<u8> = (0..100_000u64)
+            .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8)
+            .collect();
+        let c = p.lzma2(&noise).unwrap();
+        assert!(plausible(&c, noise.len()));
+    }
 
     #[test]
     fn vli_and_dict_prop_match_the_spec() {

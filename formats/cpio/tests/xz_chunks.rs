@@ -335,3 +335,34 @@ fn chunked_gzip_is_valid_and_reuses_chunks() {
         v6build_testkit::run(std::process::Command::new(&gz).arg("-t").arg(&f));
     }
 }
+
+/// A cache whose entries come back damaged.
+#[derive(Default)]
+struct Damaged(MemChunkCache);
+
+impl ChunkCache for Damaged {
+    fn get(&self, key: &ChunkKey) -> Option<Vec<u8>> {
+        let mut v = self.0.get(key)?;
+        match key.0[0] % 3 {
+            0 => v.truncate(v.len() / 2),
+            1 => v.push(0),
+            _ => v.clear(),
+        }
+        Some(v)
+    }
+    fn put(&self, key: &ChunkKey, compressed: &[u8]) {
+        self.0.put(key, compressed);
+    }
+}
+
+#[test]
+fn damaged_xz_cache_entries_are_recomputed() {
+    let blobs = MemBlobs::new();
+    let archive = newc_bytes(&big_tree(&blobs, 1000), &blobs).unwrap();
+    let params = xz(32 << 10);
+    let clean = compress_with(&params, &archive, threads(2), None).unwrap();
+    let cache = Damaged::default();
+    let first = compress_with(&params, &archive, threads(2), Some(&cache)).unwrap();
+    let second = compress_with(&params, &archive, threads(2), Some(&cache)).unwrap();
+    assert!(first == clean && second == clean);
+}
