@@ -62,7 +62,11 @@ fn dracut_initrds_round_trip() {
             .unwrap_or_else(|e| panic!("dracut {flag}: {e}"));
         let main = parsed.segments.last().unwrap();
         assert_eq!(main.compression, Some(kind), "dracut {flag}");
-        assert!(main.entries > 100, "dracut {flag}: only {} entries", main.entries);
+        assert!(
+            main.entries > 100,
+            "dracut {flag}: only {} entries",
+            main.entries
+        );
         let merged = parsed.merged();
 
         // What GNU cpio extracts from the same image.
@@ -91,7 +95,11 @@ fn dracut_initrds_round_trip() {
         std::fs::create_dir_all(&dest2).unwrap();
         extract(&pipe(&decompress, &out), &dest2);
         let back = without_unrestored_times(&tree_from_dir(&dest2, &blobs));
-        assert_eq!(dump(&back), dump(&want), "dracut {flag}: GNU cpio on our output");
+        assert_eq!(
+            dump(&back),
+            dump(&want),
+            "dracut {flag}: GNU cpio on our output"
+        );
         eprintln!(
             "dracut {flag}: {} bytes, {} entries; repacked to {} bytes",
             bytes.len(),
