@@ -517,7 +517,8 @@ fn patched_files_copy_every_untouched_block() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let img = open(&f.xz);
-    let opts = WriteOptions::from_base(&img);
+    let mut opts = WriteOptions::from_base(&img);
+    opts.threads = 1;
     let (tree, mut base) = img.read_tree_lazy(b"x").unwrap();
     let big = files(&tree)["/big.bin"].0;
     let real = f.blobs.get(&files(&f.tree)["/big.bin"].0).unwrap();
@@ -589,6 +590,14 @@ fn patched_files_copy_every_untouched_block() {
             u64::from(r.fragments),
             r.fragments_reused + new_frags,
             "case {k}: {r:?}"
+        );
+        let mut four = opts.clone();
+        four.threads = 4;
+        let out4 = tmp.path().join("patched.4.img");
+        write_file(&edited, &MemBlobs::new(), &four, &base, &out4);
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(&out4).unwrap(),
+            "case {k}: thread count changed the bytes"
         );
         let x = tmp.path().join("x");
         run(Command::new(&unsq)
