@@ -713,7 +713,12 @@ impl Ctx<'_> {
                 &mut file,
             ),
         }
-        .map_err(|e| fail(name, e))?;
+        .map_err(|e| {
+            fail(
+                name,
+                format!("writing the new squashfs ({}): {e}", tmp.path.display()),
+            )
+        })?;
         self.note(
             name,
             "squashfs",

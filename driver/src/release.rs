@@ -27,7 +27,10 @@ pub struct Written {
 
 /// Copies `src` to `dst`, hashing as it goes, and fsyncs `dst`.
 pub fn copy_hashed(src: &mut dyn Read, dst: &Path) -> io::Result<Written> {
-    let mut f = File::create(dst)?;
+    // Write-side errors (a full disk) name the file; read-side ones come
+    // from the source as they are.
+    let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dst.display()));
+    let mut f = File::create(dst).map_err(at)?;
     let mut sha = Sha256::new();
     let mut b3 = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -41,10 +44,10 @@ pub fn copy_hashed(src: &mut dyn Read, dst: &Path) -> io::Result<Written> {
         };
         sha.update(&buf[..n]);
         b3.update(&buf[..n]);
-        f.write_all(&buf[..n])?;
+        f.write_all(&buf[..n]).map_err(at)?;
         size += n as u64;
     }
-    f.sync_all()?;
+    f.sync_all().map_err(at)?;
     Ok(Written {
         size,
         sha256: hex::encode(sha.finalize()),
