@@ -344,4 +344,69 @@ fn el7_rebuild_touches_only_what_changed() {
         differ, changed,
         "regions that differ vs blocks the writer recompressed"
     );
+    kernel_reads(t, &s, &img);
+}
+
+/// The kernel mounts the written squashfs (copied blocks, pinned fragments,
+/// recompressed ones) and the ext4 image inside it, and reads the files.
+fn kernel_reads(t: &str, s: &Scratch, img: &Path) {
+    if !v6build_testkit::require_root(t) {
+        return;
+    }
+    let (Some(mount), Some(umount)) = (oracle(t, "mount"), oracle(t, "umount")) else {
+        return;
+    };
+    let outer = s.path().join("mnt-squashfs");
+    let inner = s.path().join("mnt-rootfs");
+    std::fs::create_dir_all(&outer).unwrap();
+    std::fs::create_dir_all(&inner).unwrap();
+    let m = Command::new(&mount)
+        .args(["-o", "loop,ro", "-t", "squashfs"])
+        .arg(img)
+        .arg(&outer)
+        .output()
+        .unwrap();
+    if !m.status.success() {
+        assert!(
+            !v6build_testkit::oracles_required(),
+            "loop mount failed: {}",
+            crate::harness::stderr(&m)
+        );
+        eprintln!("SKIP {t}: loop mount unavailable here");
+        return;
+    }
+    let m2 = Command::new(&mount)
+        .args(["-o", "loop,ro", "-t", "ext4"])
+        .arg(outer.join("LiveOS/rootfs.img"))
+        .arg(&inner)
+        .output()
+        .unwrap();
+    let checks = (|| -> Result<(), String> {
+        if !m2.status.success() {
+            return Err(format!(
+                "mounting rootfs.img: {}",
+                crate::harness::stderr(&m2)
+            ));
+        }
+        let added = std::fs::read(inner.join("usr/share/v6/added")).map_err(|e| e.to_string())?;
+        if added != b"one kilobyte or so\n" {
+            return Err("added file differs".into());
+        }
+        for i in [0u64, 77, 150, 299] {
+            let n = 4096 + (i as usize * 7919) % 150_000;
+            let got = std::fs::read(inner.join(format!("usr/share/data/f{i:03}")))
+                .map_err(|e| e.to_string())?;
+            if got != noise(n, i) {
+                return Err(format!("f{i:03} differs"));
+            }
+        }
+        Ok(())
+    })();
+    if m2.status.success() {
+        run(Command::new(&umount).arg(&inner));
+    }
+    run(Command::new(&umount).arg(&outer));
+    if let Err(e) = checks {
+        panic!("kernel view of the written stage2: {e}");
+    }
 }
