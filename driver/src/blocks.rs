@@ -9,6 +9,38 @@ use v6build_cache::{ActionRecord, Output, OutputKind, Store};
 use v6build_fstree::{BlobStore, Digest};
 use v6build_squashfs::{BlockCache, BlockKey, CachedBlock};
 
+/// The action record cached under `key`, if any.
+fn cached(store: &Store, key: [u8; 32]) -> Option<ActionRecord> {
+    store.get_action(&Digest::from_bytes(key)).ok()?
+}
+
+/// The bytes `rec` records as output `name`, if its blob is present and whole.
+fn bytes_of(store: &Store, rec: &ActionRecord, name: &str) -> Option<Vec<u8>> {
+    let o = rec.outputs.get(name)?;
+    let bytes = store.get_blob(&o.digest).ok()?;
+    (bytes.len() as u64 == o.size).then_some(bytes)
+}
+
+/// Records `bytes` (stored as a blob) under `key` as output `name`. A
+/// failed put only loses a cache entry.
+fn cache_bytes(store: &Store, key: [u8; 32], name: &str, bytes: &[u8]) {
+    if let Ok(digest) = store.put_blob(bytes) {
+        record(store, key, name, digest, bytes.len() as u64);
+    }
+}
+
+fn record(store: &Store, key: [u8; 32], name: &str, digest: Digest, size: u64) {
+    let rec = ActionRecord::single(
+        name,
+        Output {
+            kind: OutputKind::Blob,
+            digest,
+            size,
+        },
+    );
+    let _ = store.put_action(&Digest::from_bytes(key), &rec);
+}
+
 /// Compressed squashfs blocks in the store: the block key maps, through the
 /// action cache, to a blob holding the compressed bytes (or to the marker
 /// output `incompressible`). Entries are verified like every store read,
@@ -21,33 +53,20 @@ pub struct StoreBlockCache<'a> {
 
 impl BlockCache for StoreBlockCache<'_> {
     fn get(&self, key: &BlockKey) -> Option<CachedBlock> {
-        let rec = self.store.get_action(&Digest::from_bytes(key.0)).ok()??;
+        let rec = cached(self.store, key.0)?;
         if rec.outputs.contains_key("incompressible") {
             return Some(CachedBlock::Incompressible);
         }
-        let o = rec.outputs.get("block")?;
-        let bytes = self.store.get_blob(&o.digest).ok()?;
-        (bytes.len() as u64 == o.size).then_some(CachedBlock::Compressed(bytes))
+        bytes_of(self.store, &rec, "block").map(CachedBlock::Compressed)
     }
 
     fn put(&self, key: &BlockKey, block: &CachedBlock) {
-        // A failed put only loses a cache entry.
-        let (name, digest, size) = match block {
-            CachedBlock::Incompressible => ("incompressible", Digest::of(b""), 0),
-            CachedBlock::Compressed(b) => match self.store.put_blob(b) {
-                Ok(d) => ("block", d, b.len() as u64),
-                Err(_) => return,
-            },
-        };
-        let rec = ActionRecord::single(
-            name,
-            Output {
-                kind: OutputKind::Blob,
-                digest,
-                size,
-            },
-        );
-        let _ = self.store.put_action(&Digest::from_bytes(key.0), &rec);
+        match block {
+            CachedBlock::Incompressible => {
+                record(self.store, key.0, "incompressible", Digest::of(b""), 0);
+            }
+            CachedBlock::Compressed(b) => cache_bytes(self.store, key.0, "block", b),
+        }
     }
 }
 
@@ -61,26 +80,11 @@ pub struct StoreChunkCache<'a> {
 
 impl v6build_cpio::ChunkCache for StoreChunkCache<'_> {
     fn get(&self, key: &v6build_cpio::ChunkKey) -> Option<Vec<u8>> {
-        let rec = self.store.get_action(&Digest::from_bytes(key.0)).ok()??;
-        let o = rec.outputs.get("chunk")?;
-        let bytes = self.store.get_blob(&o.digest).ok()?;
-        (bytes.len() as u64 == o.size).then_some(bytes)
+        bytes_of(self.store, &cached(self.store, key.0)?, "chunk")
     }
 
     fn put(&self, key: &v6build_cpio::ChunkKey, compressed: &[u8]) {
-        // A failed put only loses a cache entry.
-        let Ok(digest) = self.store.put_blob(compressed) else {
-            return;
-        };
-        let rec = ActionRecord::single(
-            "chunk",
-            Output {
-                kind: OutputKind::Blob,
-                digest,
-                size: compressed.len() as u64,
-            },
-        );
-        let _ = self.store.put_action(&Digest::from_bytes(key.0), &rec);
+        cache_bytes(self.store, key.0, "chunk", compressed);
     }
 }
 
