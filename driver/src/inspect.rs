@@ -121,21 +121,7 @@ fn ext4_tree(
 ) -> Result<(Tree, Opened), String> {
     let fs = v6build_ext4::Ext4::open(at).map_err(|e| e.to_string())?;
     let seed = Digest::of(b"v6build inspect");
-    let (tree, _) = fs
-        .read_tree_with_contents(&mut |ino| {
-            Ok(if ino.size() == 0 {
-                v6build_fstree::Content {
-                    digest: Digest::of(b""),
-                    size: 0,
-                }
-            } else {
-                v6build_fstree::Content {
-                    digest: crate::refs::ext4_ref(&seed, ino.ino),
-                    size: ino.size(),
-                }
-            })
-        })
-        .map_err(|e| e.to_string())?;
+    let tree = crate::refs::read_ext4(&fs, &seed).map_err(|e| e.to_string())?;
     Ok((tree, Opened::Ext4(fs, seed)))
 }
 

@@ -591,10 +591,7 @@ impl Ctx<'_> {
                     .ok_or_else(|| fail(name, format!("{path} is not in a registered base")))?
                     .map_err(|e| fail(name, e))?;
                 let rootfs = content.digest;
-                let (tree, _) = fs
-                    .read_tree_with_contents(&mut |ino| {
-                        Ok(reference_content(&rootfs, ino.ino, ino.size()))
-                    })
+                let tree = crate::refs::read_ext4(&fs, &rootfs)
                     .map_err(|e| fail(name, format!("reading {path}: {e}")))?;
                 if let Some(b) = self.blobs.base_holding(&rootfs) {
                     self.note(
@@ -943,21 +940,6 @@ fn squashfs_compressor(
             return Err("a stage2 squashfs is always compressed; choose xz, gzip or zstd".into());
         }
     })
-}
-
-/// The content of a regular file of a nested ext4 base: a reference,
-/// except for empty files, which every image shares.
-fn reference_content(rootfs: &Digest, ino: u32, size: u64) -> Content {
-    if size == 0 {
-        return Content {
-            digest: Digest::of(b""),
-            size: 0,
-        };
-    }
-    Content {
-        digest: crate::refs::ext4_ref(rootfs, ino),
-        size,
-    }
 }
 
 /// Points the regular file at `path` of `tree` at new content.

@@ -63,6 +63,27 @@ pub fn ext4_ref(rootfs: &Digest, ino: u32) -> Digest {
     Digest::from_bytes(d)
 }
 
+/// The tree of an ext4 image, reading no file data: each regular file is
+/// named by [`ext4_ref`] into `rootfs`, except empty files, which every
+/// image shares.
+pub fn read_ext4<R: v6build_ext4::ReadAt>(
+    fs: &v6build_ext4::Ext4<R>,
+    rootfs: &Digest,
+) -> v6build_ext4::Result<v6build_fstree::Tree> {
+    let (tree, _) = fs.read_tree_with_contents(&mut |ino| {
+        let size = ino.size();
+        Ok(v6build_fstree::Content {
+            digest: if size == 0 {
+                Digest::of(b"")
+            } else {
+                ext4_ref(rootfs, ino.ino)
+            },
+            size,
+        })
+    })?;
+    Ok(tree)
+}
+
 /// The inode number inside `d` if it is a reference into `rootfs`.
 pub fn ext4_ino(rootfs: &Digest, d: &Digest) -> Option<u32> {
     let b = d.as_bytes();
