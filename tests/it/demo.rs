@@ -255,19 +255,7 @@ fn kernel_mounts_the_demo_rootfs() {
         .arg(s.demo_release().join("LiveOS/squashfs.img")));
     let mnt = s.path().join("mnt");
     std::fs::create_dir_all(&mnt).unwrap();
-    let m = Command::new(&mount)
-        .args(["-o", "loop,ro", "-t", "ext4"])
-        .arg(x.join("LiveOS/rootfs.img"))
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    if !m.status.success() {
-        assert!(
-            !v6build_testkit::oracles_required(),
-            "loop mount failed: {}",
-            stderr(&m)
-        );
-        eprintln!("SKIP {t}: loop mount unavailable here: {}", stderr(&m));
+    if !crate::harness::loop_mount(t, &mount, "ext4", &x.join("LiveOS/rootfs.img"), &mnt) {
         return;
     }
     let checks = (|| -> Result<(), String> {

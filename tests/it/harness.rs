@@ -117,3 +117,25 @@ pub fn output_hashes(release: &Path) -> Vec<(String, String)> {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Mounts `image` read-only through a loop device at `at`. Where loop
+/// mounts are unavailable it prints SKIP and returns false, or fails the
+/// test when oracles are required.
+pub fn loop_mount(t: &str, mount: &Path, fstype: &str, image: &Path, at: &Path) -> bool {
+    let m = Command::new(mount)
+        .args(["-o", "loop,ro", "-t", fstype])
+        .arg(image)
+        .arg(at)
+        .output()
+        .expect("run mount");
+    if !m.status.success() {
+        assert!(
+            !v6build_testkit::oracles_required(),
+            "loop mount failed: {}",
+            stderr(&m)
+        );
+        eprintln!("SKIP {t}: loop mount unavailable here: {}", stderr(&m));
+        return false;
+    }
+    true
+}

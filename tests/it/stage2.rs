@@ -360,19 +360,7 @@ fn kernel_reads(t: &str, s: &Scratch, img: &Path) {
     let inner = s.path().join("mnt-rootfs");
     std::fs::create_dir_all(&outer).unwrap();
     std::fs::create_dir_all(&inner).unwrap();
-    let m = Command::new(&mount)
-        .args(["-o", "loop,ro", "-t", "squashfs"])
-        .arg(img)
-        .arg(&outer)
-        .output()
-        .unwrap();
-    if !m.status.success() {
-        assert!(
-            !v6build_testkit::oracles_required(),
-            "loop mount failed: {}",
-            crate::harness::stderr(&m)
-        );
-        eprintln!("SKIP {t}: loop mount unavailable here");
+    if !crate::harness::loop_mount(t, &mount, "squashfs", img, &outer) {
         return;
     }
     let m2 = Command::new(&mount)
