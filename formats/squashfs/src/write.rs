@@ -6,7 +6,10 @@
 //!
 //! Data is streamed: file contents are read block by block, compressed in
 //! bounded batches on a rayon pool and written in canonical order, so the
-//! bytes never depend on the thread count. Identical contents are stored
+//! bytes never depend on the thread count. Batches are pipelined: while the
+//! pool compresses one or two batches, the calling thread reads (and, for a
+//! base image, decompresses) the next, so reading never leaves the pool
+//! idle and no batch waits for the slowest block of the one before. Identical contents are stored
 //! once. Blocks found in a matching base image ([`BaseBlocks`]) are copied
 //! as stored; others come from the [`BlockCache`] or are compressed.
 //!
@@ -32,10 +35,14 @@ use crate::superblock::{INVALID_BLK, RawSuperblock, SQUASHFS_MAGIC, SUPERBLOCK_S
 use crate::table::write_table;
 use crate::xattr::XattrWriter;
 
-/// Blocks handed to the compressor pool at once: bounds memory (at most
-/// this many bytes of uncompressed data in flight) without affecting the
-/// output.
-const BATCH_BYTES: usize = 32 << 20;
+/// Blocks handed to the compressor pool at once. With [`MAX_IN_FLIGHT`]
+/// this bounds memory (at most `(MAX_IN_FLIGHT + 1) * BATCH_BYTES` of
+/// uncompressed data held) without affecting the output.
+const BATCH_BYTES: usize = 16 << 20;
+/// Batches the pool may work on while the next one is being read.
+const MAX_IN_FLIGHT: usize = 2;
+
+type BatchResult = Vec<(Job, Result<Done>)>;
 
 /// How to write an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +183,7 @@ pub fn write<W: Write + Seek>(
         pinned: HashMap::new(),
         jobs: Vec::new(),
         job_bytes: 0,
+        in_flight: std::collections::VecDeque::new(),
     };
     w.out.seek(SeekFrom::Start(0))?;
     w.emit(&[0u8; SUPERBLOCK_SIZE])?;
@@ -197,11 +205,16 @@ pub fn write<W: Write + Seek>(
         });
     });
     w.layouts = vec![Layout::default(); order.len()];
-    for (i, c) in order.iter().enumerate() {
-        w.add_file(i, c, blobs, &pool)?;
-    }
-    w.close_fragment();
-    w.flush_jobs(&pool)?;
+    // The data phase runs on this thread inside a scope of the pool:
+    // batches are spawned onto the pool and their results written in order.
+    pool.in_place_scope(|s| -> Result<()> {
+        for (i, c) in order.iter().enumerate() {
+            w.add_file(i, c, blobs, s)?;
+        }
+        w.close_fragment();
+        w.flush_jobs(s)?;
+        w.drain(0)
+    })?;
 
     // Metadata.
     let meta_comp = (!opts.uncompressed_metadata).then(|| opts.compressor.clone());
@@ -377,20 +390,22 @@ struct Writer<'a, W: Write + Seek> {
     pinned: HashMap<u64, u32>,
     jobs: Vec<Job>,
     job_bytes: usize,
+    /// Batches handed to the pool, oldest first, not yet written.
+    in_flight: std::collections::VecDeque<std::sync::mpsc::Receiver<BatchResult>>,
 }
 
-impl<W: Write + Seek> Writer<'_, W> {
+impl<'a, W: Write + Seek> Writer<'a, W> {
     fn emit(&mut self, b: &[u8]) -> Result<()> {
         self.out.write_all(b)?;
         self.pos += b.len() as u64;
         Ok(())
     }
 
-    fn push(&mut self, job: Job, pool: &rayon::ThreadPool) -> Result<()> {
+    fn push(&mut self, job: Job, s: &rayon::Scope<'a>) -> Result<()> {
         self.job_bytes += job.data.len();
         self.jobs.push(job);
         if self.job_bytes >= BATCH_BYTES {
-            self.flush_jobs(pool)?;
+            self.flush_jobs(s)?;
         }
         Ok(())
     }
@@ -400,7 +415,7 @@ impl<W: Write + Seek> Writer<'_, W> {
         i: usize,
         c: &v6build_fstree::Content,
         blobs: &dyn BlobStore,
-        pool: &rayon::ThreadPool,
+        s: &rayon::Scope<'a>,
     ) -> Result<()> {
         let bs = u64::from(self.opts.block_size);
         self.layouts[i].size = c.size;
@@ -443,11 +458,11 @@ impl<W: Write + Seek> Writer<'_, W> {
                         data,
                         ready,
                     },
-                    pool,
+                    s,
                 )?;
             }
             if let Some(fr) = fb.fragment {
-                self.pin(i, fr, pool)?;
+                self.pin(i, fr, s)?;
                 if fb.blocks.is_empty() {
                     self.layouts[i].start = Some(0);
                 }
@@ -484,7 +499,7 @@ impl<W: Write + Seek> Writer<'_, W> {
                     data: block,
                     ready: None,
                 },
-                pool,
+                s,
             )?;
         }
         let mut extra = [0u8; 1];
@@ -539,7 +554,7 @@ impl<W: Write + Seek> Writer<'_, W> {
     /// (offset, length) an inode names. The order of first use follows
     /// the writer's file order, so the output stays a pure function of
     /// the tree and the base.
-    fn pin(&mut self, i: usize, fr: FragRef, pool: &rayon::ThreadPool) -> Result<()> {
+    fn pin(&mut self, i: usize, fr: FragRef, s: &rayon::Scope<'a>) -> Result<()> {
         let idx = match self.pinned.get(&fr.loc.pos) {
             Some(&idx) => idx,
             None => {
@@ -551,7 +566,7 @@ impl<W: Write + Seek> Writer<'_, W> {
                         data: Vec::new(),
                         ready: Some(Done::Reuse(fr.loc)),
                     },
-                    pool,
+                    s,
                 )?;
                 idx
             }
@@ -575,25 +590,54 @@ impl<W: Write + Seek> Writer<'_, W> {
         });
     }
 
-    fn flush_jobs(&mut self, pool: &rayon::ThreadPool) -> Result<()> {
+    /// Hands the queued jobs to the pool as one batch, then writes out
+    /// finished batches until at most [`MAX_IN_FLIGHT`] remain.
+    fn flush_jobs(&mut self, s: &rayon::Scope<'a>) -> Result<()> {
         let jobs = std::mem::take(&mut self.jobs);
         self.job_bytes = 0;
-        let comp = &self.opts.compressor;
+        if !jobs.is_empty() {
+            let comp = &self.opts.compressor;
+            let bs = self.opts.block_size;
+            let params = self.params.clone();
+            let base = self.base;
+            let cache = self.cache;
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            s.spawn(move |_| {
+                let results: BatchResult = jobs
+                    .into_par_iter()
+                    .map(|mut job| {
+                        let done = match job.ready.take() {
+                            Some(d) => Ok(d),
+                            None => decide(&job, comp, bs, &params, base, cache),
+                        };
+                        (job, done)
+                    })
+                    .collect();
+                // The receiver is gone only if the write already failed.
+                let _ = tx.send(results);
+            });
+            self.in_flight.push_back(rx);
+        }
+        self.drain(MAX_IN_FLIGHT)
+    }
+
+    /// Writes finished batches, oldest first, until at most `keep` are
+    /// still with the pool.
+    fn drain(&mut self, keep: usize) -> Result<()> {
+        while self.in_flight.len() > keep {
+            let Some(rx) = self.in_flight.pop_front() else {
+                break;
+            };
+            let results = rx.recv().map_err(|_| {
+                std::io::Error::other("a compression task stopped without a result")
+            })?;
+            self.write_batch(results)?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, results: BatchResult) -> Result<()> {
         let bs = self.opts.block_size;
-        let params = &self.params;
-        let base = self.base;
-        let cache = self.cache;
-        let results: Vec<(Job, Result<Done>)> = pool.install(|| {
-            jobs.into_par_iter()
-                .map(|mut job| {
-                    let done = match job.ready.take() {
-                        Some(d) => Ok(d),
-                        None => decide(&job, comp, bs, params, base, cache),
-                    };
-                    (job, done)
-                })
-                .collect()
-        });
         for (job, done) in results {
             let done = done?;
             match done {
