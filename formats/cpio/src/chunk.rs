@@ -223,6 +223,48 @@ pub(crate) fn chunks(data: &[u8], target: usize) -> Vec<Range<usize>> {
     cuts
 }
 
+/// Runs `f` on every chunk on `threads` threads of `pool` and returns the
+/// results in chunk order. Chunks are taken longest first (ties in
+/// order), each by the next idle thread, so that the run does not end
+/// with one thread compressing a long chunk while the others wait, as it
+/// can when a pool splits the list into halves. The order of work never
+/// changes the results or their order.
+pub(crate) fn map_longest_first<T, F>(
+    pool: &rayon::ThreadPool,
+    ranges: &[Range<usize>],
+    f: F,
+) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize, &Range<usize>) -> T + Sync,
+{
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut order: Vec<usize> = (0..ranges.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(ranges[i].len()), i));
+    let slots: Vec<Mutex<Option<T>>> = ranges.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let workers = pool.current_num_threads().min(ranges.len());
+    pool.scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|_| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { break };
+                    let out = f(i, &ranges[i]);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        *slot = Some(out);
+                    }
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .filter_map(|m| m.into_inner().ok().flatten())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,5 +368,35 @@ mod tests {
             }
             assert_eq!(at, data.len());
         }
+    }
+
+    #[test]
+    fn longest_first_keeps_chunk_order_for_any_thread_count() {
+        let ranges: Vec<Range<usize>> = [5usize, 1, 9, 9, 3, 0, 7]
+            .iter()
+            .scan(0, |at, &len| {
+                let r = *at..*at + len;
+                *at += len;
+                Some(r)
+            })
+            .collect();
+        let want: Vec<(usize, usize)> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i, r.len()))
+            .collect();
+        for threads in [1, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let got = map_longest_first(&pool, &ranges, |i, r| (i, r.len()));
+            assert_eq!(got, want, "{threads} threads");
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        assert!(map_longest_first(&pool, &[], |i, _| i).is_empty());
     }
 }

@@ -434,32 +434,29 @@ fn gzip_parallel(
     let ranges = crate::chunk::chunks(data, target);
     let n_chunks = ranges.len();
     let pool = pool(threads)?;
-    let parts: Vec<io::Result<Vec<u8>>> = pool.install(|| {
-        use rayon::prelude::*;
-        ranges
-            .par_iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let dict = &data[r.start.saturating_sub(DEFLATE_WINDOW)..r.start];
-                let chunk = &data[r.clone()];
-                let last = i + 1 == n_chunks;
-                let Some(cache) = cache else {
-                    return deflate_chunk(chunk, dict, level, last);
-                };
-                let key = crate::chunk::ChunkKey::new(
-                    &format!("gzip-deflate level={level} last={last} lib={GZIP_LIB}"),
-                    dict,
-                    chunk,
-                );
-                if let Some(hit) = cache.get(&key).filter(|c| !c.is_empty()) {
-                    return Ok(hit);
-                }
-                let c = deflate_chunk(chunk, dict, level, last)?;
-                cache.put(&key, &c);
-                Ok(c)
-            })
-            .collect()
-    });
+    let parts: Vec<io::Result<Vec<u8>>> =
+        crate::chunk::map_longest_first(&pool, &ranges, |i, r| {
+            let dict = &data[r.start.saturating_sub(DEFLATE_WINDOW)..r.start];
+            let chunk = &data[r.clone()];
+            let last = i + 1 == n_chunks;
+            let Some(cache) = cache else {
+                return deflate_chunk(chunk, dict, level, last);
+            };
+            let key = crate::chunk::ChunkKey::new(
+                &format!("gzip-deflate level={level} last={last} lib={GZIP_LIB}"),
+                dict,
+                chunk,
+            );
+            if let Some(hit) = cache.get(&key).filter(|c| !c.is_empty()) {
+                return Ok(hit);
+            }
+            let c = deflate_chunk(chunk, dict, level, last)?;
+            cache.put(&key, &c);
+            Ok(c)
+        });
+    if parts.len() != n_chunks {
+        return Err(io_err("a compression thread stopped without a result"));
+    }
     if parts.is_empty() {
         // No input: one empty final block, as gzip writes for an empty file.
         return gzip_member(data, level, vec![Ok(deflate_chunk(&[], &[], level, true)?)]);

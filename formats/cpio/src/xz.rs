@@ -192,25 +192,23 @@ pub(crate) fn compress_xz(
         .num_threads(threads.get())
         .build()
         .map_err(io_err)?;
-    let compressed: Vec<io::Result<Vec<u8>>> = pool.install(|| {
-        use rayon::prelude::*;
-        ranges
-            .par_iter()
-            .map(|r| {
-                let chunk = &data[r.clone()];
-                let Some(cache) = cache else {
-                    return params.lzma2(chunk);
-                };
-                let key = ChunkKey::new(&key_params, &[], chunk);
-                if let Some(hit) = cache.get(&key).filter(|c| plausible(c, chunk.len())) {
-                    return Ok(hit);
-                }
-                let c = params.lzma2(chunk)?;
-                cache.put(&key, &c);
-                Ok(c)
-            })
-            .collect()
-    });
+    let compressed: Vec<io::Result<Vec<u8>>> =
+        crate::chunk::map_longest_first(&pool, &ranges, |_, r| {
+            let chunk = &data[r.clone()];
+            let Some(cache) = cache else {
+                return params.lzma2(chunk);
+            };
+            let key = ChunkKey::new(&key_params, &[], chunk);
+            if let Some(hit) = cache.get(&key).filter(|c| plausible(c, chunk.len())) {
+                return Ok(hit);
+            }
+            let c = params.lzma2(chunk)?;
+            cache.put(&key, &c);
+            Ok(c)
+        });
+    if compressed.len() != ranges.len() {
+        return Err(io_err("a compression thread stopped without a result"));
+    }
 
     let mut out = Vec::with_capacity(data.len() / 3 + 1024);
     out.extend_from_slice(&STREAM_MAGIC);
