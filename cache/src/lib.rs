@@ -113,8 +113,10 @@
 //! * **Scan results.** `stage2/scan` stores the base's tree and its saved
 //!   block map (a blob: every file's block positions, size words and
 //!   fragment location); `initrd/unpack` stores the merged tree and the saved
-//!   parse (a blob: the segments and their trees), so a pack never
-//!   decompresses the base again.
+//!   parse (a blob: the segments and their trees), so a pack never parses
+//!   the base again. The base's file contents are not stored: a rewrite
+//!   reads them from the unpack that ran in the same build, or, when the
+//!   unpack came from the cache, decompresses the base once more.
 //! * **Compressed-block caches.** A squashfs block and an initrd chunk
 //!   compressed once are kept as an action record (key: BLAKE3 over the
 //!   codec's format version, the exact compressor parameters and library

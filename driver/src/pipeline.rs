@@ -568,12 +568,27 @@ impl Ctx<'_> {
     }
 
     /// The merged tree and the saved parse. Files are hashed, not stored:
-    /// the base initrd itself holds them (see `refs`).
+    /// the base initrd itself holds them (see `refs`). When the recipe
+    /// rewrites the initrd, pack will read every file, so the contents are
+    /// kept in memory for it instead of being decompressed a second time.
     fn unpack_initrd(&self, name: &str, path: &Path) -> Result<(Tree, Vec<u8>), NodeError> {
         let bytes = std::fs::read(path).map_err(|e| fail(name, e))?;
-        let ird =
-            v6build_cpio::Initramfs::parse(&bytes, &crate::refs::HashOnly, &Default::default())
+        let rewrite = self
+            .recipe
+            .outputs
+            .initrd
+            .as_ref()
+            .is_some_and(|o| !o.append);
+        let ird = if rewrite {
+            let kept = v6build_fstree::MemBlobs::new();
+            let ird = v6build_cpio::Initramfs::parse(&bytes, &kept, &Default::default())
                 .map_err(|e| fail(name, e))?;
+            self.blobs.keep_initrd_contents(path.to_path_buf(), kept);
+            ird
+        } else {
+            v6build_cpio::Initramfs::parse(&bytes, &crate::refs::HashOnly, &Default::default())
+                .map_err(|e| fail(name, e))?
+        };
         Ok((ird.merged(), ird.save()))
     }
 
