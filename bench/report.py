@@ -30,6 +30,7 @@ CLASSIC_LABEL = {
 SCENARIOS = [
     ("classic", "classic pipeline (unpack, add, repack)"),
     ("cold", "v6build cold build (empty cache)"),
+    ("cold-tree", "v6build cold build, the base being the same tree stored uncompressed (mksquashfs -noI -noD -noF -noX), empty cache"),
     ("noop", "v6build no-op rebuild"),
     ("change", "v6build rebuild after changing one src file"),
     ("add", "v6build add a 1 KiB file, cold cache"),
