@@ -70,8 +70,9 @@
 //!
 //! The payload is zstd-compressed (level 3) when that saves at least an eighth
 //! of its size; payloads under 4 KiB are stored raw, since the file system
-//! gives them a whole block anyway. A stream longer than
-//! 1 MiB is judged on its first MiB.
+//! gives them a whole block anyway. A payload longer than 1 MiB is
+//! judged on its first MiB: if zstd does not pay there, the whole payload
+//! is stored raw.
 //!
 //! ## Writing
 //!

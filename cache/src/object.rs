@@ -59,9 +59,20 @@ pub(crate) fn compression_pays(compressed: usize, raw: usize) -> bool {
     compressed <= raw - raw / 8
 }
 
+/// A payload longer than this is first judged on its first this-many
+/// bytes, so that already-compressed data (images, compressed blocks) is
+/// not run through zstd whole only to be stored raw.
+pub(crate) const TRIAL_LEN: usize = 1 << 20;
+
 /// Chooses the stored form of an in-memory payload.
 pub(crate) fn encode_payload(data: &[u8]) -> io::Result<(Encoding, Option<Vec<u8>>)> {
     if data.len() >= MIN_COMPRESS {
+        if let Some(head) = data.get(..TRIAL_LEN).filter(|_| data.len() > TRIAL_LEN) {
+            let trial = compress(head)?;
+            if !compression_pays(trial.len(), head.len()) {
+                return Ok((Encoding::Raw, None));
+            }
+        }
         let c = compress(data)?;
         if compression_pays(c.len(), data.len()) {
             return Ok((Encoding::Zstd, Some(c)));
@@ -506,5 +517,19 @@ mod tests {
         let text = b"hello world ".repeat(1000);
         assert_eq!(encode_payload(&text).unwrap().0, Encoding::Zstd);
         assert_eq!(encode_payload(b"short").unwrap().0, Encoding::Raw);
+        // Judged on the first MiB: noise there means raw, whatever follows.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut mixed: Vec<u8> = (0..TRIAL_LEN)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        mixed.extend(std::iter::repeat_n(b'a', 8 * TRIAL_LEN));
+        assert_eq!(encode_payload(&mixed).unwrap().0, Encoding::Raw);
+        mixed.rotate_left(TRIAL_LEN);
+        assert_eq!(encode_payload(&mixed).unwrap().0, Encoding::Zstd);
     }
 }

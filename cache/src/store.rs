@@ -22,7 +22,7 @@ pub const SMALL_BLOB: u64 = 1 << 20;
 
 /// `put_reader` inputs longer than this are streamed to disk; shorter ones
 /// are buffered and stored like `put`.
-const STREAM_THRESHOLD: usize = 1 << 20;
+const STREAM_THRESHOLD: usize = crate::object::TRIAL_LEN;
 
 /// Read buffer for streaming in and out.
 const CHUNK: usize = 256 * 1024;
