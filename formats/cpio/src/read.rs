@@ -299,6 +299,38 @@ fn apply(
             groups.entry(k).or_default().push(i);
         }
     }
+    // The entries whose data becomes a file's content: a regular file
+    // outside any hardlink group, and the data entry of each group. Their
+    // contents are hashed (and stored) on all cores, the one part of
+    // reading an archive, besides decompressing it, that grows with its size.
+    let mut wanted = vec![false; entries.len()];
+    for (i, e) in entries.iter().enumerate() {
+        wanted[i] = e.header.c_mode & S_IFMT == S_IFREG && link_key(&e.header).is_none();
+    }
+    for members in groups.values() {
+        if let Some(&i) = members.iter().rev().find(|&&i| !entries[i].data.is_empty()) {
+            wanted[i] = true;
+        }
+    }
+    let digests: Vec<Option<v6build_fstree::Digest>> = {
+        use rayon::prelude::*;
+        entries
+            .par_iter()
+            .zip(wanted.par_iter())
+            .map(|(e, &w)| w.then(|| blobs.put(e.data)).transpose())
+            .collect::<std::io::Result<_>>()?
+    };
+    let content_of = |i: usize| -> Result<Content> {
+        let digest = match digests[i] {
+            Some(d) => d,
+            None => blobs.put(entries[i].data)?,
+        };
+        Ok(Content {
+            digest,
+            size: entries[i].data.len() as u64,
+        })
+    };
+
     let mut group_leaf: HashMap<LinkKey, Arc<Leaf>> = HashMap::new();
     for (k, members) in &groups {
         // OK to unwrap: groups are created with one member.
@@ -306,8 +338,8 @@ fn apply(
         let data_entry = members
             .iter()
             .rev()
-            .map(|&i| &entries[i])
-            .find(|e| !e.data.is_empty());
+            .copied()
+            .find(|&i| !entries[i].data.is_empty());
         let nlink = usize::try_from(last.header.c_nlink).unwrap_or(usize::MAX);
         if data_entry.is_none() && members.len() < nlink && !limits.allow_incomplete_hardlinks {
             return Err(Error::corrupt(
@@ -322,10 +354,7 @@ fn apply(
             ));
         }
         let content = match data_entry {
-            Some(e) => Content {
-                digest: blobs.put(e.data)?,
-                size: e.data.len() as u64,
-            },
+            Some(i) => content_of(i)?,
             None => Content::empty(),
         };
         group_leaf.insert(
@@ -337,7 +366,7 @@ fn apply(
         );
     }
 
-    for e in &entries {
+    for (i, e) in entries.iter().enumerate() {
         let h = &e.header;
         let loc = || at(base, e.offset, Some(e.raw_name));
         let ftype = h.c_mode & S_IFMT;
@@ -357,10 +386,7 @@ fn apply(
                 Some(l) => Node::Leaf(Arc::clone(l)),
                 None => Leaf {
                     meta: meta.clone(),
-                    kind: LeafKind::Regular(Content {
-                        digest: blobs.put(e.data)?,
-                        size: e.data.len() as u64,
-                    }),
+                    kind: LeafKind::Regular(content_of(i)?),
                 }
                 .into_node(),
             }),
