@@ -72,7 +72,9 @@
 //! of its size; payloads under 4 KiB are stored raw, since the file system
 //! gives them a whole block anyway. A payload longer than 1 MiB is
 //! judged on its first MiB: if zstd does not pay there, the whole payload
-//! is stored raw.
+//! is stored raw. Blobs the caller knows are compressed (squashfs blocks and
+//! initrd chunks of the compressed-block caches) are stored raw without a
+//! trial.
 //!
 //! ## Writing
 //!

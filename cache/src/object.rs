@@ -471,8 +471,13 @@ pub(crate) fn write_object(
     kind: ObjectKind,
     payload: &[u8],
     digest: Digest,
+    try_zstd: bool,
 ) -> io::Result<()> {
-    let (encoding, compressed) = encode_payload(payload)?;
+    let (encoding, compressed) = if try_zstd {
+        encode_payload(payload)?
+    } else {
+        (Encoding::Raw, None)
+    };
     let header = Header {
         encoding,
         kind,

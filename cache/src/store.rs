@@ -236,13 +236,14 @@ impl Store {
         payload: &[u8],
         payload_digest: Digest,
         overwrite: bool,
+        try_zstd: bool,
     ) -> Result<(), CacheError> {
         let dest = self.object_path(kind, name);
         if !overwrite && dest.is_file() {
             return Ok(());
         }
         let mut t = TempFile::create(&self.tmp_dir())?;
-        object::write_object(&mut t, kind, payload, payload_digest)
+        object::write_object(&mut t, kind, payload, payload_digest, try_zstd)
             .map_err(|e| CacheError::io("writing", t.path(), e))?;
         t.persist(&dest, self.options.fsync_entries)
     }
@@ -269,7 +270,16 @@ impl Store {
     /// costs one `stat`.
     pub fn put_blob(&self, data: &[u8]) -> Result<Digest, CacheError> {
         let d = Digest::of(data);
-        self.put_object(ObjectKind::Blob, &d, data, d, false)?;
+        self.put_object(ObjectKind::Blob, &d, data, d, false, true)?;
+        Ok(d)
+    }
+
+    /// Stores a blob the caller knows to be compressed already (a squashfs
+    /// block, an xz or gzip chunk): as [`Store::put_blob`], but stored raw
+    /// without trying zstd on it.
+    pub fn put_compressed_blob(&self, data: &[u8]) -> Result<Digest, CacheError> {
+        let d = Digest::of(data);
+        self.put_object(ObjectKind::Blob, &d, data, d, false, false)?;
         Ok(d)
     }
 
@@ -390,7 +400,7 @@ impl Store {
         let bytes = encode(tree);
         decode(&bytes).map_err(CacheError::InvalidTree)?;
         let d = Digest::of(&bytes);
-        self.put_object(ObjectKind::Tree, &d, &bytes, d, false)?;
+        self.put_object(ObjectKind::Tree, &d, &bytes, d, false, true)?;
         Ok(d)
     }
 
@@ -424,7 +434,7 @@ impl Store {
         let payload = serde_json::to_vec(&stored)
             .map_err(|e| CacheError::io("encoding", &path, io::Error::other(e)))?;
         let d = Digest::of(&payload);
-        self.put_object(ObjectKind::Action, key, &payload, d, true)
+        self.put_object(ObjectKind::Action, key, &payload, d, true, true)
     }
 
     /// Whether every output of `record` is in the store (not verified;

@@ -12,6 +12,21 @@ use v6build_cache::{ActionRecord, CacheError, ObjectKind, Output, OutputKind, St
 use v6build_fstree::{BlobStore, Digest, Meta, Name, Tree, TreePath};
 
 #[test]
+fn compressed_blobs_are_stored_raw_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Even text: the caller says the bytes are compressed already.
+    let data = text(100_000);
+    let d = store.put_compressed_blob(&data).unwrap();
+    assert_eq!(d, Digest::of(&data));
+    assert_eq!(encoding_byte(&store, ObjectKind::Blob, &d), 0);
+    assert_eq!(store.get_blob(&d).unwrap(), data);
+    // The same bytes through put_blob are already there: no rewrite.
+    assert_eq!(store.put_blob(&data).unwrap(), d);
+    assert_eq!(encoding_byte(&store, ObjectKind::Blob, &d), 0);
+}
+
+#[test]
 fn blobs_round_trip_and_choose_compression() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

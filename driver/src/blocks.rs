@@ -21,10 +21,10 @@ fn bytes_of(store: &Store, rec: &ActionRecord, name: &str) -> Option<Vec<u8>> {
     (bytes.len() as u64 == o.size).then_some(bytes)
 }
 
-/// Records `bytes` (stored as a blob) under `key` as output `name`. A
-/// failed put only loses a cache entry.
+/// Records `bytes` (compressed output of a codec, so stored raw, see
+/// `Store::put_compressed_blob`) under `key` as output `name`. A failed put only loses a cache entry.
 fn cache_bytes(store: &Store, key: [u8; 32], name: &str, bytes: &[u8]) {
-    if let Ok(digest) = store.put_blob(bytes) {
+    if let Ok(digest) = store.put_compressed_blob(bytes) {
         record(store, key, name, digest, bytes.len() as u64);
     }
 }
