@@ -224,6 +224,28 @@ fn read_bounded(r: &mut dyn Read, limit: u64) -> Result<Vec<u8>, DecompressError
     Ok(out)
 }
 
+/// Memory the multithreaded xz decoder may use for its threads' buffers;
+/// past it liblzma falls back to decoding in one thread (within
+/// `memlimit`), so a block header claiming a huge size costs speed, not
+/// memory.
+const XZ_MT_MEMLIMIT: u64 = 256 << 20;
+
+/// An xz stream decoder. A stream of several blocks (as `xz -T` and
+/// dracut make them) is decoded on the threads of the current rayon pool;
+/// a stream of one block, as a single-threaded `xz` makes, is decoded in
+/// one. The output is the same either way.
+fn xz_decoder(memlimit: u64) -> Result<liblzma::stream::Stream, liblzma::stream::Error> {
+    let threads = u32::try_from(rayon::current_num_threads()).unwrap_or(1);
+    if threads <= 1 {
+        return liblzma::stream::Stream::new_stream_decoder(memlimit, 0);
+    }
+    liblzma::stream::MtStreamBuilder::new()
+        .threads(threads)
+        .memlimit_threading(XZ_MT_MEMLIMIT.min(memlimit))
+        .memlimit_stop(memlimit)
+        .decoder()
+}
+
 /// Decompresses the one stream of `kind` at the start of `input`, at most
 /// `limit` bytes of output. Returns the output and how many input bytes the
 /// stream occupied: the scanner continues after them, as the kernel does.
@@ -244,7 +266,7 @@ pub(crate) fn decompress_stream(
             Ok((out, consumed(input, d.into_inner())))
         }
         CompressionKind::Xz => {
-            let stream = liblzma::stream::Stream::new_stream_decoder(memlimit, 0).map_err(corrupt)?;
+            let stream = xz_decoder(memlimit).map_err(corrupt)?;
             let mut d = liblzma::bufread::XzDecoder::new_stream(input, stream);
             let out = read_bounded(&mut d, limit)?;
             Ok((out, consumed(input, d.into_inner())))

@@ -366,3 +366,58 @@ fn damaged_xz_cache_entries_are_recomputed() {
     let second = compress_with(&params, &archive, threads(2), Some(&cache)).unwrap();
     assert!(first == clean && second == clean);
 }
+
+/// A stream of many blocks is decoded on the threads of the pool the
+/// parse runs in (liblzma's multithreaded decoder): the trees, the
+/// segment ranges and the scanner's position after the stream must be
+/// what one thread gives, also with a segment after it, and a stream cut
+/// short must still be an error.
+#[test]
+fn multiblock_xz_decodes_the_same_on_any_pool() {
+    let blobs = MemBlobs::new();
+    let tree = big_tree(&blobs, 2000);
+    let archive = newc_bytes(&tree, &blobs).unwrap();
+    let xz_part = compress_with(&xz(64 << 10), &archive, threads(2), None).unwrap();
+    // A second, uncompressed segment after the xz stream (4-byte aligned,
+    // as the kernel wants).
+    let mut small = Tree::new(meta(0o755, 0, 1_700_000_000));
+    small
+        .mkdir_p(&p("/etc"), &meta(0o755, 0, 1_700_000_000))
+        .unwrap();
+    small
+        .insert(
+            &p("/etc/marker"),
+            Node::Leaf(file(&blobs, b"late\n", 0o644)),
+            false,
+        )
+        .unwrap();
+    let mut img = xz_part.clone();
+    img.resize(img.len().div_ceil(4) * 4, 0);
+    img.extend_from_slice(&newc_bytes(&small, &blobs).unwrap());
+
+    let parse_on = |n: usize, bytes: &[u8]| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+            .install(|| Initramfs::parse(bytes, &MemBlobs::new(), &Limits::default()))
+    };
+    let one = parse_on(1, &img).unwrap();
+    assert_eq!(one.segments.len(), 2);
+    assert_eq!(one.segments[0].tree.digest(), tree.digest());
+    for n in [2, 4] {
+        let many = parse_on(n, &img).unwrap();
+        assert_eq!(many.segments.len(), 2, "{n} threads");
+        for (a, b) in one.segments.iter().zip(&many.segments) {
+            assert_eq!(a.range, b.range, "{n} threads");
+            assert_eq!(a.tree.digest(), b.tree.digest(), "{n} threads");
+            assert_eq!(a.unpacked_len, b.unpacked_len, "{n} threads");
+        }
+        // Cut inside the last block: an error on any pool.
+        let cut = &xz_part[..xz_part.len() - 100];
+        assert!(
+            parse_on(n, cut).is_err(),
+            "{n} threads: truncated stream accepted"
+        );
+    }
+}
