@@ -223,7 +223,7 @@ pub(crate) fn chunks(data: &[u8], target: usize) -> Vec<Range<usize>> {
     cuts
 }
 
-/// Runs `f` on every chunk on `threads` threads of `pool` and returns the
+/// Runs `f` on every chunk on the threads of `pool` and returns the
 /// results in chunk order. Chunks are taken longest first (ties in
 /// order), each by the next idle thread, so that the run does not end
 /// with one thread compressing a long chunk while the others wait, as it
@@ -233,12 +233,11 @@ pub(crate) fn map_longest_first<T, F>(
     pool: &rayon::ThreadPool,
     ranges: &[Range<usize>],
     f: F,
-) -> Vec<T>
+) -> std::io::Result<Vec<T>>
 where
     T: Send,
     F: Fn(usize, &Range<usize>) -> T + Sync,
 {
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let mut order: Vec<usize> = (0..ranges.len()).collect();
     order.sort_by_key(|&i| (std::cmp::Reverse(ranges[i].len()), i));
@@ -261,8 +260,9 @@ where
     });
     slots
         .into_iter()
-        .filter_map(|m| m.into_inner().ok().flatten())
-        .collect()
+        .map(|m| m.into_inner().ok().flatten())
+        .collect::<Option<Vec<T>>>()
+        .ok_or_else(|| std::io::Error::other("a compression thread stopped without a result"))
 }
 
 #[cfg(test)]
@@ -390,13 +390,13 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            let got = map_longest_first(&pool, &ranges, |i, r| (i, r.len()));
+            let got = map_longest_first(&pool, &ranges, |i, r| (i, r.len())).unwrap();
             assert_eq!(got, want, "{threads} threads");
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()
             .unwrap();
-        assert!(map_longest_first(&pool, &[], |i, _| i).is_empty());
+        assert!(map_longest_first(&pool, &[], |i, _| i).unwrap().is_empty());
     }
 }

@@ -345,7 +345,7 @@ fn lz4_legacy_decompress(input: &[u8], limit: u64) -> Result<(Vec<u8>, usize), D
     Ok((out, pos))
 }
 
-fn io_err(e: impl fmt::Display) -> io::Error {
+pub(crate) fn io_err(e: impl fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
@@ -421,7 +421,7 @@ pub fn compress_with(
     }
 }
 
-fn pool(threads: NonZeroUsize) -> io::Result<rayon::ThreadPool> {
+pub(crate) fn pool(threads: NonZeroUsize) -> io::Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.get())
         .build()
@@ -475,10 +475,7 @@ fn gzip_parallel(
             let c = deflate_chunk(chunk, dict, level, last)?;
             cache.put(&key, &c);
             Ok(c)
-        });
-    if parts.len() != n_chunks {
-        return Err(io_err("a compression thread stopped without a result"));
-    }
+        })?;
     if parts.is_empty() {
         // No input: one empty final block, as gzip writes for an empty file.
         return gzip_member(data, level, vec![Ok(deflate_chunk(&[], &[], level, true)?)]);

@@ -28,6 +28,7 @@ use std::io;
 use std::num::NonZeroUsize;
 
 use crate::chunk::{ChunkCache, ChunkKey, chunks};
+use crate::compress::{io_err, pool};
 
 /// The compression library that produces the LZMA2 bytes, for cache keys:
 /// `liblzma-sys` 0.4.9 builds the xz 5.8.4 sources it bundles (the
@@ -49,10 +50,6 @@ pub(crate) struct XzParams {
     pub extreme: bool,
     pub dict_size: u32,
     pub target: usize,
-}
-
-fn io_err(e: impl std::fmt::Display) -> io::Error {
-    io::Error::other(e.to_string())
 }
 
 fn crc32(bytes: &[u8]) -> [u8; 4] {
@@ -188,10 +185,7 @@ pub(crate) fn compress_xz(
     }
     let ranges = chunks(data, params.target);
     let key_params = params.key_params();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.get())
-        .build()
-        .map_err(io_err)?;
+    let pool = pool(threads)?;
     let compressed: Vec<io::Result<Vec<u8>>> =
         crate::chunk::map_longest_first(&pool, &ranges, |_, r| {
             let chunk = &data[r.clone()];
@@ -205,10 +199,7 @@ pub(crate) fn compress_xz(
             let c = params.lzma2(chunk)?;
             cache.put(&key, &c);
             Ok(c)
-        });
-    if compressed.len() != ranges.len() {
-        return Err(io_err("a compression thread stopped without a result"));
-    }
+        })?;
 
     let mut out = Vec::with_capacity(data.len() / 3 + 1024);
     out.extend_from_slice(&STREAM_MAGIC);
