@@ -225,7 +225,7 @@ fn build_once(
         if let (Work::Unpack(Image::Initrd), Out::Parsed { parse, .. }) = (&node.work, out)
             && let Some(media) = pipeline::media_input(inputs)
         {
-            blobs.register_initrd(media, *parse);
+            blobs.register_initrd(media, *parse, None);
         }
     };
     let ctx = Ctx {

@@ -509,9 +509,12 @@ impl Ctx<'_> {
                     Image::Initrd => {
                         let path =
                             media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
-                        let (tree, saved) = self.unpack_initrd(name, &path)?;
+                        let (tree, saved, contents) = self.unpack_initrd(name, &path)?;
                         let tree = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
                         let parse = self.store.put_blob(&saved).map_err(|e| fail(name, e))?;
+                        if let Some(contents) = contents {
+                            self.blobs.register_initrd(path, parse, Some(contents));
+                        }
                         return Ok(Out::Parsed { tree, parse });
                     }
                     _ => {
@@ -570,8 +573,13 @@ impl Ctx<'_> {
     /// The merged tree and the saved parse. Files are hashed, not stored:
     /// the base initrd itself holds them (see `refs`). When the recipe
     /// rewrites the initrd, pack will read every file, so the contents are
-    /// kept in memory for it instead of being decompressed a second time.
-    fn unpack_initrd(&self, name: &str, path: &Path) -> Result<(Tree, Vec<u8>), NodeError> {
+    /// returned too, to be kept in memory for it instead of being
+    /// decompressed a second time.
+    fn unpack_initrd(
+        &self,
+        name: &str,
+        path: &Path,
+    ) -> Result<(Tree, Vec<u8>, Option<v6build_fstree::MemBlobs>), NodeError> {
         let bytes = std::fs::read(path).map_err(|e| fail(name, e))?;
         let rewrite = self
             .recipe
@@ -579,17 +587,14 @@ impl Ctx<'_> {
             .initrd
             .as_ref()
             .is_some_and(|o| !o.append);
-        let ird = if rewrite {
-            let kept = v6build_fstree::MemBlobs::new();
-            let ird = v6build_cpio::Initramfs::parse(&bytes, &kept, &Default::default())
-                .map_err(|e| fail(name, e))?;
-            self.blobs.keep_initrd_contents(path.to_path_buf(), kept);
-            ird
-        } else {
-            v6build_cpio::Initramfs::parse(&bytes, &crate::refs::HashOnly, &Default::default())
-                .map_err(|e| fail(name, e))?
+        let kept = rewrite.then(v6build_fstree::MemBlobs::new);
+        let store: &dyn BlobStore = match &kept {
+            Some(k) => k,
+            None => &crate::refs::HashOnly,
         };
-        Ok((ird.merged(), ird.save()))
+        let ird = v6build_cpio::Initramfs::parse(&bytes, store, &Default::default())
+            .map_err(|e| fail(name, e))?;
+        Ok((ird.merged(), ird.save(), kept))
     }
 
     /// The tree a recipe edits. For a nested ext4 image, only its metadata

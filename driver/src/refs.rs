@@ -25,10 +25,9 @@
 //! files. The first read of one decompresses the base initrd once more
 //! into memory and serves every file from there: a rewrite reads them all
 //! anyway, and an append or a no-change rebuild reads none. When the
-//! recipe rewrites the initrd, `initrd/unpack` keeps the contents it just
-//! decompressed in memory for the rest of the process
-//! ([`Blobs::keep_initrd_contents`]), so a cold build decompresses the base
-//! once, not twice.
+//! recipe rewrites the initrd, `initrd/unpack` registers the contents it
+//! just decompressed along with the base ([`Blobs::register_initrd`]), so a
+//! cold build decompresses the base once, not twice.
 //!
 //! [`Blobs`] is the blob store every node reads through: the cache store
 //! first, then the base images registered by the `stage2/scan` and
@@ -281,9 +280,6 @@ pub struct Blobs<'a> {
     squash: Mutex<Vec<Arc<SquashSource>>>,
     ext4: Mutex<Vec<Arc<Ext4Source>>>,
     initrd: Mutex<Vec<Arc<InitrdSource>>>,
-    /// Contents of base initrds decompressed by this process, by media
-    /// path, waiting for their `register_initrd`.
-    kept: Mutex<Vec<(PathBuf, v6build_fstree::MemBlobs)>>,
 }
 
 impl std::fmt::Debug for Blobs<'_> {
@@ -300,32 +296,25 @@ impl<'a> Blobs<'a> {
             squash: Mutex::new(Vec::new()),
             ext4: Mutex::new(Vec::new()),
             initrd: Mutex::new(Vec::new()),
-            kept: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Keeps the contents of the base initrd at `media`, just decompressed
-    /// by `initrd/unpack`, so that its registration serves them without
-    /// decompressing it again. Every blob is addressed by its content hash,
-    /// so what is kept cannot disagree with the saved parse.
-    pub fn keep_initrd_contents(&self, media: PathBuf, contents: v6build_fstree::MemBlobs) {
-        if let Ok(mut k) = self.kept.lock() {
-            k.retain(|(m, _)| *m != media);
-            k.push((media, contents));
         }
     }
 
     /// Registers an unpacked base initrd (its media file and saved parse).
-    pub fn register_initrd(&self, media: PathBuf, parse: Digest) {
-        let kept = self.kept.lock().ok().and_then(|mut k| {
-            let i = k.iter().position(|(m, _)| *m == media)?;
-            Some(k.swap_remove(i).1)
-        });
+    /// `contents`, when the unpack that just ran kept them, serve its files
+    /// without decompressing the base again; every blob there is addressed
+    /// by its content hash, so it cannot disagree with the parse. A base
+    /// registered twice keeps its first registration.
+    pub fn register_initrd(
+        &self,
+        media: PathBuf,
+        parse: Digest,
+        contents: Option<v6build_fstree::MemBlobs>,
+    ) {
         if let Ok(mut v) = self.initrd.lock()
             && !v.iter().any(|s| s.parse == parse && s.media == media)
         {
             let loaded = OnceLock::new();
-            if let Some(contents) = kept {
+            if let Some(contents) = contents {
                 let _ = loaded.set(Ok(contents));
             }
             v.push(Arc::new(InitrdSource {
