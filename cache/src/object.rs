@@ -64,14 +64,20 @@ pub(crate) fn compression_pays(compressed: usize, raw: usize) -> bool {
 /// not run through zstd whole only to be stored raw.
 pub(crate) const TRIAL_LEN: usize = 1 << 20;
 
+/// Whether zstd pays on `head`, the first [`TRIAL_LEN`] bytes of a longer
+/// payload: good enough to tell text and filesystem images from
+/// already-compressed data without compressing the whole.
+pub(crate) fn trial_pays(head: &[u8]) -> io::Result<bool> {
+    Ok(compression_pays(compress(head)?.len(), head.len()))
+}
+
 /// Chooses the stored form of an in-memory payload.
 pub(crate) fn encode_payload(data: &[u8]) -> io::Result<(Encoding, Option<Vec<u8>>)> {
     if data.len() >= MIN_COMPRESS {
-        if let Some(head) = data.get(..TRIAL_LEN).filter(|_| data.len() > TRIAL_LEN) {
-            let trial = compress(head)?;
-            if !compression_pays(trial.len(), head.len()) {
-                return Ok((Encoding::Raw, None));
-            }
+        if let Some(head) = data.get(..TRIAL_LEN).filter(|_| data.len() > TRIAL_LEN)
+            && !trial_pays(head)?
+        {
+            return Ok((Encoding::Raw, None));
         }
         let c = compress(data)?;
         if compression_pays(c.len(), data.len()) {

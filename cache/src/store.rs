@@ -295,12 +295,8 @@ impl Store {
             let d = self.put_blob(&first)?;
             return Ok((d, first.len() as u64));
         }
-        // Whether zstd pays is judged on the first MiB: good enough to
-        // tell text and filesystem images from already-compressed data.
-        let trial = object::compress(&first)
+        let zstd = object::trial_pays(&first)
             .map_err(|e| CacheError::io("compressing for", self.tmp_dir(), e))?;
-        let zstd = object::compression_pays(trial.len(), first.len());
-        drop(trial);
 
         let mut t = TempFile::create(&self.tmp_dir())?;
         let tmp_path = t.path().to_path_buf();
