@@ -9,8 +9,8 @@
 //! bytes never depend on the thread count. Batches are pipelined: while the
 //! pool compresses one or two batches, the calling thread reads (and, for a
 //! base image, decompresses) the next, so reading never leaves the pool
-//! idle and no batch waits for the slowest block of the one before. Identical contents are stored
-//! once. Blocks found in a matching base image ([`BaseBlocks`]) are copied
+//! idle and no batch waits for the slowest block of the one before.
+//! Identical contents are stored once. Blocks found in a matching base image ([`BaseBlocks`]) are copied
 //! as stored; others come from the [`BlockCache`] or are compressed.
 //!
 //! Inode numbers are assigned in post-order (a directory after everything
