@@ -141,7 +141,7 @@ make_initrd() {
     dracutbasedir=$base dracut --quiet --force --no-kernel --no-compress \
         --no-hostonly --no-hostonly-cmdline --nomdadmconf --nolvmconf \
         --no-early-microcode --reproducible -m "base anaconda" \
-        --tmpdir "$work" "$work/initrd.cpio" 2> "$work/dracut.log" \
+        "$work/initrd.cpio" 2> "$work/dracut.log" \
         || die "dracut failed: $(cat "$work/dracut.log")"
     grep -v "failed to install '/usr/bin/python'" "$work/dracut.log" >&2 || true
     # One xz stream, one block (-T1), the CRC32 check and the dictionary
