@@ -4,6 +4,7 @@ mod harness;
 
 mod cli;
 mod demo;
+mod el7_fixes;
 mod engine;
 mod faults;
 mod ops;
