@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use v6build_cache::Store;
-use v6build_engine::recipe::{MediaRole, Recipe};
+use v6build_engine::recipe::{ErrorKind, MediaRole, Recipe};
 use v6build_fstree::{BlobStore, Digest};
 
 use crate::dag::Node;
@@ -125,6 +125,97 @@ fn recipe_rel(path: &Path) -> String {
         Some(cwd) if abs.starts_with(&cwd) => rel_str(&abs, &cwd),
         _ => abs.display().to_string(),
     }
+}
+
+/// The release's `.treeinfo`: media `m`'s (`f`) rewritten for the
+/// release's `outputs` and the media's `keep` paths (see [`crate::treeinfo`]).
+/// A `keep` that names a release file or no entry is a recipe mistake; a
+/// kept file beside the vendor's `.treeinfo` must match the checksum it
+/// lists.
+fn release_treeinfo(
+    r: &Recipe,
+    m: &v6build_engine::recipe::Media,
+    f: &v6build_engine::recipe::MediaFile,
+    outputs: &[crate::manifest::Output],
+    progress: &Progress,
+) -> Result<String, Outcome> {
+    let pinned = f.sha256.map(|s| s.to_hex());
+    let text = crate::treeinfo::read(&f.path, pinned.as_deref())
+        .map_err(|e| Outcome::Failure(e.to_string()))?;
+    let release_names = [".treeinfo", "manifest.json", "SHA256SUMS"];
+    for k in &m.keep {
+        if outputs.iter().any(|o| o.path == k.path) || release_names.contains(&k.path.as_str()) {
+            return Err(Outcome::FailureReport(miette::Report::new(
+                r.error_at(
+                    ErrorKind::BadValue,
+                    k.span,
+                    format!(
+                        "the release writes `{}` itself, so it cannot keep the vendor's",
+                        k.path
+                    ),
+                    "written by the release",
+                )
+                .help("remove this path from `keep`"),
+            )));
+        }
+    }
+    let shipped: Vec<crate::treeinfo::Shipped<'_>> = outputs
+        .iter()
+        .map(|o| crate::treeinfo::Shipped {
+            role: match o.path.as_str() {
+                "initrd.img" => "initrd",
+                "LiveOS/squashfs.img" => "stage2",
+                "updates.img" | "grub.cfg" | "boot.ipxe" => "other",
+                // The only other file at this point is the kernel.
+                _ => "kernel",
+            },
+            path: &o.path,
+            sha256: &o.sha256,
+        })
+        .collect();
+    let keep: Vec<&str> = m.keep.iter().map(|k| k.path.as_str()).collect();
+    let new = crate::treeinfo::rewrite(&text, &shipped, &keep);
+    if let Some(&i) = new.unused_keep.first() {
+        let k = &m.keep[i];
+        let left_out: Vec<String> = new
+            .dropped
+            .iter()
+            .map(|d| format!("{} ([{}] {})", d.path, d.section, d.key))
+            .collect();
+        let help = if left_out.is_empty() {
+            "every entry of the .treeinfo names a file the release ships; remove this `keep`"
+                .to_string()
+        } else {
+            format!(
+                "the .treeinfo entries that name files the release does not ship: {}",
+                left_out.join(", ")
+            )
+        };
+        return Err(Outcome::FailureReport(miette::Report::new(
+            r.error_at(
+                ErrorKind::Missing,
+                k.span,
+                format!(
+                    "`{}` is kept, but the release's .treeinfo has no entry that names it",
+                    k.path
+                ),
+                "names no .treeinfo entry",
+            )
+            .help(help),
+        )));
+    }
+    let tree = f.path.parent().unwrap_or(Path::new("."));
+    for kept in &new.kept_checksums {
+        crate::treeinfo::check_kept(tree, kept).map_err(Outcome::Failure)?;
+    }
+    for d in &new.dropped {
+        progress.println(&format!(
+            "note: the release's .treeinfo leaves out [{}] {} = {}: the release does not ship \
+             it (`keep \"{}\"` in media `{}` keeps the entry)",
+            d.section, d.key, d.path, d.path, m.name
+        ));
+    }
+    Ok(new.text)
 }
 
 fn node_error(e: NodeError) -> Outcome {
@@ -372,33 +463,13 @@ fn build_once(
         }
     }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
-    let treeinfo = r
+    if let Some((m, f)) = r
         .media
         .iter()
-        .flat_map(|m| m.files.iter())
-        .find(|f| f.role == MediaRole::Treeinfo && f.path.exists());
-    if let Some(f) = treeinfo {
-        let text = std::fs::read_to_string(&f.path)
-            .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?;
-        let outs = w.outputs();
-        let shipped: Vec<crate::treeinfo::Shipped<'_>> = outs
-            .iter()
-            .filter_map(|o| {
-                let role = match o.path.as_str() {
-                    "initrd.img" => "initrd",
-                    "LiveOS/squashfs.img" => "stage2",
-                    "updates.img" | "grub.cfg" | "boot.ipxe" => return None,
-                    _ => "kernel",
-                };
-                Some(crate::treeinfo::Shipped {
-                    role,
-                    path: &o.path,
-                    sha256: &o.sha256,
-                })
-            })
-            .collect();
-        let new = crate::treeinfo::rewrite(&text, &shipped);
-        w.add_bytes(".treeinfo", new.as_bytes())
+        .find_map(|m| m.file(MediaRole::Treeinfo).map(|f| (m, f)))
+    {
+        let treeinfo = release_treeinfo(r, m, f, &w.outputs(), &progress)?;
+        w.add_bytes(".treeinfo", treeinfo.as_bytes())
             .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;
     }
     let top = r.top();

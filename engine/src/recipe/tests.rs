@@ -415,6 +415,31 @@ fn includes_are_loaded_once_and_relative_to_the_includer() {
     }
 }
 
+#[test]
+fn media_keep_paths_decode() {
+    let dir = scratch(&[(
+        "top.kdl",
+        b"release \"r\" { dir \"r\"; epoch 0; }\nmedia \"m\" {\n    initrd \"i.img\"\n    treeinfo \".treeinfo\"\n    keep \"images/boot.iso\"\n    keep \"images/efiboot.img\" \"EFI/BOOT/grubx64.efi\"\n}\nlayer \"l\" { dir \"/x\"; }\ninitrd from=\"m\" { layers \"l\"; }\n",
+    )]);
+    let r = load(&dir.path().join("top.kdl")).expect("loads");
+    let m = r.media_named("m").expect("media m");
+    let kept: Vec<&str> = m.keep.iter().map(|k| k.path.as_str()).collect();
+    assert_eq!(
+        kept,
+        [
+            "images/boot.iso",
+            "images/efiboot.img",
+            "EFI/BOOT/grubx64.efi"
+        ]
+    );
+    // Each span covers its own argument, quotes included.
+    let text = &r.top().text;
+    for k in &m.keep {
+        let (a, b) = (k.span.offset, k.span.offset + k.span.len);
+        assert_eq!(&text[a..b], format!("\"{}\"", k.path));
+    }
+}
+
 const PIN_RECIPE: &str = "// header comment\nrelease \"p\" {\n    dir \"p\"   // trailing\n    epoch 1\n}\n\
 media \"m\" {\n    initrd   \"i.img\"     url=\"http://[2001:db8::1]/i.img\" // keep me\n    stage2 \"s.img\" sha256=\"TODO\"\n    kernel \"absent\"\n}\n\
 initrd from=\"m\"\n";
