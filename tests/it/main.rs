@@ -5,6 +5,7 @@ mod harness;
 mod cli;
 mod demo;
 mod el7_fixes;
+mod el7_replica;
 mod engine;
 mod faults;
 mod ops;
