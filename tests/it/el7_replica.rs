@@ -541,6 +541,10 @@ fn demo_with(keep: &[&str], treeinfo: Option<&str>) -> Scratch {
 /// The demo's .treeinfo with a boot.iso entry and its vendor checksum.
 fn demo_treeinfo_with_boot_iso() -> String {
     let t = std::fs::read_to_string(repo().join("recipes/media/demo/.treeinfo")).unwrap();
+    assert!(
+        t.contains("[images-x86_64]\n") && t.contains("[checksums]\n"),
+        "the demo's .treeinfo changed shape:\n{t}"
+    );
     let t = t.replace(
         "[images-x86_64]\n",
         "[images-x86_64]\nboot.iso = images/boot.iso\n",
