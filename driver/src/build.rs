@@ -136,12 +136,30 @@ fn release_treeinfo(
     r: &Recipe,
     m: &v6build_engine::recipe::Media,
     f: &v6build_engine::recipe::MediaFile,
+    store: &Store,
     outputs: &[crate::manifest::Output],
     progress: &Progress,
 ) -> Result<String, Outcome> {
-    let pinned = f.sha256.map(|s| s.to_hex());
-    let text = crate::treeinfo::read(&f.path, pinned.as_deref())
-        .map_err(|e| Outcome::Failure(e.to_string()))?;
+    // Pinned, and on disk or fetched by url=, like the other media files.
+    let Some(pinned) = f.sha256.map(|s| s.to_hex()) else {
+        return Err(Outcome::Failure(format!(
+            "the treeinfo of media `{}` ({}) has no pinned sha256; run `v6build pin` on the recipe",
+            m.name,
+            f.path.display()
+        )));
+    };
+    let path = if f.path.exists() {
+        f.path.clone()
+    } else if let Some(url) = &f.url {
+        crate::fetch::fetch(store.root(), url, &pinned)
+            .map_err(|e| Outcome::Failure(format!("fetching the .treeinfo: {e}")))?
+    } else {
+        return Err(Outcome::FailureReport(miette::Report::new(
+            v6build_engine::recipe::media_missing_error(r, m, f),
+        )));
+    };
+    let text =
+        crate::treeinfo::read(&path, Some(&pinned)).map_err(|e| Outcome::Failure(e.to_string()))?;
     let release_names = [".treeinfo", "manifest.json", "SHA256SUMS"];
     for k in &m.keep {
         if outputs.iter().any(|o| o.path == k.path) || release_names.contains(&k.path.as_str()) {
@@ -468,7 +486,7 @@ fn build_once(
         .iter()
         .find_map(|m| m.file(MediaRole::Treeinfo).map(|f| (m, f)))
     {
-        let treeinfo = release_treeinfo(r, m, f, &w.outputs(), &progress)?;
+        let treeinfo = release_treeinfo(r, m, f, store, &w.outputs(), &progress)?;
         w.add_bytes(".treeinfo", treeinfo.as_bytes())
             .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;
     }

@@ -62,7 +62,8 @@ pub enum ReadError {
     },
     /// Its bytes are not the ones the recipe pins.
     #[error(
-        "{}: the .treeinfo changed since it was checked (sha256 {actual}, pinned {pinned})",
+        "{}: the .treeinfo does not match its pinned sha256 (the file has {actual}, the recipe \
+         pins {pinned}); if you replaced it on purpose, run `v6build pin` on the recipe",
         path.display()
     )]
     Changed {

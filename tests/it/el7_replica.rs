@@ -635,3 +635,32 @@ fn treeinfo_keep_mistakes_point_at_the_keep() {
     );
     assert!(e.contains("written by the release"), "no label: {e}");
 }
+
+#[test]
+fn treeinfo_must_be_there_and_match_its_pin() {
+    // Changed after pinning: refused (it used to be copied unchecked).
+    let s = demo_with(&[], None);
+    let ti = s.path().join("recipes/media/demo/.treeinfo");
+    let mut text = std::fs::read_to_string(&ti).unwrap();
+    text.push_str("; edited\n");
+    std::fs::write(&ti, &text).unwrap();
+    let o = s.run(&["build", "recipes/demo.kdl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the .treeinfo does not match its pinned sha256"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.demo_release().exists());
+
+    // Missing: refused with where it should be (it used to be skipped).
+    std::fs::remove_file(&ti).unwrap();
+    let o = s.run(&["build", "recipes/demo.kdl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the treeinfo of media `demo` is missing"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.demo_release().exists());
+}
