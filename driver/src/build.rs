@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use v6build_cache::Store;
-use v6build_engine::recipe::{ErrorKind, MediaRole, Recipe};
+use v6build_engine::recipe::{ErrorKind, Media, MediaFile, MediaRole, Recipe};
 use v6build_fstree::{BlobStore, Digest};
 
 use crate::dag::Node;
@@ -127,6 +127,51 @@ fn recipe_rel(path: &Path) -> String {
     }
 }
 
+/// The media whose `.treeinfo` the release rewrites: the stage2's media if
+/// it has one, else the initrd's, else the first media with a `treeinfo`.
+/// `keep` in any other media would be ignored, so it is refused.
+fn treeinfo_media(r: &Recipe) -> Result<Option<(&Media, &MediaFile)>, Outcome> {
+    let with = |name: &str| {
+        r.media_named(name)
+            .and_then(|m| m.file(MediaRole::Treeinfo).map(|f| (m, f)))
+    };
+    let chosen = r
+        .outputs
+        .stage2
+        .as_ref()
+        .and_then(|o| with(&o.from))
+        .or_else(|| r.outputs.initrd.as_ref().and_then(|o| with(&o.from)))
+        .or_else(|| {
+            r.media
+                .iter()
+                .find_map(|m| m.file(MediaRole::Treeinfo).map(|f| (m, f)))
+        });
+    for other in &r.media {
+        if chosen.is_some_and(|(m, _)| m.name == other.name) {
+            continue;
+        }
+        if let Some(k) = other.keep.first() {
+            let used = chosen.map_or("none".to_string(), |(m, _)| format!("media `{}`", m.name));
+            return Err(Outcome::FailureReport(miette::Report::new(
+                r.error_at(
+                    ErrorKind::BadValue,
+                    k.span,
+                    format!(
+                        "media `{}` keeps files, but the release's .treeinfo is not this media's",
+                        other.name
+                    ),
+                    "ignored here",
+                )
+                .help(format!(
+                    "the release's .treeinfo comes from the media of its stage2 (else its \
+                     initrd): {used}; move the `keep` there"
+                )),
+            )));
+        }
+    }
+    Ok(chosen)
+}
+
 /// The release's `.treeinfo`: media `m`'s (`f`) rewritten for the
 /// release's `outputs` and the media's `keep` paths (see [`crate::treeinfo`]).
 /// A `keep` that names a release file or no entry is a recipe mistake; a
@@ -134,8 +179,8 @@ fn recipe_rel(path: &Path) -> String {
 /// lists.
 fn release_treeinfo(
     r: &Recipe,
-    m: &v6build_engine::recipe::Media,
-    f: &v6build_engine::recipe::MediaFile,
+    m: &Media,
+    f: &MediaFile,
     store: &Store,
     outputs: &[crate::manifest::Output],
     progress: &Progress,
@@ -481,11 +526,7 @@ fn build_once(
         }
     }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
-    if let Some((m, f)) = r
-        .media
-        .iter()
-        .find_map(|m| m.file(MediaRole::Treeinfo).map(|f| (m, f)))
-    {
+    if let Some((m, f)) = treeinfo_media(r)? {
         let treeinfo = release_treeinfo(r, m, f, store, &w.outputs(), &progress)?;
         w.add_bytes(".treeinfo", treeinfo.as_bytes())
             .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;

@@ -634,6 +634,27 @@ fn treeinfo_keep_mistakes_point_at_the_keep() {
         "{e}"
     );
     assert!(e.contains("written by the release"), "no label: {e}");
+
+    // A keep in a media whose .treeinfo the release does not use.
+    let s = Scratch::new();
+    let path = s.path().join("recipes/demo.kdl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let treeinfo_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("treeinfo "))
+        .expect("the demo pins a .treeinfo");
+    let other = format!("media \"other\" {{\n{treeinfo_line}\n    keep \"images/boot.iso\"\n}}\n");
+    std::fs::write(&path, format!("{text}\n{other}")).unwrap();
+    let o = s.run(&["build", "recipes/demo.kdl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("media `other` keeps files, but the release's .treeinfo is not this media's"),
+        "{e}"
+    );
+    assert!(e.contains("ignored here"), "no label: {e}");
+    // The help names the media whose .treeinfo is used (miette may wrap it).
+    assert!(e.contains("`demo`"), "{e}");
 }
 
 #[test]
