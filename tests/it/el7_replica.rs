@@ -94,12 +94,10 @@ fn replica(t: &str, ana: &Path) -> Option<PathBuf> {
         .env("EL7_SRC", ana)
         .output()
         .unwrap();
-    assert!(
-        o.status.success(),
-        "{SCRIPT} failed ({}):\n{}",
-        o.status,
-        stderr(&o)
-    );
+    if !o.status.success() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        panic!("{SCRIPT} failed ({}):\n{}", o.status, stderr(&o));
+    }
     // Another test run may have finished first; its copy is as good.
     if std::fs::rename(&tmp, &dir).is_err() {
         std::fs::remove_dir_all(&tmp).unwrap();
