@@ -9,40 +9,10 @@ use std::process::{Command, Output};
 
 use v6build_testkit::{oracle, oracles_required, run, which};
 
-use crate::harness::{Scratch, repo, stderr};
+use crate::harness::{Scratch, anaconda, repo, skip, stderr};
 
 const PATCH: &str = "recipes/patches/anaconda-treeinfo-retry.patch";
 const PKG: &str = "pyanaconda/packaging/__init__.py";
-
-/// `../shared/el7/anaconda-21.48.22.56`, or `None` after a SKIP line (a
-/// failure under `V6BUILD_REQUIRE_ORACLES=1`), as `harness::loop_mount`
-/// does for loop mounts.
-fn anaconda(t: &str) -> Option<PathBuf> {
-    let d = repo().join("../shared/el7/anaconda-21.48.22.56");
-    if d.join(PKG).is_file() {
-        return Some(d);
-    }
-    assert!(
-        !oracles_required(),
-        "{t}: {} is missing, and V6BUILD_REQUIRE_ORACLES=1 forbids skipping",
-        d.display()
-    );
-    eprintln!(
-        "SKIP {t}: {} is missing (real Anaconda sources)",
-        d.display()
-    );
-    None
-}
-
-/// Skips (or fails under `V6BUILD_REQUIRE_ORACLES=1`) for a reason that is
-/// not a missing tool.
-fn skip(t: &str, reason: &str) {
-    assert!(
-        !oracles_required(),
-        "{t}: {reason}, and V6BUILD_REQUIRE_ORACLES=1 forbids skipping"
-    );
-    eprintln!("SKIP {t}: {reason}");
-}
 
 fn text(o: &Output) -> String {
     format!(

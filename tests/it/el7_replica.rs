@@ -11,33 +11,11 @@ use std::process::{Command, Output};
 
 use v6build_testkit::{oracle, oracles_required, require_root, run};
 
-use crate::harness::{Scratch, repo, stderr};
+use crate::harness::{Scratch, anaconda, repo, skip, stderr};
 
 const SCRIPT: &str = "tests/el7/make-centos-7.2-replica.sh";
 const ONLINE: &str = "usr/lib/dracut/hooks/initqueue/online";
 const SITE: &str = "usr/lib64/python2.7/site-packages";
-
-/// Skips (prints why), or fails under `V6BUILD_REQUIRE_ORACLES=1`.
-fn skip(t: &str, reason: &str) {
-    assert!(
-        !oracles_required(),
-        "{t}: {reason}, and V6BUILD_REQUIRE_ORACLES=1 forbids skipping"
-    );
-    eprintln!("SKIP {t}: {reason}");
-}
-
-/// `../shared/el7/anaconda-21.48.22.56`, or `None` after a skip.
-fn anaconda(t: &str) -> Option<PathBuf> {
-    let d = repo().join("../shared/el7/anaconda-21.48.22.56");
-    if d.join("pyanaconda/packaging/__init__.py").is_file() {
-        return Some(d);
-    }
-    skip(
-        t,
-        &format!("{} is missing (real Anaconda sources)", d.display()),
-    );
-    None
-}
 
 /// Every regular file under `dir`, as sorted relative paths.
 fn walk(dir: &Path) -> Vec<PathBuf> {
