@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use v6build_testkit::{oracle, oracles_required, run, which};
+use v6build_testkit::{oracle, run, which};
 
 use crate::harness::{Scratch, anaconda, repo, skip, stderr};
 

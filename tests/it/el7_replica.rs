@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use v6build_testkit::{oracle, oracles_required, require_root, run};
+use v6build_testkit::{oracle, require_root, run};
 
 use crate::harness::{Scratch, anaconda, repo, skip, stderr};
 
