@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use v6build_cache::Store;
-use v6build_engine::recipe::{MediaRole, Recipe};
+use v6build_engine::recipe::{ErrorKind, Media, MediaFile, MediaRole, Recipe};
 use v6build_fstree::{BlobStore, Digest};
 
 use crate::dag::Node;
@@ -125,6 +125,160 @@ fn recipe_rel(path: &Path) -> String {
         Some(cwd) if abs.starts_with(&cwd) => rel_str(&abs, &cwd),
         _ => abs.display().to_string(),
     }
+}
+
+/// The media whose `.treeinfo` the release rewrites: the stage2's media if
+/// it has one, else the initrd's, else the first media with a `treeinfo`.
+/// `keep` in any other media would be ignored, so it is refused.
+fn treeinfo_media(r: &Recipe) -> Result<Option<(&Media, &MediaFile)>, Outcome> {
+    let with = |name: &str| {
+        r.media_named(name)
+            .and_then(|m| m.file(MediaRole::Treeinfo).map(|f| (m, f)))
+    };
+    let chosen = r
+        .outputs
+        .stage2
+        .as_ref()
+        .and_then(|o| with(&o.from))
+        .or_else(|| r.outputs.initrd.as_ref().and_then(|o| with(&o.from)))
+        .or_else(|| {
+            r.media
+                .iter()
+                .find_map(|m| m.file(MediaRole::Treeinfo).map(|f| (m, f)))
+        });
+    for other in &r.media {
+        if chosen.is_some_and(|(m, _)| m.name == other.name) {
+            continue;
+        }
+        if let Some(k) = other.keep.first() {
+            let used = chosen.map_or("none".to_string(), |(m, _)| format!("media `{}`", m.name));
+            return Err(Outcome::FailureReport(miette::Report::new(
+                r.error_at(
+                    ErrorKind::BadValue,
+                    k.span,
+                    format!(
+                        "media `{}` keeps files, but the release's .treeinfo is not this media's",
+                        other.name
+                    ),
+                    "ignored here",
+                )
+                .help(format!(
+                    "the release's .treeinfo comes from the media of its stage2 (else its \
+                     initrd): {used}; move the `keep` there"
+                )),
+            )));
+        }
+    }
+    Ok(chosen)
+}
+
+/// The release's `.treeinfo`: media `m`'s (`f`) rewritten for the
+/// release's `outputs` and the media's `keep` paths (see [`crate::treeinfo`]).
+/// A `keep` that names a release file or no entry is a recipe mistake; a
+/// kept file beside the vendor's `.treeinfo` must match the checksum it
+/// lists.
+fn release_treeinfo(
+    r: &Recipe,
+    m: &Media,
+    f: &MediaFile,
+    store: &Store,
+    outputs: &[crate::manifest::Output],
+    progress: &Progress,
+) -> Result<String, Outcome> {
+    // Pinned, and on disk or fetched by url=, like the other media files.
+    let Some(pinned) = f.sha256.map(|s| s.to_hex()) else {
+        return Err(Outcome::Failure(format!(
+            "the treeinfo of media `{}` ({}) has no pinned sha256; run `v6build pin` on the recipe",
+            m.name,
+            f.path.display()
+        )));
+    };
+    let path = if f.path.exists() {
+        f.path.clone()
+    } else if let Some(url) = &f.url {
+        crate::fetch::fetch(store.root(), url, &pinned)
+            .map_err(|e| Outcome::Failure(format!("fetching the .treeinfo: {e}")))?
+    } else {
+        return Err(Outcome::FailureReport(miette::Report::new(
+            v6build_engine::recipe::media_missing_error(r, m, f),
+        )));
+    };
+    let text =
+        crate::treeinfo::read(&path, Some(&pinned)).map_err(|e| Outcome::Failure(e.to_string()))?;
+    let release_names = [".treeinfo", "manifest.json", "SHA256SUMS"];
+    for k in &m.keep {
+        if outputs.iter().any(|o| o.path == k.path) || release_names.contains(&k.path.as_str()) {
+            return Err(Outcome::FailureReport(miette::Report::new(
+                r.error_at(
+                    ErrorKind::BadValue,
+                    k.span,
+                    format!(
+                        "the release writes `{}` itself, so it cannot keep the vendor's",
+                        k.path
+                    ),
+                    "written by the release",
+                )
+                .help("remove this path from `keep`"),
+            )));
+        }
+    }
+    let shipped: Vec<crate::treeinfo::Shipped<'_>> = outputs
+        .iter()
+        .map(|o| crate::treeinfo::Shipped {
+            role: match o.path.as_str() {
+                "initrd.img" => "initrd",
+                "LiveOS/squashfs.img" => "stage2",
+                "updates.img" | "grub.cfg" | "boot.ipxe" => "other",
+                // The only other file at this point is the kernel.
+                _ => "kernel",
+            },
+            path: &o.path,
+            sha256: &o.sha256,
+        })
+        .collect();
+    let keep: Vec<&str> = m.keep.iter().map(|k| k.path.as_str()).collect();
+    let new = crate::treeinfo::rewrite(&text, &shipped, &keep);
+    if let Some(&i) = new.unused_keep.first() {
+        let k = &m.keep[i];
+        let left_out: Vec<String> = new
+            .dropped
+            .iter()
+            .map(|d| format!("{} ([{}] {})", d.path, d.section, d.key))
+            .collect();
+        let help = if left_out.is_empty() {
+            "every entry of the .treeinfo names a file the release ships; remove this `keep`"
+                .to_string()
+        } else {
+            format!(
+                "the .treeinfo entries that name files the release does not ship: {}",
+                left_out.join(", ")
+            )
+        };
+        return Err(Outcome::FailureReport(miette::Report::new(
+            r.error_at(
+                ErrorKind::Missing,
+                k.span,
+                format!(
+                    "`{}` is kept, but the release's .treeinfo has no entry that names it",
+                    k.path
+                ),
+                "names no .treeinfo entry",
+            )
+            .help(help),
+        )));
+    }
+    let tree = f.path.parent().unwrap_or(Path::new("."));
+    for kept in &new.kept_checksums {
+        crate::treeinfo::check_kept(tree, kept).map_err(Outcome::Failure)?;
+    }
+    for d in &new.dropped {
+        progress.println(&format!(
+            "note: the release's .treeinfo leaves out [{}] {} = {}: the release does not ship \
+             it (`keep \"{}\"` in media `{}` keeps the entry)",
+            d.section, d.key, d.path, d.path, m.name
+        ));
+    }
+    Ok(new.text)
 }
 
 fn node_error(e: NodeError) -> Outcome {
@@ -372,33 +526,9 @@ fn build_once(
         }
     }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
-    let treeinfo = r
-        .media
-        .iter()
-        .flat_map(|m| m.files.iter())
-        .find(|f| f.role == MediaRole::Treeinfo && f.path.exists());
-    if let Some(f) = treeinfo {
-        let text = std::fs::read_to_string(&f.path)
-            .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?;
-        let outs = w.outputs();
-        let shipped: Vec<crate::treeinfo::Shipped<'_>> = outs
-            .iter()
-            .filter_map(|o| {
-                let role = match o.path.as_str() {
-                    "initrd.img" => "initrd",
-                    "LiveOS/squashfs.img" => "stage2",
-                    "updates.img" | "grub.cfg" | "boot.ipxe" => return None,
-                    _ => "kernel",
-                };
-                Some(crate::treeinfo::Shipped {
-                    role,
-                    path: &o.path,
-                    sha256: &o.sha256,
-                })
-            })
-            .collect();
-        let new = crate::treeinfo::rewrite(&text, &shipped);
-        w.add_bytes(".treeinfo", new.as_bytes())
+    if let Some((m, f)) = treeinfo_media(r)? {
+        let treeinfo = release_treeinfo(r, m, f, store, &w.outputs(), &progress)?;
+        w.add_bytes(".treeinfo", treeinfo.as_bytes())
             .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;
     }
     let top = r.top();

@@ -3,7 +3,7 @@
 #
 # Paste this file's contents into the kickstart between
 #
-#   %pre --interpreter=/bin/sh --log=/tmp/ks-pre-accept-ra.log
+#   %pre --interpreter=/bin/sh --log=/tmp/ks-pre.log
 #   ... contents of this file ...
 #   %end
 #

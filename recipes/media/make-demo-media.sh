@@ -148,9 +148,11 @@ pin_times() {
 # ---------------------------------------------------------------- initrd
 
 # A dracut-shaped EL7 initramfs: merged /usr with /bin, /sbin, /lib and
-# /lib64 as symlinks, the dracut hook directories, one existing hook in
-# initqueue/online (anaconda's netroot at 80, so the recipe's hook at 10
-# sorts before it), a hardlink pair and a device node.
+# /lib64 as symlinks, the dracut hook directories, stand-ins for Anaconda's
+# initqueue/online hooks under their real names (00-anaconda-ifcfg.sh,
+# 11-fetch-kickstart-net.sh, 80-anaconda-netroot.sh, as installed by
+# Anaconda 21.48's dracut/module-setup.sh; the recipe's hook at 10 sorts
+# between the first two), a hardlink pair and a device node.
 make_initrd_tree() {
     local r=$1
     mkdir -p "$r"
@@ -170,9 +172,12 @@ make_initrd_tree() {
 export PATH=/usr/sbin:/usr/bin
 hookdir=/usr/lib/dracut/hooks
 
+# As dracut 033's source_all: each hook is sourced (an exit in one would
+# end the caller), with the caller's remaining arguments.
 source_all() {
-    for f in "$hookdir/$1"/*.sh; do
-        [ -e "$f" ] && . "$f"
+    _dir=$1; shift
+    for f in "$hookdir/$_dir"/*.sh; do
+        [ -e "$f" ] && . "$f" "$@"
     done
 }
 
@@ -188,7 +193,7 @@ done
 # once per interface with $netif set.
 for netif in $(ls /sys/class/net); do
     [ "$netif" = lo ] && continue
-    source_all initqueue/online
+    source_all initqueue/online "$netif"
 done
 source_all initqueue/settled
 source_all initqueue/finished
@@ -208,6 +213,22 @@ EOF
         mount pre-pivot cleanup emergency shutdown shutdown-emergency; do
         mkdir -p "$h/$d"
     done
+    put "$h/initqueue/online/00-anaconda-ifcfg.sh" 0755 <<'EOF'
+#!/bin/sh
+# 00-anaconda-ifcfg.sh -- stand-in for anaconda's dracut online hook that
+# writes /tmp/ifcfg/ifcfg-$netif for stage2.  In the demo it only records
+# that it ran.
+[ -n "${netif:-}" ] || return 0
+echo "anaconda-ifcfg: $netif" > "/tmp/anaconda-ifcfg.$netif"
+EOF
+    put "$h/initqueue/online/11-fetch-kickstart-net.sh" 0755 <<'EOF'
+#!/bin/sh
+# 11-fetch-kickstart-net.sh -- stand-in for anaconda's dracut online hook
+# that fetches inst.ks= over the network.  In the demo it only records that
+# it ran.
+[ -n "${netif:-}" ] || return 0
+echo "fetch-kickstart-net: $netif" > "/tmp/fetch-kickstart-net.$netif"
+EOF
     put "$h/initqueue/online/80-anaconda-netroot.sh" 0755 <<'EOF'
 #!/bin/sh
 # 80-anaconda-netroot.sh -- stand-in for anaconda's dracut online hook,
@@ -377,14 +398,23 @@ EOF
     ln -s /usr/lib/systemd/system/NetworkManager.service \
         "$e/dbus-org.freedesktop.NetworkManager.service"
 
+    # Real stage2 media carry a .pyc and a .pyo beside every .py; the patch
+    # must remove the two beside packaging/__init__.py and no other.
     local py=$r/usr/lib64/python2.7/site-packages/pyanaconda
     put "$py/__init__.py" 0644 <<'EOF'
 # pyanaconda package (v6build demo stand-in)
 EOF
+    pyc "$py/__init__.pyc"
+    pyc "$py/__init__.pyo"
     mkdir -p "$py/packaging"
     put "$py/packaging/__init__.py" 0644 < "$src/stage2/pyanaconda-packaging-__init__.py"
     pyc "$py/packaging/__init__.pyc"
     pyc "$py/packaging/__init__.pyo"
+    put "$py/packaging/yumpayload.py" 0644 <<'EOF'
+# pyanaconda.packaging.yumpayload (v6build demo stand-in)
+EOF
+    pyc "$py/packaging/yumpayload.pyc"
+    pyc "$py/packaging/yumpayload.pyo"
 
     put "$r/etc/os-release" 0644 <<'EOF'
 NAME="CentOS Linux"

@@ -14,7 +14,9 @@ pub fn oracles_required() -> bool {
     std::env::var_os("V6BUILD_REQUIRE_ORACLES").is_some_and(|v| v == "1")
 }
 
-fn skip_or_fail(test: &str, reason: &str) {
+/// Skips a test for `reason` (prints a `SKIP` line), or fails it under
+/// `V6BUILD_REQUIRE_ORACLES=1`.
+pub fn skip_or_fail(test: &str, reason: &str) {
     if oracles_required() {
         panic!("{test}: {reason}, and V6BUILD_REQUIRE_ORACLES=1 forbids skipping");
     }

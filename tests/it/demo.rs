@@ -93,7 +93,9 @@ fn demo_release_holds_every_fix() {
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    assert!(!text.contains("__init__.pyc"), "{text}");
+    for stale in ["packaging/__init__.pyc", "packaging/__init__.pyo"] {
+        assert!(!text.contains(stale), "{stale} left:\n{text}");
+    }
     let cat = s.ok(&[
         "cat",
         rel.join("LiveOS/squashfs.img").to_str().unwrap(),
@@ -280,7 +282,7 @@ fn kernel_mounts_the_demo_rootfs() {
             return Err(format!("wants link -> {}", target.display()));
         }
         let py = std::fs::read_to_string(pkg.join("__init__.py")).map_err(|e| e.to_string())?;
-        if !py.contains("TREEINFO_RETRIES") {
+        if !py.contains("TREEINFO_RETRY_DELAYS") {
             return Err("__init__.py not patched".into());
         }
         for stale in ["__init__.pyc", "__init__.pyo"] {

@@ -40,8 +40,9 @@ fn changing_one_source_reruns_only_downstream_nodes() {
     assert_eq!(get("stage2/unpack"), Some("cached"));
     assert_eq!(get("stage2/layer/nm-v6-only"), Some("run"));
     assert_eq!(get("stage2/layer/treeinfo-retry"), Some("run"));
+    assert_eq!(get("stage2/layer/keep-accept-ra"), Some("run"));
     assert_eq!(get("stage2/pack"), Some("run"));
-    assert_eq!(after["nodes_run"], 3);
+    assert_eq!(after["nodes_run"], 4);
 }
 
 fn objects(cache: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -273,7 +274,7 @@ fn overlay_tree_digest_ignores_the_host() {
         assert!(sh.success());
         std::fs::write(
             s.path().join("recipes/ov.kdl"),
-            "release \"ov\" { dir \"ov\"; epoch 1 }\nmedia \"demo\" {\n    initrd \"media/demo/images/pxeboot/initrd.img\" sha256=\"cfe0ee94eab56453fbe5f67e0c045d8aeab0f62eb3d5997d901ddfbf219d463e\"\n}\nlayer \"ov\" { overlay \"overlay-src\" target=\"/opt/ov\" }\ninitrd from=\"demo\" { layers \"ov\" }\n",
+            "release \"ov\" { dir \"ov\"; epoch 1 }\nmedia \"demo\" {\n    initrd \"media/demo/images/pxeboot/initrd.img\" sha256=\"475220b88b4965bc5c1bc37a0418dcba133e84616453d89e01e0d4a90147198e\"\n}\nlayer \"ov\" { overlay \"overlay-src\" target=\"/opt/ov\" }\ninitrd from=\"demo\" { layers \"ov\" }\n",
         )
         .unwrap();
         let o = s

@@ -139,3 +139,23 @@ pub fn loop_mount(t: &str, mount: &Path, fstype: &str, image: &Path, at: &Path) 
     }
     true
 }
+
+/// Skips (prints why), or fails under `V6BUILD_REQUIRE_ORACLES=1`, for a
+/// reason that is not a missing tool.
+pub fn skip(t: &str, reason: &str) {
+    v6build_testkit::skip_or_fail(t, reason);
+}
+
+/// `../shared/el7/anaconda-21.48.22.56` (the real Anaconda sources), or
+/// `None` after a skip.
+pub fn anaconda(t: &str) -> Option<PathBuf> {
+    let d = repo().join("../shared/el7/anaconda-21.48.22.56");
+    if d.join("pyanaconda/packaging/__init__.py").is_file() {
+        return Some(d);
+    }
+    skip(
+        t,
+        &format!("{} is missing (real Anaconda sources)", d.display()),
+    );
+    None
+}

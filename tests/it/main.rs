@@ -4,6 +4,8 @@ mod harness;
 
 mod cli;
 mod demo;
+mod el7_fixes;
+mod el7_replica;
 mod engine;
 mod faults;
 mod ops;

@@ -16,7 +16,7 @@ use super::decode::{NodeView, Result, display_join, duplicate_child, lexical_joi
 use super::error::{ErrorKind, FileId, RecipeError, RecipeFile, Span};
 use super::limits;
 use super::model::{
-    Layer, LayerRef, Media, MediaFile, MediaRole, Outputs, Recipe, Release, Sha256,
+    Keep, Layer, LayerRef, Media, MediaFile, MediaRole, Outputs, Recipe, Release, Sha256,
 };
 use super::ops::decode_op;
 use super::outputs::decode_output;
@@ -423,15 +423,36 @@ impl Loader {
             MediaRole::Treeinfo,
         ];
         let mut files: Vec<MediaFile> = Vec::new();
+        let mut keep: Vec<Keep> = Vec::new();
+        let mut first_keep: Option<Span> = None;
         for child in n.children() {
             let cname = child.name().value();
+            if cname == "keep" {
+                let c = NodeView::new(child, n.file, n.id, KEEP_USAGE);
+                c.check(usize::MAX, &[])?;
+                c.no_children()?;
+                c.req_arg(0, "a path")?;
+                first_keep.get_or_insert(c.name_span());
+                for e in c.args() {
+                    let k = keep_path(&c, e)?;
+                    if let Some(prev) = keep.iter().find(|p| p.path == k.path) {
+                        return Err(c
+                            .err(ErrorKind::Duplicate, format!("`{}` is kept twice", k.path))
+                            .label(k.span, "kept again here")
+                            .label(prev.span, "first kept here")
+                            .help("list each path once"));
+                    }
+                    keep.push(k);
+                }
+                continue;
+            }
             let Some(&role) = roles.iter().find(|r| r.node_name() == cname) else {
                 let c = NodeView::new(child, n.file, n.id, "");
                 return Err(unknown_child(
                     &c,
                     cname,
                     "media",
-                    &roles.map(MediaRole::node_name),
+                    &["initrd", "stage2", "kernel", "treeinfo", "keep"],
                 ));
             };
             let c = NodeView::new(child, n.file, n.id, media_usage(role));
@@ -496,11 +517,26 @@ impl Loader {
                 .label(name_span, "empty media")
                 .help(format!("usage: {}", n.usage)));
         }
+        if let Some(span) = first_keep
+            && !files.iter().any(|f| f.role == MediaRole::Treeinfo)
+        {
+            return Err(n
+                .err(
+                    ErrorKind::Missing,
+                    format!("media `{name}` keeps files but has no `treeinfo`"),
+                )
+                .label(span, "`keep` names entries of the media's .treeinfo")
+                .label(name_span, "no `treeinfo` here")
+                .help(format!(
+                    "add `treeinfo \"…/.treeinfo\"` to media `{name}`, or remove the `keep`"
+                )));
+        }
         self.media_index.insert(name.clone(), self.media.len());
         self.media.push(Media {
             name,
             name_span,
             files,
+            keep,
         });
         Ok(())
     }
@@ -703,6 +739,38 @@ fn media_usage(role: MediaRole) -> &'static str {
 }
 
 /// Validates a release directory: relative, no `.`/`..`/empty components.
+const KEEP_USAGE: &str = "keep \"TREE/PATH\"… (paths relative to the directory of the .treeinfo)";
+
+/// A `keep` argument: a plain path relative to the tree's root, the way a
+/// `.treeinfo` writes its entries.
+fn keep_path(c: &NodeView<'_>, e: &kdl::KdlEntry) -> Result<Keep> {
+    let s = c.text(e)?;
+    let span = c.value_span(e);
+    if s.starts_with('/') {
+        return Err(c
+            .err(ErrorKind::BadValue, format!("kept path `{s}` is absolute"))
+            .label(span, "absolute path")
+            .help(format!(
+                "paths are relative to the directory of the .treeinfo, as the .treeinfo \
+                 writes them: write \"{}\"",
+                s.trim_start_matches('/')
+            )));
+    }
+    if s.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(c
+            .err(
+                ErrorKind::BadValue,
+                format!("kept path `{s}` is not a plain relative path"),
+            )
+            .label(span, "has an empty, `.` or `..` component")
+            .help("write the path as the .treeinfo names it, such as \"images/boot.iso\""));
+    }
+    Ok(Keep {
+        path: s.to_owned(),
+        span,
+    })
+}
+
 fn release_dir(c: &NodeView<'_>, e: &kdl::KdlEntry) -> Result<String> {
     let s = c.text(e)?;
     let span = c.value_span(e);

@@ -39,9 +39,9 @@ pub use media::{
     VerifiedMedia, display_path, media_missing_error, missing_media, sha256_file, verify_media,
 };
 pub use model::{
-    BootOutput, CompressKind, Compression, FileContent, HostPath, InitrdOutput, Layer, LayerRef,
-    Media, MediaFile, MediaRole, Mode, Op, Operation, Outputs, Recipe, Release, RemoveTarget,
-    ReplacePattern, Sha256, Stage2Format, Stage2Output, UpdatesOutput, XattrAction,
+    BootOutput, CompressKind, Compression, FileContent, HostPath, InitrdOutput, Keep, Layer,
+    LayerRef, Media, MediaFile, MediaRole, Mode, Op, Operation, Outputs, Recipe, Release,
+    RemoveTarget, ReplacePattern, Sha256, Stage2Format, Stage2Output, UpdatesOutput, XattrAction,
 };
 pub use ops::DEFAULT_UNIT_DIR;
 pub use pin::{PinEntry, PinReport, PinStatus, pin};

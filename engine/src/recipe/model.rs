@@ -184,6 +184,9 @@ pub struct Media {
     pub name_span: Span,
     /// The files, in declaration order (each role at most once).
     pub files: Vec<MediaFile>,
+    /// `keep` paths: files of the vendor tree that the release leaves where
+    /// they are, so its `.treeinfo` may go on naming them.
+    pub keep: Vec<Keep>,
 }
 
 impl Media {
@@ -211,6 +214,17 @@ pub struct MediaFile {
     /// Where to fetch the file from when it is not on disk.
     pub url: Option<String>,
     /// Span of the whole node.
+    pub span: Span,
+}
+
+/// One `keep "PATH"` argument of a `media` block: a tree-relative path
+/// (normalised: no leading `/`, no `.`, `..` or empty components) that the
+/// release's `.treeinfo` keeps naming although the release does not ship it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keep {
+    /// The path, as written (it is already normal).
+    pub path: String,
+    /// Span of the argument.
     pub span: Span,
 }
 

@@ -24,12 +24,18 @@ fn refs(l: &[LayerRef]) -> Vec<&str> {
     l.iter().map(|r| r.name.as_str()).collect()
 }
 
-/// The three shared layers, as both shipped recipes see them.
+/// The shared layers, as both shipped recipes see them: the three fixes
+/// and the optional `keep-accept-ra` extra.
 fn check_common_layers(r: &Recipe) {
     let dir = recipes_dir();
     assert_eq!(
         layer_names(r),
-        ["v6-sleep-hook", "nm-v6-only", "treeinfo-retry"]
+        [
+            "v6-sleep-hook",
+            "nm-v6-only",
+            "treeinfo-retry",
+            "keep-accept-ra"
+        ]
     );
     let hook = r.layer("v6-sleep-hook").expect("hook layer");
     assert_eq!(hook.ops.len(), 1);
@@ -122,7 +128,10 @@ fn demo_recipe_decodes() {
     );
     assert_eq!((i.compress, i.append, i.segment), (None, false, None));
     let s = o.stage2.as_ref().expect("stage2 output");
-    assert_eq!(refs(&s.layers), ["nm-v6-only", "treeinfo-retry"]);
+    assert_eq!(
+        refs(&s.layers),
+        ["nm-v6-only", "treeinfo-retry", "keep-accept-ra"]
+    );
     assert_eq!(
         (s.compress, s.block_size, s.grow, s.format),
         (None, None, None, None)
@@ -153,13 +162,14 @@ fn centos_7_2_recipe_decodes() {
     assert_eq!(r.release.name, "7.2r5");
     assert_eq!(r.release.dir, "7.x/7.2r5");
     let m = r.media_named("centos-7.2").expect("media");
-    assert_eq!(m.files.len(), 3);
+    assert_eq!(m.files.len(), 4);
     assert!(
         m.files
             .iter()
             .all(|f| f.sha256.is_none() && f.url.is_none())
     );
     assert!(m.file(MediaRole::Kernel).is_some());
+    assert!(m.file(MediaRole::Treeinfo).is_some());
     check_common_layers(&r);
     let o = &r.outputs;
     assert_eq!(
@@ -191,7 +201,7 @@ fn centos_7_2_recipe_decodes() {
             err.help_text()
                 .is_some_and(|h| h.contains("images/pxeboot/initrd.img"))
         );
-        assert_eq!(missing_media(&r).len(), 3);
+        assert_eq!(missing_media(&r).len(), 4);
     }
 }
 
@@ -412,6 +422,31 @@ fn includes_are_loaded_once_and_relative_to_the_includer() {
             assert_eq!(h.path, dir.path().join("files/a"));
         }
         other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn media_keep_paths_decode() {
+    let dir = scratch(&[(
+        "top.kdl",
+        b"release \"r\" { dir \"r\"; epoch 0; }\nmedia \"m\" {\n    initrd \"i.img\"\n    treeinfo \".treeinfo\"\n    keep \"images/boot.iso\"\n    keep \"images/efiboot.img\" \"EFI/BOOT/grubx64.efi\"\n}\nlayer \"l\" { dir \"/x\"; }\ninitrd from=\"m\" { layers \"l\"; }\n",
+    )]);
+    let r = load(&dir.path().join("top.kdl")).expect("loads");
+    let m = r.media_named("m").expect("media m");
+    let kept: Vec<&str> = m.keep.iter().map(|k| k.path.as_str()).collect();
+    assert_eq!(
+        kept,
+        [
+            "images/boot.iso",
+            "images/efiboot.img",
+            "EFI/BOOT/grubx64.efi"
+        ]
+    );
+    // Each span covers its own argument, quotes included.
+    let text = &r.top().text;
+    for k in &m.keep {
+        let (a, b) = (k.span.offset, k.span.offset + k.span.len);
+        assert_eq!(&text[a..b], format!("\"{}\"", k.path));
     }
 }
 
