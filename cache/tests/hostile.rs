@@ -181,7 +181,7 @@ fn cache_entries_that_are_not_regular_files_are_repaired() {
                 "symlink to a FIFO",
                 Box::new(move |p| symlink(&fifo2, p).unwrap()),
             ),
-            ("FIFO", Box::new(|p| mkfifo(p))),
+            ("FIFO", Box::new(mkfifo)),
             (
                 "directory",
                 Box::new(|p| {
