@@ -6,3 +6,5 @@
 #[path = "../it/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+
+mod fs;
