@@ -60,7 +60,11 @@ fn strings(args: &str) -> Vec<(Option<String>, String)> {
         }
         let s = args[start..j.min(b.len())].to_string();
         // A dirfd argument directly before: `...<DIR>, "`.
-        let before = args[..i].trim_end().strip_suffix(',').unwrap_or("").trim_end();
+        let before = args[..i]
+            .trim_end()
+            .strip_suffix(',')
+            .unwrap_or("")
+            .trim_end();
         let dir = before
             .strip_suffix('>')
             .and_then(|p| p.rfind('<').map(|k| p[k + 1..].to_string()));
@@ -110,8 +114,12 @@ fn violations(log: &str, cwd: &Path, allowed: &[PathBuf]) -> (usize, Vec<String>
     let mut bad = Vec::new();
     for line in log.lines() {
         // `PID call(args) = result`, or an `<unfinished ...>` first half.
-        let rest = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
-        let Some(paren) = rest.find('(') else { continue };
+        let rest = line
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start();
+        let Some(paren) = rest.find('(') else {
+            continue;
+        };
         let call = &rest[..paren];
         let Some(which) = written_strings(call) else {
             continue;
@@ -122,7 +130,9 @@ fn violations(log: &str, cwd: &Path, allowed: &[PathBuf]) -> (usize, Vec<String>
         }
         let strs = strings(args);
         for &k in which {
-            let Some((dir, s)) = strs.get(k) else { continue };
+            let Some((dir, s)) = strs.get(k) else {
+                continue;
+            };
             let path = match dir {
                 Some(d) if !s.starts_with('/') => Path::new(d).join(s),
                 _ => PathBuf::from(s),
@@ -159,7 +169,10 @@ fn writes_stay_under_out_cache_and_tmp() {
     let s = Scratch::new_in(&Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-strace"));
     let base = std::fs::canonicalize(s.path()).unwrap();
     if base.starts_with(&sys_tmp) {
-        let why = format!("the target directory {} is inside the system temp dir", base.display());
+        let why = format!(
+            "the target directory {} is inside the system temp dir",
+            base.display()
+        );
         assert!(!v6build_testkit::oracles_required(), "{TEST}: {why}");
         eprintln!("SKIP {TEST}: {why}");
         return;
@@ -173,7 +186,13 @@ fn writes_stay_under_out_cache_and_tmp() {
     std::os::unix::fs::symlink(victim.join("precious"), recipes.join("files/leak")).unwrap();
     std::os::unix::fs::symlink(&victim, recipes.join("media/demo/elsewhere")).unwrap();
 
-    let mut allowed = vec![sys_tmp, s.out(), s.cache(), base.join("out"), base.join("cache")];
+    let mut allowed = vec![
+        sys_tmp,
+        s.out(),
+        s.cache(),
+        base.join("out"),
+        base.join("cache"),
+    ];
     allowed.dedup();
     let mut n = 0;
     let mut traced = |args: &[&str], expect_ok: bool| {
@@ -196,7 +215,10 @@ fn writes_stay_under_out_cache_and_tmp() {
         let text = std::fs::read_to_string(&log).unwrap();
         let (checked, bad) = violations(&text, &base, &allowed);
         eprintln!("{args:?}: {checked} written paths checked");
-        assert!(checked > 0 || !expect_ok, "{args:?}: no writes seen in the log");
+        assert!(
+            checked > 0 || !expect_ok,
+            "{args:?}: no writes seen in the log"
+        );
         assert!(
             bad.is_empty(),
             "{args:?} wrote outside --out, --cache and the temp dir:\n{}",

@@ -880,8 +880,10 @@ fn check_inside(
         ),
     )
     .label(span, "outside the recipe root")
-    .help(
-        "host files must stay inside the directory of the top recipe (or its `root \"DIR\"`); \
-         to read from another directory on purpose, add `allow-outside \"DIR\"` to the top recipe",
-    ))
+    .help(format!(
+        "host files must stay inside the directory of the top recipe (or its `root \"DIR\"`), \
+         symlinks followed; to read from there on purpose, add `allow-outside \"{}\"` to the \
+         top recipe",
+        resolved.parent().unwrap_or(&resolved).display()
+    )))
 }
