@@ -340,7 +340,14 @@ impl Loader {
                         ErrorKind::MissingFile,
                         format!("included file `{display}` {problem}"),
                     )
-                    .label(span, "no such file")
+                    .label(
+                        span,
+                        if err.kind() == std::io::ErrorKind::NotFound {
+                            "no such file"
+                        } else {
+                            "cannot be read"
+                        },
+                    )
                     .help("include paths are relative to the directory of the including file"));
             }
         };
