@@ -27,7 +27,8 @@ pub struct GcReport {
     pub kept_bytes: u64,
     /// Entries removed.
     pub removed_objects: u64,
-    /// Stale temporary files removed.
+    /// Stale temporary files removed (`tmp/`, and partial downloads in
+    /// `media/`).
     pub removed_tmp_files: u64,
     /// Bytes freed by both kinds of removal.
     pub freed_bytes: u64,
@@ -86,6 +87,9 @@ impl Store {
             Err(TryLockError::Error(e)) => return Err(CacheError::io("locking", lock_path, e)),
         }
 
+        // The layout is checked again under the exclusive lock: a fixed
+        // directory that became a symlink since `open` is refused.
+        crate::safe::check_layout(self.root())?;
         let mut report = GcReport::default();
         // Honour this handle's `keep_builds` even if no build ran since
         // it was lowered (`v6build gc --keep-builds 2`).
@@ -139,7 +143,13 @@ impl Store {
             }
         }
 
-        // Sweep.
+        // Sweep. Nothing here follows a symlink: the fixed directories
+        // were checked to be real ones, entries are listed with their own
+        // type (`DirEntry::file_type` does not follow), removal unlinks
+        // (a link goes, its target stays) or removes a real directory with
+        // `remove_dir_all`, which does not follow links either. Only names
+        // of the store's own shape are removed from the entry directories;
+        // anything else there is left alone.
         for kind in ObjectKind::ALL {
             let dir = self.root().join(kind.dir_name());
             for fan in read_dir(&dir)? {
@@ -148,18 +158,30 @@ impl Store {
                     continue;
                 };
                 let fan_path = fan.path();
-                if !fan_path.is_dir() {
+                let ft = fan
+                    .file_type()
+                    .map_err(|e| CacheError::io("checking", &fan_path, e))?;
+                if !ft.is_dir() {
+                    // A link or file planted under a fan-out name: unlink
+                    // it, never list what it points to.
+                    if remove(&fan_path)? {
+                        report.removed_objects += 1;
+                    }
                     continue;
                 }
                 for entry in read_dir(&fan_path)? {
                     let path = entry.path();
                     let name = entry.file_name();
-                    let digest = name
+                    let Some(digest) = name
                         .to_str()
                         .filter(|n| is_hex(n, 62))
-                        .and_then(|n| format!("blake3:{prefix}{n}").parse::<Digest>().ok());
+                        .and_then(|n| format!("blake3:{prefix}{n}").parse::<Digest>().ok())
+                    else {
+                        continue;
+                    };
+                    let regular = entry.file_type().is_ok_and(|t| t.is_file());
                     let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                    if digest.is_some_and(|d| live.contains(&(kind, d))) {
+                    if regular && live.contains(&(kind, digest)) {
                         report.kept_objects += 1;
                         report.kept_bytes += size;
                     } else if remove(&path)? {
@@ -169,6 +191,7 @@ impl Store {
                 }
             }
         }
+        // Every file in tmp/ is stale (see the module docs).
         let tmp = self.tmp_dir();
         for entry in read_dir(&tmp)? {
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
@@ -177,8 +200,29 @@ impl Store {
                 report.freed_bytes += size;
             }
         }
+        // Partial downloads in media/ (`<sha256>.part…`, left by a fetch
+        // that was killed); the complete `media/<sha256>` files are kept.
+        let media = self.root().join("media");
+        for entry in read_dir(&media)? {
+            if !entry.file_name().to_str().is_some_and(is_partial_download) {
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if remove(&entry.path())? {
+                report.removed_tmp_files += 1;
+                report.freed_bytes += size;
+            }
+        }
         Ok(report)
     }
+}
+
+/// Whether `name` is a partial download in `media/`: an optional leading
+/// dot, the 64-hex-digit sha256 the file is pinned to, then `.part` and
+/// optionally anything after it (a pid, a counter).
+fn is_partial_download(name: &str) -> bool {
+    let n = name.strip_prefix('.').unwrap_or(name);
+    n.get(..64).is_some_and(|h| is_hex(h, 64)) && n[64..].starts_with(".part")
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
@@ -195,16 +239,7 @@ fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>, CacheError> {
         .collect()
 }
 
-/// Removes a file (or a stray directory in `tmp/`); false if it was gone.
+/// Removes what is at `path` without following it; false if it was gone.
 fn remove(path: &Path) -> Result<bool, CacheError> {
-    let r = if path.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    match r {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(CacheError::io("removing", path, e)),
-    }
+    crate::safe::remove_any(path).map_err(|e| CacheError::io("removing", path, e))
 }

@@ -15,12 +15,28 @@
 //! ├── refs/
 //! │   ├── releases/<name>    gc root of a release directory; kept until removed
 //! │   └── builds/<n>         gc root of build number n; only the newest N are kept
+//! ├── media/<sha256>         media fetched from url=, named by their pinned sha256
+//! │   (<sha256>.part…)       a download in progress; removed by gc
 //! └── tmp/                   files being written; never read, cleared by gc
 //! ```
 //!
 //! Entries fan out on the first two hex digits of their digest; the file name
 //! is the remaining 62 hex digits. Blobs, trees and actions have separate
 //! directories so gc knows what to follow inside each.
+//!
+//! ## Links and special files
+//!
+//! v6build never follows a symbolic link inside its store. The fixed names
+//! (`objects/`, `trees/`, `actions/`, `refs/`, `refs/releases/`,
+//! `refs/builds/`, `media/`, `tmp/`, `meta.json`, `lock`) must be real
+//! directories and regular files: a store where one is a symlink (or of the
+//! wrong type) is refused by every command, `gc` included, with an error
+//! naming it, since following it would let a build write, or gc delete,
+//! outside the store. Entries are opened with `O_NOFOLLOW | O_NONBLOCK` and
+//! `fstat`ed; a symlink, FIFO, device or directory under an entry's name is a
+//! corrupt entry: it is removed (a link is unlinked, never followed) and
+//! rebuilt. A fan-out directory (`objects/ab`) replaced by a link is replaced
+//! by a real directory before anything is written into it.
 //!
 //! ## meta.json
 //!
@@ -149,7 +165,12 @@
 //! when a root file is damaged, since the damage could otherwise make it
 //! delete what that root protects. It then removes every unreachable entry and
 //! everything in `tmp/` (left behind by crashed writers, never trusted), and
-//! reports what it kept and freed.
+//! the partial downloads in `media/` (names `<sha256>.part…`, optionally with a
+//! leading dot), and reports what it kept and freed. In `objects/`, `trees/`
+//! and `actions/` it removes only names of the store's own shape (two hex
+//! digits, then 62); other names are left alone. Removal never follows a link:
+//! a link planted in the store is unlinked, and what it points to is not
+//! touched.
 //! <!-- end of store-layout.md -->
 //!
 //! ## Using the store
@@ -204,6 +225,7 @@ mod gc;
 mod meta;
 mod object;
 mod refs;
+mod safe;
 mod store;
 
 pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, Output, OutputKind};

@@ -90,7 +90,7 @@ pub(crate) fn load_or_create(
     fsync: bool,
 ) -> Result<StoreMeta, CacheError> {
     let path = root.join("meta.json");
-    if !path.exists() {
+    if fs::symlink_metadata(&path).is_err() {
         let mut t = TempFile::create(tmp)?;
         let mut text = serde_json::to_string_pretty(&StoreMeta::current())
             .map_err(|e| CacheError::io("encoding", &path, io::Error::other(e)))?;
@@ -109,11 +109,21 @@ pub(crate) fn load_or_create(
             Err(e) => return Err(CacheError::io("creating", &path, e)),
         }
     }
-    let text = fs::read_to_string(&path).map_err(|e| CacheError::io("reading", &path, e))?;
+    let text = read_small(&path).map_err(|e| CacheError::io("reading", &path, e))?;
     let meta: StoreMeta = serde_json::from_str(&text).map_err(|e| CacheError::NotAStore {
         path: path.clone(),
         reason: format!("meta.json does not parse: {e}"),
     })?;
     meta.check(&path)?;
     Ok(meta)
+}
+
+/// Reads a small store file (`meta.json`, a root) as text, without
+/// following a symlink or blocking on a FIFO, and no more than 16 MiB.
+pub(crate) fn read_small(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let (f, _) = crate::safe::open_entry(path)?;
+    let mut text = String::new();
+    f.take(16 << 20).read_to_string(&mut text)?;
+    Ok(text)
 }

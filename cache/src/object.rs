@@ -233,12 +233,19 @@ impl ObjectReader {
     /// Opens `path` and checks its header: the kind must be `kind`, and
     /// for content-addressed kinds the digest must be `name`.
     pub fn open(path: &Path, kind: ObjectKind, name: &Digest) -> Result<Self, ReadFail> {
-        let mut file = match File::open(path) {
+        // No symlink is followed and no FIFO waited on: anything but a
+        // regular file under an entry's name is a corrupt entry.
+        let (mut file, md) = match crate::safe::open_entry(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ReadFail::Missing),
-            Err(e) => return Err(ReadFail::Io(e)),
+            Err(e) => {
+                return Err(match crate::safe::not_regular(&e) {
+                    Some(what) => ReadFail::Corrupt(format!("is {what}, not a regular file")),
+                    None => ReadFail::Io(e),
+                });
+            }
         };
-        let file_len = file.metadata().map_err(ReadFail::Io)?.len();
+        let file_len = md.len();
         let mut h = [0u8; HEADER_LEN];
         if file_len < HEADER_LEN as u64 {
             return Err(ReadFail::Corrupt(format!(
@@ -452,8 +459,15 @@ impl TempFile {
         }
         drop(file);
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent)
+            // A symlink planted as `objects/ab` would take the entry
+            // outside the store: it is replaced by a real directory.
+            crate::safe::ensure_real_dir(parent)
                 .map_err(|e| CacheError::io("creating directory", parent, e))?;
+        }
+        // rename(2) replaces a file or symlink, but not a directory that
+        // took an entry's name; remove it (without following anything).
+        if std::fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_dir()) {
+            crate::safe::remove_any(dest).map_err(|e| CacheError::io("removing", dest, e))?;
         }
         std::fs::rename(&self.path, dest).map_err(|e| CacheError::io("renaming into", dest, e))?;
         // Renamed: nothing left to clean up.

@@ -109,7 +109,13 @@ fn parse_root(text: &str) -> Result<Vec<Digest>, String> {
     }
     let rest = body.strip_prefix(ROOT_MAGIC).ok_or("bad first line")?;
     rest.lines()
-        .map(|l| l.parse::<Digest>().map_err(|e| format!("line {l:?}: {e}")))
+        .enumerate()
+        // The line itself is not quoted: a root is a store file, and what
+        // is planted there is not shown.
+        .map(|(i, l)| {
+            l.parse::<Digest>()
+                .map_err(|e| format!("line {}: {e}", i + 2))
+        })
         .collect()
 }
 
@@ -223,7 +229,7 @@ impl Store {
             names.sort();
             for name in names {
                 let p = dir.join(&name);
-                let text = match fs::read_to_string(&p) {
+                let text = match crate::meta::read_small(&p) {
                     Ok(t) => t,
                     // Pruned or removed meanwhile.
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -233,7 +239,15 @@ impl Store {
                             reason: "not UTF-8".into(),
                         });
                     }
-                    Err(e) => return Err(CacheError::io("reading", p, e)),
+                    Err(e) => {
+                        if let Some(what) = crate::safe::not_regular(&e) {
+                            return Err(CacheError::BadRoot {
+                                path: p,
+                                reason: format!("it is {what}, not a regular file"),
+                            });
+                        }
+                        return Err(CacheError::io("reading", p, e));
+                    }
                 };
                 let digests =
                     parse_root(&text).map_err(|reason| CacheError::BadRoot { path: p, reason })?;

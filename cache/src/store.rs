@@ -4,6 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -38,6 +39,7 @@ const OWN_NAMES: &[&str] = &[
     "trees",
     "actions",
     "refs",
+    "media",
 ];
 
 /// How a store is opened.
@@ -84,7 +86,9 @@ impl Shared {
         path: &Path,
         reason: String,
     ) -> CacheError {
-        let _ = fs::remove_file(path);
+        // Never follows a link: a planted symlink is unlinked, a directory
+        // where an entry belongs removed with its contents.
+        let _ = crate::safe::remove_any(path);
         let c = Corruption {
             kind,
             digest,
@@ -139,7 +143,8 @@ impl Store {
         let dir = dir.as_ref();
         let root = std::path::absolute(dir).map_err(|e| CacheError::io("resolving", dir, e))?;
         fs::create_dir_all(&root).map_err(|e| CacheError::io("creating directory", &root, e))?;
-        if !root.join("meta.json").exists() {
+        crate::safe::check_layout(&root)?;
+        if fs::symlink_metadata(root.join("meta.json")).is_err() {
             let entries = fs::read_dir(&root).map_err(|e| CacheError::io("listing", &root, e))?;
             for entry in entries {
                 let entry = entry.map_err(|e| CacheError::io("listing", &root, e))?;
@@ -164,6 +169,7 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&lock_path)
             .map_err(|e| CacheError::io("opening", &lock_path, e))?;
         // Blocks while a gc runs; see `gc.rs`.
@@ -210,9 +216,10 @@ impl Store {
     }
 
     /// Whether the store has an entry of `kind` named `digest`. Cheap: it
-    /// does not verify the entry.
+    /// does not verify the entry. A symlink, FIFO or directory under the
+    /// entry's name is not an entry (it is replaced when the entry is put).
     pub fn has(&self, kind: ObjectKind, digest: &Digest) -> bool {
-        self.object_path(kind, digest).is_file()
+        crate::safe::is_regular(&self.object_path(kind, digest))
     }
 
     /// Every corruption found and removed since the last call, oldest
@@ -239,7 +246,7 @@ impl Store {
         try_zstd: bool,
     ) -> Result<(), CacheError> {
         let dest = self.object_path(kind, name);
-        if !overwrite && dest.is_file() {
+        if !overwrite && crate::safe::is_regular(&dest) {
             return Ok(());
         }
         let mut t = TempFile::create(&self.tmp_dir())?;
@@ -333,7 +340,7 @@ impl Store {
         }
         let digest = Digest::from(hasher.finalize());
         let dest = self.object_path(ObjectKind::Blob, &digest);
-        if dest.is_file() {
+        if crate::safe::is_regular(&dest) {
             // Already stored; the temp file is removed on drop.
             return Ok((digest, total));
         }

@@ -3,8 +3,6 @@
 //! returned with the recipe span of the operation, so it renders against the
 //! KDL source like any recipe mistake.
 
-use std::fs;
-
 use v6build_engine::ops::{
     self, DirAttrs, FileAttrs, Matcher, OpContext, OpError, OpReport, OverlayModes,
 };
@@ -40,7 +38,7 @@ pub fn apply_layer(
 }
 
 fn read_host(path: &std::path::Path) -> Result<Vec<u8>, OpError> {
-    fs::read(path).map_err(|source| OpError::Host {
+    v6build_engine::host::read_regular(path).map_err(|source| OpError::Host {
         path: path.to_path_buf(),
         source,
     })

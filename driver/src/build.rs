@@ -482,12 +482,13 @@ fn build_once(
                 sha256: sha,
             });
             if f.role == MediaRole::Kernel {
-                let name = f
-                    .path
+                // Named as the recipe writes it (the resolved path's last
+                // component may be a link's target name).
+                let name = Path::new(&f.written)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "vmlinuz".into());
-                let mut file = std::fs::File::open(&f.path)
+                let mut file = v6build_engine::host::open_regular(&f.path)
                     .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?;
                 let written = w
                     .add(&name, &mut file)

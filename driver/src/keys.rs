@@ -6,7 +6,6 @@
 //! host files appear as the path written in the recipe plus their BLAKE3,
 //! never as absolute paths, and recipe spans are left out.
 
-use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -19,7 +18,7 @@ use v6build_fstree::{Digest, escape};
 /// BLAKE3 of a host file's bytes, streamed.
 pub fn file_digest(path: &Path) -> io::Result<Digest> {
     let mut h = blake3::Hasher::new();
-    let mut f = fs::File::open(path)?;
+    let mut f = v6build_engine::host::open_regular(path)?;
     io::copy(&mut f, &mut h)?;
     Ok(h.finalize().into())
 }

@@ -491,7 +491,7 @@ impl Ctx<'_> {
             }
             Work::Scan { source } => {
                 let path = media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
-                let f = File::open(&path).map_err(|e| fail(name, e))?;
+                let f = v6build_engine::host::open_regular(&path).map_err(|e| fail(name, e))?;
                 let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
                 let source = source.as_deref().unwrap_or_default();
                 let (outer, blocks) = img
@@ -580,7 +580,7 @@ impl Ctx<'_> {
         name: &str,
         path: &Path,
     ) -> Result<(Tree, Vec<u8>, Option<v6build_fstree::MemBlobs>), NodeError> {
-        let bytes = std::fs::read(path).map_err(|e| fail(name, e))?;
+        let bytes = v6build_engine::host::read_regular(path).map_err(|e| fail(name, e))?;
         let rewrite = self
             .recipe
             .outputs
@@ -641,7 +641,7 @@ impl Ctx<'_> {
     ) -> Result<(Digest, u64), NodeError> {
         use v6build_engine::recipe::Stage2Format;
         let out = self.recipe.outputs.stage2.as_ref();
-        let f = File::open(base).map_err(|e| fail(name, e))?;
+        let f = v6build_engine::host::open_regular(base).map_err(|e| fail(name, e))?;
         let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
         let mut outer = self.store.get_tree(&scan.0).map_err(|e| fail(name, e))?;
         let saved = self.store.get_blob(&scan.1).map_err(|e| fail(name, e))?;
@@ -844,7 +844,7 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let bytes = std::fs::read(base).map_err(|e| fail(name, e))?;
+        let bytes = v6build_engine::host::read_regular(base).map_err(|e| fail(name, e))?;
         let saved = self.store.get_blob(parse).map_err(|e| fail(name, e))?;
         let parsed = v6build_cpio::Initramfs::load(&saved).map_err(|e| fail(name, e))?;
         let out = self.recipe.outputs.initrd.as_ref();
@@ -1013,7 +1013,8 @@ fn tempfile_in(root: &Path) -> io::Result<TempFile> {
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     ));
-    File::create(&path)?;
+    // Created exclusively: never through a link planted under the name.
+    File::options().write(true).create_new(true).open(&path)?;
     Ok(TempFile { path })
 }
 

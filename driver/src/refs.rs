@@ -166,7 +166,7 @@ impl SquashSource {
     fn get(&self, store: &Store) -> Result<&Arc<BaseBlocks>, String> {
         self.loaded
             .get_or_init(|| {
-                let f = std::fs::File::open(&self.media)
+                let f = v6build_engine::host::open_regular(&self.media)
                     .map_err(|e| format!("{}: {e}", self.media.display()))?;
                 let img = v6build_squashfs::SquashfsImage::open(f)
                     .map_err(|e| format!("{}: {e}", self.media.display()))?;
@@ -239,7 +239,7 @@ impl InitrdSource {
     fn get(&self) -> Result<&v6build_fstree::MemBlobs, String> {
         self.loaded
             .get_or_init(|| {
-                let bytes = std::fs::read(&self.media)
+                let bytes = v6build_engine::host::read_regular(&self.media)
                     .map_err(|e| format!("{}: {e}", self.media.display()))?;
                 let blobs = v6build_fstree::MemBlobs::new();
                 v6build_cpio::Initramfs::parse(&bytes, &blobs, &Default::default())

@@ -80,10 +80,46 @@ fn check_rel(rel: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Refuses a release directory whose path below `out_dir` passes through
+/// a symlink (or something that is not a directory): `out/7.x -> /srv`
+/// would put the release, and the removal of the one it replaces, outside
+/// `--out`. `--out` itself may be a link; it is the user's own choice.
+fn check_no_links(out_dir: &Path, rel_dir: &str) -> io::Result<()> {
+    let mut p = out_dir.to_path_buf();
+    for c in rel_dir.split('/') {
+        p.push(c);
+        let md = match fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", p.display()))),
+        };
+        let what = if md.file_type().is_symlink() {
+            "a symbolic link"
+        } else if md.is_dir() {
+            continue;
+        } else {
+            "not a directory"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {what}; the release directory `{rel_dir}` must be made of real \
+                 directories below --out {} (v6build never writes or replaces a release \
+                 through a link). Remove it, or point --out at the real location",
+                p.display(),
+                out_dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ReleaseWriter {
-    /// Starts a release at `out_dir/rel_dir`.
+    /// Starts a release at `out_dir/rel_dir`. Every existing component of
+    /// `rel_dir` below `out_dir` must be a real directory.
     pub fn begin(out_dir: &Path, rel_dir: &str) -> io::Result<Self> {
         check_rel(rel_dir)?;
+        check_no_links(out_dir, rel_dir)?;
         let dest = out_dir.join(rel_dir);
         let parent = dest.parent().unwrap_or(out_dir).to_path_buf();
         fs::create_dir_all(&parent)?;
@@ -254,5 +290,30 @@ mod tests {
         let mut w = ReleaseWriter::begin(out.path(), "r").unwrap();
         assert!(w.add_bytes("../x", b"").is_err());
         assert!(w.add_bytes("/etc/x", b"").is_err());
+    }
+
+    /// Issue 16 item 13c: a symlinked component of the release directory
+    /// below --out is refused, and nothing is written through it.
+    #[test]
+    fn out_with_symlinked_component() {
+        let out = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), out.path().join("t")).unwrap();
+        for rel in ["t/7.2", "t"] {
+            let e = ReleaseWriter::begin(out.path(), rel).unwrap_err();
+            assert!(e.to_string().contains("symbolic link"), "{rel}: {e}");
+        }
+        fs::write(out.path().join("f"), b"").unwrap();
+        let e = ReleaseWriter::begin(out.path(), "f/r").unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+        // --out itself may be a link.
+        let link = elsewhere.path().join("out-link");
+        std::os::unix::fs::symlink(out.path(), &link).unwrap();
+        ReleaseWriter::begin(&link, "r")
+            .unwrap()
+            .commit(b"{}")
+            .unwrap();
+        assert!(out.path().join("r/manifest.json").is_file());
     }
 }

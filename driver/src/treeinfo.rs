@@ -106,7 +106,8 @@ pub fn read(path: &Path, pinned: Option<&str>) -> Result<String, ReadError> {
             size: meta.len(),
         });
     }
-    let f = std::fs::File::open(path).map_err(io)?;
+    // O_NOFOLLOW|O_NONBLOCK, and refused unless regular: see engine::host.
+    let f = v6build_engine::host::open_regular(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile {

@@ -3,5 +3,6 @@
 //! touches the cache, the codecs or the release directory; that is
 //! `v6build-driver`'s job.
 
+pub mod host;
 pub mod ops;
 pub mod recipe;

@@ -41,6 +41,16 @@ impl Scratch {
         Scratch { dir }
     }
 
+    /// As [`Scratch::new`], but in a fresh directory under `parent`
+    /// (a test that must tell its own files from the system temp dir's).
+    #[allow(dead_code)] // used by tests/hostile only
+    pub fn new_in(parent: &Path) -> Scratch {
+        std::fs::create_dir_all(parent).unwrap();
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        copy_dir(&repo().join("recipes"), &dir.path().join("recipes"));
+        Scratch { dir }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -8,7 +8,6 @@
 //! directory read order never leak in: the walk is sorted by name bytes.
 //! Host hardlinks are copied as separate files (git does not record them).
 
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
@@ -173,7 +172,7 @@ pub fn overlay_source_digest(host_src_dir: &Path) -> Result<Digest, OpError> {
             SourceKind::Symlink(t) => field(&mut h, &t),
             SourceKind::File { .. } => {
                 let mut content = blake3::Hasher::new();
-                let mut f = File::open(host).map_err(|e| host_err(host, e))?;
+                let mut f = crate::host::open_regular(host).map_err(|e| host_err(host, e))?;
                 let n = std::io::copy(&mut f, &mut content).map_err(|e| host_err(host, e))?;
                 h.update(&n.to_le_bytes());
                 h.update(content.finalize().as_bytes());
@@ -222,7 +221,7 @@ pub fn overlay(
             }
             SourceKind::File { exec } => {
                 let perm = if exec { modes.exec } else { modes.file };
-                let mut f = File::open(host).map_err(|e| host_err(host, e))?;
+                let mut f = crate::host::open_regular(host).map_err(|e| host_err(host, e))?;
                 let (digest, size) = blobs.put_reader(&mut f).map_err(|e| host_err(host, e))?;
                 let leaf = Leaf {
                     meta: Meta::root(perm, ctx.epoch),

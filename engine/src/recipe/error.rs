@@ -110,6 +110,9 @@ pub enum ErrorKind {
     DuplicateRelease,
     /// A host file named by the recipe (`src=`, `patch`, `overlay`, `include`) is absent.
     MissingFile,
+    /// A host file named by the recipe resolves (after symlinks) outside
+    /// the recipe root and every `allow-outside` directory.
+    OutsideRoot,
     /// A media file is not on disk.
     MediaMissing,
     /// A media file has no pinned `sha256=`.
@@ -141,6 +144,7 @@ impl ErrorKind {
             ErrorKind::IncludeCycle => "recipe::include-cycle",
             ErrorKind::DuplicateRelease => "recipe::duplicate-release",
             ErrorKind::MissingFile => "recipe::missing-file",
+            ErrorKind::OutsideRoot => "recipe::outside-root",
             ErrorKind::MediaMissing => "media::missing",
             ErrorKind::MediaNotPinned => "media::not-pinned",
             ErrorKind::MediaMismatch => "media::mismatch",

@@ -21,6 +21,7 @@ use super::model::{
 use super::ops::decode_op;
 use super::outputs::decode_output;
 use super::suggest::did_you_mean;
+use crate::host::{self, HostRoots};
 
 /// Top-level nodes, with usage lines.
 const TOP: &[(&str, &str)] = &[
@@ -33,6 +34,8 @@ const TOP: &[(&str, &str)] = &[
         "media \"NAME\" { initrd \"FILE\" sha256=\"…\"; stage2 \"FILE\" sha256=\"…\" }",
     ),
     ("include", "include \"FILE.kdl\""),
+    ("root", "root \"DIR\""),
+    ("allow-outside", "allow-outside \"DIR\""),
     ("layer", "layer \"NAME\" { OPERATION… }"),
     (
         "initrd",
@@ -86,6 +89,10 @@ struct Loader {
     /// Media name to index in `media`.
     media_index: HashMap<String, usize>,
     outputs: Outputs,
+    /// Where host inputs may resolve to (see `crate::host`).
+    roots: HostRoots,
+    /// Span of the `root` node, once seen.
+    root_span: Option<Span>,
 }
 
 /// Reads and decodes the recipe at `path`.
@@ -101,33 +108,34 @@ pub(crate) fn load(path: &Path, opts: LoadOptions) -> Result<Recipe> {
         layer_index: HashMap::new(),
         media_index: HashMap::new(),
         outputs: Outputs::default(),
+        roots: HostRoots::default(),
+        root_span: None,
     };
-    let abs = std::path::absolute(path).map_err(|e| {
+    let cannot = |e: std::io::Error| {
         RecipeError::bare(
             ErrorKind::Io,
             format!("cannot read recipe `{}`: {e}", path.display()),
         )
-    })?;
-    let text = read_limited(&abs).map_err(|e| {
-        RecipeError::bare(
-            ErrorKind::Io,
-            format!("cannot read recipe `{}`: {e}", path.display()),
-        )
-    })?;
+    };
+    let abs = std::path::absolute(path).map_err(cannot)?;
+    // The top recipe is the one file named on the command line: it may be
+    // a link, and is read where it resolves to. Its directory (as named,
+    // resolved) is the default recipe root.
+    let dir = abs.parent().unwrap_or(Path::new("/"));
+    l.roots = HostRoots::new(std::fs::canonicalize(dir).map_err(cannot)?);
+    let text = std::fs::canonicalize(&abs)
+        .and_then(|real| read_limited(&real))
+        .map_err(cannot)?;
     let display = path.to_string_lossy().into_owned();
     l.load_file(abs, display, text)?;
     l.finish()
 }
 
-/// Reads a recipe file, but no more than one byte past the size limit.
+/// Reads a recipe file (a regular file, never waiting on a FIFO), but no
+/// more than one byte past the size limit.
 fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut out = Vec::new();
     let limit = u64::try_from(limits::MAX_RECIPE_BYTES).unwrap_or(u64::MAX);
-    std::fs::File::open(path)?
-        .take(limit + 1)
-        .read_to_end(&mut out)?;
-    Ok(out)
+    host::read_regular_limited(path, limit)
 }
 
 /// Narrows a parser span that runs over several lines to the token at its
@@ -230,6 +238,16 @@ impl Loader {
         let doc: KdlDocument = file.text.parse().map_err(|e| syntax_error(&file, id, e))?;
         self.stack.push(id);
         let included = id.0 != 0;
+        if !included {
+            // `root` and `allow-outside` apply to every host path, so they
+            // are read before any include is followed.
+            for node in doc.nodes() {
+                let name = node.name().value();
+                if name == "root" || name == "allow-outside" {
+                    self.root_node(&NodeView::new(node, &file, id, usage(name)))?;
+                }
+            }
+        }
         for node in doc.nodes() {
             self.top_node(node, &file, id, included)?;
         }
@@ -273,6 +291,8 @@ impl Loader {
             "release" => self.release(&n),
             "media" => self.media(&n),
             "include" => self.include(&n),
+            // Read before everything else, in `load_file`.
+            "root" | "allow-outside" => Ok(()),
             "layer" => self.layer(&n),
             "initrd" | "stage2" | "updates" | "boot" => decode_output(&mut self.outputs, &n),
             _ => Ok(()),
@@ -295,13 +315,23 @@ impl Loader {
                 .help("name included files relative to the including file"));
         }
         let base = n.file.path.parent().unwrap_or(Path::new("/"));
-        let path = lexical_join(base, Path::new(rel));
         let display = display_join(&n.file.display, rel);
+        // Checked before the file is opened, so a file outside the root is
+        // never read (nor shown in a syntax diagnostic).
+        let path = self.inside_root(
+            n,
+            lexical_join(base, Path::new(rel)),
+            rel,
+            span,
+            "included file",
+        )?;
         let bytes = match read_limited(&path) {
             Ok(b) => b,
             Err(err) => {
                 let problem = if err.kind() == std::io::ErrorKind::NotFound {
                     "does not exist".to_owned()
+                } else if err.kind() == std::io::ErrorKind::InvalidInput {
+                    format!("cannot be read: {err}")
                 } else {
                     format!("cannot be read ({})", err.kind())
                 };
@@ -310,11 +340,18 @@ impl Loader {
                         ErrorKind::MissingFile,
                         format!("included file `{display}` {problem}"),
                     )
-                    .label(span, "no such file")
+                    .label(
+                        span,
+                        if err.kind() == std::io::ErrorKind::NotFound {
+                            "no such file"
+                        } else {
+                            "cannot be read"
+                        },
+                    )
                     .help("include paths are relative to the directory of the including file"));
             }
         };
-        let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        let canonical = path.clone();
         if let Some(pos) = self
             .stack
             .iter()
@@ -339,6 +376,65 @@ impl Loader {
             return Ok(());
         }
         self.load_file(path, display, bytes)
+    }
+
+    /// `root "DIR"` (the recipe root, replacing the top recipe's
+    /// directory) and `allow-outside "DIR"` (one more directory host
+    /// inputs may come from). Both are relative to the top recipe's
+    /// directory, or absolute, and must be existing directories.
+    fn root_node(&mut self, n: &NodeView<'_>) -> Result<()> {
+        n.check(1, &[])?;
+        n.no_children()?;
+        let is_root = n.name() == "root";
+        if is_root && let Some(first) = self.root_span {
+            return Err(duplicate_child(n, first));
+        }
+        let e = n.req_arg(0, "a directory")?;
+        let written = n.text(e)?;
+        let span = n.value_span(e);
+        let base = n.file.path.parent().unwrap_or(Path::new("/"));
+        let path = lexical_join(base, Path::new(written));
+        let dir = match std::fs::canonicalize(&path) {
+            Ok(d) if d.is_dir() => d,
+            Ok(_) => {
+                return Err(n
+                    .err(
+                        ErrorKind::MissingFile,
+                        format!("`{written}` is not a directory"),
+                    )
+                    .label(span, "not a directory")
+                    .help(format!("usage: {}", n.usage)));
+            }
+            Err(err) => {
+                return Err(n
+                    .err(
+                        ErrorKind::MissingFile,
+                        format!("directory `{written}` cannot be used ({})", err.kind()),
+                    )
+                    .label(span, "no such directory")
+                    .help("the path is relative to the directory of the top recipe"));
+            }
+        };
+        if is_root {
+            self.root_span = Some(n.name_span());
+            self.roots.set_root(dir);
+        } else {
+            self.roots.allow(dir);
+        }
+        Ok(())
+    }
+
+    /// Resolves a host path and insists it stays inside the recipe root or
+    /// an `allow-outside` directory. Returns the resolved path.
+    fn inside_root(
+        &self,
+        n: &NodeView<'_>,
+        path: PathBuf,
+        written: &str,
+        span: Span,
+        what: &str,
+    ) -> Result<PathBuf> {
+        check_inside(&self.roots, &self.files[n.id.0], path, written, span, what)
     }
 
     fn release(&mut self, n: &NodeView<'_>) -> Result<()> {
@@ -582,7 +678,25 @@ impl Loader {
     }
 
     /// Resolves references once every file is read.
-    fn finish(self) -> Result<Recipe> {
+    fn finish(mut self) -> Result<Recipe> {
+        // Every host path must resolve inside the roots; the model keeps
+        // the resolved path, which is what the build opens.
+        for layer in &mut self.layers {
+            for op in &mut layer.ops {
+                for h in op.op.host_inputs_mut() {
+                    let file = &self.files[h.span.file.0];
+                    let p = std::mem::take(&mut h.path);
+                    h.path = check_inside(&self.roots, file, p, &h.written, h.span, "host file")?;
+                }
+            }
+        }
+        for m in &mut self.media {
+            for f in &mut m.files {
+                let file = &self.files[f.path_span.file.0];
+                let p = std::mem::take(&mut f.path);
+                f.path = check_inside(&self.roots, file, p, &f.written, f.path_span, "media file")?;
+            }
+        }
         let top = &self.files[0];
         let Some(release) = self.release.clone() else {
             return Err(RecipeError::in_file(
@@ -725,6 +839,7 @@ impl Loader {
             layers: self.layers,
             outputs: self.outputs,
             files: self.files,
+            host_roots: self.roots.dirs().to_vec(),
         })
     }
 }
@@ -800,4 +915,50 @@ fn release_dir(c: &NodeView<'_>, e: &kdl::KdlEntry) -> Result<String> {
             .help("write components separated by single `/`, such as \"7.x/7.2r5\""));
     }
     Ok(trimmed.to_owned())
+}
+
+/// Resolves `path` (symlinks followed; a missing tail kept) and refuses it
+/// with a span unless it lies inside one of `roots`.
+fn check_inside(
+    roots: &HostRoots,
+    file: &RecipeFile,
+    path: PathBuf,
+    written: &str,
+    span: Span,
+    what: &str,
+) -> Result<PathBuf> {
+    let resolved = match host::resolve(&path) {
+        Ok(r) => r,
+        Err(err) => {
+            return Err(RecipeError::in_file(
+                ErrorKind::MissingFile,
+                file,
+                format!("{what} `{written}` cannot be resolved ({})", err.kind()),
+            )
+            .label(span, "cannot be resolved"));
+        }
+    };
+    if roots.contains(&resolved) {
+        return Ok(resolved);
+    }
+    let allowed = roots.dirs()[1..]
+        .iter()
+        .map(|d| format!(", `{}`", d.display()))
+        .collect::<String>();
+    Err(RecipeError::in_file(
+        ErrorKind::OutsideRoot,
+        file,
+        format!(
+            "{what} `{written}` resolves to `{}`, outside the recipe root `{}`{allowed}",
+            resolved.display(),
+            roots.root().display()
+        ),
+    )
+    .label(span, "outside the recipe root")
+    .help(format!(
+        "host files must stay inside the directory of the top recipe (or its `root \"DIR\"`), \
+         symlinks followed; to read from there on purpose, add `allow-outside \"{}\"` to the \
+         top recipe",
+        resolved.parent().unwrap_or(&resolved).display()
+    )))
 }

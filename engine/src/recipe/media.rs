@@ -14,9 +14,11 @@ use super::decode::display_join;
 use super::error::{ErrorKind, RecipeError};
 use super::model::{Media, MediaFile, MediaRole, Recipe, Sha256};
 
-/// SHA-256 of a file, read in 1 MiB chunks.
+/// SHA-256 of a file, read in 1 MiB chunks. Only a regular file is read
+/// (a FIFO or device such as `/dev/zero` is refused at once, see
+/// [`crate::host::open_regular`]).
 pub fn sha256_file(path: &Path) -> std::io::Result<Sha256> {
-    let mut f = std::fs::File::open(path)?;
+    let mut f = crate::host::open_regular(path)?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

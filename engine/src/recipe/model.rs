@@ -29,6 +29,12 @@ pub struct Recipe {
     /// Every recipe file read; index 0 is the top recipe. [`Span`]s refer
     /// to these by [`FileId`](super::FileId).
     pub files: Vec<RecipeFile>,
+    /// The directories host inputs resolve into, canonical: the recipe
+    /// root first (the top recipe's directory, or its `root`), then every
+    /// `allow-outside` directory. Every host path in the model (media,
+    /// `src=`, `patch`, `overlay`) has been resolved and checked against
+    /// them; see [`crate::host`].
+    pub host_roots: Vec<PathBuf>,
 }
 
 impl Recipe {
@@ -201,7 +207,8 @@ impl Media {
 pub struct MediaFile {
     /// What the file is.
     pub role: MediaRole,
-    /// Absolute host path (the recipe's path is relative to the recipe file).
+    /// Absolute host path (the recipe's path is relative to the recipe
+    /// file), with symlinks resolved; inside the recipe's host roots.
     pub path: PathBuf,
     /// The path as written in the recipe.
     pub written: String,
@@ -232,7 +239,8 @@ pub struct Keep {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPath {
     /// Absolute host path, resolved against the directory of the recipe
-    /// file that named it.
+    /// file that named it, symlinks followed; inside the recipe's host
+    /// roots.
     pub path: PathBuf,
     /// The path as written.
     pub written: String,
@@ -453,6 +461,18 @@ impl Operation {
 
     /// Host files this operation reads (their bytes belong in its cache key).
     pub fn host_inputs(&self) -> Vec<&HostPath> {
+        match self {
+            Operation::File {
+                content: FileContent::Src(h),
+                ..
+            } => vec![h],
+            Operation::Overlay { src, .. } | Operation::Patch { src, .. } => vec![src],
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Operation::host_inputs`], mutable (the loader resolves them).
+    pub fn host_inputs_mut(&mut self) -> Vec<&mut HostPath> {
         match self {
             Operation::File {
                 content: FileContent::Src(h),
