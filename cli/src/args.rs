@@ -193,9 +193,7 @@ pub fn run() -> ExitCode {
     let outcome = match cli.command {
         Command::Build { recipes } => engine::cmd::build(&cfg, &recipes),
         Command::Plan { recipe, explain } => engine::cmd::plan(&cfg, &recipe, explain.as_deref()),
-        Command::Verify { target, recipe } => {
-            engine::cmd::verify(&cfg, &target, recipe.as_deref())
-        }
+        Command::Verify { target, recipe } => engine::cmd::verify(&cfg, &target, recipe.as_deref()),
         Command::Diff {
             media,
             content,

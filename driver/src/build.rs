@@ -340,7 +340,12 @@ fn build_once(
             .iter()
             .map(|f| f.path.as_path())
             .chain(host_inputs.iter().copied())
-            .chain(r.media.iter().flat_map(|m| m.files.iter()).map(|f| f.path.as_path())),
+            .chain(
+                r.media
+                    .iter()
+                    .flat_map(|m| m.files.iter())
+                    .map(|f| f.path.as_path()),
+            ),
     );
     let mut media = Vec::new();
     for m in &r.media {

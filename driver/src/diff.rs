@@ -163,8 +163,7 @@ fn media_side(recipe: &Path) -> Result<Side, Outcome> {
 }
 
 fn path_side(p: &Path) -> Result<Side, Outcome> {
-    let meta = std::fs::metadata(p)
-        .map_err(|e| Outcome::Usage(format!("{}: {e}", p.display())))?;
+    let meta = std::fs::metadata(p).map_err(|e| Outcome::Usage(format!("{}: {e}", p.display())))?;
     if meta.is_dir() {
         Ok(Side {
             label: p.display().to_string(),
@@ -328,9 +327,10 @@ fn open_image(p: &Path, keep: bool) -> Result<Image, String> {
                 .segments
                 .iter()
                 .map(|s| SegInfo {
-                    compression: s
-                        .compression
-                        .map_or_else(|| "uncompressed".to_string(), |c| format!("{c:?}").to_lowercase()),
+                    compression: s.compression.map_or_else(
+                        || "uncompressed".to_string(),
+                        |c| format!("{c:?}").to_lowercase(),
+                    ),
                     entries: s.entries,
                     packed: (s.range.end - s.range.start) as u64,
                     unpacked: s.unpacked_len,
@@ -439,7 +439,11 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
     let na = all_nodes(&a.tree);
     let nb = all_nodes(&b.tree);
     // Pairs of regular files whose content must be read to compare.
-    let pairs: Vec<(&TreePath, &Arc<v6build_fstree::Leaf>, &Arc<v6build_fstree::Leaf>)> = na
+    let pairs: Vec<(
+        &TreePath,
+        &Arc<v6build_fstree::Leaf>,
+        &Arc<v6build_fstree::Leaf>,
+    )> = na
         .iter()
         .filter_map(|(p, x)| {
             let y = nb.get(p)?;
@@ -497,7 +501,11 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
                 } else {
                     let (mx, my) = (x.meta(), y.meta());
                     if mx.perm != my.perm {
-                        fields.push(("mode", format!("{:04o}", mx.perm), format!("{:04o}", my.perm)));
+                        fields.push((
+                            "mode",
+                            format!("{:04o}", mx.perm),
+                            format!("{:04o}", my.perm),
+                        ));
                     }
                     if (mx.uid, mx.gid) != (my.uid, my.gid) {
                         fields.push((
@@ -545,7 +553,8 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
                     && let (LeafKind::Regular(cx), LeafKind::Regular(cy)) = (&lx.kind, &ly.kind)
                     && cx.size <= CONTENT_DIFF_MAX
                     && cy.size <= CONTENT_DIFF_MAX
-                    && let (Ok(bx), Ok(by)) = (a.opened.content(&cx.digest), b.opened.content(&cy.digest))
+                    && let (Ok(bx), Ok(by)) =
+                        (a.opened.content(&cx.digest), b.opened.content(&cy.digest))
                     && let (Some(tx), Some(ty)) = (small_text(&bx), small_text(&by))
                 {
                     unified = Some(unified_diff(&format!("a{p}"), &format!("b{p}"), tx, ty));
@@ -658,7 +667,12 @@ fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detai
         let ba = std::fs::read(a).map_err(|e| format!("reading {}: {e}", a.display()))?;
         let bb = std::fs::read(b).map_err(|e| format!("reading {}: {e}", b.display()))?;
         if let (Some(ta), Some(tb)) = (small_text(&ba), small_text(&bb)) {
-            unified = Some(unified_diff(&format!("a/{name}"), &format!("b/{name}"), ta, tb));
+            unified = Some(unified_diff(
+                &format!("a/{name}"),
+                &format!("b/{name}"),
+                ta,
+                tb,
+            ));
         }
     }
     Ok(Some(Detail::Changed {
@@ -719,7 +733,11 @@ fn entry_text(e: &EntryDiff) -> String {
 }
 
 fn short(s: &Sum) -> String {
-    format!("{} bytes sha256 {}", s.size, &s.sha256[..16.min(s.sha256.len())])
+    format!(
+        "{} bytes sha256 {}",
+        s.size,
+        &s.sha256[..16.min(s.sha256.len())]
+    )
 }
 
 fn detail_json(path: &str, d: &Detail) -> Value {

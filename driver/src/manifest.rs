@@ -247,11 +247,18 @@ mod tests {
         let files = [Path::new("/r/x/recipes/../shared/common.kdl")];
         let root = RecipeRoot::new(Path::new("/r/x/recipes/demo.kdl"), files.iter().copied());
         assert_eq!(root.dir(), Path::new("/r/x"));
-        assert_eq!(root.rel(Path::new("/r/x/recipes/demo.kdl")), "recipes/demo.kdl");
+        assert_eq!(
+            root.rel(Path::new("/r/x/recipes/demo.kdl")),
+            "recipes/demo.kdl"
+        );
         assert_eq!(root.rel(files[0]), "shared/common.kdl");
-        let back = RecipeRoot::of_recorded(Path::new("/elsewhere/recipes/demo.kdl"), "recipes/demo.kdl");
+        let back =
+            RecipeRoot::of_recorded(Path::new("/elsewhere/recipes/demo.kdl"), "recipes/demo.kdl");
         assert_eq!(back.dir(), Path::new("/elsewhere"));
         assert_eq!(back.resolve("a/../b"), None);
-        assert_eq!(back.resolve("a/b"), Some(Path::new("/elsewhere/a/b").to_path_buf()));
+        assert_eq!(
+            back.resolve("a/b"),
+            Some(Path::new("/elsewhere/a/b").to_path_buf())
+        );
     }
 }

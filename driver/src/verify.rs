@@ -113,7 +113,9 @@ impl Report {
                     .inputs
                     .iter()
                     .map(|p| match &p.found {
-                        Some(f) => format!("  {} changed: recorded {}, now {f}", p.path, p.recorded),
+                        Some(f) => {
+                            format!("  {} changed: recorded {}, now {f}", p.path, p.recorded)
+                        }
                         None => format!("  {} missing (recorded {})", p.path, p.recorded),
                     })
                     .collect();
@@ -237,16 +239,21 @@ fn check_inputs(
     if found.as_deref() != Some(m.recipe.blake3.as_str()) {
         report.inputs.push(InputProblem {
             path: m.recipe.path.clone(),
-            status: if found.is_some() { "changed" } else { "missing" },
+            status: if found.is_some() {
+                "changed"
+            } else {
+                "missing"
+            },
             recorded: m.recipe.blake3.clone(),
             found,
         });
     }
     for i in &m.inputs {
         let Some(p) = root.resolve(&i.path) else {
-            report
-                .tampered
-                .push(format!("manifest input path {:?} is not a plain relative path", i.path));
+            report.tampered.push(format!(
+                "manifest input path {:?} is not a plain relative path",
+                i.path
+            ));
             continue;
         };
         let found = if std::fs::symlink_metadata(&p).is_ok() {
@@ -261,7 +268,11 @@ fn check_inputs(
         if found.as_deref() != Some(i.blake3.as_str()) {
             report.inputs.push(InputProblem {
                 path: i.path.clone(),
-                status: if found.is_some() { "changed" } else { "missing" },
+                status: if found.is_some() {
+                    "changed"
+                } else {
+                    "missing"
+                },
                 recorded: i.blake3.clone(),
                 found,
             });
@@ -375,13 +386,16 @@ fn check_files(release: &Path, m: &Manifest, report: &mut Report) -> BTreeMap<St
             .resolve(&o.path)
             .is_some();
         if !ok_path {
-            report
-                .tampered
-                .push(format!("manifest output path {:?} is not a plain relative path", o.path));
+            report.tampered.push(format!(
+                "manifest output path {:?} is not a plain relative path",
+                o.path
+            ));
             continue;
         }
         match entries.get(&o.path) {
-            None => report.tampered.push(format!("{}: missing from the release", o.path)),
+            None => report
+                .tampered
+                .push(format!("{}: missing from the release", o.path)),
             Some(false) => report
                 .tampered
                 .push(format!("{}: not a regular file", o.path)),
@@ -399,9 +413,11 @@ fn check_files(release: &Path, m: &Manifest, report: &mut Report) -> BTreeMap<St
                         what.push(format!("blake3 {b3}, manifest says {}", o.blake3));
                     }
                     if !what.is_empty() {
-                        report
-                            .tampered
-                            .push(format!("{}: does not match the manifest: {}", o.path, what.join("; ")));
+                        report.tampered.push(format!(
+                            "{}: does not match the manifest: {}",
+                            o.path,
+                            what.join("; ")
+                        ));
                     }
                     on_disk.insert(o.path.clone(), sha);
                 }
@@ -470,27 +486,37 @@ fn value_diff(at: &str, recorded: &Value, rebuilt: &Value, out: &mut Vec<String>
                 };
                 match (a.get(k), b.get(k)) {
                     (Some(x), Some(y)) => value_diff(&p, x, y, out),
-                    (Some(x), None) => out.push(format!("manifest {p}: recorded {x}, the rebuild has no such field")),
-                    (None, Some(y)) => out.push(format!("manifest {p}: absent, the rebuild records {y}")),
+                    (Some(x), None) => out.push(format!(
+                        "manifest {p}: recorded {x}, the rebuild has no such field"
+                    )),
+                    (None, Some(y)) => {
+                        out.push(format!("manifest {p}: absent, the rebuild records {y}"))
+                    }
                     (None, None) => {}
                 }
             }
         }
-        (Value::Array(a), Value::Array(b))
-            if a.iter().chain(b).all(|v| key(v).is_some()) =>
-        {
+        (Value::Array(a), Value::Array(b)) if a.iter().chain(b).all(|v| key(v).is_some()) => {
             let ka: Vec<String> = a.iter().filter_map(key).collect();
             let kb: Vec<String> = b.iter().filter_map(key).collect();
             for (k, x) in ka.iter().zip(a) {
                 match kb.iter().position(|q| q == k) {
                     Some(j) => value_diff(&format!("{at}[{k}]"), x, &b[j], out),
-                    None => out.push(format!("manifest {at}[{k}]: recorded, but the rebuild has no such entry")),
+                    None => out.push(format!(
+                        "manifest {at}[{k}]: recorded, but the rebuild has no such entry"
+                    )),
                 }
             }
             for k in kb.iter().filter(|k| !ka.contains(k)) {
-                out.push(format!("manifest {at}[{k}]: the rebuild has it, the manifest does not"));
+                out.push(format!(
+                    "manifest {at}[{k}]: the rebuild has it, the manifest does not"
+                ));
             }
-            if ka.iter().filter(|k| kb.contains(k)).ne(kb.iter().filter(|k| ka.contains(k))) {
+            if ka
+                .iter()
+                .filter(|k| kb.contains(k))
+                .ne(kb.iter().filter(|k| ka.contains(k)))
+            {
                 out.push(format!("manifest {at}: entries in a different order"));
             }
         }
@@ -621,9 +647,16 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
     // Step 2.
     let on_disk = check_files(&release, &m, &mut report);
     // Step 3.
-    if let Err(o) =
-        rebuild_and_compare(cfg, &recipe, &r, &release, &recorded, &m, &on_disk, &mut report)
-    {
+    if let Err(o) = rebuild_and_compare(
+        cfg,
+        &recipe,
+        &r,
+        &release,
+        &recorded,
+        &m,
+        &on_disk,
+        &mut report,
+    ) {
         return o;
     }
     report.finish(cfg)

@@ -4,7 +4,9 @@ mod harness;
 
 mod cli;
 mod demo;
+mod diff;
 mod engine;
 mod faults;
 mod ops;
 mod stage2;
+mod verify;
