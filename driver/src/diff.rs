@@ -522,17 +522,19 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
                     }
                     if let (Node::Leaf(lx), Node::Leaf(ly)) = (x, y) {
                         match (&lx.kind, &ly.kind) {
-                            (LeafKind::Regular(cx), LeafKind::Regular(cy)) => {
-                                if cx.size != cy.size || differing.contains(p) {
-                                    let dx = real(&a.opened, lx)?;
-                                    let dy = real(&b.opened, ly)?;
-                                    fields.push((
-                                        "content",
-                                        format!("{} bytes {dx}", cx.size),
-                                        format!("{} bytes {dy}", cy.size),
-                                    ));
-                                }
+                            (LeafKind::Regular(cx), LeafKind::Regular(cy))
+                                if cx.size != cy.size || differing.contains(p) =>
+                            {
+                                let dx = real(&a.opened, lx)?;
+                                let dy = real(&b.opened, ly)?;
+                                fields.push((
+                                    "content",
+                                    format!("{} bytes {dx}", cx.size),
+                                    format!("{} bytes {dy}", cy.size),
+                                ));
                             }
+                            // Same content: reference digests may differ.
+                            (LeafKind::Regular(_), LeafKind::Regular(_)) => {}
                             (LeafKind::Symlink(tx), LeafKind::Symlink(ty)) if tx != ty => {
                                 fields.push(("target", escape(tx), escape(ty)));
                             }

@@ -529,11 +529,8 @@ fn value_diff(at: &str, recorded: &Value, rebuilt: &Value, out: &mut Vec<String>
 /// field and byte for byte.
 fn rebuild_and_compare(
     cfg: &Config,
-    recipe: &Path,
-    r: &v6build_engine::recipe::Recipe,
-    release: &Path,
-    recorded: &Value,
-    m: &Manifest,
+    (recipe, r): (&Path, &v6build_engine::recipe::Recipe),
+    (release, recorded, m): (&Path, &Value, &Manifest),
     on_disk: &BTreeMap<String, String>,
     report: &mut Report,
 ) -> Result<(), Outcome> {
@@ -649,11 +646,8 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
     // Step 3.
     if let Err(o) = rebuild_and_compare(
         cfg,
-        &recipe,
-        &r,
-        &release,
-        &recorded,
-        &m,
+        (&recipe, &r),
+        (&release, &recorded, &m),
         &on_disk,
         &mut report,
     ) {
