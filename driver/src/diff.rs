@@ -439,7 +439,7 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
     let na = all_nodes(&a.tree);
     let nb = all_nodes(&b.tree);
     // Pairs of regular files whose content must be read to compare.
-    let pairs: Vec<(
+    let mut pairs: Vec<(
         &TreePath,
         &Arc<v6build_fstree::Leaf>,
         &Arc<v6build_fstree::Leaf>,
@@ -458,6 +458,13 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
             }
         })
         .collect();
+    // Read in storage order (see `Opened::locality`): contiguous runs go
+    // to each thread, and each compressed block is inflated about once.
+    let loc = |o: &Opened, l: &v6build_fstree::Leaf| match &l.kind {
+        LeafKind::Regular(c) => o.locality(&c.digest),
+        _ => 0,
+    };
+    pairs.sort_by_key(|(_, lx, _)| loc(&a.opened, lx));
     let real = |opened: &Opened, l: &Arc<v6build_fstree::Leaf>| -> Result<Digest, String> {
         match &l.kind {
             LeafKind::Regular(c) => opened.content_digest(&c.digest),
