@@ -9,7 +9,8 @@ use v6build_driver::{self as engine, Config, Outcome, Verbosity};
 /// Build Linux network-install images (PXE initrd.img, Anaconda stage2
 /// squashfs.img) from declarative KDL recipes, reproducibly and without root.
 ///
-/// Exit codes: 0 success; 1 a failed build or verify; 2 bad usage or a bad recipe.
+/// Exit codes: 0 success; 1 a failed build, a release that does not verify, or (diff) differences
+/// found; 2 bad usage or a bad recipe; 3 (verify) the release's inputs changed or are missing.
 #[derive(Debug, Parser)]
 #[command(
     name = "v6build",
@@ -62,10 +63,37 @@ enum Command {
         #[arg(long, value_name = "NODE")]
         explain: Option<String>,
     },
-    /// Rebuild from the pinned inputs in a fresh cache and compare with a release's manifest.
+    /// Prove a release is what its recipe and inputs make: check the inputs, the files, and a clean
+    /// rebuild.
+    ///
+    /// Works from any directory and on a read-only release; the rebuild runs in a fresh temporary
+    /// cache, never the release or --cache. Exit codes: 0 reproduced; 1 tampered or not
+    /// reproduced; 2 usage; 3 inputs changed or missing (this checkout cannot verify that
+    /// release).
     Verify {
-        /// A recipe file, or a release directory containing manifest.json.
+        /// A release directory containing manifest.json (or a recipe file: its release under --out).
+        #[arg(value_name = "RELEASE_DIR")]
         target: PathBuf,
+        /// The recipe to verify against [default: found by its recorded path and digest beside the
+        /// release or the working directory, or in their parents].
+        #[arg(long, value_name = "PATH")]
+        recipe: Option<PathBuf>,
+    },
+    /// Show what changed between two releases or images, or between a recipe's media and a release.
+    ///
+    /// A and B are each a release directory or an image (initrd.img, squashfs.img, including an
+    /// EL7 squashfs holding LiveOS/rootfs.img, or an ext4 image). Images are compared entry by
+    /// entry, reading lazily. Exit codes: 0 identical; 1 different; 2 usage.
+    Diff {
+        /// Compare this recipe's media (the old side) with B.
+        #[arg(long, value_name = "RECIPE")]
+        media: Option<PathBuf>,
+        /// Show a unified diff of changed text files up to 64 KiB.
+        #[arg(long)]
+        content: bool,
+        /// The old side, then the new side (only the new side with --media).
+        #[arg(value_name = "A B", num_args = 1..=2, required = true)]
+        sides: Vec<PathBuf>,
     },
     /// Fill in or update the sha256 of every local media file in a recipe.
     Pin {
@@ -165,7 +193,22 @@ pub fn run() -> ExitCode {
     let outcome = match cli.command {
         Command::Build { recipes } => engine::cmd::build(&cfg, &recipes),
         Command::Plan { recipe, explain } => engine::cmd::plan(&cfg, &recipe, explain.as_deref()),
-        Command::Verify { target } => engine::cmd::verify(&cfg, &target),
+        Command::Verify { target, recipe } => engine::cmd::verify(&cfg, &target, recipe.as_deref()),
+        Command::Diff {
+            media,
+            content,
+            mut sides,
+        } => {
+            let b = sides.pop().unwrap_or_default();
+            let a = sides.pop();
+            let args = engine::diff::DiffArgs {
+                a,
+                b,
+                media,
+                content,
+            };
+            engine::cmd::diff(&cfg, &args)
+        }
         Command::Pin { recipe } => engine::cmd::pin(&cfg, &recipe),
         Command::Ls { image, path, outer } => engine::cmd::ls(&cfg, &image, &path, outer),
         Command::Cat { image, path, outer } => engine::cmd::cat(&cfg, &image, &path, outer),

@@ -11,7 +11,10 @@ use v6build_engine::recipe::{ErrorKind, Media, MediaFile, MediaRole, Recipe};
 use v6build_fstree::{BlobStore, Digest};
 
 use crate::dag::Node;
-use crate::manifest::{FileDigest, LayerKey, Manifest, MediaInput, ReleaseInfo, SCHEMA_VERSION};
+use crate::manifest::{
+    EPOCH_FROM_ENV, EPOCH_FROM_RECIPE, FileDigest, LayerKey, Manifest, MediaInput, RecipeRoot,
+    ReleaseInfo, SCHEMA_VERSION,
+};
 use crate::pipeline::{self, Ctx, Image, NodeError, Out, Work};
 use crate::progress::{Mode, Progress};
 use crate::release::ReleaseWriter;
@@ -60,9 +63,23 @@ pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
 
 /// The epoch for a recipe: its own, else `SOURCE_DATE_EPOCH`.
 pub fn epoch(r: &Recipe) -> Result<i64, Outcome> {
+    epoch_and_source(r, None).map(|(e, _)| e)
+}
+
+/// The epoch for a recipe and where it came from (the manifest's
+/// `epoch_source`): the recipe's own; else `recorded` (verify passes the
+/// epoch a release recorded, so it needs no environment); else
+/// `SOURCE_DATE_EPOCH`.
+pub fn epoch_and_source(r: &Recipe, recorded: Option<i64>) -> Result<(i64, &'static str), Outcome> {
+    if let Some(e) = r.release.epoch {
+        return Ok((i64::from(e), EPOCH_FROM_RECIPE));
+    }
+    if let Some(e) = recorded {
+        return Ok((e, EPOCH_FROM_ENV));
+    }
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
     r.epoch(sde.as_deref())
-        .map(i64::from)
+        .map(|e| (i64::from(e), EPOCH_FROM_ENV))
         .map_err(crate::cmd::recipe_error)
 }
 
@@ -103,27 +120,6 @@ impl BuildSummary {
             "node_stats": self.node_stats,
             "outputs": self.manifest.outputs,
         })
-    }
-}
-
-fn rel_str(p: &Path, base: &Path) -> String {
-    let r = p.strip_prefix(base).unwrap_or(p);
-    r.components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Recipe path as recorded in the manifest: relative to the working directory
-/// when it lies below it, so the build path does not leak into the manifest.
-fn recipe_rel(path: &Path) -> String {
-    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    match std::env::current_dir()
-        .ok()
-        .and_then(|cwd| std::fs::canonicalize(cwd).ok())
-    {
-        Some(cwd) if abs.starts_with(&cwd) => rel_str(&abs, &cwd),
-        _ => abs.display().to_string(),
     }
 }
 
@@ -308,11 +304,24 @@ pub fn build(
     r: &Recipe,
     out_dir: &Path,
 ) -> Result<BuildSummary, Outcome> {
+    build_at(cfg, store, path, r, out_dir, None)
+}
+
+/// [`build`], with `epoch` standing in for `SOURCE_DATE_EPOCH` when the
+/// recipe has no epoch of its own (verify's rebuild of a release).
+pub fn build_at(
+    cfg: &Config,
+    store: &Store,
+    path: &Path,
+    r: &Recipe,
+    out_dir: &Path,
+    epoch: Option<i64>,
+) -> Result<BuildSummary, Outcome> {
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = build_once(cfg, store, path, r, out_dir);
+        let result = build_once(cfg, store, path, r, out_dir, epoch);
         let corrupt = store.take_corruptions();
         if !cfg.json && cfg.verbosity > Verbosity::Quiet {
             for c in &corrupt {
@@ -336,9 +345,10 @@ fn build_once(
     path: &Path,
     r: &Recipe,
     out_dir: &Path,
+    recorded_epoch: Option<i64>,
 ) -> Result<BuildSummary, Outcome> {
     let started = Instant::now();
-    let epoch = epoch(r)?;
+    let (epoch, epoch_source) = epoch_and_source(r, recorded_epoch)?;
     let graph = pipeline::plan(r, epoch).map_err(Outcome::Failure)?;
     // The kernel is copied through, not built: check it before any work.
     for m in &r.media {
@@ -469,8 +479,28 @@ fn build_once(
                 .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
         }
     }
-    let recipe_dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let recipe_dir = std::fs::canonicalize(&recipe_dir).unwrap_or(recipe_dir);
+    // Every path the manifest records is relative to the recipe root, so
+    // it does not depend on the working directory or the path's spelling.
+    let host_inputs: Vec<&Path> = r
+        .layers
+        .iter()
+        .flat_map(|l| l.ops.iter())
+        .flat_map(|op| op.op.host_inputs())
+        .map(|h| h.path.as_path())
+        .collect();
+    let root = RecipeRoot::new(
+        path,
+        r.files
+            .iter()
+            .map(|f| f.path.as_path())
+            .chain(host_inputs.iter().copied())
+            .chain(
+                r.media
+                    .iter()
+                    .flat_map(|m| m.files.iter())
+                    .map(|f| f.path.as_path()),
+            ),
+    );
     let mut media = Vec::new();
     for m in &r.media {
         for f in &m.files {
@@ -478,7 +508,7 @@ fn build_once(
             media.push(MediaInput {
                 name: m.name.clone(),
                 role: f.role.node_name().to_string(),
-                path: f.written.clone(),
+                path: root.rel(&f.path),
                 sha256: sha,
             });
             if f.role == MediaRole::Kernel {
@@ -536,28 +566,23 @@ fn build_once(
     let mut inputs = Vec::new();
     for f in r.files.iter().skip(1) {
         inputs.push(FileDigest {
-            path: rel_str(&f.path, &recipe_dir),
+            path: root.rel(&f.path),
             blake3: Digest::of(f.text.as_bytes()).to_string(),
         });
     }
-    for l in &r.layers {
-        for op in &l.ops {
-            for h in op.op.host_inputs() {
-                let d = if h.path.is_dir() {
-                    crate::keys::dir_digest(&h.path)
-                } else {
-                    crate::keys::file_digest(&h.path)
-                }
-                .map_err(|e| Outcome::Failure(format!("reading {}: {e}", h.path.display())))?;
-                inputs.push(FileDigest {
-                    path: rel_str(&h.path, &recipe_dir),
-                    blake3: d.to_string(),
-                });
-            }
-        }
+    for h in host_inputs {
+        inputs.push(FileDigest {
+            path: root.rel(h),
+            blake3: crate::manifest::input_digest(h)
+                .map_err(|e| Outcome::Failure(format!("reading {}: {e}", h.display())))?
+                .to_string(),
+        });
     }
     inputs.sort_by(|a, b| a.path.cmp(&b.path));
     inputs.dedup();
+    // SHA256SUMS is an output like the others, so the manifest covers it.
+    w.add_sums()
+        .map_err(|e| Outcome::Failure(format!("writing SHA256SUMS: {e}")))?;
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         tool_version: crate::tool_version(),
@@ -566,8 +591,9 @@ fn build_once(
             dir: r.release.dir.clone(),
         },
         epoch,
+        epoch_source: epoch_source.to_string(),
         recipe: FileDigest {
-            path: recipe_rel(path),
+            path: root.rel(path),
             blake3: Digest::of(top.text.as_bytes()).to_string(),
         },
         inputs,

@@ -197,8 +197,13 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
 }
 
 /// `v6build verify`.
-pub fn verify(cfg: &Config, target: &Path) -> Outcome {
-    crate::verify::verify(cfg, target)
+pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
+    crate::verify::verify(cfg, target, recipe)
+}
+
+/// `v6build diff`.
+pub fn diff(cfg: &Config, args: &crate::diff::DiffArgs) -> Outcome {
+    crate::diff::diff(cfg, args)
 }
 
 /// `v6build pin`.
@@ -283,7 +288,8 @@ pub fn gc(cfg: &Config, keep_builds: usize) -> Outcome {
 }
 
 /// Prints the outcome's message (if any) and returns the exit code:
-/// 0 success, 1 failure, 2 bad usage or bad recipe.
+/// 0 success, 1 failure (or differences found), 2 bad usage or bad recipe,
+/// 3 inputs changed (verify).
 pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
     match outcome {
         Outcome::Success => ExitCode::SUCCESS,
@@ -303,5 +309,10 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             eprint!("{}", recipe::render(r.as_ref()));
             ExitCode::from(2)
         }
+        Outcome::InputsChanged(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(3)
+        }
+        Outcome::Differs => ExitCode::from(1),
     }
 }

@@ -21,6 +21,7 @@ pub mod boot;
 pub mod build;
 pub mod cmd;
 pub mod dag;
+pub mod diff;
 pub mod fetch;
 pub mod inspect;
 pub mod keys;
@@ -76,6 +77,12 @@ pub enum Outcome {
     Usage(String),
     /// Exit 2: a bad recipe, rendered against its source.
     BadRecipe(miette::Report),
+    /// Exit 3: `verify` found the release's inputs changed or missing, so
+    /// this checkout cannot verify that release (the message names them).
+    InputsChanged(String),
+    /// Exit 1 with nothing more to print: `diff` found differences and has
+    /// already printed them.
+    Differs,
 }
 
 /// The version string recorded in manifests and cache keys.

@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Version of this schema. Bump on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2: paths relative to the recipe root, `epoch_source`, and
+/// `SHA256SUMS` listed among the outputs.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,10 +21,15 @@ pub struct Manifest {
     pub release: ReleaseInfo,
     /// Timestamp given to new entries (seconds since the epoch).
     pub epoch: i64,
-    /// The recipe that was built.
+    /// Where `epoch` came from: [`EPOCH_FROM_RECIPE`] or
+    /// [`EPOCH_FROM_ENV`].
+    pub epoch_source: String,
+    /// The recipe that was built, relative to the recipe root: the
+    /// recipe's own directory, or the closest ancestor of it that holds
+    /// every file the build read.
     pub recipe: FileDigest,
-    /// Every other file the build read from the recipe's repository:
-    /// included recipes, `src=` files, patches, overlay trees.
+    /// Every other file the build read from the recipe root: included
+    /// recipes, `src=` files, patches, overlay trees.
     pub inputs: Vec<FileDigest>,
     /// The base media, by sha256.
     pub media: Vec<MediaInput>,
@@ -41,13 +48,18 @@ pub struct ReleaseInfo {
     pub dir: String,
 }
 
-/// A file from the recipe's repository and its BLAKE3.
+/// `epoch_source` when the recipe sets `epoch`.
+pub const EPOCH_FROM_RECIPE: &str = "recipe";
+/// `epoch_source` when the epoch came from `SOURCE_DATE_EPOCH`.
+pub const EPOCH_FROM_ENV: &str = "SOURCE_DATE_EPOCH";
+
+/// A file from the recipe root and its BLAKE3.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileDigest {
-    /// Path relative to the directory the build ran in (for the recipe), or
-    /// to the recipe's directory (for inputs), with `/` separators.
+    /// Path relative to the recipe root, normalised, `/`-separated.
     pub path: String,
-    /// `blake3:<hex>`.
+    /// `blake3:<hex>` of the file's bytes, or of an overlay directory's
+    /// canonical tree ([`crate::keys::dir_digest`]).
     pub blake3: String,
 }
 
@@ -58,7 +70,7 @@ pub struct MediaInput {
     pub name: String,
     /// `initrd`, `stage2`, `kernel` or `treeinfo`.
     pub role: String,
-    /// Path relative to the recipe's directory.
+    /// Path relative to the recipe root, normalised, `/`-separated.
     pub path: String,
     /// Lowercase hex sha256.
     pub sha256: String,
@@ -75,7 +87,8 @@ pub struct LayerKey {
     pub key: String,
 }
 
-/// One file of the release.
+/// One file of the release (every file but `manifest.json`, including
+/// `SHA256SUMS`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Output {
     /// Path inside the release directory, `/`-separated.
@@ -95,5 +108,157 @@ impl Manifest {
         let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
         v.push(b'\n');
         v
+    }
+}
+
+/// The digest an input is recorded with: BLAKE3 of a file's bytes, or
+/// the overlay digest of a directory tree.
+pub fn input_digest(path: &std::path::Path) -> std::io::Result<v6build_fstree::Digest> {
+    if path.is_dir() {
+        crate::keys::dir_digest(path)
+    } else {
+        crate::keys::file_digest(path)
+    }
+}
+
+/// Lexically normalised absolute form of `p`: `.` and `..` resolved
+/// without touching the file system, `//` collapsed.
+pub fn normalise(p: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = std::path::PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The components of normalised `p` relative to normalised directory
+/// `base`, with a leading `..` for each level `p` lies above `base`.
+fn rel_parts(p: &std::path::Path, base: &std::path::Path) -> Vec<String> {
+    let p: Vec<String> = normalise(p)
+        .components()
+        .skip(1)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let b: Vec<String> = normalise(base)
+        .components()
+        .skip(1)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = vec!["..".to_string(); b.len() - common];
+    out.extend(p[common..].iter().cloned());
+    out
+}
+
+/// The recipe root of a build: the recipe's directory, raised just far
+/// enough to hold every path in `paths` (normalised, absolute). Paths are
+/// then recorded relative to it, so no `..` and no host prefix appear.
+#[derive(Debug, Clone)]
+pub struct RecipeRoot {
+    dir: std::path::PathBuf,
+}
+
+impl RecipeRoot {
+    /// The root for `recipe` (the top recipe file) and the files it reads.
+    pub fn new<'a>(
+        recipe: &std::path::Path,
+        paths: impl IntoIterator<Item = &'a std::path::Path>,
+    ) -> Self {
+        let mut dir = normalise(recipe);
+        dir.pop();
+        let up = paths
+            .into_iter()
+            .map(|p| {
+                rel_parts(p, &dir)
+                    .iter()
+                    .take_while(|c| c.as_str() == "..")
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        for _ in 0..up {
+            dir.pop();
+        }
+        RecipeRoot { dir }
+    }
+
+    /// The root of a recorded manifest whose `recipe.path` is `recorded`,
+    /// given where that recipe is now.
+    pub fn of_recorded(recipe: &std::path::Path, recorded: &str) -> Self {
+        let mut dir = normalise(recipe);
+        for _ in 0..recorded.split('/').count() {
+            dir.pop();
+        }
+        RecipeRoot { dir }
+    }
+
+    /// The root directory on this host.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// `p` as recorded: relative to the root, `/`-separated.
+    pub fn rel(&self, p: &std::path::Path) -> String {
+        rel_parts(p, &self.dir).join("/")
+    }
+
+    /// The host path of a recorded relative path, or `None` when the
+    /// recorded path is not a plain relative path (a tampered manifest).
+    pub fn resolve(&self, recorded: &str) -> Option<std::path::PathBuf> {
+        let ok = !recorded.is_empty()
+            && !recorded.starts_with('/')
+            && recorded
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        ok.then(|| self.dir.join(recorded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn root_is_the_recipe_dir_spelled_any_way() {
+        for spelling in [
+            "/r/x/recipes/demo.kdl",
+            "/r/x/recipes//demo.kdl",
+            "/r/elsewhere/../x/recipes/./demo.kdl",
+        ] {
+            let files = [Path::new("/r/x/recipes/files/a.sh")];
+            let root = RecipeRoot::new(Path::new(spelling), files.iter().copied());
+            assert_eq!(root.dir(), Path::new("/r/x/recipes"), "{spelling}");
+            assert_eq!(root.rel(Path::new(spelling)), "demo.kdl");
+            assert_eq!(root.rel(files[0]), "files/a.sh");
+        }
+    }
+
+    #[test]
+    fn root_rises_to_hold_an_outside_input() {
+        let files = [Path::new("/r/x/recipes/../shared/common.kdl")];
+        let root = RecipeRoot::new(Path::new("/r/x/recipes/demo.kdl"), files.iter().copied());
+        assert_eq!(root.dir(), Path::new("/r/x"));
+        assert_eq!(
+            root.rel(Path::new("/r/x/recipes/demo.kdl")),
+            "recipes/demo.kdl"
+        );
+        assert_eq!(root.rel(files[0]), "shared/common.kdl");
+        let back =
+            RecipeRoot::of_recorded(Path::new("/elsewhere/recipes/demo.kdl"), "recipes/demo.kdl");
+        assert_eq!(back.dir(), Path::new("/elsewhere"));
+        assert_eq!(back.resolve("a/../b"), None);
+        assert_eq!(
+            back.resolve("a/b"),
+            Some(Path::new("/elsewhere/a/b").to_path_buf())
+        );
     }
 }

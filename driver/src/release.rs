@@ -170,17 +170,23 @@ impl ReleaseWriter {
         v
     }
 
-    /// Writes `SHA256SUMS` (covering every output so far) and then
-    /// `manifest.json`, and renames the directory into place.
+    /// Adds `SHA256SUMS`, listing every output so far, as an output itself
+    /// (so the manifest, written last, covers it). Call it once, after the
+    /// last other output.
+    pub fn add_sums(&mut self) -> io::Result<Written> {
+        let sums = sums_text(&self.outputs());
+        self.add_bytes("SHA256SUMS", sums.as_bytes())
+    }
+
+    /// Writes `manifest.json` and renames the directory into place.
+    /// Refuses a release without `SHA256SUMS` ([`ReleaseWriter::add_sums`]).
     pub fn commit(mut self, manifest: &[u8]) -> io::Result<PathBuf> {
-        let mut sums = String::new();
-        for o in self.outputs() {
-            sums.push_str(&format!("{}  {}\n", o.sha256, o.path));
+        if !self.outputs.iter().any(|o| o.path == "SHA256SUMS") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a release needs SHA256SUMS before its manifest",
+            ));
         }
-        copy_hashed(
-            &mut io::Cursor::new(sums.as_bytes()),
-            &self.tmp.join("SHA256SUMS"),
-        )?;
         copy_hashed(
             &mut io::Cursor::new(manifest),
             &self.tmp.join("manifest.json"),
@@ -222,6 +228,17 @@ impl Drop for ReleaseWriter {
     }
 }
 
+/// The text of `SHA256SUMS` for `outputs`: one `sha256  path` line for
+/// each, in the order given, `SHA256SUMS` itself left out (the format
+/// `sha256sum -c` accepts).
+pub fn sums_text(outputs: &[Output]) -> String {
+    outputs
+        .iter()
+        .filter(|o| o.path != "SHA256SUMS")
+        .map(|o| format!("{}  {}\n", o.sha256, o.path))
+        .collect()
+}
+
 fn sync_dirs(root: &Path) -> io::Result<()> {
     for entry in fs::read_dir(root)? {
         let entry = entry?;
@@ -259,7 +276,13 @@ mod tests {
         let mut w = ReleaseWriter::begin(out.path(), "7.x/7.2r5").unwrap();
         w.add_bytes("LiveOS/squashfs.img", b"sq").unwrap();
         w.add_bytes("initrd.img", b"in").unwrap();
+        let sums = w.add_sums().unwrap();
+        assert_eq!(w.outputs().len(), 3, "SHA256SUMS is an output");
         let dest = w.commit(b"{}\n").unwrap();
+        assert_eq!(
+            sha256_hex(&fs::read(dest.join("SHA256SUMS")).unwrap()),
+            sums.sha256
+        );
         let sums = fs::read_to_string(dest.join("SHA256SUMS")).unwrap();
         let lines: Vec<&str> = sums.lines().collect();
         assert_eq!(lines.len(), 2);
@@ -271,6 +294,19 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(left.len(), 1);
+    }
+
+    fn sha256_hex(b: &[u8]) -> String {
+        hex::encode(Sha256::digest(b))
+    }
+
+    #[test]
+    fn commit_needs_sums() {
+        let out = tempfile::tempdir().unwrap();
+        let mut w = ReleaseWriter::begin(out.path(), "r").unwrap();
+        w.add_bytes("initrd.img", b"x").unwrap();
+        assert!(w.commit(b"{}\n").is_err());
+        assert_eq!(fs::read_dir(out.path()).unwrap().count(), 0);
     }
 
     #[test]

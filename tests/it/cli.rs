@@ -59,6 +59,35 @@ fn completions_and_man_pages() {
     s.ok(&["man", man.to_str().unwrap()]);
     assert!(man.join("v6build.1").exists());
     assert!(man.join("v6build-build.1").exists());
+    let verify = std::fs::read_to_string(man.join("v6build-verify.1")).unwrap();
+    assert!(verify.contains("recipe"), "{verify}");
+    let diff = std::fs::read_to_string(man.join("v6build-diff.1")).unwrap();
+    assert!(diff.contains("media") && diff.contains("content"), "{diff}");
+}
+
+#[test]
+fn verify_and_diff_help_give_their_flags_and_exit_codes() {
+    let s = Scratch::new();
+    // Help is wrapped to the terminal: compare with the words rejoined.
+    let words = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let o = s.ok(&["verify", "--help"]);
+    let text = words(&o);
+    for want in ["RELEASE_DIR", "--recipe", "--json", "3 inputs changed"] {
+        assert!(text.contains(want), "verify --help lacks {want}:\n{text}");
+    }
+    let o = s.ok(&["diff", "--help"]);
+    let text = words(&o);
+    for want in ["--media", "--content", "--json", "0 identical; 1 different"] {
+        assert!(text.contains(want), "diff --help lacks {want}:\n{text}");
+    }
+    let o = s.ok(&["--help"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("diff"), "{text}");
 }
 
 #[test]

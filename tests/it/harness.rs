@@ -107,7 +107,8 @@ impl Scratch {
     }
 }
 
-/// The sha256 of every output, from a release's manifest.
+/// The sha256 of every output, from a release's manifest, except
+/// `SHA256SUMS` (which lists the others): the lines of `SHA256SUMS`.
 pub fn output_hashes(release: &Path) -> Vec<(String, String)> {
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(release.join("manifest.json")).unwrap()).unwrap();
@@ -115,6 +116,7 @@ pub fn output_hashes(release: &Path) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|o| o["path"] != "SHA256SUMS")
         .map(|o| {
             (
                 o["path"].as_str().unwrap().to_string(),

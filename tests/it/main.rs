@@ -4,9 +4,11 @@ mod harness;
 
 mod cli;
 mod demo;
+mod diff;
 mod el7_fixes;
 mod el7_replica;
 mod engine;
 mod faults;
 mod ops;
 mod stage2;
+mod verify;

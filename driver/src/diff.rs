@@ -1,0 +1,939 @@
+//! `v6build diff A B`: what changed between two releases, two images, or a
+//! recipe's media and a release, entry by entry inside each image.
+//!
+//! Each side is a set of *artifacts* (files named by their path in a
+//! release directory). Artifacts are paired by path. Two artifacts with the
+//! same bytes are the same and nothing inside them is read. Two images
+//! (initramfs, squashfs, ext4, and the ext4 `LiveOS/rootfs.img` nested in a
+//! squashfs) are compared as trees, read lazily as `ls` reads them
+//! ([`crate::inspect`]): metadata from the image's tables, and the content
+//! of a file only when the same path holds a regular file of the same size
+//! on both sides, streamed through a hash. Other files are compared by size
+//! and sha256, with a unified diff for small text files under `--content`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use v6build_engine::recipe::MediaRole;
+use v6build_fstree::{Digest, LeafKind, MemBlobs, Node, Tree, TreePath, escape};
+
+use crate::inspect::{Format, Opened, sniff};
+use crate::{Config, Outcome, Verbosity};
+
+/// Files larger than this are never shown as a unified diff.
+pub const CONTENT_DIFF_MAX: u64 = 64 * 1024;
+
+/// What `v6build diff` was asked.
+#[derive(Debug, Clone)]
+pub struct DiffArgs {
+    /// The old side: a release directory or an image. `None` with `media`.
+    pub a: Option<PathBuf>,
+    /// The new side: a release directory or an image.
+    pub b: PathBuf,
+    /// Use this recipe's media as the old side.
+    pub media: Option<PathBuf>,
+    /// Show unified diffs of small text files.
+    pub content: bool,
+}
+
+/// One side: its artifacts by release path.
+#[derive(Debug)]
+struct Side {
+    label: String,
+    artifacts: BTreeMap<String, PathBuf>,
+    /// A single image given directly: paired with the other side's
+    /// artifact of the same name, or with the other single image.
+    single: bool,
+}
+
+/// A file's size and sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sum {
+    size: u64,
+    sha256: String,
+}
+
+fn sum_file(p: &Path) -> Result<Sum, String> {
+    let mut f = std::fs::File::open(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("reading {}: {e}", p.display())),
+        };
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Sum {
+        size,
+        sha256: hex::encode(h.finalize()),
+    })
+}
+
+/// Every regular file below `dir`, by `/`-separated relative path.
+/// Symlinks are listed by their own path and never followed.
+fn release_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, PathBuf>) -> Result<(), String> {
+        let rd = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        for e in rd {
+            let e = e.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ft = e
+                .file_type()
+                .map_err(|err| format!("{}: {err}", e.path().display()))?;
+            if ft.is_dir() {
+                walk(&e.path(), &r, out)?;
+            } else {
+                out.insert(r, e.path());
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, "", &mut out)?;
+    Ok(out)
+}
+
+/// Where a media file of `role` lands in a release.
+fn release_path(role: MediaRole, media: &Path) -> String {
+    match role {
+        MediaRole::Initrd => "initrd.img".into(),
+        MediaRole::Stage2 => "LiveOS/squashfs.img".into(),
+        MediaRole::Treeinfo => ".treeinfo".into(),
+        MediaRole::Kernel => media
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "vmlinuz".into()),
+    }
+}
+
+/// The media a recipe builds from, as artifacts: the initrd and stage2 of
+/// the media its outputs name, and the kernel and `.treeinfo` of those.
+fn media_side(recipe: &Path) -> Result<Side, Outcome> {
+    let r = v6build_engine::recipe::load(recipe).map_err(crate::cmd::recipe_error)?;
+    let mut used: Vec<&str> = Vec::new();
+    if let Some(o) = &r.outputs.initrd {
+        used.push(&o.from);
+    }
+    if let Some(o) = &r.outputs.stage2 {
+        used.push(&o.from);
+    }
+    let mut artifacts = BTreeMap::new();
+    for m in r.media.iter().filter(|m| used.contains(&m.name.as_str())) {
+        for f in &m.files {
+            let role_used = match f.role {
+                MediaRole::Initrd => r.outputs.initrd.as_ref().is_some_and(|o| o.from == m.name),
+                MediaRole::Stage2 => r.outputs.stage2.as_ref().is_some_and(|o| o.from == m.name),
+                MediaRole::Kernel | MediaRole::Treeinfo => true,
+            };
+            if role_used {
+                if !f.path.is_file() {
+                    return Err(Outcome::Failure(format!(
+                        "media {} {} is not on disk at {}",
+                        m.name,
+                        f.role.node_name(),
+                        f.path.display()
+                    )));
+                }
+                artifacts
+                    .entry(release_path(f.role, &f.path))
+                    .or_insert_with(|| f.path.clone());
+            }
+        }
+    }
+    Ok(Side {
+        label: format!("media of {}", recipe.display()),
+        artifacts,
+        single: false,
+    })
+}
+
+fn path_side(p: &Path) -> Result<Side, Outcome> {
+    let meta = std::fs::metadata(p).map_err(|e| Outcome::Usage(format!("{}: {e}", p.display())))?;
+    if meta.is_dir() {
+        Ok(Side {
+            label: p.display().to_string(),
+            artifacts: release_files(p).map_err(Outcome::Failure)?,
+            single: false,
+        })
+    } else if meta.is_file() {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into());
+        Ok(Side {
+            label: p.display().to_string(),
+            artifacts: BTreeMap::from([(name, p.to_path_buf())]),
+            single: true,
+        })
+    } else {
+        Err(Outcome::Usage(format!(
+            "{} is neither a release directory nor an image file",
+            p.display()
+        )))
+    }
+}
+
+/// Renames a single image's artifact after the other side's artifact with
+/// the same file name (`squashfs.img` pairs with `LiveOS/squashfs.img`), or
+/// after the other single image.
+fn pair_single(single: &mut Side, other: &Side) {
+    if !single.single {
+        return;
+    }
+    let Some((name, path)) = single
+        .artifacts
+        .iter()
+        .next()
+        .map(|(n, p)| (n.clone(), p.clone()))
+    else {
+        return;
+    };
+    let target = if other.single {
+        other.artifacts.keys().next().cloned()
+    } else {
+        other
+            .artifacts
+            .keys()
+            .find(|k| *k == &name || k.ends_with(&format!("/{name}")))
+            .cloned()
+    };
+    if let Some(t) = target {
+        single.artifacts = BTreeMap::from([(t, path)]);
+    }
+}
+
+/// One changed entry inside an image.
+#[derive(Debug, Clone)]
+struct EntryDiff {
+    path: String,
+    /// `added`, `removed` or `changed`.
+    change: &'static str,
+    /// For added/removed: a description of the entry.
+    what: Option<String>,
+    /// For changed: field name, old value, new value.
+    fields: Vec<(&'static str, String, String)>,
+    /// A unified diff of the content, with `--content`.
+    unified: Option<String>,
+}
+
+/// One initrd segment, as the layout report shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SegInfo {
+    compression: String,
+    entries: usize,
+    packed: u64,
+    unpacked: u64,
+}
+
+impl SegInfo {
+    fn text(&self) -> String {
+        format!(
+            "{} {} entries, {} bytes ({} unpacked)",
+            self.compression, self.entries, self.packed, self.unpacked
+        )
+    }
+    fn json(&self) -> Value {
+        json!({ "compression": self.compression, "entries": self.entries,
+            "bytes": self.packed, "unpacked_bytes": self.unpacked })
+    }
+}
+
+/// What differs between two artifacts at one path.
+#[derive(Debug)]
+enum Detail {
+    /// Only in A.
+    Removed(Sum),
+    /// Only in B.
+    Added(Sum),
+    /// In both, different bytes.
+    Changed {
+        a: Sum,
+        b: Sum,
+        kind: &'static str,
+        entries: Vec<EntryDiff>,
+        segments: Option<(Vec<SegInfo>, Vec<SegInfo>)>,
+        unified: Option<String>,
+    },
+}
+
+/// An opened image: its tree and its contents.
+struct Image {
+    tree: Tree,
+    opened: Opened,
+    segments: Option<Vec<SegInfo>>,
+    kind: &'static str,
+}
+
+fn head(p: &Path) -> Result<Vec<u8>, String> {
+    let mut f = std::fs::File::open(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    let mut h = Vec::new();
+    f.by_ref()
+        .take(2048)
+        .read_to_end(&mut h)
+        .map_err(|e| format!("reading {}: {e}", p.display()))?;
+    Ok(h)
+}
+
+/// Whether `p` looks like an image `diff` can look into.
+fn is_image(p: &Path) -> bool {
+    let Ok(h) = head(p) else { return false };
+    match sniff(&h) {
+        Format::Squashfs | Format::Ext4 => true,
+        // A cpio archive or a compressed stream: initramfs magics.
+        Format::Initramfs => {
+            h.starts_with(b"070701")
+                || h.starts_with(b"070702")
+                || h.starts_with(&[0x1f, 0x8b])
+                || h.starts_with(&[0x1f, 0x9e])
+                || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z'])
+                || h.starts_with(b"BZh")
+                || h.starts_with(&[0x5d, 0, 0])
+                || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+                || h.starts_with(&[0x02, 0x21, 0x4c, 0x18])
+                || h.starts_with(&[0x04, 0x22, 0x4d, 0x18])
+                || h.starts_with(&[0x89, b'L', b'Z', b'O'])
+        }
+    }
+}
+
+fn open_image(p: &Path, keep: bool) -> Result<Image, String> {
+    let h = head(p)?;
+    match sniff(&h) {
+        Format::Initramfs => {
+            // An initramfs is one stream: parse it once, for both the tree
+            // and the segment layout. Contents are kept only for --content.
+            let bytes = std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            let blobs = MemBlobs::new();
+            let hash_only = crate::refs::HashOnly;
+            let store: &dyn v6build_fstree::BlobStore = if keep { &blobs } else { &hash_only };
+            let ird = v6build_cpio::Initramfs::parse(&bytes, store, &Default::default())
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            let segments = ird
+                .segments
+                .iter()
+                .map(|s| SegInfo {
+                    compression: s.compression.map_or_else(
+                        || "uncompressed".to_string(),
+                        |c| format!("{c:?}").to_lowercase(),
+                    ),
+                    entries: s.entries,
+                    packed: (s.range.end - s.range.start) as u64,
+                    unpacked: s.unpacked_len,
+                })
+                .collect();
+            Ok(Image {
+                tree: ird.merged(),
+                opened: Opened::Mem(blobs),
+                segments: Some(segments),
+                kind: "initrd",
+            })
+        }
+        f => {
+            let (tree, opened) = crate::inspect::open_lazy(p, false)?;
+            let kind = match (&opened, f) {
+                (Opened::Ext4(..), Format::Squashfs) => "squashfs+ext4",
+                (_, Format::Squashfs) => "squashfs",
+                _ => "ext4",
+            };
+            Ok(Image {
+                tree,
+                opened,
+                segments: None,
+                kind,
+            })
+        }
+    }
+}
+
+fn type_word(n: &Node) -> &'static str {
+    match n {
+        Node::Dir(_) => "dir",
+        Node::Leaf(l) => match &l.kind {
+            LeafKind::Regular(_) => "file",
+            LeafKind::Symlink(_) => "symlink",
+            LeafKind::CharDevice { .. } => "char device",
+            LeafKind::BlockDevice { .. } => "block device",
+            LeafKind::Fifo => "fifo",
+            LeafKind::Socket => "socket",
+        },
+    }
+}
+
+fn describe(n: &Node, real: Option<&Digest>) -> String {
+    let m = n.meta();
+    let mut s = format!("{} {:04o} {}:{}", type_word(n), m.perm, m.uid, m.gid);
+    if let Node::Leaf(l) = n {
+        match &l.kind {
+            LeafKind::Regular(c) => {
+                s.push_str(&format!(" {} bytes", c.size));
+                if let Some(d) = real {
+                    s.push_str(&format!(" {d}"));
+                }
+            }
+            LeafKind::Symlink(t) => s.push_str(&format!(" -> {}", escape(t))),
+            LeafKind::CharDevice { major, minor } | LeafKind::BlockDevice { major, minor } => {
+                s.push_str(&format!(" {major},{minor}"))
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+fn xattrs_text(x: &v6build_fstree::Xattrs) -> String {
+    if x.is_empty() {
+        return "none".into();
+    }
+    x.iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn mtime_text(t: &v6build_fstree::Timestamp) -> String {
+    if t.nanos == 0 {
+        t.secs.to_string()
+    } else {
+        format!("{}.{:09}", t.secs, t.nanos)
+    }
+}
+
+fn all_nodes(t: &Tree) -> BTreeMap<TreePath, &Node> {
+    t.paths().into_iter().collect()
+}
+
+fn content_of(opened: &Opened, n: &Node) -> Option<Digest> {
+    match n {
+        Node::Leaf(l) => match &l.kind {
+            LeafKind::Regular(c) => opened.content_digest(&c.digest).ok(),
+            _ => None,
+        },
+        Node::Dir(_) => None,
+    }
+}
+
+fn small_text(b: &[u8]) -> Option<&str> {
+    if b.len() as u64 > CONTENT_DIFF_MAX || b.contains(&0) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()
+}
+
+/// Compares two image trees entry by entry.
+fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, String> {
+    let na = all_nodes(&a.tree);
+    let nb = all_nodes(&b.tree);
+    // Pairs of regular files whose content must be read to compare.
+    let mut pairs: Vec<(
+        &TreePath,
+        &Arc<v6build_fstree::Leaf>,
+        &Arc<v6build_fstree::Leaf>,
+    )> = na
+        .iter()
+        .filter_map(|(p, x)| {
+            let y = nb.get(p)?;
+            match (x, y) {
+                (Node::Leaf(lx), Node::Leaf(ly)) => match (&lx.kind, &ly.kind) {
+                    (LeafKind::Regular(cx), LeafKind::Regular(cy)) if cx.size == cy.size => {
+                        Some((p, lx, ly))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        })
+        .collect();
+    // Read in storage order (see `Opened::locality`): contiguous runs go
+    // to each thread, and each compressed block is inflated about once.
+    let loc = |o: &Opened, l: &v6build_fstree::Leaf| match &l.kind {
+        LeafKind::Regular(c) => o.locality(&c.digest),
+        _ => 0,
+    };
+    pairs.sort_by_key(|(_, lx, _)| loc(&a.opened, lx));
+    let real = |opened: &Opened, l: &Arc<v6build_fstree::Leaf>| -> Result<Digest, String> {
+        match &l.kind {
+            LeafKind::Regular(c) => opened.content_digest(&c.digest),
+            _ => Err("not a regular file".into()),
+        }
+    };
+    let differing: Result<Vec<Option<&TreePath>>, String> = pairs
+        .par_iter()
+        .map(|(p, lx, ly)| {
+            let dx = real(&a.opened, lx).map_err(|e| format!("{p}: {e}"))?;
+            let dy = real(&b.opened, ly).map_err(|e| format!("{p}: {e}"))?;
+            Ok((dx != dy).then_some(*p))
+        })
+        .collect();
+    let differing: std::collections::HashSet<&TreePath> =
+        differing?.into_iter().flatten().collect();
+    let mut out = Vec::new();
+    let paths: std::collections::BTreeSet<&TreePath> = na.keys().chain(nb.keys()).collect();
+    for p in paths {
+        let (x, y) = (na.get(p), nb.get(p));
+        match (x, y) {
+            // Every entry below an added or removed directory is listed too.
+            (Some(x), None) => out.push(EntryDiff {
+                path: p.to_string(),
+                change: "removed",
+                what: Some(describe(x, content_of(&a.opened, x).as_ref())),
+                fields: Vec::new(),
+                unified: None,
+            }),
+            (None, Some(y)) => out.push(EntryDiff {
+                path: p.to_string(),
+                change: "added",
+                what: Some(describe(y, content_of(&b.opened, y).as_ref())),
+                fields: Vec::new(),
+                unified: None,
+            }),
+            (Some(x), Some(y)) => {
+                let mut fields = Vec::new();
+                if type_word(x) != type_word(y) {
+                    fields.push(("type", type_word(x).to_string(), type_word(y).to_string()));
+                } else {
+                    let (mx, my) = (x.meta(), y.meta());
+                    if mx.perm != my.perm {
+                        fields.push((
+                            "mode",
+                            format!("{:04o}", mx.perm),
+                            format!("{:04o}", my.perm),
+                        ));
+                    }
+                    if (mx.uid, mx.gid) != (my.uid, my.gid) {
+                        fields.push((
+                            "owner",
+                            format!("{}:{}", mx.uid, mx.gid),
+                            format!("{}:{}", my.uid, my.gid),
+                        ));
+                    }
+                    if mx.mtime != my.mtime {
+                        fields.push(("mtime", mtime_text(&mx.mtime), mtime_text(&my.mtime)));
+                    }
+                    if mx.xattrs != my.xattrs {
+                        fields.push(("xattrs", xattrs_text(&mx.xattrs), xattrs_text(&my.xattrs)));
+                    }
+                    if let (Node::Leaf(lx), Node::Leaf(ly)) = (x, y) {
+                        match (&lx.kind, &ly.kind) {
+                            (LeafKind::Regular(cx), LeafKind::Regular(cy))
+                                if cx.size != cy.size || differing.contains(p) =>
+                            {
+                                let dx = real(&a.opened, lx)?;
+                                let dy = real(&b.opened, ly)?;
+                                fields.push((
+                                    "content",
+                                    format!("{} bytes {dx}", cx.size),
+                                    format!("{} bytes {dy}", cy.size),
+                                ));
+                            }
+                            // Same content: reference digests may differ.
+                            (LeafKind::Regular(_), LeafKind::Regular(_)) => {}
+                            (LeafKind::Symlink(tx), LeafKind::Symlink(ty)) if tx != ty => {
+                                fields.push(("target", escape(tx), escape(ty)));
+                            }
+                            (kx, ky) if kx != ky => {
+                                fields.push(("device", describe(x, None), describe(y, None)));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                if fields.is_empty() {
+                    continue;
+                }
+                let mut unified = None;
+                if content
+                    && fields.iter().any(|f| f.0 == "content")
+                    && let (Node::Leaf(lx), Node::Leaf(ly)) = (x, y)
+                    && let (LeafKind::Regular(cx), LeafKind::Regular(cy)) = (&lx.kind, &ly.kind)
+                    && cx.size <= CONTENT_DIFF_MAX
+                    && cy.size <= CONTENT_DIFF_MAX
+                    && let (Ok(bx), Ok(by)) =
+                        (a.opened.content(&cx.digest), b.opened.content(&cy.digest))
+                    && let (Some(tx), Some(ty)) = (small_text(&bx), small_text(&by))
+                {
+                    unified = Some(unified_diff(&format!("a{p}"), &format!("b{p}"), tx, ty));
+                }
+                out.push(EntryDiff {
+                    path: p.to_string(),
+                    change: "changed",
+                    what: None,
+                    fields,
+                    unified,
+                });
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(out)
+}
+
+/// A unified diff (3 lines of context) of two small texts.
+pub fn unified_diff(name_a: &str, name_b: &str, a: &str, b: &str) -> String {
+    let la: Vec<&str> = a.split_inclusive('\n').collect();
+    let lb: Vec<&str> = b.split_inclusive('\n').collect();
+    // Longest common subsequence table; the texts are small (CONTENT_DIFF_MAX).
+    let (n, m) = (la.len(), lb.len());
+    let mut lcs = vec![0u32; (n + 1) * (m + 1)];
+    let at = |i: usize, j: usize| i * (m + 1) + j;
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[at(i, j)] = if la[i] == lb[j] {
+                lcs[at(i + 1, j + 1)] + 1
+            } else {
+                lcs[at(i + 1, j)].max(lcs[at(i, j + 1)])
+            };
+        }
+    }
+    // The edit script: (tag, line index in a, line index in b).
+    let mut ops: Vec<(char, usize, usize)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < n || j < m {
+        if i < n && j < m && la[i] == lb[j] {
+            ops.push((' ', i, j));
+            i += 1;
+            j += 1;
+        } else if i < n && (j == m || lcs[at(i + 1, j)] >= lcs[at(i, j + 1)]) {
+            ops.push(('-', i, j));
+            i += 1;
+        } else {
+            ops.push(('+', i, j));
+            j += 1;
+        }
+    }
+    let mut out = format!("--- {name_a}\n+++ {name_b}\n");
+    const CTX: usize = 3;
+    let changed: Vec<usize> = (0..ops.len()).filter(|&k| ops[k].0 != ' ').collect();
+    let mut k = 0;
+    while k < changed.len() {
+        let start = changed[k].saturating_sub(CTX);
+        let mut end = changed[k];
+        while k < changed.len() && changed[k] <= end + 2 * CTX {
+            end = changed[k];
+            k += 1;
+        }
+        let end = (end + CTX + 1).min(ops.len());
+        let hunk = &ops[start..end];
+        let a_start = hunk[0].1;
+        let b_start = hunk[0].2;
+        let a_len = hunk.iter().filter(|o| o.0 != '+').count();
+        let b_len = hunk.iter().filter(|o| o.0 != '-').count();
+        let a_first = if a_len == 0 { a_start } else { a_start + 1 };
+        let b_first = if b_len == 0 { b_start } else { b_start + 1 };
+        out.push_str(&format!("@@ -{a_first},{a_len} +{b_first},{b_len} @@\n"));
+        for &(tag, x, y) in hunk {
+            let line = if tag == '+' { lb[y] } else { la[x] };
+            out.push(tag);
+            out.push_str(line);
+            if !line.ends_with('\n') {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+    }
+    out
+}
+
+fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detail>, String> {
+    let (sa, sb) = rayon::join(|| sum_file(a), || sum_file(b));
+    let (sa, sb) = (sa?, sb?);
+    if sa == sb {
+        return Ok(None);
+    }
+    if is_image(a) && is_image(b) {
+        let (ia, ib) = rayon::join(|| open_image(a, content), || open_image(b, content));
+        let (ia, ib) = (ia?, ib?);
+        let entries = tree_diff(&ia, &ib, content)?;
+        let segments = match (&ia.segments, &ib.segments) {
+            (Some(x), Some(y)) if x != y => Some((x.clone(), y.clone())),
+            _ => None,
+        };
+        let kind = if ia.kind == ib.kind { ia.kind } else { "image" };
+        return Ok(Some(Detail::Changed {
+            a: sa,
+            b: sb,
+            kind,
+            entries,
+            segments,
+            unified: None,
+        }));
+    }
+    let mut unified = None;
+    if content && sa.size <= CONTENT_DIFF_MAX && sb.size <= CONTENT_DIFF_MAX {
+        let ba = std::fs::read(a).map_err(|e| format!("reading {}: {e}", a.display()))?;
+        let bb = std::fs::read(b).map_err(|e| format!("reading {}: {e}", b.display()))?;
+        if let (Some(ta), Some(tb)) = (small_text(&ba), small_text(&bb)) {
+            unified = Some(unified_diff(
+                &format!("a/{name}"),
+                &format!("b/{name}"),
+                ta,
+                tb,
+            ));
+        }
+    }
+    Ok(Some(Detail::Changed {
+        a: sa,
+        b: sb,
+        kind: "file",
+        entries: Vec::new(),
+        segments: None,
+        unified,
+    }))
+}
+
+/// The differences between two artifacts found by [`diff_images`].
+#[derive(Debug, Clone)]
+pub struct ImageChange {
+    /// `+`, `-` or `~`.
+    pub sign: char,
+    /// Path inside the image.
+    pub path: String,
+    /// What changed, as printed.
+    pub text: String,
+}
+
+/// The entries that differ between two images (for `verify`'s report).
+pub fn diff_images(a: &Path, b: &Path) -> Result<Vec<ImageChange>, String> {
+    let (ia, ib) = (open_image(a, false)?, open_image(b, false)?);
+    Ok(tree_diff(&ia, &ib, false)?
+        .into_iter()
+        .map(|e| ImageChange {
+            sign: sign(e.change),
+            path: e.path.clone(),
+            text: entry_text(&e),
+        })
+        .collect())
+}
+
+fn sign(change: &str) -> char {
+    match change {
+        "added" => '+',
+        "removed" => '-',
+        _ => '~',
+    }
+}
+
+fn entry_text(e: &EntryDiff) -> String {
+    match &e.what {
+        Some(w) => format!("{} {}  {w}", sign(e.change), e.path),
+        None => format!(
+            "~ {}  {}",
+            e.path,
+            e.fields
+                .iter()
+                .map(|(f, x, y)| format!("{f} {x} -> {y}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
+}
+
+fn short(s: &Sum) -> String {
+    format!(
+        "{} bytes sha256 {}",
+        s.size,
+        &s.sha256[..16.min(s.sha256.len())]
+    )
+}
+
+fn detail_json(path: &str, d: &Detail) -> Value {
+    let sum = |s: &Sum| json!({ "size": s.size, "sha256": s.sha256 });
+    match d {
+        Detail::Removed(s) => json!({ "path": path, "status": "removed", "a": sum(s) }),
+        Detail::Added(s) => json!({ "path": path, "status": "added", "b": sum(s) }),
+        Detail::Changed {
+            a,
+            b,
+            kind,
+            entries,
+            segments,
+            unified,
+        } => {
+            let entries: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let mut v = json!({ "path": e.path, "change": e.change });
+                    if let Some(w) = &e.what {
+                        v["entry"] = json!(w);
+                    }
+                    if !e.fields.is_empty() {
+                        v["fields"] = e
+                            .fields
+                            .iter()
+                            .map(|(f, x, y)| (f.to_string(), json!({ "a": x, "b": y })))
+                            .collect::<serde_json::Map<_, _>>()
+                            .into();
+                    }
+                    if let Some(u) = &e.unified {
+                        v["unified_diff"] = json!(u);
+                    }
+                    v
+                })
+                .collect();
+            let mut v = json!({ "path": path, "status": "changed", "kind": kind,
+                "a": sum(a), "b": sum(b), "entries": entries });
+            if let Some((x, y)) = segments {
+                v["segments"] = json!({
+                    "a": x.iter().map(SegInfo::json).collect::<Vec<_>>(),
+                    "b": y.iter().map(SegInfo::json).collect::<Vec<_>>(),
+                });
+            }
+            if let Some(u) = unified {
+                v["unified_diff"] = json!(u);
+            }
+            v
+        }
+    }
+}
+
+fn print_detail(path: &str, d: &Detail) {
+    match d {
+        Detail::Removed(s) => outln!("- {path}  ({}, only in A)", short(s)),
+        Detail::Added(s) => outln!("+ {path}  ({}, only in B)", short(s)),
+        Detail::Changed {
+            a,
+            b,
+            kind,
+            entries,
+            segments,
+            unified,
+        } => {
+            outln!("~ {path}  {kind}: {} -> {}", short(a), short(b));
+            if let Some((x, y)) = segments {
+                outln!("  segments: {} -> {}", x.len(), y.len());
+                for (i, s) in x.iter().enumerate() {
+                    outln!("    a[{i}] {}", s.text());
+                }
+                for (i, s) in y.iter().enumerate() {
+                    outln!("    b[{i}] {}", s.text());
+                }
+            }
+            if kind != &"file" && entries.is_empty() {
+                outln!("  (same tree; the image encoding differs)");
+            }
+            for e in entries {
+                outln!("  {}", entry_text(e));
+                if let Some(u) = &e.unified {
+                    for l in u.lines() {
+                        outln!("    {l}");
+                    }
+                }
+            }
+            if let Some(u) = unified {
+                for l in u.lines() {
+                    outln!("  {l}");
+                }
+            }
+        }
+    }
+}
+
+/// `v6build diff`.
+pub fn diff(cfg: &Config, args: &DiffArgs) -> Outcome {
+    let sides = (|| -> Result<(Side, Side), Outcome> {
+        let a = match (&args.media, &args.a) {
+            (Some(r), None) => media_side(r)?,
+            (None, Some(a)) => path_side(a)?,
+            (Some(_), Some(_)) => {
+                return Err(Outcome::Usage(
+                    "with --media RECIPE, give one release directory or image to compare it with"
+                        .into(),
+                ));
+            }
+            (None, None) => {
+                return Err(Outcome::Usage(
+                    "give two releases or images (A B), or --media RECIPE and one".into(),
+                ));
+            }
+        };
+        let b = path_side(&args.b)?;
+        Ok((a, b))
+    })();
+    let (mut a, mut b) = match sides {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    pair_single(&mut a, &b);
+    pair_single(&mut b, &a);
+    // A recipe's media are compared with the release files they became;
+    // the files only a release has (SHA256SUMS, the manifest) are left out.
+    let only_a_keys = args.media.is_some();
+    let mut names: Vec<&String> = a.artifacts.keys().collect();
+    if !only_a_keys {
+        names.extend(b.artifacts.keys().filter(|k| !a.artifacts.contains_key(*k)));
+    }
+    names.sort();
+    let results: Vec<(String, Result<Option<Detail>, String>)> = names
+        .iter()
+        .map(|n| {
+            let r = match (a.artifacts.get(*n), b.artifacts.get(*n)) {
+                (Some(x), Some(y)) => compare(n, x, y, args.content),
+                (Some(x), None) => sum_file(x).map(|s| Some(Detail::Removed(s))),
+                (None, Some(y)) => sum_file(y).map(|s| Some(Detail::Added(s))),
+                (None, None) => Ok(None),
+            };
+            ((*n).clone(), r)
+        })
+        .collect();
+    let mut changed = Vec::new();
+    for (n, r) in results {
+        match r {
+            Ok(Some(d)) => changed.push((n, d)),
+            Ok(None) => {}
+            Err(e) => return Outcome::Failure(e),
+        }
+    }
+    if cfg.json {
+        let v: Vec<Value> = changed.iter().map(|(n, d)| detail_json(n, d)).collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "a": a.label, "b": b.label, "identical": changed.is_empty(), "artifacts": v,
+            }))
+            .unwrap_or_default()
+        );
+    } else {
+        for (n, d) in &changed {
+            print_detail(n, d);
+        }
+        if cfg.verbosity >= Verbosity::Normal && changed.is_empty() {
+            eprintln!("{} and {} are identical", a.label, b.label);
+        }
+    }
+    if changed.is_empty() {
+        Outcome::Success
+    } else {
+        Outcome::Differs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unified_diff_marks_changed_lines_with_context() {
+        let a = "1\n2\n3\n4\n5\n6\n7\n8\n9\n";
+        let b = "1\n2\n3\n4\nfive\n6\n7\n8\n9\n";
+        let d = unified_diff("a/x", "b/x", a, b);
+        assert_eq!(
+            d,
+            "--- a/x\n+++ b/x\n@@ -2,7 +2,7 @@\n 2\n 3\n 4\n-5\n+five\n 6\n 7\n 8\n"
+        );
+        let d = unified_diff("a", "b", "x\n", "x\ny");
+        assert!(d.contains("+y\n\\ No newline at end of file"), "{d}");
+    }
+}

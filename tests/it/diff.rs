@@ -1,0 +1,260 @@
+//! `v6build diff`: releases, images and a recipe's media compared entry by
+//! entry; exit 0 identical, 1 different, 2 usage.
+
+use std::collections::BTreeSet;
+use std::process::Output;
+
+use crate::harness::{Scratch, stderr};
+
+fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// `(artifact, change, entry path)` for every entry `--json` reports.
+fn entries(v: &serde_json::Value) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for a in v["artifacts"].as_array().unwrap() {
+        for e in a["entries"].as_array().into_iter().flatten() {
+            out.insert((
+                a["path"].as_str().unwrap().to_string(),
+                e["change"].as_str().unwrap().to_string(),
+                e["path"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out
+}
+
+fn artifacts(v: &serde_json::Value) -> BTreeSet<(String, String)> {
+    v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["path"].as_str().unwrap().to_string(),
+                a["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn set(items: &[(&str, &str, &str)]) -> BTreeSet<(String, String, String)> {
+    items
+        .iter()
+        .map(|(a, c, p)| (a.to_string(), c.to_string(), p.to_string()))
+        .collect()
+}
+
+/// The demo's media against its release: exactly what the layers in
+/// recipes/common.kdl do, nothing else, and exit 1.
+#[test]
+fn diff_media_vs_release_lists_exactly_the_layer_changes() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let o = s.run(&[
+        "diff",
+        "--json",
+        "--media",
+        "recipes/demo.kdl",
+        "out/demo/1.0",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(v["identical"], false);
+    const SQ: &str = "LiveOS/squashfs.img";
+    const PKG: &str = "/usr/lib64/python2.7/site-packages/pyanaconda/packaging";
+    let want = set(&[
+        // layer "v6-sleep-hook", on the initrd:
+        //   file "/usr/lib/dracut/hooks/initqueue/online/10-network-sleep-fix.sh" src=…
+        (
+            "initrd.img",
+            "added",
+            "/usr/lib/dracut/hooks/initqueue/online/10-network-sleep-fix.sh",
+        ),
+        // layer "nm-v6-only", on the stage2 (inside LiveOS/rootfs.img):
+        //   file "/usr/lib/systemd/system/fix-ipv6.service" src=…
+        (SQ, "added", "/usr/lib/systemd/system/fix-ipv6.service"),
+        //   file "/usr/libexec/fix-ipv6-only.sh" src=… mode=0o755
+        (SQ, "added", "/usr/libexec/fix-ipv6-only.sh"),
+        //   systemd-enable "fix-ipv6.service" (WantedBy=basic.target): the
+        //   .wants directory is new, and the link in it
+        (SQ, "added", "/etc/systemd/system/basic.target.wants"),
+        (
+            SQ,
+            "added",
+            "/etc/systemd/system/basic.target.wants/fix-ipv6.service",
+        ),
+        // layer "treeinfo-retry": patch … dir="/usr/lib64/python2.7/site-packages"
+        //   changes one file and drops its stale compiled copies
+        (SQ, "changed", &format!("{PKG}/__init__.py")),
+        (SQ, "removed", &format!("{PKG}/__init__.pyc")),
+        (SQ, "removed", &format!("{PKG}/__init__.pyo")),
+    ]);
+    assert_eq!(entries(&v), want, "{v:#}");
+    // The only other difference: .treeinfo, whose checksums name the new images.
+    let want_artifacts: BTreeSet<(String, String)> = [".treeinfo", "initrd.img", SQ]
+        .iter()
+        .map(|p| (p.to_string(), "changed".to_string()))
+        .collect();
+    assert_eq!(artifacts(&v), want_artifacts, "{v:#}");
+    // What changed in the patched file is its content only.
+    let art = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == SQ)
+        .unwrap();
+    let patched = art["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["change"] == "changed")
+        .unwrap();
+    let fields: Vec<&String> = patched["fields"].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["content"], "{patched}");
+    assert_eq!(art["kind"], "squashfs+ext4", "{art}");
+    // The initrd's segment layout change is reported (one more entry).
+    let ird = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == "initrd.img")
+        .unwrap();
+    let (sa, sb) = (&ird["segments"]["a"], &ird["segments"]["b"]);
+    assert_eq!(
+        sb[0]["entries"].as_u64().unwrap(),
+        sa[0]["entries"].as_u64().unwrap() + 1,
+        "{ird}"
+    );
+
+    // The human form says the same.
+    let o = s.run(&["diff", "--media", "recipes/demo.kdl", "out/demo/1.0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("+ /usr/libexec/fix-ipv6-only.sh  file 0755 0:0"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("~ {PKG}/__init__.py  content ")),
+        "{text}"
+    );
+}
+
+/// A release against itself and against a copy: nothing printed, exit 0.
+#[test]
+fn diff_release_vs_itself_exits_0() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let o = s.run(&["diff", "out/demo/1.0", "out/demo/1.0"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    let copy = s.path().join("copy");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(s.demo_release())
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = s.run(&["diff", "--json", "out/demo/1.0", copy.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_of(&o)["identical"], true);
+}
+
+/// Two releases that differ in one input: only the entry it makes, and the
+/// release files that list hashes.
+#[test]
+fn diff_two_releases_names_only_what_an_input_changed() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let f = s.path().join("recipes/files/fix-ipv6-only.sh");
+    let mut text = std::fs::read_to_string(&f).unwrap();
+    text.push_str("# changed\n");
+    std::fs::write(&f, text).unwrap();
+    let out2 = s.path().join("out2");
+    s.ok(&["build", "--out", out2.to_str().unwrap(), "recipes/demo.kdl"]);
+    let o = s.run(&[
+        "diff",
+        "--json",
+        "--content",
+        "out/demo/1.0",
+        out2.join("demo/1.0").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(
+        entries(&v),
+        set(&[(
+            "LiveOS/squashfs.img",
+            "changed",
+            "/usr/libexec/fix-ipv6-only.sh"
+        )]),
+        "{v:#}"
+    );
+    let changed: BTreeSet<String> = artifacts(&v).into_iter().map(|(p, _)| p).collect();
+    let want: BTreeSet<String> = [
+        ".treeinfo",
+        "LiveOS/squashfs.img",
+        "SHA256SUMS",
+        "manifest.json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(changed, want, "{v:#}");
+    // --content: the unified diff of the changed script.
+    let e = &v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == "LiveOS/squashfs.img")
+        .unwrap()["entries"][0];
+    let u = e["unified_diff"].as_str().expect("a unified diff");
+    assert!(u.contains("+# changed\n"), "{u}");
+    assert!(u.starts_with("--- a/usr/libexec/fix-ipv6-only.sh\n"), "{u}");
+}
+
+/// Two image files given directly, including the EL7 nesting: the diff is
+/// inside the ext4 rootfs.img.
+#[test]
+fn diff_two_images_reads_inside_the_nested_rootfs() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let o = s.run(&[
+        "diff",
+        "--json",
+        "recipes/media/demo/LiveOS/squashfs.img",
+        "out/demo/1.0/LiveOS/squashfs.img",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    let found: BTreeSet<String> = entries(&v).into_iter().map(|(_, _, p)| p).collect();
+    assert!(found.contains("/usr/libexec/fix-ipv6-only.sh"), "{v:#}");
+    assert!(!found.iter().any(|p| p.contains("rootfs.img")), "{v:#}");
+    // An image against itself.
+    let o = s.run(&["diff", "out/demo/1.0/initrd.img", "out/demo/1.0/initrd.img"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn diff_bad_usage_exits_2() {
+    let s = Scratch::new();
+    assert_eq!(s.run(&["diff"]).status.code(), Some(2));
+    assert_eq!(
+        s.run(&["diff", "/nonexistent/a", "/nonexistent/b"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        s.run(&["diff", "--media", "recipes/demo.kdl", "a", "b"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
