@@ -8,3 +8,4 @@ mod engine;
 mod faults;
 mod ops;
 mod stage2;
+mod stage2_layout;
