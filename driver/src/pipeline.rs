@@ -324,12 +324,17 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
         )?;
     }
     if let Some(o) = &recipe.outputs.stage2 {
-        let params = json!({
+        let mut params = json!({
             "compress": o.compress.as_ref().map(|c| json!({
                 "kind": c.kind.name(), "level": c.level })),
             "block_size": o.block_size, "grow": o.grow,
             "format": o.format.map(|f| format!("{f:?}")),
         });
+        // Pack checks the base against `layout`: a new layout must rerun
+        // it even with the rest cached. (Absent, the key is as before.)
+        if let Some(l) = o.layout {
+            params["layout"] = json!(l.name());
+        }
         chain(
             &mut g,
             Image::Stage2,

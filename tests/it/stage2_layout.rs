@@ -167,7 +167,20 @@ fn stage2_layout_is_checked_against_the_base() {
     let listing = String::from_utf8_lossy(&o.stdout);
     assert!(!listing.contains("v6-marker"), "{listing}");
 
-    // An EL7 base said to be plain: refused, pointing at `layout`.
+    // An EL7 base said to be plain: refused, pointing at `layout`, even
+    // when everything else is cached from the build above.
+    let text = std::fs::read_to_string(s.path().join(&r)).unwrap();
+    std::fs::write(
+        s.path().join(&r),
+        text.replace("layout \"el7\"", "layout \"plain\""),
+    )
+    .unwrap();
+    expect_refused(
+        &s,
+        &r,
+        "el7 base, layout changed to plain on a warm cache",
+        &["layout \"plain\""],
+    );
     let r = hostile_recipe(&s, &mksq, "el7-plain", &el7, "    layout \"plain\"");
     expect_refused(
         &s,
