@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use v6build_cache::Store;
-use v6build_fstree::{BlobStore, Digest};
+use v6build_fstree::{BlobStore, Digest, HoleRead};
 use v6build_squashfs::{BaseBlocks, FileAt};
 
 /// Domain of [`ext4_ref`].
@@ -438,6 +438,19 @@ impl BlobStore for Blobs<'_> {
         }
         // Not found anywhere: let the store give its usual error.
         self.store.open(digest)
+    }
+
+    fn open_holes(&self, digest: &Digest) -> io::Result<Box<dyn HoleRead + '_>> {
+        // A base squashfs file knows its holes: a sparse file rewritten
+        // (recompressed, or into an ext4) never has them read.
+        if !self.store.contains(digest)
+            && self.ext4_source_of(digest).is_none()
+            && let Some(b) = self.base_holding(digest)
+            && let Some(r) = b.open_file_holes(digest)
+        {
+            return r.map_err(io::Error::other);
+        }
+        Ok(Box::new(v6build_fstree::NoHoles(self.open(digest)?)))
     }
 
     fn contains(&self, digest: &Digest) -> bool {
