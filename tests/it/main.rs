@@ -9,3 +9,4 @@ mod faults;
 mod ops;
 mod stage2;
 mod stage2_layout;
+mod stage2_sparse;
