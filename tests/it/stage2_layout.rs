@@ -208,3 +208,69 @@ fn stage2_layout_is_checked_against_the_base() {
     let r = hostile_recipe(&s, &mksq, "flat-plain", &flat, "    layout \"plain\"");
     s.ok(&["build", &r]);
 }
+
+/// Issue 16 item 6 end to end: an EL7 base whose rootfs.img has a used
+/// block (or a used inode) marked free, with the free counts adjusted to
+/// match (`debugfs freeb` / `freei` do both), fails the build; the file
+/// whose block it was is never overwritten.
+#[test]
+fn el7_base_with_cleared_bitmap_bits_fails_the_build() {
+    let t = "el7_base_with_cleared_bitmap_bits_fails_the_build";
+    let (Some(mksq), Some(mkfs), Some(debugfs)) = (
+        oracle(t, "mksquashfs"),
+        oracle(t, "mkfs.ext4"),
+        oracle(t, "debugfs"),
+    ) else {
+        return;
+    };
+    let s = Scratch::new();
+    let tree = s.path().join("tree");
+    std::fs::create_dir_all(tree.join("d")).unwrap();
+    std::fs::write(tree.join("abc"), vec![b'A'; 64 << 10]).unwrap();
+    std::fs::write(tree.join("d/x"), b"x\n").unwrap();
+    for (case, cmd) in [("block", "freeb"), ("inode", "freei")] {
+        let live = s.path().join(format!("live-bitmap-{case}"));
+        std::fs::create_dir_all(live.join("LiveOS")).unwrap();
+        let img = live.join("LiveOS/rootfs.img");
+        run(Command::new(&mkfs)
+            .args(["-q", "-F", "-b", "4096", "-E", "root_owner=0:0", "-d"])
+            .arg(&tree)
+            .arg(&img)
+            .arg("16M")
+            .env("E2FSPROGS_FAKE_TIME", "1449187200"));
+        let arg = if case == "block" {
+            let o = run(Command::new(&debugfs)
+                .arg("-R")
+                .arg("bmap /abc 0")
+                .arg(&img));
+            let b = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            assert!(b.parse::<u64>().is_ok(), "bmap said {b:?}");
+            b
+        } else {
+            "/d".to_string()
+        };
+        run(Command::new(&debugfs)
+            .arg("-w")
+            .arg("-R")
+            .arg(format!("{cmd} {arg}"))
+            .arg(&img));
+        let r = hostile_recipe(&s, &mksq, &format!("bitmap-{case}"), &live, "");
+        let text = std::fs::read_to_string(s.path().join(&r)).unwrap();
+        // A new directory and a file big enough to want the freed block.
+        std::fs::write(
+            s.path().join(&r),
+            text.replace(
+                "file \"/etc/v6-marker\" text=\"yes\\n\"",
+                "file \"/etc/v6-marker\" text=\"yes\\n\"\n    dir \"/e\"",
+            ),
+        )
+        .unwrap();
+        s.ok(&["pin", &r]);
+        expect_refused(
+            &s,
+            &r,
+            &format!("{case} bitmap bit cleared"),
+            &["base ext4 is inconsistent (run e2fsck)"],
+        );
+    }
+}
