@@ -441,14 +441,21 @@ impl BlobStore for Blobs<'_> {
     }
 
     fn open_holes(&self, digest: &Digest) -> io::Result<Box<dyn HoleRead + '_>> {
-        // A base squashfs file knows its holes: a sparse file rewritten
-        // (recompressed, or into an ext4) never has them read.
-        if !self.store.contains(digest)
-            && self.ext4_source_of(digest).is_none()
-            && let Some(b) = self.base_holding(digest)
-            && let Some(r) = b.open_file_holes(digest)
-        {
-            return r.map_err(io::Error::other);
+        // A base file knows its holes: a sparse file rewritten
+        // (recompressed, or into another format) never has them read, and
+        // is streamed rather than read whole.
+        if !self.store.contains(digest) {
+            if let Some((src, ino)) = self.ext4_source_of(digest) {
+                let fs = src.get(self.store).map_err(io::Error::other)?;
+                let inode = fs.inode(ino).map_err(io::Error::other)?;
+                let r = fs.open_file_shared(&inode).map_err(io::Error::other)?;
+                return Ok(Box::new(r));
+            }
+            if let Some(b) = self.base_holding(digest)
+                && let Some(r) = b.open_file_holes(digest)
+            {
+                return r.map_err(io::Error::other);
+            }
         }
         Ok(Box::new(v6build_fstree::NoHoles(self.open(digest)?)))
     }

@@ -148,3 +148,82 @@ fn sparse_stage2_file_keeps_its_holes_when_recompressed() {
         assert!(line.contains(&HOLE.to_string()), "{l}");
     }
 }
+
+/// The same for a sparse file inside an EL7 base's rootfs.img, written
+/// out as a plain squashfs: the file is streamed from the nested ext4
+/// with its holes (absent extents) skipped, not read whole.
+#[test]
+fn sparse_file_in_nested_ext4_keeps_its_holes_in_a_plain_stage2() {
+    let t = "sparse_file_in_nested_ext4_keeps_its_holes_in_a_plain_stage2";
+    let (Some(mkfs), Some(mksq), Some(unsq)) = (
+        oracle(t, "mkfs.ext4"),
+        oracle(t, "mksquashfs"),
+        oracle(t, "unsquashfs"),
+    ) else {
+        return;
+    };
+    let s = Scratch::new();
+    let src = s.path().join("tree");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/os-release"), "NAME=CentOS\n").unwrap();
+    let hole: u64 = 1 << 30;
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::File::create(src.join("sparse")).unwrap();
+        f.write_all(&[b'S'; 4096]).unwrap();
+        f.seek(SeekFrom::Start(hole - 4096)).unwrap();
+        f.write_all(&[b'E'; 4096]).unwrap();
+    }
+    let live = s.path().join("live/LiveOS");
+    std::fs::create_dir_all(&live).unwrap();
+    run(Command::new(&mkfs)
+        .args(["-q", "-F", "-b", "4096", "-E", "root_owner=0:0", "-d"])
+        .arg(&src)
+        .arg(live.join("rootfs.img"))
+        .arg("64M")
+        .env("E2FSPROGS_FAKE_TIME", "1449187200"));
+    let media = s.path().join("recipes/media/el7sparse/LiveOS");
+    std::fs::create_dir_all(&media).unwrap();
+    run(Command::new(&mksq)
+        .arg(s.path().join("live"))
+        .arg(media.join("squashfs.img"))
+        .args([
+            "-comp",
+            "gzip",
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+            "-all-root",
+        ]));
+    let text = "release \"el7sparse\" { dir \"el7sparse/1\"; epoch 1449187200 }\n\
+         media \"el7sparse\" {\n    stage2 \"media/el7sparse/LiveOS/squashfs.img\"\n}\n\
+         layer \"one\" {\n    file \"/etc/v6-marker\" text=\"yes\\n\"\n}\n\
+         stage2 from=\"el7sparse\" {\n    layers \"one\"\n    layout \"el7\"\n    format \"squashfs\"\n}\n";
+    std::fs::write(s.path().join("recipes/el7sparse.kdl"), text).unwrap();
+    s.ok(&["pin", "recipes/el7sparse.kdl"]);
+    let j = s.build_json("recipes/el7sparse.kdl");
+    let sq = &j["node_stats"]["stage2/pack"]["squashfs"];
+    // 128 KiB blocks: all but the first and the last are holes.
+    let blocks = hole / (128 << 10);
+    assert_eq!(sq["holes_skipped"].as_u64(), Some(blocks - 2), "{sq}");
+    let out = s.out().join("el7sparse/1/LiveOS/squashfs.img");
+    let len = std::fs::metadata(&out).unwrap().len();
+    assert!(len < 1 << 20, "{len} bytes");
+    let x = s.path().join("x");
+    run(Command::new(&unsq).arg("-d").arg(&x).arg(&out));
+    let mut f = std::fs::File::open(x.join("sparse")).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), hole);
+    let mut at = |off: u64| {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut b = vec![0u8; 8192];
+        f.seek(SeekFrom::Start(off)).unwrap();
+        f.read_exact(&mut b).unwrap();
+        b
+    };
+    let head = at(0);
+    assert!(head[..4096].iter().all(|&b| b == b'S'));
+    assert!(head[4096..].iter().all(|&b| b == 0));
+    let tail = at(hole - 8192);
+    assert!(tail[..4096].iter().all(|&b| b == 0));
+    assert!(tail[4096..].iter().all(|&b| b == b'E'));
+}

@@ -727,6 +727,120 @@ impl<R: ReadAt> Read for FileReader<'_, R> {
     }
 }
 
+impl<R: ReadAt> Ext4<R> {
+    /// A reader over a regular file that owns a handle on the filesystem
+    /// and knows the file's holes (absent and unwritten extents), so a
+    /// writer can skip them instead of reading zeros
+    /// ([`v6build_fstree::HoleRead`]). The same size bound as
+    /// [`Ext4::open_file`] applies.
+    pub fn open_file_shared(self: &Arc<Self>, ino: &Inode) -> Result<SharedFileReader<R>> {
+        let m = self.mapping(ino)?;
+        let limit = self.r.len().saturating_mul(MAX_SPARSE_FACTOR).max(1 << 30);
+        if ino.size() > limit {
+            return Err(unsupported(format!(
+                "inode {}: size {} is more than {MAX_SPARSE_FACTOR}x the image; refusing to expand it",
+                ino.ino,
+                ino.size()
+            )));
+        }
+        Ok(SharedFileReader {
+            fs: Arc::clone(self),
+            runs: m.runs,
+            size: ino.size(),
+            pos: 0,
+        })
+    }
+}
+
+/// A file's bytes over a shared [`Ext4`], holes known (see
+/// [`Ext4::open_file_shared`]).
+#[derive(Debug)]
+pub struct SharedFileReader<R> {
+    fs: Arc<Ext4<R>>,
+    runs: Vec<extent::Run>,
+    size: u64,
+    pos: u64,
+}
+
+impl<R> SharedFileReader<R> {
+    fn bs(&self) -> u64 {
+        u64::from(self.fs.sb.block_size)
+    }
+
+    /// Index of the first run ending after byte `pos`.
+    fn run_from(&self, pos: u64) -> usize {
+        let b = pos / self.bs();
+        self.runs
+            .partition_point(|r| u64::from(r.logical) + u64::from(r.len) <= b)
+    }
+}
+
+impl<R: ReadAt> Read for SharedFileReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || out.is_empty() {
+            return Ok(0);
+        }
+        let bs = self.bs();
+        let left = (self.size - self.pos).min(out.len() as u64);
+        let n = match self.runs.get(self.run_from(self.pos)) {
+            Some(r) if u64::from(r.logical) * bs <= self.pos => {
+                let end = (u64::from(r.logical) + u64::from(r.len)) * bs;
+                // left <= out.len().
+                let n = (end - self.pos).min(left) as usize;
+                if r.uninit {
+                    out[..n].fill(0);
+                } else {
+                    let off =
+                        (r.physical + (self.pos / bs - u64::from(r.logical))) * bs + self.pos % bs;
+                    self.fs.r.read_at(off, &mut out[..n])?;
+                }
+                n
+            }
+            Some(r) => {
+                let n = (u64::from(r.logical) * bs - self.pos).min(left) as usize;
+                out[..n].fill(0);
+                n
+            }
+            None => {
+                let n = left as usize;
+                out[..n].fill(0);
+                n
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: ReadAt + Send + Sync> v6build_fstree::HoleRead for SharedFileReader<R> {
+    fn skip_hole(&mut self, n: u64) -> io::Result<bool> {
+        let bs = self.bs();
+        let Some(end) = self.pos.checked_add(n).filter(|&e| e <= self.size) else {
+            return Ok(false);
+        };
+        let data = self.runs[self.run_from(self.pos)..]
+            .iter()
+            .take_while(|r| u64::from(r.logical) * bs < end)
+            .any(|r| !r.uninit);
+        if data {
+            return Ok(false);
+        }
+        self.pos = end;
+        Ok(true)
+    }
+
+    fn data_bytes(&self) -> Option<u64> {
+        let bs = self.bs();
+        let d: u64 = self
+            .runs
+            .iter()
+            .filter(|r| !r.uninit)
+            .map(|r| u64::from(r.len) * bs)
+            .sum();
+        Some(d.min(self.size))
+    }
+}
+
 /// The directory-entry file type for a tree node.
 pub fn ftype_of(node: &Node) -> u8 {
     match node {
