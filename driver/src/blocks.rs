@@ -142,6 +142,13 @@ impl BlobStore for WithExtra<'_> {
         self.inner.open(digest)
     }
 
+    fn open_holes(&self, digest: &Digest) -> io::Result<Box<dyn v6build_fstree::HoleRead + '_>> {
+        if *digest == self.digest {
+            return Ok(Box::new(v6build_fstree::NoHoles(self.open(digest)?)));
+        }
+        self.inner.open_holes(digest)
+    }
+
     fn contains(&self, digest: &Digest) -> bool {
         *digest == self.digest || self.inner.contains(digest)
     }

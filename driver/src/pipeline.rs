@@ -324,12 +324,17 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
         )?;
     }
     if let Some(o) = &recipe.outputs.stage2 {
-        let params = json!({
+        let mut params = json!({
             "compress": o.compress.as_ref().map(|c| json!({
                 "kind": c.kind.name(), "level": c.level })),
             "block_size": o.block_size, "grow": o.grow,
             "format": o.format.map(|f| format!("{f:?}")),
         });
+        // Pack checks the base against `layout`: a new layout must rerun
+        // it even with the rest cached. (Absent, the key is as before.)
+        if let Some(l) = o.layout {
+            params["layout"] = json!(l.name());
+        }
         chain(
             &mut g,
             Image::Stage2,
@@ -418,24 +423,95 @@ pub(crate) fn nested_candidate(outer: &Tree) -> Option<Content> {
     })
 }
 
-/// Finds the nested ext image inside a stage2 squashfs tree.
-fn nested_image(outer: &Tree, store: &dyn BlobStore) -> Option<(TreePath, Content)> {
-    for p in NESTED_IMAGES {
-        let path = TreePath::parse(p).ok()?;
-        if let Some(Node::Leaf(l)) = outer.get(&path)
-            && let LeafKind::Regular(c) = &l.kind
-        {
-            let mut head = vec![0u8; 2048];
-            let ok = store
-                .open(&c.digest)
-                .and_then(|mut r| r.read_exact(&mut head))
-                .is_ok();
-            if ok && crate::inspect::sniff(&head) == crate::inspect::Format::Ext4 {
-                return Some((path, *c));
+/// How a base stage2 squashfs is laid out.
+#[derive(Debug, Clone)]
+pub(crate) enum Shape {
+    /// It wraps an ext4 image at this path (EL7, EL8).
+    Nested(TreePath, Content),
+    /// It holds the tree directly (Fedora 34+, EL9).
+    Plain,
+}
+
+/// Why a nested image candidate is not an ext4 image, or `None` if it is
+/// one (by its superblock magic; the superblock itself is checked when the
+/// image is opened).
+fn not_ext4(node: &Node, store: &dyn BlobStore) -> Option<String> {
+    let c = match node {
+        Node::Dir(_) => return Some("it is a directory".into()),
+        Node::Leaf(l) => match &l.kind {
+            LeafKind::Regular(c) => c,
+            LeafKind::Symlink(t) => {
+                return Some(format!(
+                    "it is a symlink (to {:?}), not an image",
+                    String::from_utf8_lossy(t)
+                ));
             }
-        }
+            _ => return Some("it is not a regular file".into()),
+        },
+    };
+    if c.size == 0 {
+        return Some("it is empty".into());
     }
-    None
+    if c.size < 2048 {
+        return Some(format!(
+            "it is {} bytes, too short to hold an ext4 superblock",
+            c.size
+        ));
+    }
+    let mut head = vec![0u8; 2048];
+    if let Err(e) = store
+        .open(&c.digest)
+        .and_then(|mut r| r.read_exact(&mut head))
+    {
+        return Some(format!("its first bytes cannot be read: {e}"));
+    }
+    if crate::inspect::sniff(&head) == crate::inspect::Format::Ext4 {
+        return None;
+    }
+    Some(format!(
+        "it has no ext4 superblock magic (bytes 1080-1081 are {:02x} {:02x}, not 53 ef)",
+        head[1080], head[1081]
+    ))
+}
+
+/// Decides a base stage2's layout. A squashfs with a `LiveOS/rootfs.img`
+/// (or `ext3fs.img`) is EL7-shaped and that file must be an ext4 image: a
+/// broken one (bad magic, empty, a symlink) is an error, never a silent
+/// switch to the plain layout, unless the recipe says `layout "plain"`.
+/// `expect`, the recipe's `layout`, is checked against what is found.
+pub(crate) fn stage2_shape(
+    outer: &Tree,
+    store: &dyn BlobStore,
+    expect: Option<v6build_engine::recipe::Stage2Layout>,
+) -> Result<Shape, String> {
+    use v6build_engine::recipe::Stage2Layout;
+    let found = NESTED_IMAGES.iter().find_map(|p| {
+        let path = TreePath::parse(p).ok()?;
+        outer.get(&path).map(|n| (path, n))
+    });
+    match (found, expect) {
+        (None, Some(Stage2Layout::El7)) => Err(format!(
+            "the recipe says layout \"el7\", but the base squashfs has no {}",
+            NESTED_IMAGES.join(" or ")
+        )),
+        (None, _) => Ok(Shape::Plain),
+        (Some((path, node)), expect) => match (not_ext4(node, store), expect) {
+            (None, Some(Stage2Layout::Plain)) => Err(format!(
+                "the recipe says layout \"plain\", but the base squashfs wraps an ext4 image at {path} (an EL7-style stage2); say layout \"el7\" or drop `layout`"
+            )),
+            (None, _) => match node {
+                Node::Leaf(l) => match &l.kind {
+                    LeafKind::Regular(c) => Ok(Shape::Nested(path, *c)),
+                    _ => Err(format!("{path} is not a regular file")),
+                },
+                Node::Dir(_) => Err(format!("{path} is a directory")),
+            },
+            (Some(_), Some(Stage2Layout::Plain)) => Ok(Shape::Plain),
+            (Some(why), _) => Err(format!(
+                "the base squashfs has {path}, which makes it an EL7-style stage2, but {path} is not a valid ext4 image: {why}; if this stage2 really holds its tree directly, say layout \"plain\" in the stage2 output"
+            )),
+        },
+    }
 }
 
 impl Ctx<'_> {
@@ -602,9 +678,9 @@ impl Ctx<'_> {
     /// [`crate::refs::ext4_ref`].
     fn unpack_stage2(&self, name: &str, outer: &Digest) -> Result<Tree, NodeError> {
         let outer = self.store.get_tree(outer).map_err(|e| fail(name, e))?;
-        match nested_image(&outer, self.blobs) {
-            None => Ok(outer),
-            Some((path, content)) => {
+        match self.shape(name, &outer)? {
+            Shape::Plain => Ok(outer),
+            Shape::Nested(path, content) => {
                 let fs = self
                     .blobs
                     .nested_ext4(&content.digest)
@@ -623,6 +699,22 @@ impl Ctx<'_> {
                 Ok(tree)
             }
         }
+    }
+
+    /// The base stage2's layout, checked against the recipe's `layout`
+    /// (a mismatch points at it).
+    fn shape(&self, name: &str, outer: &Tree) -> Result<Shape, NodeError> {
+        let out = self.recipe.outputs.stage2.as_ref();
+        let expect = out.and_then(|o| o.layout);
+        stage2_shape(outer, self.blobs, expect).map_err(|m| match out.and_then(|o| o.layout_span) {
+            Some(span) => NodeError::Recipe(Box::new(self.recipe.error_at(
+                v6build_engine::recipe::ErrorKind::MediaMismatch,
+                span,
+                format!("{name}: {m}"),
+                "the layout the recipe expects",
+            ))),
+            None => fail(name, m),
+        })
     }
 
     fn note(&self, name: &str, key: &str, value: Value) {
@@ -656,7 +748,10 @@ impl Ctx<'_> {
         }
         opts.threads = self.threads;
         let grow = out.and_then(|o| o.grow);
-        let nested = nested_image(&outer, self.blobs);
+        let nested = match self.shape(name, &outer)? {
+            Shape::Nested(path, content) => Some((path, content)),
+            Shape::Plain => None,
+        };
         let want_ext4 = match out.and_then(|o| o.format) {
             Some(Stage2Format::Ext4) => true,
             Some(Stage2Format::Squashfs) => false,

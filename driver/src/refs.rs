@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use v6build_cache::Store;
-use v6build_fstree::{BlobStore, Digest};
+use v6build_fstree::{BlobStore, Digest, HoleRead};
 use v6build_squashfs::{BaseBlocks, FileAt};
 
 /// Domain of [`ext4_ref`].
@@ -438,6 +438,26 @@ impl BlobStore for Blobs<'_> {
         }
         // Not found anywhere: let the store give its usual error.
         self.store.open(digest)
+    }
+
+    fn open_holes(&self, digest: &Digest) -> io::Result<Box<dyn HoleRead + '_>> {
+        // A base file knows its holes: a sparse file rewritten
+        // (recompressed, or into another format) never has them read, and
+        // is streamed rather than read whole.
+        if !self.store.contains(digest) {
+            if let Some((src, ino)) = self.ext4_source_of(digest) {
+                let fs = src.get(self.store).map_err(io::Error::other)?;
+                let inode = fs.inode(ino).map_err(io::Error::other)?;
+                let r = fs.open_file_shared(&inode).map_err(io::Error::other)?;
+                return Ok(Box::new(r));
+            }
+            if let Some(b) = self.base_holding(digest)
+                && let Some(r) = b.open_file_holes(digest)
+            {
+                return r.map_err(io::Error::other);
+            }
+        }
+        Ok(Box::new(v6build_fstree::NoHoles(self.open(digest)?)))
     }
 
     fn contains(&self, digest: &Digest) -> bool {

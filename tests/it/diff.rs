@@ -93,7 +93,11 @@ fn diff_media_vs_release_lists_exactly_the_layer_changes() {
         (SQ, "removed", &format!("{PKG}/__init__.pyo")),
         // layer "keep-accept-ra", on the stage2:
         //   file "/usr/lib/systemd/system/keep-accept-ra.service" src=…
-        (SQ, "added", "/usr/lib/systemd/system/keep-accept-ra.service"),
+        (
+            SQ,
+            "added",
+            "/usr/lib/systemd/system/keep-accept-ra.service",
+        ),
         //   file "/usr/libexec/keep-accept-ra.sh" src=… mode=0o755
         (SQ, "added", "/usr/libexec/keep-accept-ra.sh"),
         //   systemd-enable "keep-accept-ra.service" (WantedBy=basic.target)

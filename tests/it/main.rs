@@ -11,4 +11,6 @@ mod engine;
 mod faults;
 mod ops;
 mod stage2;
+mod stage2_layout;
+mod stage2_sparse;
 mod verify;

@@ -43,7 +43,7 @@ const TOP: &[(&str, &str)] = &[
     ),
     (
         "stage2",
-        "stage2 from=\"MEDIA\" { layers \"LAYER\"…; compress \"xz\"; block-size \"128K\"; grow \"512M\"; format \"ext4\" }",
+        "stage2 from=\"MEDIA\" { layers \"LAYER\"…; compress \"xz\"; block-size \"128K\"; grow \"512M\"; format \"ext4\"; layout \"el7\" }",
     ),
     (
         "updates",

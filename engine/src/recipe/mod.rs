@@ -41,7 +41,8 @@ pub use media::{
 pub use model::{
     BootOutput, CompressKind, Compression, FileContent, HostPath, InitrdOutput, Keep, Layer,
     LayerRef, Media, MediaFile, MediaRole, Mode, Op, Operation, Outputs, Recipe, Release,
-    RemoveTarget, ReplacePattern, Sha256, Stage2Format, Stage2Output, UpdatesOutput, XattrAction,
+    RemoveTarget, ReplacePattern, Sha256, Stage2Format, Stage2Layout, Stage2Output, UpdatesOutput,
+    XattrAction,
 };
 pub use ops::DEFAULT_UNIT_DIR;
 pub use pin::{PinEntry, PinReport, PinStatus, pin};

@@ -581,6 +581,27 @@ pub enum Stage2Format {
     Squashfs,
 }
 
+/// How the base stage2 is laid out, as a recipe says it expects (the
+/// `layout` child of `stage2`); the build checks it against the media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage2Layout {
+    /// The squashfs holds `LiveOS/rootfs.img` (or `ext3fs.img`), an ext4
+    /// image holding the tree (EL7, EL8).
+    El7,
+    /// The squashfs holds the tree directly (Fedora 34+, EL9).
+    Plain,
+}
+
+impl Stage2Layout {
+    /// The name a recipe uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage2Layout::El7 => "el7",
+            Stage2Layout::Plain => "plain",
+        }
+    }
+}
+
 /// The `stage2` output: the media's squashfs.img with layers applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage2Output {
@@ -598,6 +619,11 @@ pub struct Stage2Output {
     pub grow: Option<u64>,
     /// Output layout; `None` keeps the base's.
     pub format: Option<Stage2Format>,
+    /// The base layout the recipe expects; `None`: whatever the base is
+    /// (still refusing a broken nested image).
+    pub layout: Option<Stage2Layout>,
+    /// Span of the `layout` value, to point a mismatch at.
+    pub layout_span: Option<Span>,
     /// Span of the node's name.
     pub span: Span,
 }

@@ -10,7 +10,7 @@ use super::decode::{NodeView, Result, duplicate_child, unknown_child};
 use super::error::{ErrorKind, Span};
 use super::model::{
     BootOutput, CompressKind, Compression, InitrdOutput, LayerRef, Outputs, Stage2Format,
-    Stage2Output, UpdatesOutput,
+    Stage2Layout, Stage2Output, UpdatesOutput,
 };
 use super::suggest::did_you_mean;
 
@@ -41,7 +41,14 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
     let from_span = n.value_span(from_e);
     let allowed: &[&str] = match n.name() {
         "initrd" => &["layers", "compress", "append", "segment"],
-        "stage2" => &["layers", "compress", "block-size", "grow", "format"],
+        "stage2" => &[
+            "layers",
+            "compress",
+            "block-size",
+            "grow",
+            "format",
+            "layout",
+        ],
         _ => &["layers", "compress"],
     };
     let mut layers: Option<(Vec<LayerRef>, Span)> = None;
@@ -51,6 +58,7 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
     let mut block_size: Option<(u32, Span)> = None;
     let mut grow: Option<(u64, Span)> = None;
     let mut format: Option<(Stage2Format, Span)> = None;
+    let mut layout: Option<(Stage2Layout, Span, Span)> = None;
     for child in n.children() {
         let cname = child.name().value();
         if !allowed.contains(&cname) {
@@ -66,6 +74,7 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
             "segment" => segment.as_ref().map(|l| l.1),
             "block-size" => block_size.as_ref().map(|l| l.1),
             "grow" => grow.as_ref().map(|l| l.1),
+            "layout" => layout.as_ref().map(|l| l.1),
             _ => format.as_ref().map(|l| l.1),
         };
         if let Some(first) = seen {
@@ -126,6 +135,21 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
                 let e = c.req_arg(0, "a size")?;
                 grow = Some((c.size(e)?, c.name_span()));
             }
+            "layout" => {
+                c.check(1, &[])?;
+                let e = c.req_arg(0, "a layout")?;
+                let l = match c.string(e)? {
+                    "el7" => Stage2Layout::El7,
+                    "plain" => Stage2Layout::Plain,
+                    other => {
+                        return Err(c
+                            .err(ErrorKind::BadValue, format!("unknown stage2 layout `{other}`"))
+                            .label(c.value_span(e), "unknown layout")
+                            .help("use \"el7\" (the base squashfs holds LiveOS/rootfs.img, an ext4 image) or \"plain\" (it holds the tree directly)"));
+                    }
+                };
+                layout = Some((l, c.name_span(), c.value_span(e)));
+            }
             _ => {
                 c.check(1, &[])?;
                 let e = c.req_arg(0, "a format")?;
@@ -166,6 +190,8 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
                 block_size: block_size.map(|b| b.0),
                 grow: grow.map(|g| g.0),
                 format: format.map(|f| f.0),
+                layout: layout.map(|l| l.0),
+                layout_span: layout.map(|l| l.2),
                 span,
             })
         }
@@ -250,6 +276,7 @@ fn output_child_usage(name: &str) -> &'static str {
         "block-size" => "block-size \"128K\"",
         "grow" => "grow \"512M\"",
         "format" => "format \"ext4\"|\"squashfs\"",
+        "layout" => "layout \"el7\"|\"plain\"",
         "cmdline" => "cmdline \"ARGS…\"",
         "grub" => "grub [#true|#false]",
         "ipxe" => "ipxe [#true|#false]",

@@ -245,6 +245,7 @@ stage2 from="m" {
     block-size "128K"
     grow "512M"
     format "squashfs"
+    layout "plain"
 }
 updates from="m" { layers "ops"; compress "gzip"; }
 "#;
@@ -374,6 +375,8 @@ updates from="m" { layers "ops"; compress "gzip"; }
     assert_eq!(s.block_size, Some(128 << 10));
     assert_eq!(s.grow, Some(512 << 20));
     assert_eq!(s.format, Some(Stage2Format::Squashfs));
+    assert_eq!(s.layout, Some(Stage2Layout::Plain));
+    assert!(s.layout_span.is_some());
     let u = r.outputs.updates.as_ref().expect("updates");
     assert_eq!(u.compress.map(|c| c.kind), Some(CompressKind::Gzip));
     // No epoch in the recipe: SOURCE_DATE_EPOCH decides, and without it the build stops.

@@ -149,7 +149,7 @@ pub fn create(tree: &Tree, blobs: &dyn BlobStore, opts: &CreateOptions) -> Resul
             )),
         );
     }
-    let (files, leaves, dirs, names) = estimate(&tree);
+    let (files, leaves, dirs, names) = estimate(&tree, blobs);
     let inodes_wanted = (leaves + dirs) * 5 / 4 + 64;
     let digest = tree.digest();
     let seed_bytes = |tag: u8| {
@@ -204,8 +204,24 @@ impl WithoutXattrs for Meta {
     }
 }
 
+/// Files at least this large are asked how much of them is holes.
+const SPARSE_PROBE: u64 = 1 << 20;
+
+/// Bytes of a file that need blocks: all of it, unless the store knows
+/// its holes (a sparse file must not size the image by its length).
+fn data_bytes(blobs: &dyn BlobStore, c: &v6build_fstree::Content) -> u64 {
+    if c.size < SPARSE_PROBE {
+        return c.size;
+    }
+    blobs
+        .open_holes(&c.digest)
+        .ok()
+        .and_then(|r| r.data_bytes())
+        .map_or(c.size, |d| d.min(c.size))
+}
+
 /// (data blocks, leaves, directories, name bytes) of a tree.
-fn estimate(t: &Tree) -> (u64, u64, u64, u64) {
+fn estimate(t: &Tree, blobs: &dyn BlobStore) -> (u64, u64, u64, u64) {
     let (mut blocks, mut leaves, mut dirs, mut names) = (0u64, 0u64, 1u64, 0u64);
     t.walk(&mut |p, n| {
         names += p.file_name().map_or(0, |n| n.as_bytes().len() as u64 + 16);
@@ -214,7 +230,7 @@ fn estimate(t: &Tree) -> (u64, u64, u64, u64) {
             Node::Leaf(l) => {
                 leaves += 1;
                 blocks += match &l.kind {
-                    LeafKind::Regular(c) => c.size.div_ceil(u64::from(BS)) + 1,
+                    LeafKind::Regular(c) => data_bytes(blobs, c).div_ceil(u64::from(BS)) + 1,
                     LeafKind::Symlink(_) => 1,
                     _ => 0,
                 };

@@ -283,18 +283,33 @@ impl<R: ReadAt> Ext4<R> {
     }
 
     /// The entries of directory `ino`, without `.` and `..`, in on-disk order.
+    ///
+    /// `.` and `..` are accepted only where ext4 puts them, as the first two
+    /// entries of the directory's first block, `.` naming the directory
+    /// itself and `..` a directory; an entry with either name anywhere else
+    /// (say, a regular file called `..`) makes the image corrupt rather than
+    /// being dropped without a word.
     pub fn dir_entries(&self, ino: &Inode) -> Result<Vec<DirEntry>> {
+        Ok(self.dir_entries_and_parent(ino)?.0)
+    }
+
+    /// [`Ext4::dir_entries`], and the inode the directory's `..` names
+    /// (`None` for a directory without blocks).
+    pub fn dir_entries_and_parent(&self, ino: &Inode) -> Result<(Vec<DirEntry>, Option<u32>)> {
         if !ino.is_dir() {
             return Err(corrupt(format!("inode {} is not a directory", ino.ino)));
         }
         let m = self.mapping(ino)?;
         let seed = self.sb.has_metadata_csum().then(|| ino.csum_seed(&self.sb));
         let mut out = Vec::new();
+        let mut parent = None;
         let bs = u64::from(self.sb.block_size);
         let nblocks = ino.size().div_ceil(bs);
+        let filetype = self.sb.has_filetype();
         for r in &m.runs {
             for k in 0..u64::from(r.len) {
-                if u64::from(r.logical) + k >= nblocks {
+                let logical = u64::from(r.logical) + k;
+                if logical >= nblocks {
                     break;
                 }
                 let b = self.read_block(r.physical + k)?;
@@ -302,9 +317,48 @@ impl<R: ReadAt> Ext4<R> {
                 if let Some(s) = seed {
                     dir::verify_tail(&b, s, &what)?;
                 }
-                for e in dir::parse_block(&b, self.sb.has_filetype(), seed.is_some(), &what)? {
-                    if e.ino == 0 || e.name == b"." || e.name == b".." {
+                let entries = dir::parse_block(&b, filetype, seed.is_some(), &what)?;
+                for (n, e) in entries.into_iter().enumerate() {
+                    let dots = match (logical, n) {
+                        (0, 0) => Some(&b"."[..]),
+                        (0, 1) => Some(&b".."[..]),
+                        _ => None,
+                    };
+                    if let Some(want) = dots {
+                        if e.name != want {
+                            return Err(corrupt(format!(
+                                "{what}: entry {n} is {:?}, where ext4 keeps {:?}",
+                                String::from_utf8_lossy(&e.name),
+                                String::from_utf8_lossy(want)
+                            )));
+                        }
+                        if filetype && e.file_type != ftype::DIR {
+                            return Err(corrupt(format!(
+                                "{what}: the {:?} entry has file type {}, not a directory",
+                                String::from_utf8_lossy(want),
+                                e.file_type
+                            )));
+                        }
+                        if n == 0 && e.ino != ino.ino {
+                            return Err(corrupt(format!(
+                                "{what}: \".\" names inode {}, not the directory itself",
+                                e.ino
+                            )));
+                        }
+                        if n == 1 {
+                            parent = Some(e.ino);
+                        }
                         continue;
+                    }
+                    if e.ino == 0 {
+                        continue;
+                    }
+                    if e.name == b"." || e.name == b".." {
+                        return Err(corrupt(format!(
+                            "{what}: a second entry named {:?} (inode {}); only the first two entries of a directory may be . and ..",
+                            String::from_utf8_lossy(&e.name),
+                            e.ino
+                        )));
                     }
                     out.push(DirEntry {
                         name: e.name,
@@ -314,7 +368,7 @@ impl<R: ReadAt> Ext4<R> {
                 }
             }
         }
-        Ok(out)
+        Ok((out, parent))
     }
 
     /// All xattrs of an inode (in-inode and external block).
@@ -503,13 +557,21 @@ impl<R: ReadAt> Ext4<R> {
             contents,
         };
         let mut tree = Directory::new(self.meta(&root)?);
-        self.read_dir(&root, &mut tree, &mut TreePath::root(), &mut st, 0)?;
+        self.read_dir(
+            &root,
+            inode::ROOT_INO,
+            &mut tree,
+            &mut TreePath::root(),
+            &mut st,
+            0,
+        )?;
         Ok((tree, st.inos))
     }
 
     fn read_dir(
         &self,
         ino: &Inode,
+        parent: u32,
         out: &mut Directory,
         at: &mut TreePath,
         st: &mut TreeRead<'_>,
@@ -520,7 +582,9 @@ impl<R: ReadAt> Ext4<R> {
                 "directories nested deeper than {MAX_DEPTH} levels at {at}"
             )));
         }
-        for e in self.dir_entries(ino)? {
+        let (entries, dotdot) = self.dir_entries_and_parent(ino)?;
+        check_dotdot(at, dotdot, parent)?;
+        for e in entries {
             let name = Name::new(e.name.clone())
                 .map_err(|err| corrupt(format!("directory {at}: {err}")))?;
             at.push(name.clone());
@@ -536,7 +600,7 @@ impl<R: ReadAt> Ext4<R> {
                     )));
                 }
                 let mut d = Directory::new(self.meta(&child)?);
-                self.read_dir(&child, &mut d, at, st, depth + 1)?;
+                self.read_dir(&child, ino.ino, &mut d, at, st, depth + 1)?;
                 Node::Dir(d)
             } else if let Some(l) = st.leaves.get(&e.ino) {
                 Node::Leaf(Arc::clone(l))
@@ -562,6 +626,17 @@ impl<R: ReadAt> Ext4<R> {
             at.pop();
         }
         Ok(())
+    }
+}
+
+/// Refuses a directory whose `..` does not name the directory it was
+/// reached from.
+pub(crate) fn check_dotdot(at: &TreePath, dotdot: Option<u32>, parent: u32) -> Result<()> {
+    match dotdot {
+        Some(p) if p != parent => Err(corrupt(format!(
+            "directory {at}: \"..\" names inode {p}, but the directory is in inode {parent}"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -649,6 +724,120 @@ impl<R: ReadAt> Read for FileReader<'_, R> {
         out[..avail].copy_from_slice(&self.buf[off..off + avail]);
         self.pos += avail as u64;
         Ok(avail)
+    }
+}
+
+impl<R: ReadAt> Ext4<R> {
+    /// A reader over a regular file that owns a handle on the filesystem
+    /// and knows the file's holes (absent and unwritten extents), so a
+    /// writer can skip them instead of reading zeros
+    /// ([`v6build_fstree::HoleRead`]). The same size bound as
+    /// [`Ext4::open_file`] applies.
+    pub fn open_file_shared(self: &Arc<Self>, ino: &Inode) -> Result<SharedFileReader<R>> {
+        let m = self.mapping(ino)?;
+        let limit = self.r.len().saturating_mul(MAX_SPARSE_FACTOR).max(1 << 30);
+        if ino.size() > limit {
+            return Err(unsupported(format!(
+                "inode {}: size {} is more than {MAX_SPARSE_FACTOR}x the image; refusing to expand it",
+                ino.ino,
+                ino.size()
+            )));
+        }
+        Ok(SharedFileReader {
+            fs: Arc::clone(self),
+            runs: m.runs,
+            size: ino.size(),
+            pos: 0,
+        })
+    }
+}
+
+/// A file's bytes over a shared [`Ext4`], holes known (see
+/// [`Ext4::open_file_shared`]).
+#[derive(Debug)]
+pub struct SharedFileReader<R> {
+    fs: Arc<Ext4<R>>,
+    runs: Vec<extent::Run>,
+    size: u64,
+    pos: u64,
+}
+
+impl<R> SharedFileReader<R> {
+    fn bs(&self) -> u64 {
+        u64::from(self.fs.sb.block_size)
+    }
+
+    /// Index of the first run ending after byte `pos`.
+    fn run_from(&self, pos: u64) -> usize {
+        let b = pos / self.bs();
+        self.runs
+            .partition_point(|r| u64::from(r.logical) + u64::from(r.len) <= b)
+    }
+}
+
+impl<R: ReadAt> Read for SharedFileReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || out.is_empty() {
+            return Ok(0);
+        }
+        let bs = self.bs();
+        let left = (self.size - self.pos).min(out.len() as u64);
+        let n = match self.runs.get(self.run_from(self.pos)) {
+            Some(r) if u64::from(r.logical) * bs <= self.pos => {
+                let end = (u64::from(r.logical) + u64::from(r.len)) * bs;
+                // left <= out.len().
+                let n = (end - self.pos).min(left) as usize;
+                if r.uninit {
+                    out[..n].fill(0);
+                } else {
+                    let off =
+                        (r.physical + (self.pos / bs - u64::from(r.logical))) * bs + self.pos % bs;
+                    self.fs.r.read_at(off, &mut out[..n])?;
+                }
+                n
+            }
+            Some(r) => {
+                let n = (u64::from(r.logical) * bs - self.pos).min(left) as usize;
+                out[..n].fill(0);
+                n
+            }
+            None => {
+                let n = left as usize;
+                out[..n].fill(0);
+                n
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: ReadAt + Send + Sync> v6build_fstree::HoleRead for SharedFileReader<R> {
+    fn skip_hole(&mut self, n: u64) -> io::Result<bool> {
+        let bs = self.bs();
+        let Some(end) = self.pos.checked_add(n).filter(|&e| e <= self.size) else {
+            return Ok(false);
+        };
+        let data = self.runs[self.run_from(self.pos)..]
+            .iter()
+            .take_while(|r| u64::from(r.logical) * bs < end)
+            .any(|r| !r.uninit);
+        if data {
+            return Ok(false);
+        }
+        self.pos = end;
+        Ok(true)
+    }
+
+    fn data_bytes(&self) -> Option<u64> {
+        let bs = self.bs();
+        let d: u64 = self
+            .runs
+            .iter()
+            .filter(|r| !r.uninit)
+            .map(|r| u64::from(r.len) * bs)
+            .sum();
+        Some(d.min(self.size))
     }
 }
 

@@ -46,7 +46,12 @@
 //! inodes nothing refers to any more are freed (and zeroed). New and
 //! rewritten inodes get atime = ctime = mtime (and crtime) from the tree.
 //! UUID, label, features, block size, hash seed and the journal are never
-//! touched, and no feature is ever added.
+//! touched, and no feature is ever added. Before allocating, the editor
+//! checks the base's bitmaps and group free counts against the blocks and
+//! inodes the base really uses, and refuses an inconsistent base
+//! (`base ext4 is inconsistent (run e2fsck): …`) rather than hand a live
+//! block or inode to a new file. Holes a source knows of
+//! ([`v6build_fstree::HoleRead`]) and all-zero blocks are left unallocated.
 //!
 //! Features handled: extents (any depth) and indirect maps, linear and htree
 //! directories (htree read by walking all blocks; an edited htree directory
@@ -78,7 +83,7 @@ pub mod xattr;
 pub use create::{CreateOptions, create};
 pub use edit::{BlockEdit, EditOptions, EditReport, EditStats, edit, edit_blocks, edit_image};
 pub use error::{Error, Result};
-pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap};
+pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap, SharedFileReader};
 pub use grow::{GrowReport, grow, grow_blocks};
 pub use readat::{Overlay, ReadAt, WriteAt};
 

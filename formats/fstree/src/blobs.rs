@@ -29,6 +29,14 @@ pub trait BlobStore: Send + Sync {
     /// bytes or fails; a store must verify content against the digest.
     fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>>;
 
+    /// Opens a blob for streaming, with whatever the store knows of its
+    /// holes: a writer asks [`HoleRead::skip_hole`] before reading each
+    /// block, so a sparse file's holes are never read, compared or
+    /// expanded. The default knows no holes (every byte is read).
+    fn open_holes(&self, digest: &Digest) -> io::Result<Box<dyn HoleRead + '_>> {
+        Ok(Box::new(NoHoles(self.open(digest)?)))
+    }
+
     /// Reads a whole blob into memory. Callers use it for small blobs only.
     fn get(&self, digest: &Digest) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -38,6 +46,37 @@ pub trait BlobStore: Send + Sync {
 
     /// Whether the store holds `digest`.
     fn contains(&self, digest: &Digest) -> bool;
+}
+
+/// A blob reader that may know where the blob's holes (runs of zeros
+/// nothing stores) are.
+pub trait HoleRead: Read + Send {
+    /// If the next `n` bytes are known to be a hole, skips them without
+    /// reading and returns true; otherwise reads nothing and returns false.
+    /// `false` is always a correct answer (the bytes are then read).
+    fn skip_hole(&mut self, n: u64) -> io::Result<bool>;
+
+    /// How many bytes of the whole blob are not known holes, if the reader
+    /// can say without reading (to size an image before writing it).
+    fn data_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A reader that knows no holes.
+#[derive(Debug)]
+pub struct NoHoles<R>(pub R);
+
+impl<R: Read> Read for NoHoles<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read + Send> HoleRead for NoHoles<R> {
+    fn skip_hole(&mut self, _: u64) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// An in-memory blob store.

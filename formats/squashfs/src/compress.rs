@@ -294,10 +294,24 @@ impl Compressor {
                 Ok(())
             }
             Compressor::Xz { dict_size, filters } => {
-                let d = dict_size.unwrap_or(block_size);
-                check_dict_size(d).map_err(|_| {
-                    unsupported(format!("xz dictionary size {d} is not 2^n or 2^n+2^(n-1)"))
-                })?;
+                // As mksquashfs: without an explicit dictionary size the
+                // data blocks use the block size (liblzma takes 4 KiB and
+                // up; with no options block the kernel decodes with
+                // max(block size, 8 KiB)), so `-b 4096 -comp xz` images
+                // repack. An explicit size must be storable in the options
+                // block: at least 8 KiB, 2^n or 2^n+2^(n+1), at most the
+                // block size.
+                if let Some(d) = dict_size {
+                    check_dict_size(d).map_err(|e| match e {
+                        Error::Corrupt(m) => unsupported(m),
+                        other => other,
+                    })?;
+                    if d > block_size {
+                        return Err(unsupported(format!(
+                            "xz dictionary size {d} is larger than the block size {block_size}"
+                        )));
+                    }
+                }
                 if filters & !bcj::ALL != 0 {
                     return Err(unsupported(format!("xz filter bits {filters:#x}")));
                 }
@@ -383,10 +397,13 @@ impl Compressor {
     }
 }
 
-/// The kernel accepts only 2^n or 2^n + 2^(n-1) dictionary sizes.
+/// An xz dictionary size stored in an options block: the kernel accepts
+/// only 2^n or 2^n + 2^(n+1), and mksquashfs stores nothing below 8 KiB.
 fn check_dict_size(d: u32) -> Result<()> {
     if d < 8192 {
-        return Err(corrupt(format!("xz dictionary size {d} below 8 KiB")));
+        return Err(corrupt(format!(
+            "xz dictionary size {d} is below 8 KiB (8192 bytes), the smallest mksquashfs and the kernel take in an options block"
+        )));
     }
     let n = d.trailing_zeros();
     let ok = d == 1 << n || (n < 30 && d == (1 << n) + (1 << (n + 1)));
@@ -394,7 +411,7 @@ fn check_dict_size(d: u32) -> Result<()> {
         Ok(())
     } else {
         Err(corrupt(format!(
-            "xz dictionary size {d} is not 2^n or 2^n+2^(n-1)"
+            "xz dictionary size {d} is not 2^n or 2^n+2^(n+1) (what the xz header and the kernel can store)"
         )))
     }
 }

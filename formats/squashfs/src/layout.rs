@@ -109,6 +109,25 @@ impl FileBlocks {
         self.size.saturating_sub(start).min(bs) as usize
     }
 
+    /// Whether bytes `[off, off + len)` lie entirely in hole pieces (the
+    /// fragment tail never counts as a hole).
+    pub(crate) fn is_hole(&self, off: u64, len: u64, block_size: u32) -> bool {
+        let bs = u64::from(block_size);
+        if len == 0 {
+            return true;
+        }
+        let Some(end) = off.checked_add(len).filter(|&e| e <= self.size) else {
+            return false;
+        };
+        let (first, last) = (off / bs, (end - 1) / bs);
+        (first..=last).all(|i| {
+            usize::try_from(i)
+                .ok()
+                .and_then(|i| self.blocks.get(i))
+                .is_some_and(|p| matches!(p, Piece::Hole))
+        })
+    }
+
     /// Whether any block is held in memory (patched layouts are not saved).
     pub(crate) fn is_patched(&self) -> bool {
         self.blocks.iter().any(|p| matches!(p, Piece::Data(_)))
@@ -305,6 +324,12 @@ impl FileAt {
         self.file.size == 0
     }
 
+    /// Whether bytes `[off, off + len)` of the file are a hole (nothing
+    /// stored; they read as zeros).
+    pub fn is_hole(&self, off: u64, len: u64) -> bool {
+        self.file.is_hole(off, len, self.src.block_size)
+    }
+
     /// Piece `i`, through the cache.
     fn cached_piece(&self, i: usize) -> Result<Option<Arc<Vec<u8>>>> {
         if let Some(Piece::Hole) = self.file.blocks.get(i) {
@@ -451,6 +476,71 @@ impl FileStream {
             });
         }
         Ok(())
+    }
+}
+
+impl FileStream {
+    /// Where the next byte read comes from.
+    fn pos(&self) -> u64 {
+        let bs = u64::from(self.src.block_size);
+        if self.at < self.len {
+            self.cur as u64 * bs + self.at as u64
+        } else {
+            self.next as u64 * bs
+        }
+    }
+}
+
+impl v6build_fstree::HoleRead for FileStream {
+    fn skip_hole(&mut self, n: u64) -> io::Result<bool> {
+        let bs = u64::from(self.src.block_size);
+        let pos = self.pos();
+        let in_current_hole = self.at < self.len && self.buf.is_none();
+        // The part in the current piece must be a hole too; the piece
+        // layout says so for the rest.
+        if n == 0
+            || (self.at < self.len && !in_current_hole)
+            || !self.file.is_hole(pos, n, self.src.block_size)
+        {
+            return Ok(n == 0);
+        }
+        let end = pos + n;
+        let (piece, within) = (end / bs, end % bs);
+        // Pieces already read ahead are dropped up to the new position.
+        let upto = if within == 0 { piece } else { piece + 1 };
+        let first_queued = self.next as u64;
+        let drop = upto.saturating_sub(first_queued);
+        for _ in 0..drop {
+            if self.ready.pop_front().is_none() {
+                break;
+            }
+        }
+        // piece <= number of pieces, a Vec length.
+        let piece = usize::try_from(piece).map_err(|_| io::Error::other("file offset"))?;
+        if within == 0 {
+            self.next = piece;
+            self.at = 0;
+            self.len = 0;
+            self.buf = None;
+        } else {
+            self.cur = piece;
+            self.buf = None;
+            self.len = self.file.piece_len(piece, self.src.block_size);
+            self.at = within as usize;
+            self.next = piece + 1;
+        }
+        Ok(true)
+    }
+
+    fn data_bytes(&self) -> Option<u64> {
+        let bs = self.src.block_size;
+        let pieces = self.file.blocks.len() + usize::from(self.file.fragment.is_some());
+        Some(
+            (0..pieces)
+                .filter(|&i| !matches!(self.file.blocks.get(i), Some(Piece::Hole)))
+                .map(|i| self.file.piece_len(i, bs) as u64)
+                .sum(),
+        )
     }
 }
 

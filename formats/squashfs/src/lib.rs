@@ -74,7 +74,9 @@
 //!
 //! # Not kept
 //! Sub-second times (squashfs has none; the writer drops nanoseconds),
-//! hole positions (the writer re-detects all-zero blocks), and the base's
+//! hole positions as such (the writer re-detects all-zero blocks; holes
+//! the source knows of, such as a base file's, are written as holes
+//! without being read, see [`v6build_fstree::HoleRead`]), and the base's
 //! inode numbers and layout (the writer renumbers deterministically). Only
 //! `user.`, `trusted.` and `security.` xattrs exist in squashfs; others
 //! are refused. The export table is read past, not used.

@@ -153,6 +153,20 @@ impl BaseBlocks {
         }))
     }
 
+    /// [`BaseBlocks::open_file`] as a [`v6build_fstree::HoleRead`]: the
+    /// file's holes are skipped, never read or expanded.
+    pub fn open_file_holes(
+        &self,
+        digest: &Digest,
+    ) -> Option<Result<Box<dyn v6build_fstree::HoleRead>>> {
+        let f = self.files.get(digest)?;
+        let check = f.check(self.src.block_size);
+        Some(check.map(|()| {
+            Box::new(FileStream::new(Arc::clone(&self.src), Arc::clone(f)))
+                as Box<dyn v6build_fstree::HoleRead>
+        }))
+    }
+
     /// Random access into a recorded file. `None` if `digest` is not
     /// recorded (or its layout is inconsistent, which a read would refuse).
     pub fn file_at(&self, digest: &Digest) -> Option<FileAt> {

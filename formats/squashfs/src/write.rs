@@ -41,6 +41,9 @@ use crate::xattr::XattrWriter;
 const BATCH_BYTES: usize = 16 << 20;
 /// Batches the pool may work on while the next one is being read.
 const MAX_IN_FLIGHT: usize = 2;
+/// Jobs per batch at most, whatever their bytes: holes and copied blocks
+/// carry none, and a terabyte of holes must not queue millions of jobs.
+const BATCH_JOBS: usize = 1 << 14;
 
 type BatchResult = Vec<(Job, Result<Done>)>;
 
@@ -101,6 +104,10 @@ pub struct WriteReport {
     pub blocks_cached: u64,
     /// All-zero data blocks written as holes.
     pub blocks_sparse: u64,
+    /// Of those, blocks the source knew to be holes, so they were never
+    /// read (a sparse base file recompressed keeps its holes for free).
+    #[serde(default)]
+    pub holes_skipped: u64,
     /// Fragment blocks written.
     pub fragments: u32,
     /// Fragment blocks copied from the base (also counted in `blocks_reused`).
@@ -404,7 +411,7 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
     fn push(&mut self, job: Job, s: &rayon::Scope<'a>) -> Result<()> {
         self.job_bytes += job.data.len();
         self.jobs.push(job);
-        if self.job_bytes >= BATCH_BYTES {
+        if self.job_bytes >= BATCH_BYTES || self.jobs.len() >= BATCH_JOBS {
             self.flush_jobs(s)?;
         }
         Ok(())
@@ -471,12 +478,14 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
         }
         // A file the store lacks may be one the base map names (a lazily
         // read base, or settings that differ from the base's).
+        // Holes the source knows of are skipped below, never read: a
+        // terabyte of holes costs no more than its block list.
         let mut r = match self.reader.filter(|_| !blobs.contains(&c.digest)) {
-            Some(b) => match b.open_file(&c.digest) {
+            Some(b) => match b.open_file_holes(&c.digest) {
                 Some(r) => r?,
-                None => blobs.open(&c.digest)?,
+                None => blobs.open_holes(&c.digest)?,
             },
-            None => blobs.open(&c.digest)?,
+            None => blobs.open_holes(&c.digest)?,
         };
         let mut left = c.size;
         if c.size < bs {
@@ -490,6 +499,20 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
         }
         while left > 0 {
             let n = usize::try_from(left.min(bs)).map_err(|_| unsupported("block size"))?;
+            if r.skip_hole(n as u64)? {
+                // What `decide` makes of an all-zero block, without the zeros.
+                left -= n as u64;
+                self.report.holes_skipped += 1;
+                self.push(
+                    Job {
+                        kind: JobKind::Data(i),
+                        data: Vec::new(),
+                        ready: Some(Done::Sparse),
+                    },
+                    s,
+                )?;
+                continue;
+            }
             let mut block = vec![0u8; n];
             read_exact(&mut *r, &mut block, &c.digest)?;
             left -= n as u64;

@@ -42,7 +42,7 @@ impl Editor<'_> {
     }
 
     /// What the kernel's `ext4_init_block_bitmap` computes for a group never used.
-    fn init_block_bitmap(&mut self, g: u32) -> Vec<u8> {
+    pub(super) fn init_block_bitmap(&mut self, g: u32) -> Vec<u8> {
         if self.group_meta.is_none() {
             // Where every group's bitmaps and inode table live, by group:
             // one pass over all descriptors, O(metadata blocks).

@@ -14,6 +14,7 @@
 //! cleared); the journal is never touched.
 
 mod alloc;
+mod check;
 mod dev;
 mod htree;
 mod write;
@@ -311,15 +312,24 @@ impl Editor<'_> {
     fn index_base(&mut self) -> Result<BaseIndex> {
         let mut idx = BaseIndex::default();
         idx.inodes.insert(ROOT_INO, true);
-        let mut stack = vec![(TreePath::root(), ROOT_INO, 0usize)];
-        while let Some((path, ino, depth)) = stack.pop() {
+        let mut stack = vec![(TreePath::root(), ROOT_INO, ROOT_INO, 0usize)];
+        while let Some((path, ino, parent, depth)) = stack.pop() {
             if depth > crate::fs::MAX_DEPTH {
                 return Err(unsupported("base directories nested too deeply"));
             }
             let inode = self.inode(ino)?;
-            for e in self.fs.dir_entries(&inode)? {
+            let (entries, dotdot) = self.fs.dir_entries_and_parent(&inode)?;
+            crate::fs::check_dotdot(&path, dotdot, parent)?;
+            for e in entries {
                 let name = v6build_fstree::Name::new(e.name.clone())
                     .map_err(|err| crate::error::corrupt(format!("directory {path}: {err}")))?;
+                if e.ino < self.sb.first_ino && e.ino != ROOT_INO {
+                    return Err(check::inconsistent(format!(
+                        "{}: a directory entry names reserved inode {}",
+                        path.join(name),
+                        e.ino
+                    )));
+                }
                 let child = self.inode(e.ino)?;
                 let p = path.join(name);
                 let is_dir = child.is_dir();
@@ -331,7 +341,7 @@ impl Editor<'_> {
                 idx.inodes.insert(e.ino, is_dir);
                 idx.paths.insert(p.clone(), (e.ino, is_dir));
                 if is_dir {
-                    stack.push((p, e.ino, depth + 1));
+                    stack.push((p, e.ino, ino, depth + 1));
                 }
             }
         }
@@ -340,6 +350,7 @@ impl Editor<'_> {
 
     fn run(&mut self, new_tree: &Tree) -> Result<()> {
         let base = self.index_base()?;
+        self.check_base(&base)?;
         // Hardlink groups of the new tree, in canonical order of first path.
         let mut groups: Vec<(Arc<Leaf>, Vec<TreePath>)> = Vec::new();
         let mut by_ptr: HashMap<*const Leaf, usize> = HashMap::new();

@@ -130,13 +130,25 @@ impl Editor<'_> {
     /// Streams a regular file's contents into new blocks.
     fn write_contents(&mut self, i: &mut Inode, c: &v6build_fstree::Content) -> Result<u64> {
         let bs = self.bs();
-        let mut rd = self.blobs.open(&c.digest)?;
+        // Holes the source knows of are skipped without reading them;
+        // all-zero blocks it does not know of are left as holes too.
+        let mut rd = self.blobs.open_holes(&c.digest)?;
         let mut runs: Vec<Run> = Vec::new();
         let mut buf = vec![0u8; bs];
         let mut total = 0u64;
         let mut goal = self.goal_of(i.ino);
         let mut logical = 0u32;
+        let too_large = || Error::InvalidTree("file too large for ext4".into());
         loop {
+            let want = c.size.saturating_sub(total).min(bs as u64);
+            if want > 0 && rd.skip_hole(want)? {
+                total += want;
+                logical = logical.checked_add(1).ok_or_else(too_large)?;
+                if want < bs as u64 {
+                    break;
+                }
+                continue;
+            }
             let mut n = 0;
             while n < bs {
                 let k = rd.read(&mut buf[n..])?;
@@ -169,9 +181,7 @@ impl Editor<'_> {
                     }),
                 }
             }
-            logical = logical
-                .checked_add(1)
-                .ok_or_else(|| Error::InvalidTree("file too large for ext4".into()))?;
+            logical = logical.checked_add(1).ok_or_else(too_large)?;
             if n < bs {
                 break;
             }
