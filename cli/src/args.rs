@@ -67,7 +67,7 @@ enum Command {
         /// A recipe file, or a release directory containing manifest.json.
         target: PathBuf,
     },
-    /// Fill in or update the sha256 of every local media file in a recipe.
+    /// Fill in or update the sha256 and size of every local media file in a recipe.
     Pin {
         /// Recipe file (KDL); rewritten in place, comments and layout kept.
         recipe: PathBuf,
