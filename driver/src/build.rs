@@ -234,6 +234,7 @@ fn build_once(
         blobs: &blobs,
         epoch,
         threads,
+        fetch: &cfg.fetch,
         stats: Mutex::new(BTreeMap::new()),
     };
     let outputs = pool
