@@ -463,9 +463,8 @@ impl Ctx<'_> {
                             sha256: sha,
                             size: *size,
                         };
-                        let fetched =
-                            crate::fetch::fetch(self.store.root(), url, pin, self.fetch)
-                                .map_err(|e| fail(name, e))?;
+                        let fetched = crate::fetch::fetch(self.store.root(), url, pin, self.fetch)
+                            .map_err(|e| fail(name, e))?;
                         return Ok(Out::Media(fetched));
                     }
                     return Err(fail(

@@ -175,9 +175,7 @@ pub enum FetchError {
         want: String,
     },
     /// The whole download took longer than the deadline.
-    #[error(
-        "{url}: not downloaded within the {secs} s deadline (raise it with --fetch-timeout)"
-    )]
+    #[error("{url}: not downloaded within the {secs} s deadline (raise it with --fetch-timeout)")]
     Deadline {
         /// The URL.
         url: String,
@@ -253,7 +251,13 @@ pub enum FetchError {
 
 impl FetchError {
     fn transient(&self) -> bool {
-        matches!(self, FetchError::Transport { transient: true, .. })
+        matches!(
+            self,
+            FetchError::Transport {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 
@@ -743,9 +747,7 @@ fn transport(url: &str, e: ureq::Error, opts: &FetchOptions) -> FetchError {
             true,
         ),
         E::Timeout(t) => (
-            format!(
-                "the server sent nothing for too long ({t}; set with --fetch-read-timeout)"
-            ),
+            format!("the server sent nothing for too long ({t}; set with --fetch-read-timeout)"),
             true,
         ),
         E::LargeResponseHeader(..) => {
@@ -758,15 +760,13 @@ fn transport(url: &str, e: ureq::Error, opts: &FetchOptions) -> FetchError {
             format!("more than {MAX_REDIRECTS} redirects; refusing to follow more"),
             false,
         ),
-        E::Io(e) => (format!("{e}"), true),
+        E::Io(e) => match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(tls) => (tls_message(tls), false),
+            None => (format!("{e}"), true),
+        },
         E::ConnectionFailed => ("cannot connect".into(), true),
         E::HostNotFound => ("host not found".into(), false),
-        E::Rustls(e) => (
-            format!(
-                "TLS: {e} (trust the mirror's CA with --ca-file or SSL_CERT_FILE if it is a private one)"
-            ),
-            false,
-        ),
+        E::Rustls(e) => (tls_message(&e), false),
         other => (other.to_string(), false),
     };
     FetchError::Transport {
@@ -774,6 +774,12 @@ fn transport(url: &str, e: ureq::Error, opts: &FetchOptions) -> FetchError {
         message,
         transient,
     }
+}
+
+fn tls_message(e: &rustls::Error) -> String {
+    format!(
+        "TLS: {e} (if the mirror's CA is a private one, trust it with --ca-file or SSL_CERT_FILE)"
+    )
 }
 
 /// The agent for one request: timeouts, bounds, roots and proxy.
@@ -912,7 +918,6 @@ fn no_proxy_matches(list: &str, host: &str) -> bool {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_ascii_lowercase();
-        entry == "*"
-            || (!e.is_empty() && (host == e || host.ends_with(&format!(".{e}"))))
+        entry == "*" || (!e.is_empty() && (host == e || host.ends_with(&format!(".{e}"))))
     })
 }
