@@ -128,7 +128,7 @@ fn accept(listener: &TcpListener) -> Option<TcpStream> {
 }
 
 /// Reads up to the blank line ending the request head (at most 64 KiB).
-fn read_head(s: &mut dyn Stream) -> Option<String> {
+pub fn read_head(s: &mut dyn Stream) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && head.len() < 64 << 10 {

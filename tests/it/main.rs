@@ -6,5 +6,6 @@ mod cli;
 mod demo;
 mod engine;
 mod faults;
+mod fetch;
 mod ops;
 mod stage2;

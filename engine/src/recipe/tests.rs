@@ -497,8 +497,12 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
     // A recipe pinned before `size=` existed gets its sizes added, and a
     // wrong size alone is corrected.
     let text = std::fs::read_to_string(&path).expect("read");
-    std::fs::write(&path, text.replacen(" size=12", "", 1).replacen("size=12", "size=5", 1))
-        .expect("write");
+    std::fs::write(
+        &path,
+        text.replacen(" size=12", "", 1)
+            .replacen("size=12", "size=5", 1),
+    )
+    .expect("write");
     let fourth = pin(&path).expect("pin sizes");
     assert_eq!(fourth.entries[0].status, PinStatus::Added);
     assert_eq!(
