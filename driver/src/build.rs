@@ -44,8 +44,15 @@ impl NodeState {
 
 /// A node's state, looking only (never writing) at the cache.
 pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
-    if let Work::Media { path, .. } = &node.work {
-        return if path.exists() {
+    if let Work::Media {
+        path, url, sha256, ..
+    } = &node.work
+    {
+        // A fetched file counts as present (the build still re-hashes it).
+        let fetched = |sha: &String| {
+            store.is_some_and(|s| crate::fetch::cached_path(s.root(), sha).is_file())
+        };
+        return if path.exists() || (url.is_some() && sha256.as_ref().is_some_and(fetched)) {
             NodeState::MediaPresent
         } else {
             NodeState::MediaMissing
