@@ -38,6 +38,7 @@ const OWN_NAMES: &[&str] = &[
     "trees",
     "actions",
     "refs",
+    "media",
 ];
 
 /// How a store is opened.
