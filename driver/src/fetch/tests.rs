@@ -73,7 +73,7 @@ fn fetches_over_http_on_ipv6_and_checks_the_pin() {
     };
     let p = fetch(cache.path(), &url, pin, &opts()).unwrap();
     assert_eq!(fs::read(&p).unwrap(), BODY);
-    assert_eq!(media_names(cache.path()), [want.clone()]);
+    assert_eq!(media_names(cache.path()), [want.as_str()]);
     let heads = srv.requests();
     assert!(
         heads[1].starts_with("GET /centos/7.2/initrd.img HTTP/1.1\r\n"),
@@ -333,7 +333,7 @@ fn resumes_a_part_file_with_range() {
     let p = fetch(cache.path(), &srv.url("/r"), pin, &opts()).unwrap();
     assert_eq!(fs::read(p).unwrap(), BODY);
     assert_eq!(srv.requests().len(), 1);
-    assert_eq!(media_names(cache.path()), [want.clone()]);
+    assert_eq!(media_names(cache.path()), [want.as_str()]);
 
     // A server without ranges answers 200: the download restarts from zero.
     fs::remove_file(cached_path(cache.path(), &want)).unwrap();
@@ -443,7 +443,7 @@ fn issue16_item3_planted_files_in_the_cache_are_not_used() {
     fetch(cache.path(), &srv.url("/m"), pin, &opts()).unwrap();
     srv.requests();
     assert_eq!(fs::read(&victim).unwrap(), BODY);
-    assert_eq!(media_names(cache.path()), [want.clone()]);
+    assert_eq!(media_names(cache.path()), [want.as_str()]);
 }
 
 #[test]
