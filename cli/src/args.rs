@@ -304,4 +304,18 @@ mod tests {
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn download_defaults_are_the_drivers() {
+        let cli = Cli::try_parse_from(["v6build", "build", "r.kdl"]).unwrap();
+        let Command::Build { fetch, .. } = cli.command else {
+            panic!("not build");
+        };
+        assert_eq!(fetch.options(), engine::fetch::FetchOptions::default());
+        assert_eq!(bytes("8G"), Ok(engine::fetch::DEFAULT_MAX_SIZE));
+        assert_eq!(bytes("512k"), Ok(512 << 10));
+        assert!(bytes("9999999999T").is_err());
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(seconds("0").is_err() && seconds("-1").is_err() && seconds("NaN").is_err());
+    }
 }

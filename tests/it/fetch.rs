@@ -232,3 +232,36 @@ fn issue16_item4_part_files_are_removed_on_sigterm() {
     assert!(!Path::new(&part).with_extension("").exists());
     drop(srv);
 }
+
+#[test]
+fn pinned_size_is_checked_before_hashing() {
+    // Local media too: a file of another size is refused without hashing it.
+    let s = Scratch::new();
+    let len = initrd_bytes(&s).len();
+    let demo = std::fs::read_to_string(s.path().join("recipes/demo.kdl")).unwrap();
+    let sized = demo.replace(
+        "initrd.img\" sha256=\"cfe0ee94eab56453fbe5f67e0c045d8aeab0f62eb3d5997d901ddfbf219d463e\"",
+        &format!(
+            "initrd.img\" sha256=\"cfe0ee94eab56453fbe5f67e0c045d8aeab0f62eb3d5997d901ddfbf219d463e\" size={}",
+            len + 1
+        ),
+    );
+    assert_ne!(sized, demo);
+    std::fs::write(s.path().join("recipes/sized.kdl"), sized).unwrap();
+    let o = cmd(&s, &["build", "recipes/sized.kdl"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "has {len} bytes but the recipe pins size={}",
+            len + 1
+        )),
+        "{}",
+        stderr(&o)
+    );
+    // `pin` corrects it (and adds the sizes of the other media).
+    cmd(&s, &["pin", "recipes/sized.kdl"]).output().unwrap();
+    let pinned = std::fs::read_to_string(s.path().join("recipes/sized.kdl")).unwrap();
+    assert!(pinned.contains(&format!(" size={len}\n")), "{pinned}");
+    let o = cmd(&s, &["build", "recipes/sized.kdl"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
