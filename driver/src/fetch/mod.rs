@@ -361,18 +361,24 @@ pub fn fetch(
         let Some(mut file) = open_part(&part)? else {
             continue;
         };
-        file.lock().map_err(io_err("locking", &part))?;
+        lock(&file, &part, opts)?;
         if !same_file(&file, &part) {
             continue;
         }
+        // Registered while bytes arrive; a signal after that leaves a
+        // complete `.part`, which the next fetch hashes and keeps.
         let active = Active::new(&part);
-        let result = download(url, &mut file, &part, pin, opts).and_then(|()| {
-            fs::rename(&part, &dest).map_err(io_err("storing the download as", &dest))
-        });
-        if result.is_err() {
+        let downloaded = download(url, &mut file, &part, pin, opts);
+        if downloaded.is_err() {
             let _ = fs::remove_file(&part);
         }
         drop(active);
+        let result = downloaded.and_then(|()| {
+            fs::rename(&part, &dest).map_err(|e| {
+                let _ = fs::remove_file(&part);
+                io_err("storing the download as", &dest)(e)
+            })
+        });
         return result.map(|()| dest.clone()).map_err(|e| match removed {
             Some(why) => FetchError::AfterRemoving {
                 path: dest,
@@ -386,6 +392,30 @@ pub fn fetch(
         path: part,
         reason: "other processes keep replacing this download; try again".into(),
     })
+}
+
+/// Takes the `.part`'s exclusive lock, waiting at most the deadline for
+/// another process that is downloading the same file.
+fn lock(file: &File, part: &Path, opts: &FetchOptions) -> Result<(), FetchError> {
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if started.elapsed() < opts.deadline => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(FetchError::Cache {
+                    path: part.to_path_buf(),
+                    reason: format!(
+                        "another process has been downloading this file for over {} s",
+                        opts.deadline.as_secs()
+                    ),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err("locking", part)(e)),
+        }
+    }
 }
 
 /// `<cache>/media`, created if missing; a symlink there is refused.

@@ -492,3 +492,49 @@ fn proxy_and_no_proxy_rules() {
     assert!(!no_proxy_matches("ample.com", "example.com"));
     assert!(!no_proxy_matches("", "example.com"));
 }
+
+#[test]
+fn concurrent_fetches_of_one_pin_take_turns() {
+    // One connection only: the second fetch must wait for the first's
+    // lock and then find the verified file, not download again.
+    let srv = http::serve(1, |_, _, s| {
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            BODY.len()
+        );
+        let _ = s.write_all(&BODY[..5]);
+        let _ = s.flush();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = s.write_all(&BODY[5..]);
+    });
+    let cache = tempfile::tempdir().unwrap();
+    let want = sha(BODY);
+    let url = srv.url("/c");
+    let quick = FetchOptions {
+        read_timeout: Duration::from_secs(2),
+        ..opts()
+    };
+    let results: Vec<_> = std::thread::scope(|sc| {
+        let run = || {
+            fetch(
+                cache.path(),
+                &url,
+                Pin {
+                    sha256: &want,
+                    size: None,
+                },
+                &quick,
+            )
+        };
+        let a = sc.spawn(run);
+        std::thread::sleep(Duration::from_millis(50));
+        let b = sc.spawn(run);
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for r in results {
+        assert_eq!(fs::read(r.unwrap()).unwrap(), BODY);
+    }
+    assert_eq!(srv.requests().len(), 1);
+    assert_eq!(media_names(cache.path()), [want.as_str()]);
+}
