@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use v6build_cache::Store;
-use v6build_engine::recipe::{MediaRole, Recipe};
+use v6build_engine::recipe::{MediaFile, MediaRole, Recipe};
 use v6build_fstree::{BlobStore, Digest};
 
 use crate::dag::Node;
@@ -63,6 +63,51 @@ pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
         Some((s, rec)) if pipeline::from_record(s, &|_| true, &rec).is_some() => NodeState::Cached,
         _ => NodeState::ToBuild,
     }
+}
+
+/// Where a kernel or `.treeinfo` media file is: on disk, or fetched from
+/// its `url=` into the cache (verified there like any fetched media). A
+/// missing kernel is an error; a missing `.treeinfo` without `url=` is
+/// skipped. A pinned `size=` is checked here; the sha256 where the file
+/// is read.
+fn copied_media(
+    cfg: &Config,
+    store: &Store,
+    media: &str,
+    f: &MediaFile,
+) -> Result<Option<PathBuf>, Outcome> {
+    let role = f.role.node_name();
+    if f.path.exists() {
+        if let Some(want) = f.size {
+            let len = std::fs::metadata(&f.path)
+                .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?
+                .len();
+            if len != want {
+                return Err(Outcome::Failure(format!(
+                    "{} has {len} bytes but the recipe pins size={want}",
+                    f.path.display()
+                )));
+            }
+        }
+        return Ok(Some(f.path.clone()));
+    }
+    if let (Some(url), Some(sha)) = (&f.url, f.sha256) {
+        let sha = sha.to_hex();
+        let pin = crate::fetch::Pin {
+            sha256: &sha,
+            size: f.size,
+        };
+        return crate::fetch::fetch(store.root(), url, pin, &cfg.fetch)
+            .map(Some)
+            .map_err(|e| Outcome::Failure(format!("{role} media `{media}`: {e}")));
+    }
+    if f.role == MediaRole::Kernel {
+        return Err(Outcome::Failure(format!(
+            "kernel media `{media}` is missing at {}; put the file there and run `v6build pin`",
+            f.path.display()
+        )));
+    }
+    Ok(None)
 }
 
 /// The epoch for a recipe: its own, else `SOURCE_DATE_EPOCH`.
@@ -193,15 +238,15 @@ fn build_once(
     let started = Instant::now();
     let epoch = epoch(r)?;
     let graph = pipeline::plan(r, epoch).map_err(Outcome::Failure)?;
-    // The kernel is copied through, not built: check it before any work.
+    // The kernel and .treeinfo are copied through, not built: find (or
+    // fetch) them before any work.
+    let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();
     for m in &r.media {
-        for f in m.files.iter().filter(|f| f.role == MediaRole::Kernel) {
-            if !f.path.exists() {
-                return Err(Outcome::Failure(format!(
-                    "kernel media `{}` is missing at {}; put the file there and run `v6build pin`",
-                    m.name,
-                    f.path.display()
-                )));
+        for f in &m.files {
+            if matches!(f.role, MediaRole::Kernel | MediaRole::Treeinfo)
+                && let Some(p) = copied_media(cfg, store, &m.name, f)?
+            {
+                copied.push((f, p));
             }
         }
     }
@@ -335,14 +380,17 @@ fn build_once(
                 path: f.written.clone(),
                 sha256: sha,
             });
-            if f.role == MediaRole::Kernel {
+            if let Some((_, kernel)) = copied
+                .iter()
+                .find(|(c, _)| std::ptr::eq(*c, f) && f.role == MediaRole::Kernel)
+            {
                 let name = f
                     .path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "vmlinuz".into());
-                let mut file = std::fs::File::open(&f.path)
-                    .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?;
+                let mut file = std::fs::File::open(kernel)
+                    .map_err(|e| Outcome::Failure(format!("reading {}: {e}", kernel.display())))?;
                 let written = w
                     .add(&name, &mut file)
                     .map_err(|e| Outcome::Failure(format!("writing {name}: {e}")))?;
@@ -380,14 +428,17 @@ fn build_once(
         }
     }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
-    let treeinfo = r
-        .media
-        .iter()
-        .flat_map(|m| m.files.iter())
-        .find(|f| f.role == MediaRole::Treeinfo && f.path.exists());
-    if let Some(f) = treeinfo {
-        let text = std::fs::read_to_string(&f.path)
-            .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?;
+    let treeinfo = copied.iter().find(|(f, _)| f.role == MediaRole::Treeinfo);
+    if let Some((f, path)) = treeinfo {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Outcome::Failure(format!("reading {}: {e}", path.display())))?;
+        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+        if f.sha256.map(|s| s.to_hex()) != Some(actual) {
+            return Err(Outcome::Failure(format!(
+                "treeinfo {} does not match its pinned sha256; run `v6build pin` if you replaced it",
+                path.display()
+            )));
+        }
         let outs = w.outputs();
         let shipped: Vec<crate::treeinfo::Shipped<'_>> = outs
             .iter()

@@ -265,3 +265,62 @@ fn pinned_size_is_checked_before_hashing() {
     let o = cmd(&s, &["build", "recipes/sized.kdl"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn kernel_and_treeinfo_are_fetched_and_checked_too() {
+    let s = Scratch::new();
+    let kernel = b"not a real kernel, only bytes to copy through\n".to_vec();
+    let treeinfo = std::fs::read(s.path().join("recipes/media/demo/.treeinfo")).unwrap();
+    let initrd = initrd_bytes(&s);
+    let files = [
+        ("/initrd.img", initrd.clone()),
+        ("/vmlinuz", kernel.clone()),
+        ("/treeinfo", treeinfo.clone()),
+    ];
+    let srv = http::serve(3, move |_, head, st| {
+        let path = head.split(' ').nth(1).unwrap_or_default();
+        match files.iter().find(|(p, _)| *p == path) {
+            Some((_, b)) => ok(st, b),
+            None => {
+                let _ = st.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    });
+    let hex = |b: &[u8]| hex::encode(Sha256::digest(b));
+    let text = format!(
+        "release \"net\" {{\n    dir \"net/1\"\n    epoch 1449187200\n}}\n\
+         media \"net\" {{\n    initrd \"fetched/initrd.img\" sha256=\"{}\" url=\"{}\"\n    \
+         kernel \"fetched/vmlinuz\" sha256=\"{}\" size={} url=\"{}\"\n    \
+         treeinfo \"fetched/.treeinfo\" sha256=\"{}\" url=\"{}\"\n}}\n\
+         initrd from=\"net\"\n",
+        hex(&initrd),
+        srv.url("/initrd.img"),
+        hex(&kernel),
+        kernel.len(),
+        srv.url("/vmlinuz"),
+        hex(&treeinfo),
+        srv.url("/treeinfo"),
+    );
+    std::fs::write(s.path().join("recipes/net.kdl"), text).unwrap();
+    let o = cmd(&s, &["build", "recipes/net.kdl"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rel = s.out().join("net/1");
+    assert_eq!(std::fs::read(rel.join("vmlinuz")).unwrap(), kernel);
+    assert!(rel.join(".treeinfo").exists());
+    assert_eq!(srv.requests().len(), 3);
+
+    // A local .treeinfo that no longer matches its pin is refused (it was
+    // copied unchecked before).
+    std::fs::write(
+        s.path().join("recipes/media/demo/.treeinfo"),
+        [treeinfo.as_slice(), b"\n[tampered]\n"].concat(),
+    )
+    .unwrap();
+    let o = cmd(&s, &["build", "recipes/demo.kdl"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not match its pinned sha256"),
+        "{}",
+        stderr(&o)
+    );
+}
