@@ -35,7 +35,7 @@ pub enum FetchError {
         /// The status code.
         status: u16,
     },
-    /// The response header is over [`MAX_HEADER_BYTES`].
+    /// The response header is over [`super::MAX_HEADER_BYTES`].
     #[error("{url}: the response header is larger than {limit} bytes; refusing it")]
     HeaderTooLarge {
         /// The URL.
