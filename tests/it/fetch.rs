@@ -197,6 +197,12 @@ fn issue16_item4_url_with_crlf_is_refused_at_load() {
 
 #[test]
 fn issue16_item4_part_files_are_removed_on_sigterm() {
+    for signal in ["-TERM", "-INT"] {
+        part_is_removed_on(signal);
+    }
+}
+
+fn part_is_removed_on(signal: &str) {
     let s = Scratch::new();
     let bytes = initrd_bytes(&s);
     let total = bytes.len();
@@ -222,13 +228,13 @@ fn issue16_item4_part_files_are_removed_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let k = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(k.success());
     let status = child.wait().unwrap();
-    assert!(!status.success());
-    assert!(!part.exists(), "the .part survived SIGTERM");
+    assert!(!status.success(), "{signal}: {status}");
+    assert!(!part.exists(), "the .part survived kill {signal}");
     assert!(!Path::new(&part).with_extension("").exists());
     drop(srv);
 }

@@ -82,6 +82,20 @@ fn fetches_over_http_on_ipv6_and_checks_the_pin() {
     );
     assert_eq!(header(&heads[1], "host"), Some(&*format!("[::1]:{port}")));
     assert_eq!(header(&heads[1], "range"), None);
+    assert_eq!(header(&heads[1], "accept-encoding"), Some("identity"));
+    assert_eq!(
+        heads[1]
+            .to_ascii_lowercase()
+            .matches("accept-encoding:")
+            .count(),
+        1,
+        "{}",
+        heads[1]
+    );
+    assert_eq!(
+        header(&heads[1], "user-agent"),
+        Some(&*crate::tool_version().replace(' ', "/"))
+    );
 }
 
 #[test]
