@@ -206,6 +206,12 @@ pub fn fetch(
         if !same_file(&file, &part) {
             continue;
         }
+        // Another process may have stored it between the check above and
+        // the lock; then this `.part` is a fresh empty one.
+        if let Cached::Valid = check_cached(&dest, pin)? {
+            let _ = fs::remove_file(&part);
+            return Ok(dest);
+        }
         // Registered while bytes arrive; a signal after that leaves a
         // complete `.part`, which the next fetch hashes and keeps.
         let active = Active::new(&part);
