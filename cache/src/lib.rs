@@ -54,6 +54,32 @@
 //! Creating a store in a directory that holds anything else than these
 //! entries is refused, so a mistyped `--cache` cannot litter a home directory.
 //!
+//! ## media/
+//!
+//! Media a recipe names with `url=` and that are not on disk are downloaded
+//! here (`driver/src/fetch`, [Downloads](cli.md#downloads)). Unlike the
+//! store's entries (below) these are plain files, the vendor's bytes, named by the
+//! sha256 the recipe pins (64 lowercase hex digits):
+//!
+//! * `media/<sha256>`: a download whose size and sha256 matched the pin
+//!   when it was stored. It is **not** trusted for that: every build hashes
+//!   it again before use, exactly as it hashes local media, and deletes and
+//!   re-fetches it when it is not a regular file (opened with `O_NOFOLLOW`
+//!   and `O_NONBLOCK`, so a symlink or FIFO planted there is neither
+//!   followed nor waited on) or does not match. A `media/` that is itself
+//!   a symlink is refused.
+//! * `media/<sha256>.part`: the download in progress, written by one
+//!   process at a time (it holds an exclusive `flock` on the file) and
+//!   renamed to `media/<sha256>` once verified. A failed fetch deletes it,
+//!   and so does `build`/`verify` on SIGINT/SIGTERM. One left by a SIGKILL
+//!   is at most the pinned `size=` (or `--fetch-max-size`); the next fetch
+//!   of the same pin resumes it with an HTTP range request (the result is
+//!   hashed like any download), and `gc` deletes it: gc holds the store's
+//!   lock exclusively, so no build is writing it then.
+//!
+//! Media are inputs, not build results: no root names them, and the
+//! recipe's pin, not the store, says which bytes they must be.
+//!
 //! ## Entry files
 //!
 //! Every entry is one file: an 80-byte header, then the payload.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use v6build_driver::{self as engine, Config, Outcome, Verbosity};
@@ -54,6 +55,8 @@ enum Command {
         /// Recipe files (KDL).
         #[arg(required = true, value_name = "RECIPE")]
         recipes: Vec<PathBuf>,
+        #[command(flatten)]
+        fetch: FetchArgs,
     },
     /// Show the build graph with each node's cache key and state, without building.
     Plan {
@@ -78,6 +81,8 @@ enum Command {
         /// release or the working directory, or in their parents].
         #[arg(long, value_name = "PATH")]
         recipe: Option<PathBuf>,
+        #[command(flatten)]
+        fetch: FetchArgs,
     },
     /// Show what changed between two releases or images, or between a recipe's media and a release.
     ///
@@ -95,7 +100,7 @@ enum Command {
         #[arg(value_name = "A B", num_args = 1..=2, required = true)]
         sides: Vec<PathBuf>,
     },
-    /// Fill in or update the sha256 of every local media file in a recipe.
+    /// Fill in or update the sha256 and size of every local media file in a recipe.
     Pin {
         /// Recipe file (KDL); rewritten in place, comments and layout kept.
         recipe: PathBuf,
@@ -139,6 +144,66 @@ enum Command {
     },
 }
 
+/// How media with `url=` are downloaded (into the cache's media/ directory).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Downloads")]
+struct FetchArgs {
+    /// Trust only the CA certificates in this PEM file for https [default: the system store,
+    /// or $SSL_CERT_FILE / $SSL_CERT_DIR when set].
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Deadline for each media file's whole download, retries included, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = seconds)]
+    fetch_timeout: Duration,
+    /// Time allowed to connect (TCP, proxy, TLS handshake), in seconds.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    fetch_connect_timeout: Duration,
+    /// Longest the server may send nothing, in seconds; the download is then resumed.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
+    fetch_read_timeout: Duration,
+    /// Largest download for media whose recipe pins no size= (bytes; K, M, G, T suffixes).
+    #[arg(long, value_name = "BYTES", default_value = "8G", value_parser = bytes)]
+    fetch_max_size: u64,
+}
+
+impl FetchArgs {
+    fn options(&self) -> engine::fetch::FetchOptions {
+        engine::fetch::FetchOptions {
+            connect_timeout: self.fetch_connect_timeout,
+            read_timeout: self.fetch_read_timeout,
+            deadline: self.fetch_timeout,
+            max_size: self.fetch_max_size,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+}
+
+/// A positive number of seconds (fractions allowed).
+fn seconds(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(v > 0.0 && v <= 1e9) {
+        return Err(format!("`{s}`: give a number of seconds above 0"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// A byte count with an optional K, M, G or T (binary) suffix.
+fn bytes(s: &str) -> Result<u64, String> {
+    let (num, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        Some((i, 'T' | 't')) => (&s[..i], 40),
+        _ => (s, 0),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .ok_or_else(|| format!("`{s}` is not a byte count such as 1048576, 512M or 8G"))
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Shell {
     Bash,
@@ -175,6 +240,7 @@ impl Global {
             jobs: self.jobs.filter(|&j| j > 0),
             json: self.json,
             verbosity,
+            fetch: engine::fetch::FetchOptions::default(),
         }
     }
 }
@@ -189,11 +255,17 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let cfg = cli.global.config();
+    let mut cfg = cli.global.config();
+    if let Command::Build { fetch, .. } | Command::Verify { fetch, .. } = &cli.command {
+        cfg.fetch = fetch.options();
+        remove_partial_downloads_on_signals();
+    }
     let outcome = match cli.command {
-        Command::Build { recipes } => engine::cmd::build(&cfg, &recipes),
+        Command::Build { recipes, .. } => engine::cmd::build(&cfg, &recipes),
         Command::Plan { recipe, explain } => engine::cmd::plan(&cfg, &recipe, explain.as_deref()),
-        Command::Verify { target, recipe } => engine::cmd::verify(&cfg, &target, recipe.as_deref()),
+        Command::Verify { target, recipe, .. } => {
+            engine::cmd::verify(&cfg, &target, recipe.as_deref())
+        }
         Command::Diff {
             media,
             content,
@@ -230,6 +302,23 @@ pub fn run() -> ExitCode {
     engine::cmd::report(&cfg, outcome)
 }
 
+/// On SIGINT or SIGTERM, deletes the `.part` files of downloads in flight
+/// and then dies of the signal as it would have without the handler.
+fn remove_partial_downloads_on_signals() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // Without the handler the signal still kills us; only the cleanup is lost.
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            engine::fetch::remove_partial_downloads();
+            let _ = signal_hook::low_level::emulate_default_handler(sig);
+            std::process::exit(128 + sig);
+        }
+    });
+}
+
 fn write_man(dir: &std::path::Path) -> Outcome {
     let cmd = Cli::command();
     if let Err(e) = std::fs::create_dir_all(dir) {
@@ -259,5 +348,19 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn download_defaults_are_the_drivers() {
+        let cli = Cli::try_parse_from(["v6build", "build", "r.kdl"]).unwrap();
+        let Command::Build { fetch, .. } = cli.command else {
+            panic!("not build");
+        };
+        assert_eq!(fetch.options(), engine::fetch::FetchOptions::default());
+        assert_eq!(bytes("8G"), Ok(engine::fetch::DEFAULT_MAX_SIZE));
+        assert_eq!(bytes("512k"), Ok(512 << 10));
+        assert!(bytes("9999999999T").is_err());
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(seconds("0").is_err() && seconds("-1").is_err() && seconds("NaN").is_err());
     }
 }

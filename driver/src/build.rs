@@ -47,8 +47,15 @@ impl NodeState {
 
 /// A node's state, looking only (never writing) at the cache.
 pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
-    if let Work::Media { path, .. } = &node.work {
-        return if path.exists() {
+    if let Work::Media {
+        path, url, sha256, ..
+    } = &node.work
+    {
+        // A fetched file counts as present (the build still re-hashes it).
+        let fetched = |sha: &String| {
+            store.is_some_and(|s| crate::fetch::cached_path(s.root(), sha).is_file())
+        };
+        return if path.exists() || (url.is_some() && sha256.as_ref().is_some_and(fetched)) {
             NodeState::MediaPresent
         } else {
             NodeState::MediaMissing
@@ -59,6 +66,51 @@ pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
         Some((s, rec)) if pipeline::from_record(s, &|_| true, &rec).is_some() => NodeState::Cached,
         _ => NodeState::ToBuild,
     }
+}
+
+/// Where a kernel or `.treeinfo` media file is: on disk, or fetched from
+/// its `url=` into the cache (verified there like any fetched media). A
+/// missing kernel is an error; a missing `.treeinfo` without `url=` is
+/// skipped. A pinned `size=` is checked here; the sha256 where the file
+/// is read.
+fn copied_media(
+    cfg: &Config,
+    store: &Store,
+    media: &str,
+    f: &MediaFile,
+) -> Result<Option<PathBuf>, Outcome> {
+    let role = f.role.node_name();
+    if f.path.exists() {
+        if let Some(want) = f.size {
+            let len = std::fs::metadata(&f.path)
+                .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?
+                .len();
+            if len != want {
+                return Err(Outcome::Failure(format!(
+                    "{} has {len} bytes but the recipe pins size={want}",
+                    f.path.display()
+                )));
+            }
+        }
+        return Ok(Some(f.path.clone()));
+    }
+    if let (Some(url), Some(sha)) = (&f.url, f.sha256) {
+        let sha = sha.to_hex();
+        let pin = crate::fetch::Pin {
+            sha256: &sha,
+            size: f.size,
+        };
+        return crate::fetch::fetch(store.root(), url, pin, &cfg.fetch)
+            .map(Some)
+            .map_err(|e| Outcome::Failure(format!("{role} media `{media}`: {e}")));
+    }
+    if f.role == MediaRole::Kernel {
+        return Err(Outcome::Failure(format!(
+            "kernel media `{media}` is missing at {}; put the file there and run `v6build pin`",
+            f.path.display()
+        )));
+    }
+    Ok(None)
 }
 
 /// The epoch for a recipe: its own, else `SOURCE_DATE_EPOCH`.
@@ -177,7 +229,7 @@ fn release_treeinfo(
     r: &Recipe,
     m: &Media,
     f: &MediaFile,
-    store: &Store,
+    path: Option<&Path>,
     outputs: &[crate::manifest::Output],
     progress: &Progress,
 ) -> Result<String, Outcome> {
@@ -189,18 +241,13 @@ fn release_treeinfo(
             f.path.display()
         )));
     };
-    let path = if f.path.exists() {
-        f.path.clone()
-    } else if let Some(url) = &f.url {
-        crate::fetch::fetch(store.root(), url, &pinned)
-            .map_err(|e| Outcome::Failure(format!("fetching the .treeinfo: {e}")))?
-    } else {
+    let Some(path) = path else {
         return Err(Outcome::FailureReport(miette::Report::new(
             v6build_engine::recipe::media_missing_error(r, m, f),
         )));
     };
     let text =
-        crate::treeinfo::read(&path, Some(&pinned)).map_err(|e| Outcome::Failure(e.to_string()))?;
+        crate::treeinfo::read(path, Some(&pinned)).map_err(|e| Outcome::Failure(e.to_string()))?;
     let release_names = [".treeinfo", "manifest.json", "SHA256SUMS"];
     for k in &m.keep {
         if outputs.iter().any(|o| o.path == k.path) || release_names.contains(&k.path.as_str()) {
@@ -350,15 +397,15 @@ fn build_once(
     let started = Instant::now();
     let (epoch, epoch_source) = epoch_and_source(r, recorded_epoch)?;
     let graph = pipeline::plan(r, epoch).map_err(Outcome::Failure)?;
-    // The kernel is copied through, not built: check it before any work.
+    // The kernel and .treeinfo are copied through, not built: find (or
+    // fetch) them before any work.
+    let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();
     for m in &r.media {
-        for f in m.files.iter().filter(|f| f.role == MediaRole::Kernel) {
-            if !f.path.exists() {
-                return Err(Outcome::Failure(format!(
-                    "kernel media `{}` is missing at {}; put the file there and run `v6build pin`",
-                    m.name,
-                    f.path.display()
-                )));
+        for f in &m.files {
+            if matches!(f.role, MediaRole::Kernel | MediaRole::Treeinfo)
+                && let Some(p) = copied_media(cfg, store, &m.name, f)?
+            {
+                copied.push((f, p));
             }
         }
     }
@@ -398,6 +445,7 @@ fn build_once(
         blobs: &blobs,
         epoch,
         threads,
+        fetch: &cfg.fetch,
         stats: Mutex::new(BTreeMap::new()),
     };
     let outputs = pool
@@ -511,15 +559,18 @@ fn build_once(
                 path: root.rel(&f.path),
                 sha256: sha,
             });
-            if f.role == MediaRole::Kernel {
+            if let Some((_, kernel)) = copied
+                .iter()
+                .find(|(c, _)| std::ptr::eq(*c, f) && f.role == MediaRole::Kernel)
+            {
                 // Named as the recipe writes it (the resolved path's last
                 // component may be a link's target name).
                 let name = Path::new(&f.written)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "vmlinuz".into());
-                let mut file = v6build_engine::host::open_regular(&f.path)
-                    .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?;
+                let mut file = v6build_engine::host::open_regular(kernel)
+                    .map_err(|e| Outcome::Failure(format!("reading {}: {e}", kernel.display())))?;
                 let written = w
                     .add(&name, &mut file)
                     .map_err(|e| Outcome::Failure(format!("writing {name}: {e}")))?;
@@ -558,7 +609,11 @@ fn build_once(
     }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
     if let Some((m, f)) = treeinfo_media(r)? {
-        let treeinfo = release_treeinfo(r, m, f, store, &w.outputs(), &progress)?;
+        let path = copied
+            .iter()
+            .find(|(c, _)| std::ptr::eq(*c, f))
+            .map(|(_, p)| p.as_path());
+        let treeinfo = release_treeinfo(r, m, f, path, &w.outputs(), &progress)?;
         w.add_bytes(".treeinfo", treeinfo.as_bytes())
             .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;
     }

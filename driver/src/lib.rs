@@ -62,6 +62,8 @@ pub struct Config {
     pub json: bool,
     /// Verbosity.
     pub verbosity: Verbosity,
+    /// How media with `url=` are downloaded.
+    pub fetch: fetch::FetchOptions,
 }
 
 /// The result of a command, mapped to an exit code by [`cmd::report`].

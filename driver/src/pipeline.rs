@@ -62,6 +62,8 @@ pub enum Work {
         sha256: Option<String>,
         /// Where to fetch it from when the local file is absent.
         url: Option<String>,
+        /// Pinned size in bytes, if any.
+        size: Option<u64>,
     },
     /// Read a base stage2 squashfs's metadata once: its tree, with every
     /// file named by a reference digest (see `refs`), and the map of its
@@ -212,6 +214,7 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                     path: file.path.clone(),
                     sha256: sha.clone(),
                     url: file.url.clone(),
+                    size: file.size,
                 },
             );
             deps_for_pack.push(m);
@@ -373,6 +376,8 @@ pub struct Ctx<'a> {
     pub epoch: i64,
     /// Compression threads.
     pub threads: usize,
+    /// How media with `url=` are downloaded.
+    pub fetch: &'a crate::fetch::FetchOptions,
     /// What the nodes that ran report about their work, by node name (the
     /// `node_stats` of `build --json`).
     pub stats: std::sync::Mutex<BTreeMap<String, Value>>,
@@ -524,10 +529,17 @@ impl Ctx<'_> {
                 media,
                 role,
                 url,
+                size,
             } => {
                 if !path.exists() {
                     if let (Some(url), Some(sha)) = (url, sha256) {
-                        let fetched = crate::fetch::fetch(self.store.root(), url, sha)
+                        // Verified against the pin on every use, like a
+                        // local file: a wrong file in the cache is replaced.
+                        let pin = crate::fetch::Pin {
+                            sha256: sha,
+                            size: *size,
+                        };
+                        let fetched = crate::fetch::fetch(self.store.root(), url, pin, self.fetch)
                             .map_err(|e| fail(name, e))?;
                         return Ok(Out::Media(fetched));
                     }
@@ -546,6 +558,20 @@ impl Ctx<'_> {
                             }
                         ),
                     ));
+                }
+                if let Some(want) = size {
+                    let len = std::fs::metadata(path)
+                        .map_err(|e| fail(name, format!("reading {}: {e}", path.display())))?
+                        .len();
+                    if len != *want {
+                        return Err(fail(
+                            name,
+                            format!(
+                                "{} has {len} bytes but the recipe pins size={want}",
+                                path.display()
+                            ),
+                        ));
+                    }
                 }
                 let actual = v6build_engine::recipe::sha256_file(path)
                     .map_err(|e| fail(name, format!("reading {}: {e}", path.display())))?;

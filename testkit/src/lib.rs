@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod http;
+
 /// Whether missing oracles must fail tests instead of skipping them.
 pub fn oracles_required() -> bool {
     std::env::var_os("V6BUILD_REQUIRE_ORACLES").is_some_and(|v| v == "1")

@@ -9,6 +9,7 @@ mod el7_fixes;
 mod el7_replica;
 mod engine;
 mod faults;
+mod fetch;
 mod ops;
 mod stage2;
 mod stage2_layout;

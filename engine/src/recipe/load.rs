@@ -58,6 +58,9 @@ const TOP: &[(&str, &str)] = &[
 /// Nodes an included file may hold.
 const INCLUDABLE: &[&str] = &["include", "layer"];
 
+/// The largest `size=` a media file may pin (what a file offset can hold).
+const MAX_MEDIA_SIZE: u64 = u64::MAX >> 1;
+
 fn usage(name: &str) -> &'static str {
     TOP.iter()
         .find(|(n, _)| *n == name)
@@ -552,7 +555,7 @@ impl Loader {
                 ));
             };
             let c = NodeView::new(child, n.file, n.id, media_usage(role));
-            c.check(1, &["sha256", "url"])?;
+            c.check(1, &["sha256", "size", "url"])?;
             c.no_children()?;
             if let Some(first) = files.iter().find(|f| f.role == role) {
                 return Err(duplicate_child(&c, first.span));
@@ -584,6 +587,21 @@ impl Loader {
                 None => None,
                 Some(e) => {
                     let u = c.text(e)?;
+                    if let Some((at, ch)) = u.char_indices().find(|(_, ch)| ch.is_control()) {
+                        return Err(c
+                            .err(
+                                ErrorKind::BadValue,
+                                format!(
+                                    "`url=` contains a control character (U+{:04X}) at byte {at}",
+                                    u32::from(ch)
+                                ),
+                            )
+                            .label(c.value_span(e), "control character in URL")
+                            .help(
+                                "a URL is sent as one request line: CR, LF or another control \
+                                 character would inject headers; percent-encode it (%0D, %0A)",
+                            ));
+                    }
                     if !(u.starts_with("http://") || u.starts_with("https://")) {
                         return Err(c
                             .err(
@@ -596,6 +614,10 @@ impl Loader {
                     Some(u.to_owned())
                 }
             };
+            let (size, size_span) = match c.prop("size") {
+                None => (None, None),
+                Some(e) => (Some(c.int(e, 0, MAX_MEDIA_SIZE)?), Some(c.entry_span(e))),
+            };
             files.push(MediaFile {
                 role,
                 path,
@@ -604,6 +626,8 @@ impl Loader {
                 sha256,
                 sha256_span,
                 url,
+                size,
+                size_span,
                 span: c.span(),
             });
         }
@@ -846,10 +870,10 @@ impl Loader {
 
 fn media_usage(role: MediaRole) -> &'static str {
     match role {
-        MediaRole::Initrd => "initrd \"FILE\" [sha256=\"HEX\"] [url=\"http://…\"]",
-        MediaRole::Stage2 => "stage2 \"FILE\" [sha256=\"HEX\"] [url=\"http://…\"]",
-        MediaRole::Kernel => "kernel \"FILE\" [sha256=\"HEX\"] [url=\"http://…\"]",
-        MediaRole::Treeinfo => "treeinfo \"FILE\" [sha256=\"HEX\"] [url=\"http://…\"]",
+        MediaRole::Initrd => "initrd \"FILE\" [sha256=\"HEX\"] [size=BYTES] [url=\"http://…\"]",
+        MediaRole::Stage2 => "stage2 \"FILE\" [sha256=\"HEX\"] [size=BYTES] [url=\"http://…\"]",
+        MediaRole::Kernel => "kernel \"FILE\" [sha256=\"HEX\"] [size=BYTES] [url=\"http://…\"]",
+        MediaRole::Treeinfo => "treeinfo \"FILE\" [sha256=\"HEX\"] [size=BYTES] [url=\"http://…\"]",
     }
 }
 

@@ -220,6 +220,11 @@ pub struct MediaFile {
     pub sha256_span: Option<Span>,
     /// Where to fetch the file from when it is not on disk.
     pub url: Option<String>,
+    /// The pinned size in bytes (`size=`), if any. It bounds a download and
+    /// is checked before hashing.
+    pub size: Option<u64>,
+    /// Span of the whole `size=…` property, if present.
+    pub size_span: Option<Span>,
     /// Span of the whole node.
     pub span: Span,
 }

@@ -1,7 +1,8 @@
 //! `v6build pin`: record the hashes of local media in the recipe file.
 //!
 //! Like nix-prefetch-url, but for files already on disk: each media file
-//! that exists is hashed and its `sha256=` is added or updated. The recipe
+//! that exists is hashed and its `sha256=` and `size=` are added or updated
+//! (the size bounds a download of the file, see the driver's `fetch`). The recipe
 //! is edited by splicing the new text into the original at the spans the
 //! decoder recorded, so every comment, blank line and indent survives; the
 //! result is written to a temporary file beside the recipe and renamed over
@@ -20,9 +21,10 @@ use super::model::{MediaRole, Sha256};
 pub enum PinStatus {
     /// The pinned hash already matched.
     Unchanged,
-    /// There was no `sha256=`; one was added.
+    /// There was no `sha256=` (or no `size=`); it was added.
     Added,
-    /// The pinned value (shown as written) was replaced.
+    /// The pinned value (shown as written: the `sha256=`, or the `size=`
+    /// when only that was wrong) was replaced.
     Updated {
         /// The old value.
         old: String,
@@ -42,6 +44,8 @@ pub struct PinEntry {
     pub path: PathBuf,
     /// The file's hash, when it exists.
     pub sha256: Option<Sha256>,
+    /// The file's size in bytes, when it exists.
+    pub size: Option<u64>,
     /// What happened.
     pub status: PinStatus,
 }
@@ -57,7 +61,7 @@ pub struct PinReport {
     pub written: bool,
 }
 
-/// Fills in or updates the `sha256=` of every local media file in the
+/// Fills in or updates the `sha256=` and `size=` of every local media file in the
 /// recipe at `path`, preserving its formatting. Media files that are not on
 /// disk are reported as [`PinStatus::Missing`] and left alone.
 pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
@@ -86,7 +90,25 @@ pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
                     ));
                 }
             };
-            let status = match (hash, file.sha256_span) {
+            // The size read after hashing: a file that changed in between
+            // gets a size that disagrees with the hash, and the next build
+            // says so instead of trusting either.
+            let size = match hash {
+                Some(_) => Some(
+                    std::fs::metadata(&file.path)
+                        .map_err(|e| {
+                            recipe.error_at(
+                                ErrorKind::Io,
+                                file.path_span,
+                                format!("cannot read `{}`: {e}", file.path.display()),
+                                "unreadable",
+                            )
+                        })?
+                        .len(),
+                ),
+                None => None,
+            };
+            let mut status = match (hash, file.sha256_span) {
                 (None, _) => PinStatus::Missing,
                 (Some(h), None) => {
                     let at = file.path_span.offset + file.path_span.len;
@@ -100,11 +122,35 @@ pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
                     PinStatus::Updated { old }
                 }
             };
+            // `size=` goes right after `sha256=` (or replaces its old value).
+            match (size, file.size_span) {
+                (None, _) => {}
+                (Some(n), Some(_)) if file.size == Some(n) => {}
+                (Some(n), Some(span)) => {
+                    let old = text[span.offset..span.offset + span.len].to_owned();
+                    edits.push((span.offset, span.len, format!("size={n}")));
+                    if status == PinStatus::Unchanged {
+                        status = PinStatus::Updated { old };
+                    }
+                }
+                (Some(n), None) => {
+                    let at = file
+                        .sha256_span
+                        .map_or(file.path_span.offset + file.path_span.len, |s| {
+                            s.offset + s.len
+                        });
+                    edits.push((at, 0, format!(" size={n}")));
+                    if status == PinStatus::Unchanged {
+                        status = PinStatus::Added;
+                    }
+                }
+            }
             entries.push(PinEntry {
                 media: media.name.clone(),
                 role: file.role,
                 path: file.path.clone(),
                 sha256: hash,
+                size,
                 status,
             });
         }

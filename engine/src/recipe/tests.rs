@@ -490,16 +490,20 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
     let expected = PIN_RECIPE
         .replace(
             "\"i.img\"     url",
-            &format!("\"i.img\" sha256=\"{hi}\"     url"),
+            &format!("\"i.img\" sha256=\"{hi}\" size=12     url"),
         )
-        .replace("sha256=\"TODO\"", &format!("sha256=\"{hs}\""));
-    assert_eq!(text, expected, "only the hashes change");
+        .replace("sha256=\"TODO\"", &format!("sha256=\"{hs}\" size=12"));
+    assert_eq!(text, expected, "only the hashes and sizes change");
 
     // Pinned: the recipe loads, and the present media verify up to the absent kernel.
     let r = load(&path).expect("loads after pin");
     assert_eq!(
         r.media[0].file(MediaRole::Initrd).and_then(|f| f.sha256),
         Some(hi)
+    );
+    assert_eq!(
+        r.media[0].file(MediaRole::Initrd).and_then(|f| f.size),
+        Some(12)
     );
     assert_eq!(
         verify_media(&r).expect_err("kernel absent").kind(),
@@ -527,6 +531,25 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
         std::fs::read_to_string(&path).expect("read"),
         expected.replace(&hs.to_hex(), &hs2.to_hex())
     );
+
+    // A recipe pinned before `size=` existed gets its sizes added, and a
+    // wrong size alone is corrected.
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(
+        &path,
+        text.replacen(" size=12", "", 1)
+            .replacen("size=12", "size=5", 1),
+    )
+    .expect("write");
+    let fourth = pin(&path).expect("pin sizes");
+    assert_eq!(fourth.entries[0].status, PinStatus::Added);
+    assert_eq!(
+        fourth.entries[1].status,
+        PinStatus::Updated {
+            old: "size=5".into()
+        }
+    );
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
 }
 
 #[test]
