@@ -109,7 +109,10 @@ fn check_kernel(path: &Path) -> Result<(), Outcome> {
     let mut head = Vec::new();
     let opened = File::open(path).and_then(|f| f.take(0x206).read_to_end(&mut head));
     if let Err(e) = opened {
-        return Err(Outcome::Usage(format!("cannot read kernel {}: {e}", path.display())));
+        return Err(Outcome::Usage(format!(
+            "cannot read kernel {}: {e}",
+            path.display()
+        )));
     }
     if !is_bzimage(&head) {
         return Err(Outcome::Usage(format!(
@@ -277,7 +280,10 @@ pub fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
         }
         // One plain component each: nothing else may be joined.
         let mut comps = Path::new(part).components();
-        if !matches!((comps.next(), comps.next()), (Some(Component::Normal(_)), None)) {
+        if !matches!(
+            (comps.next(), comps.next()),
+            (Some(Component::Normal(_)), None)
+        ) {
             return None;
         }
         p.push(part);
@@ -465,7 +471,10 @@ fn read_spec(release: &Path) -> Result<Option<BootSpec>, Outcome> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Outcome::Usage(format!("cannot read {}: {e}", p.display()))),
         Ok(m) if !m.is_file() => {
-            return Err(Outcome::Usage(format!("{} is not a regular file", p.display())));
+            return Err(Outcome::Usage(format!(
+                "{} is not a regular file",
+                p.display()
+            )));
         }
         Ok(_) => {}
     }
@@ -598,9 +607,14 @@ impl Tail {
 
     fn render(&self) -> String {
         let mut s = String::new();
-        let rest = (!self.partial.is_empty())
-            .then(|| String::from_utf8_lossy(&self.partial).into_owned());
-        let all: Vec<&str> = self.lines.iter().map(String::as_str).chain(rest.as_deref()).collect();
+        let rest =
+            (!self.partial.is_empty()).then(|| String::from_utf8_lossy(&self.partial).into_owned());
+        let all: Vec<&str> = self
+            .lines
+            .iter()
+            .map(String::as_str)
+            .chain(rest.as_deref())
+            .collect();
         for l in &all[all.len().saturating_sub(TAIL_LINES)..] {
             s.push_str("  | ");
             s.push_str(l);
@@ -652,7 +666,10 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
                 .into(),
         ));
     }
-    if let Some(m) = markers.iter().find(|m| m.is_empty() || m.contains(['\n', '\r'])) {
+    if let Some(m) = markers
+        .iter()
+        .find(|m| m.is_empty() || m.contains(['\n', '\r']))
+    {
         return Err(Outcome::Usage(format!(
             "marker {m:?} must be one non-empty line"
         )));
@@ -668,13 +685,16 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         .map_err(|e| Outcome::Usage(format!("{}: {e}", release.display())))?;
     let verbose = cfg.verbosity >= Verbosity::Verbose;
     let quiet = cfg.verbosity == Verbosity::Quiet;
-    let (_server, port) = serve(root, verbose).map_err(|e| {
-        Outcome::Failure(format!("cannot serve the release on [::1]: {e}"))
-    })?;
+    let (_server, port) = serve(root, verbose)
+        .map_err(|e| Outcome::Failure(format!("cannot serve the release on [::1]: {e}")))?;
     let served = format!("http://[{GUEST_HOST}]:{port}");
     let cmdline = kernel_cmdline(spec.as_ref(), &served, opts.cmdline.as_deref());
     let argv = qemu_command(opts.accel, &kernel, &initrd, &cmdline);
-    let reproduce = argv.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ");
+    let reproduce = argv
+        .iter()
+        .map(|a| sh_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ");
     if !quiet && !cfg.json {
         outln!(
             "boot: serving {} at {served} (host [::1]:{port}), {} marker(s), timeout {timeout} s, accel {}",
@@ -699,8 +719,14 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
     let mut qemu = Qemu(child);
     let (tx, rx) = mpsc::channel::<Event>();
     for pipe in [
-        qemu.0.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-        qemu.0.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        qemu.0
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        qemu.0
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -876,7 +902,9 @@ mod tests {
         );
         let spec = BootSpec {
             base_url: "http://[2001:db8::1]/7.x/r5/".into(),
-            cmdline: Some("root=live:http://[2001:db8::1]/7.x/r5/LiveOS/squashfs.img ip=auto6".into()),
+            cmdline: Some(
+                "root=live:http://[2001:db8::1]/7.x/r5/LiveOS/squashfs.img ip=auto6".into(),
+            ),
             kernel: Some("vmlinuz".into()),
             updates: true,
             expect: vec!["X".into()],

@@ -64,7 +64,10 @@ fn media(t: &str) -> Option<PathBuf> {
             String::from_utf8_lossy(&o.stderr)
         );
         // Exit 3: a tool or the package index is missing (a skip); else a bug.
-        assert!(o.status.code() == Some(3) && !oracles_required(), "{t}: {why}");
+        assert!(
+            o.status.code() == Some(3) && !oracles_required(),
+            "{t}: {why}"
+        );
         eprintln!("SKIP {t}: {why}");
         return None;
     }
@@ -137,11 +140,7 @@ fn boot_reaches_both_markers_over_ipv6_only_and_fails_without_the_unit() {
         (g.join().unwrap(), b.join().unwrap())
     });
     let (gout, gerr) = (String::from_utf8_lossy(&g.stdout), stderr(&g));
-    assert_eq!(
-        g.status.code(),
-        Some(0),
-        "boot failed:\n{gout}\n{gerr}"
-    );
+    assert_eq!(g.status.code(), Some(0), "boot failed:\n{gout}\n{gerr}");
     for (i, m) in ["V6TEST-INITRD-ONLINE", "V6TEST-STAGE2-MARKER"]
         .iter()
         .enumerate()
@@ -163,7 +162,10 @@ fn boot_reaches_both_markers_over_ipv6_only_and_fails_without_the_unit() {
         .filter(|a| a.contains(" inet ") && !a.contains(" lo "))
         .collect();
     assert!(v4.is_empty(), "IPv4 addresses on an IPv6-only link: {v4:?}");
-    assert!(gerr.contains("http: GET /LiveOS/squashfs.img 200"), "{gerr}");
+    assert!(
+        gerr.contains("http: GET /LiveOS/squashfs.img 200"),
+        "{gerr}"
+    );
 
     // Without the unit: exit 1, the first marker seen, the console tail and
     // the QEMU command shown.
@@ -172,7 +174,10 @@ fn boot_reaches_both_markers_over_ipv6_only_and_fails_without_the_unit() {
     assert!(bout.contains("[1/2] \"V6TEST-INITRD-ONLINE\""), "{bout}");
     assert!(!bout.contains("[2/2]"), "{bout}");
     assert!(berr.contains("last 50 console lines"), "{berr}");
-    assert!(berr.contains("V6BUILD-STAGE2-UP"), "tail lacks the stage2: {berr}");
+    assert!(
+        berr.contains("V6BUILD-STAGE2-UP"),
+        "tail lacks the stage2: {berr}"
+    );
     assert!(
         berr.contains("qemu-system-x86_64 -accel tcg") && berr.contains("ipv4=off"),
         "{berr}"
@@ -187,7 +192,11 @@ fn boot_refuses_a_release_without_a_bootable_kernel() {
     s.ok(&["build", "recipes/demo.kdl"]);
     let o = s.run(&["boot", s.demo_release().to_str().unwrap(), "--expect", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("needs a bootable kernel"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs a bootable kernel"),
+        "{}",
+        stderr(&o)
+    );
     // A stand-in kernel file is not a bzImage.
     let standin = s.path().join("vmlinuz");
     std::fs::write(&standin, b"not a real kernel, only bytes to copy through\n").unwrap();

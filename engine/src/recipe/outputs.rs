@@ -239,7 +239,9 @@ fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
                             "an `expect` marker must be one non-empty line",
                         )
                         .label(c.value_span(e), "empty or spans lines")
-                        .help("write the text one console line shows, e.g. expect \"Reached target\""));
+                        .help(
+                            "write the text one console line shows, e.g. expect \"Reached target\"",
+                        ));
                 }
                 expect.push(text.to_owned());
             }
