@@ -615,6 +615,9 @@ impl Tail {
             .map(String::as_str)
             .chain(rest.as_deref())
             .collect();
+        if all.is_empty() {
+            s.push_str("  (nothing on the console)\n");
+        }
         for l in &all[all.len().saturating_sub(TAIL_LINES)..] {
             s.push_str("  | ");
             s.push_str(l);
@@ -817,9 +820,10 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
     }
     let missing = &markers[scan.seen()];
     eprint!(
-        "boot: last {TAIL_LINES} console lines:\n{}boot: to reproduce (serve {} at [::1]:{port} first):\n  {reproduce}\n",
+        "boot: last {TAIL_LINES} console lines:\n{}boot: to reproduce, serve the release on [::1]:{port} \
+         (e.g. python3 -m http.server --bind ::1 --directory {} {port}) and run:\n  {reproduce}\n",
         tail.render(),
-        release.display()
+        sh_quote(&release.display().to_string())
     );
     Err(Outcome::Failure(format!(
         "{failure}: marker {}/{} {missing:?} not seen",
