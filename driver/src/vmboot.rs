@@ -898,6 +898,53 @@ mod tests {
     }
 
     #[test]
+    fn server_serves_ranges_and_nothing_outside() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("LiveOS")).unwrap();
+        std::fs::write(d.path().join("LiveOS/squashfs.img"), b"0123456789").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("pw")).unwrap();
+        let (server, port) = serve(d.path().to_path_buf(), false).unwrap();
+        let ask = |req: &str| -> String {
+            let mut s = TcpStream::connect(("::1", port)).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let r = ask("GET /LiveOS/squashfs.img HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(
+            r.contains("Content-Length: 10\r\n") && r.ends_with("\r\n\r\n0123456789"),
+            "{r}"
+        );
+        let r = ask("GET /LiveOS/squashfs.img HTTP/1.1\r\nrange: bytes=2-4\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{r}");
+        assert!(
+            r.contains("Content-Range: bytes 2-4/10\r\n") && r.ends_with("\r\n\r\n234"),
+            "{r}"
+        );
+        let r = ask("HEAD /LiveOS/squashfs.img HTTP/1.1\r\n\r\n");
+        assert!(
+            r.contains("Content-Length: 10\r\n") && r.ends_with("\r\n\r\n"),
+            "{r}"
+        );
+        let r = ask("GET /LiveOS/squashfs.img HTTP/1.1\r\nRange: bytes=20-\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 416 "), "{r}");
+        for bad in [
+            "/../etc/passwd",
+            "/pw",
+            "/LiveOS",
+            "/%2e%2e/%2e%2e/etc/passwd",
+        ] {
+            let r = ask(&format!("GET {bad} HTTP/1.1\r\n\r\n"));
+            assert!(r.starts_with("HTTP/1.1 404 "), "{bad}: {r}");
+        }
+        let r = ask("PUT /x HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 405 "), "{r}");
+        drop(server);
+    }
+
+    #[test]
     fn cmdlines() {
         let served = "http://[fec0::2]:8080";
         assert_eq!(
