@@ -487,6 +487,14 @@ fn read_spec(release: &Path) -> Result<Option<BootSpec>, Outcome> {
         .map_err(|e| Outcome::Usage(format!("{} is not a valid boot.json: {e}", p.display())))
 }
 
+/// `tool` found in a directory of `PATH`.
+fn on_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file()))
+}
+
 /// The QEMU command line.
 fn qemu_command(accel: Accel, kernel: &Path, initrd: &Path, cmdline: &str) -> Vec<String> {
     let mut v: Vec<String> = [
@@ -707,8 +715,22 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         );
     }
     let start = Instant::now();
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
+    // Through util-linux's setpriv where there is one, so that QEMU also
+    // dies when this process is killed outright (SIGKILL, SIGTERM) and no
+    // destructor runs; Ctrl-C reaches QEMU anyway (same process group).
+    let mut command = match on_path("setpriv") {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).args(&argv);
+            c
+        }
+        None => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
