@@ -126,6 +126,34 @@ enum Command {
         #[arg(long)]
         outer: bool,
     },
+    /// Boot a release in QEMU over an IPv6-only network and wait for console markers.
+    ///
+    /// Serves RELEASE_DIR over HTTP on the host's [::1] (the guest reaches it
+    /// at [fec0::2]), boots its kernel and initrd.img with the recipe's boot
+    /// cmdline (or root=live:…/LiveOS/squashfs.img rd.neednet=1 ip=auto6) and
+    /// waits for every marker in order. Exit 0 when all were seen, 1 on a
+    /// timeout or an early QEMU exit (the console tail and the QEMU command
+    /// are printed), 2 for bad usage or a kernel that cannot boot.
+    Boot {
+        /// The release directory (with initrd.img and LiveOS/squashfs.img).
+        #[arg(value_name = "RELEASE_DIR")]
+        release: PathBuf,
+        /// Boot this kernel instead of the release's.
+        #[arg(long, value_name = "PATH")]
+        kernel: Option<PathBuf>,
+        /// Console text to wait for; repeat for several, seen in order [default: the recipe's `expect`s].
+        #[arg(long, value_name = "TEXT")]
+        expect: Vec<String>,
+        /// Seconds to wait for every marker [default: the recipe's `timeout`, or 600].
+        #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        timeout: Option<u64>,
+        /// Extra kernel command line, appended.
+        #[arg(long, value_name = "EXTRA")]
+        cmdline: Option<String>,
+        /// QEMU accelerator; guests may hang under KVM on some hosts.
+        #[arg(long, value_enum, default_value_t = AccelArg::Tcg)]
+        accel: AccelArg,
+    },
     /// Remove cache entries that no release and none of the last builds need.
     Gc {
         /// How many of the most recent builds stay gc roots.
@@ -202,6 +230,12 @@ fn bytes(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(1u64 << shift))
         .ok_or_else(|| format!("`{s}` is not a byte count such as 1048576, 512M or 8G"))
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AccelArg {
+    Tcg,
+    Kvm,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -284,6 +318,27 @@ pub fn run() -> ExitCode {
         Command::Pin { recipe } => engine::cmd::pin(&cfg, &recipe),
         Command::Ls { image, path, outer } => engine::cmd::ls(&cfg, &image, &path, outer),
         Command::Cat { image, path, outer } => engine::cmd::cat(&cfg, &image, &path, outer),
+        Command::Boot {
+            release,
+            kernel,
+            expect,
+            timeout,
+            cmdline,
+            accel,
+        } => engine::vmboot::boot(
+            &cfg,
+            &engine::vmboot::BootOptions {
+                release,
+                kernel,
+                expect,
+                timeout,
+                cmdline,
+                accel: match accel {
+                    AccelArg::Tcg => engine::vmboot::Accel::Tcg,
+                    AccelArg::Kvm => engine::vmboot::Accel::Kvm,
+                },
+            },
+        ),
         Command::Gc { keep_builds } => engine::cmd::gc(&cfg, keep_builds),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -271,7 +271,7 @@ fn release_treeinfo(
             role: match o.path.as_str() {
                 "initrd.img" => "initrd",
                 "LiveOS/squashfs.img" => "stage2",
-                "updates.img" | "grub.cfg" | "boot.ipxe" => "other",
+                "updates.img" | "grub.cfg" | "boot.ipxe" | "boot.json" => "other",
                 // The only other file at this point is the kernel.
                 _ => "kernel",
             },
@@ -606,6 +606,22 @@ fn build_once(
             w.add_bytes("boot.ipxe", files.ipxe().as_bytes())
                 .map_err(|e| Outcome::Failure(format!("writing boot.ipxe: {e}")))?;
         }
+        // What `v6build boot` needs from the recipe's boot block.
+        let spec = crate::vmboot::BootSpec {
+            base_url: b.base_url.trim_end_matches('/').to_string(),
+            cmdline: b.cmdline.clone(),
+            kernel: r
+                .media
+                .iter()
+                .flat_map(|m| m.files.iter())
+                .any(|f| f.role == MediaRole::Kernel)
+                .then(|| kernel.clone()),
+            updates: has_updates,
+            expect: b.expect.clone(),
+            timeout: b.timeout,
+        };
+        w.add_bytes(crate::vmboot::BOOT_JSON, &spec.to_bytes())
+            .map_err(|e| Outcome::Failure(format!("writing boot.json: {e}")))?;
     }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
     if let Some((m, f)) = treeinfo_media(r)? {

@@ -33,6 +33,7 @@ pub mod release;
 pub mod treeinfo;
 pub mod updates;
 pub mod verify;
+pub mod vmboot;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod boot;
 mod cli;
 mod demo;
 mod diff;

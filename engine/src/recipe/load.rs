@@ -51,7 +51,7 @@ const TOP: &[(&str, &str)] = &[
     ),
     (
         "boot",
-        "boot base-url=\"http://…/RELEASE-DIR\" { cmdline \"…\"; grub; ipxe }",
+        "boot base-url=\"http://…/RELEASE-DIR\" { cmdline \"…\"; grub; ipxe; expect \"…\"; timeout N }",
     ),
 ];
 

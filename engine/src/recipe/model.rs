@@ -660,6 +660,10 @@ pub struct BootOutput {
     pub grub: bool,
     /// Write `boot.ipxe`.
     pub ipxe: bool,
+    /// Console markers `v6build boot` waits for, in order (`expect "TEXT"`).
+    pub expect: Vec<String>,
+    /// Seconds `v6build boot` waits for them (`timeout N`).
+    pub timeout: Option<u64>,
     /// Span of the node's name.
     pub span: Span,
 }

@@ -208,6 +208,9 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
     Ok(())
 }
 
+/// The longest `timeout` a `boot` block may ask for: a day.
+pub const MAX_BOOT_TIMEOUT: u64 = 86_400;
+
 fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
     n.check(0, &["base-url"])?;
     let url_e = n.req_prop("base-url")?;
@@ -223,10 +226,12 @@ fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
                 "the installer fetches stage2 over HTTP: write http://[2001:db8::1]/RELEASE-DIR",
             ));
     }
-    let allowed = ["cmdline", "grub", "ipxe"];
+    let allowed = ["cmdline", "grub", "ipxe", "expect", "timeout"];
     let mut cmdline: Option<(String, Span)> = None;
     let mut grub: Option<(bool, Span)> = None;
     let mut ipxe: Option<(bool, Span)> = None;
+    let mut timeout: Option<(u64, Span)> = None;
+    let mut expect: Vec<String> = Vec::new();
     for child in n.children() {
         let cname = child.name().value();
         let c = NodeView::new(child, n.file, n.id, output_child_usage(cname));
@@ -234,6 +239,9 @@ fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
             "cmdline" => cmdline.as_ref().map(|x| x.1),
             "grub" => grub.as_ref().map(|x| x.1),
             "ipxe" => ipxe.as_ref().map(|x| x.1),
+            "timeout" => timeout.as_ref().map(|x| x.1),
+            // Markers repeat: each `expect` is the next one, in order.
+            "expect" => None,
             _ => return Err(unknown_child(&c, cname, "boot", &allowed)),
         };
         c.no_children()?;
@@ -246,22 +254,46 @@ fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
                 let e = c.req_arg(0, "a command line")?;
                 cmdline = Some((c.text(e)?.to_owned(), c.name_span()));
             }
+            "expect" => {
+                c.check(1, &[])?;
+                let e = c.req_arg(0, "the text to wait for")?;
+                let text = c.text(e)?;
+                if text.is_empty() || text.contains(['\n', '\r']) {
+                    return Err(c
+                        .err(
+                            ErrorKind::BadValue,
+                            "an `expect` marker must be one non-empty line",
+                        )
+                        .label(c.value_span(e), "empty or spans lines")
+                        .help(
+                            "write the text one console line shows, e.g. expect \"Reached target\"",
+                        ));
+                }
+                expect.push(text.to_owned());
+            }
+            "timeout" => {
+                c.check(1, &[])?;
+                let e = c.req_arg(0, "seconds")?;
+                timeout = Some((c.int(e, 1, MAX_BOOT_TIMEOUT)?, c.name_span()));
+            }
             "grub" => grub = Some((flag_node(&c)?, c.name_span())),
             _ => ipxe = Some((flag_node(&c)?, c.name_span())),
         }
     }
     let (grub, ipxe) = (grub.is_some_and(|g| g.0), ipxe.is_some_and(|i| i.0));
-    if !grub && !ipxe {
+    if !grub && !ipxe && expect.is_empty() {
         return Err(n
             .err(ErrorKind::Missing, "`boot` writes nothing")
-            .label(n.name_span(), "no `grub` or `ipxe`")
-            .help("add `grub` to write grub.cfg, `ipxe` to write boot.ipxe, or both"));
+            .label(n.name_span(), "no `grub`, `ipxe` or `expect`")
+            .help("add `grub` to write grub.cfg, `ipxe` to write boot.ipxe, `expect \"TEXT\"` for `v6build boot`, or several"));
     }
     outputs.boot = Some(BootOutput {
         base_url,
         cmdline: cmdline.map(|c| c.0),
         grub,
         ipxe,
+        expect,
+        timeout: timeout.map(|t| t.0),
         span: n.name_span(),
     });
     Ok(())
@@ -280,6 +312,8 @@ fn output_child_usage(name: &str) -> &'static str {
         "cmdline" => "cmdline \"ARGS…\"",
         "grub" => "grub [#true|#false]",
         "ipxe" => "ipxe [#true|#false]",
+        "expect" => "expect \"TEXT\"",
+        "timeout" => "timeout SECONDS",
         _ => "",
     }
 }
