@@ -6,5 +6,6 @@ mod cli;
 mod demo;
 mod engine;
 mod faults;
+mod issue16_mem;
 mod ops;
 mod stage2;
