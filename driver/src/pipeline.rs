@@ -72,8 +72,14 @@ pub enum Work {
     },
     /// Unpack a base image into the tree layers edit.
     Unpack(Image),
-    /// Apply one layer (index into `recipe.layers`).
-    Layer(Image, usize),
+    /// Apply a run of layers in order, each an index into `recipe.layers`
+    /// with the key that layer alone would have (its per-layer key, which
+    /// the manifest records). [`plan`] collapses a chain of layers whose
+    /// intermediate trees nothing else reads into one node: the tree is
+    /// edited in memory and stored once, so n layers cost O(their
+    /// operations), not n stored trees of growing size. The node's key is
+    /// the last layer's per-layer key, which commits to every earlier one.
+    Layer(Image, Vec<(usize, Digest)>),
     /// Pack the final tree into the image bytes.
     Pack(Image),
 }
@@ -273,11 +279,13 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
             } else {
                 image
             };
+            let kd = key("layer", json!({ "layer": doc, "ctx": epoch_param }), inputs);
+            let k = Digest::of(&crate::dag::canonical_json(&kd));
             let id = g.add(
                 format!("{}/layer/{name}", layer_image.name()),
                 prev.into_iter().collect(),
-                key("layer", json!({ "layer": doc, "ctx": epoch_param }), inputs),
-                Work::Layer(layer_image, idx),
+                kd,
+                Work::Layer(layer_image, vec![(idx, k)]),
             );
             prev = Some(id);
         }
@@ -351,7 +359,67 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
             params,
         )?;
     }
-    Ok(g)
+    Ok(collapse_layers(g))
+}
+
+/// Merges every layer node whose tree only the next layer reads into that
+/// next layer's node (see [`Work::Layer`]). A layer whose tree is shared
+/// (two outputs that apply the same first layers to the same base, or an
+/// output that ends there) ends a run and keeps its own node, so shared
+/// work is still done once. The merged node keeps the last layer's key
+/// and key document, the first layer's inputs, and the name
+/// `IMAGE/layer/FIRST..LAST`.
+fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
+    let consumers = g.consumers();
+    let nodes = g.into_nodes();
+    // absorbed[p]: p's only reader is a layer node that takes p's place.
+    let mut absorbed = vec![false; nodes.len()];
+    for n in &nodes {
+        if let (Work::Layer(..), [p]) = (&n.work, n.deps.as_slice())
+            && matches!(nodes[*p].work, Work::Layer(..))
+            && consumers[*p] == 1
+        {
+            absorbed[*p] = true;
+        }
+    }
+    let mut out: Graph<Work> = Graph::default();
+    let mut new_id: Vec<Option<crate::dag::NodeId>> = vec![None; nodes.len()];
+    let mut pending: Vec<Option<(String, Vec<(usize, Digest)>, Vec<crate::dag::NodeId>)>> =
+        (0..nodes.len()).map(|_| None).collect();
+    for (i, n) in nodes.into_iter().enumerate() {
+        let crate::dag::Node {
+            name,
+            deps,
+            key_doc,
+            work,
+            ..
+        } = n;
+        let (name, work, deps) = match work {
+            Work::Layer(image, steps) => {
+                // Continue the run this layer's input belongs to, if any.
+                let (first, mut all, deps) = match deps.as_slice() {
+                    [p] if absorbed[*p] => pending[*p].take().unwrap_or_default(),
+                    _ => (name.clone(), Vec::new(), deps),
+                };
+                all.extend(steps);
+                if absorbed[i] {
+                    pending[i] = Some((first, all, deps));
+                    continue;
+                }
+                let name = if all.len() > 1 {
+                    let last = name.rsplit('/').next().unwrap_or_default();
+                    format!("{first}..{last}")
+                } else {
+                    name
+                };
+                (name, Work::Layer(image, all), deps)
+            }
+            w => (name, w, deps),
+        };
+        let deps = deps.iter().filter_map(|&d| new_id[d]).collect();
+        new_id[i] = Some(out.add(name, deps, key_doc, work));
+    }
+    out
 }
 
 /// Everything a running node needs.
@@ -526,14 +594,25 @@ impl Ctx<'_> {
                 let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
                 Ok(Out::Tree(d))
             }
-            Work::Layer(_, idx) => {
+            Work::Layer(_, steps) => {
                 let mut tree = match tree_input(inputs) {
                     Some(d) => self.store.get_tree(&d).map_err(|e| fail(name, e))?,
                     None => Tree::new(v6build_fstree::Meta::root(0o755, self.epoch)),
                 };
-                let layer = &self.recipe.layers[*idx];
-                crate::apply::apply_layer(self.recipe, layer, &mut tree, self.blobs, self.epoch)
+                for (idx, _) in steps {
+                    let layer = &self.recipe.layers[*idx];
+                    crate::apply::apply_layer(
+                        self.recipe,
+                        layer,
+                        &mut tree,
+                        self.blobs,
+                        self.epoch,
+                    )
                     .map_err(NodeError::Recipe)?;
+                }
+                if steps.len() > 1 {
+                    self.note(name, "layers", json!(steps.len()));
+                }
                 let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
                 Ok(Out::Tree(d))
             }

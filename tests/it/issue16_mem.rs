@@ -66,3 +66,80 @@ fn item12_newline_in_cmdline_is_a_load_error() {
     assert!(e.contains("n.kdl:7:13"), "{e}");
     assert!(!s.out().join("n").exists());
 }
+
+/// Bytes of every file under `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// A recipe applying `n` one-file layers to the demo's 1.5 KB initrd.
+fn layered_recipe(s: &Scratch, n: usize) -> String {
+    let mut r = format!(
+        "release \"l{n}\" {{ dir \"l{n}\"; epoch 1 }}\n\
+         media \"demo\" {{\n    initrd \"media/demo/images/pxeboot/initrd.img\" \
+         sha256=\"cfe0ee94eab56453fbe5f67e0c045d8aeab0f62eb3d5997d901ddfbf219d463e\"\n}}\n"
+    );
+    for i in 0..n {
+        r.push_str(&format!(
+            "layer \"l{i}\" {{ file \"/opt/f{i}\" text=\"{i}\" }}\n"
+        ));
+    }
+    r.push_str("initrd from=\"demo\" { layers");
+    for i in 0..n {
+        r.push_str(&format!(" \"l{i}\""));
+    }
+    r.push_str("; compress \"gzip\"; }\n");
+    let name = format!("recipes/l{n}.kdl");
+    std::fs::write(s.path().join(&name), r).unwrap();
+    name
+}
+
+/// Item 10: a chain of layers costs O(total operations). 2,000 one-file
+/// layers run as one node that stores one tree, so the cache grows
+/// linearly with the layer count (n stored trees of growing size would
+/// grow it quadratically: 4x the layers, 16x the bytes). Each layer's own
+/// key is still in the manifest.
+#[test]
+fn item10_many_layers_cost_linear_cache() {
+    let mut sizes = Vec::new();
+    let mut runs: Vec<u64> = Vec::new();
+    for n in [500usize, 2000] {
+        let s = Scratch::new();
+        let recipe = layered_recipe(&s, n);
+        let j = s.build_json(&recipe);
+        runs.push(j["nodes_run"].as_u64().unwrap());
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(s.out().join(format!("l{n}/manifest.json"))).unwrap(),
+        )
+        .unwrap();
+        let text = m.to_string();
+        assert!(text.contains("\"l0\"") && text.contains(&format!("\"l{}\"", n - 1)));
+        let ls = s.ok(&[
+            "ls",
+            s.out().join(format!("l{n}/initrd.img")).to_str().unwrap(),
+        ]);
+        let listing = String::from_utf8_lossy(&ls.stdout);
+        assert!(listing.contains(&format!("/opt/f{}", n - 1)), "{listing}");
+        sizes.push(du(&s.cache()));
+    }
+    let (small, big) = (sizes[0], sizes[1]);
+    eprintln!("cache bytes: 500 layers {small}, 2000 layers {big}");
+    assert!(
+        big < small * 6,
+        "cache for 2000 layers is {big} bytes, for 500 layers {small}: not linear"
+    );
+    // unpack, the layers, pack (media nodes are checks, not counted).
+    assert_eq!(runs, [3, 3], "nodes run");
+}
