@@ -24,6 +24,7 @@ pub mod dag;
 pub mod fetch;
 pub mod inspect;
 pub mod keys;
+pub mod limits;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;

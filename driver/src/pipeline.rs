@@ -658,21 +658,26 @@ impl Ctx<'_> {
         &self,
         name: &str,
         path: &Path,
-    ) -> Result<(Tree, Vec<u8>, Option<v6build_fstree::MemBlobs>), NodeError> {
-        let bytes = std::fs::read(path).map_err(|e| fail(name, e))?;
+    ) -> Result<(Tree, Vec<u8>, Option<v6build_cpio::KeptContents>), NodeError> {
+        let limits = crate::limits::Limits::from_env().map_err(|e| fail(name, e))?;
+        let bytes = read_initrd(path, &limits).map_err(|e| fail(name, e))?;
         let rewrite = self
             .recipe
             .outputs
             .initrd
             .as_ref()
             .is_some_and(|o| !o.append);
-        let kept = rewrite.then(v6build_fstree::MemBlobs::new);
-        let store: &dyn BlobStore = match &kept {
-            Some(k) => k,
-            None => &crate::refs::HashOnly,
+        let (ird, kept) = if rewrite {
+            let (ird, kept) = v6build_cpio::Initramfs::parse_kept(&bytes, &limits.cpio())
+                .map_err(|e| fail(name, crate::limits::cpio_message(&e)))?;
+            (ird, Some(kept))
+        } else {
+            let ird =
+                v6build_cpio::Initramfs::parse(&bytes, &crate::refs::HashOnly, &limits.cpio())
+                    .map_err(|e| fail(name, crate::limits::cpio_message(&e)))?;
+            (ird, None)
         };
-        let ird = v6build_cpio::Initramfs::parse(&bytes, store, &Default::default())
-            .map_err(|e| fail(name, e))?;
+        drop(bytes);
         Ok((ird.merged(), ird.save(), kept))
     }
 
@@ -923,7 +928,8 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let bytes = std::fs::read(base).map_err(|e| fail(name, e))?;
+        let limits = crate::limits::Limits::from_env().map_err(|e| fail(name, e))?;
+        let bytes = read_initrd(base, &limits).map_err(|e| fail(name, e))?;
         let saved = self.store.get_blob(parse).map_err(|e| fail(name, e))?;
         let parsed = v6build_cpio::Initramfs::load(&saved).map_err(|e| fail(name, e))?;
         let out = self.recipe.outputs.initrd.as_ref();
@@ -975,6 +981,32 @@ impl Ctx<'_> {
         let d = self.store.put_blob(&packed).map_err(|e| fail(name, e))?;
         Ok((d, packed.len() as u64))
     }
+}
+
+/// Reads a base initrd whole, refusing a file larger than the unpacked
+/// limit before allocating for it (no initrd is larger than what it
+/// unpacks to, give or take its headers).
+pub(crate) fn read_initrd(path: &Path, limits: &crate::limits::Limits) -> Result<Vec<u8>, String> {
+    let mut f = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len > limits.max_unpacked {
+        return Err(format!(
+            "{} is {len} bytes, which exceeds limit {} bytes for an initrd (set with {}=SIZE)",
+            path.display(),
+            limits.max_unpacked,
+            crate::limits::ENV_UNPACKED
+        ));
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
+        .map_err(|_| format!("{}: out of memory for {len} bytes", path.display()))?;
+    f.read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 /// The cpio codec's parameters for a recipe's `compress` node: the kind's

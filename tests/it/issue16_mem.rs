@@ -143,3 +143,151 @@ fn item10_many_layers_cost_linear_cache() {
     // unpack, the layers, pack (media nodes are checks, not counted).
     assert_eq!(runs, [3, 3], "nodes run");
 }
+
+/// A newc header and name, padded to 4 bytes.
+fn newc(name: &str, mode: u32, size: u32, ino: u32) -> Vec<u8> {
+    let n = format!("{name}\0");
+    let mut h = b"070701".to_vec();
+    for v in [ino, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, n.len() as u32, 0] {
+        h.extend_from_slice(format!("{v:08X}").as_bytes());
+    }
+    h.extend_from_slice(n.as_bytes());
+    h.resize(h.len().div_ceil(4) * 4, 0);
+    h
+}
+
+fn trailer() -> Vec<u8> {
+    newc("TRAILER!!!", 0, 0, 0)
+}
+
+/// The address-space cap the hostile builds run under: the bound
+/// `book/src/robustness.md` states for the limits these tests set
+/// (256 MiB unpacked: 192 MiB + 3 x 256 MiB, rounded to 1 GiB).
+const AS_CAP: u64 = 1 << 30;
+
+/// Runs `v6build build RECIPE` in `s` under `prlimit --as=AS_CAP`, with
+/// the given limit variables.
+fn build_capped(
+    prlimit: &std::path::Path,
+    s: &Scratch,
+    recipe: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let mut c = Command::new(prlimit);
+    c.arg(format!("--as={AS_CAP}"))
+        .arg(env!("CARGO_BIN_EXE_v6build"))
+        .current_dir(s.path())
+        .arg("--cache")
+        .arg(s.cache())
+        .arg("--out")
+        .arg(s.out())
+        .args(["build", recipe])
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("V6BUILD_CACHE")
+        .env_remove("V6BUILD_LIMIT_UNPACKED")
+        .env_remove("V6BUILD_LIMIT_ENTRIES")
+        .env_remove("V6BUILD_LIMIT_FILE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run v6build under prlimit")
+}
+
+/// Writes `initrd` as the media of a one-layer initrd recipe and pins it.
+fn initrd_recipe(s: &Scratch, name: &str, initrd: &std::path::Path) -> String {
+    std::fs::copy(initrd, s.path().join(format!("recipes/{name}.img"))).unwrap();
+    let text = format!(
+        "release \"{name}\" {{ dir \"{name}\"; epoch 1 }}\n\
+         media \"m\" {{ initrd \"{name}.img\"; }}\n\
+         layer \"l\" {{ file \"/etc/x\" text=\"x\"; }}\n\
+         initrd from=\"m\" {{ layers \"l\"; }}\n"
+    );
+    let rel = format!("recipes/{name}.kdl");
+    std::fs::write(s.path().join(&rel), text).unwrap();
+    s.ok(&["pin", &rel]);
+    rel
+}
+
+/// Asserts a clean refusal: exit 1, the limit message naming `var`, no
+/// abort (134), no release.
+fn assert_limit(o: &std::process::Output, what: &str, var: &str, dir: &std::path::Path) {
+    let e = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{what}: {:?}\n{e}", o.status);
+    assert!(e.contains("exceeds limit"), "{what}: {e}");
+    assert!(e.contains(&format!("set with {var}=")), "{what}: {e}");
+    assert!(!dir.exists(), "{what}: a release was written");
+}
+
+/// Item 5, initrd: under `prlimit --as` a zstd initrd of 60 KB that
+/// unpacks to 2 GiB (one file of zeros), and one of 200,000 empty entries,
+/// stop with the limit error (exit 1, not the abort's 134), and a 128 MiB
+/// initrd within the limits builds under the same cap.
+#[test]
+fn item5_hostile_initrd_stays_within_the_memory_bound() {
+    let t = "item5_hostile_initrd_stays_within_the_memory_bound";
+    let (Some(prlimit), Some(zstd)) = (oracle(t, "prlimit"), oracle(t, "zstd")) else {
+        return;
+    };
+    let s = Scratch::new();
+    let work = s.path().join("gen");
+    std::fs::create_dir_all(&work).unwrap();
+    // Decompression bomb: one 2 GiB file of zeros, zstd -1 (about 66 KB).
+    let big = |name: &str, size: u64| {
+        let mut head = newc(".", 0o40755, 0, 1);
+        head.extend(newc("big", 0o100644, u32::try_from(size).unwrap(), 2));
+        std::fs::write(work.join("head"), head).unwrap();
+        std::fs::write(work.join("tail"), trailer()).unwrap();
+        let out = work.join(name);
+        run(Command::new("sh").current_dir(&work).arg("-c").arg(format!(
+            "(cat head; head -c {size} /dev/zero; cat tail) | {} -1 -q -f -o {}",
+            zstd.display(),
+            out.display()
+        )));
+        out
+    };
+    let bomb = big("bomb.img", 2 << 30);
+    assert!(std::fs::metadata(&bomb).unwrap().len() < 200_000);
+    let r = initrd_recipe(&s, "bomb", &bomb);
+    let limits = [("V6BUILD_LIMIT_UNPACKED", "256M")];
+    let o = build_capped(&prlimit, &s, &r, &limits);
+    assert_limit(
+        &o,
+        "2 GiB bomb",
+        "V6BUILD_LIMIT_UNPACKED",
+        &s.out().join("bomb"),
+    );
+    assert!(stderr(&o).contains("268435456"), "{}", stderr(&o));
+    // Entry flood: 200,000 empty files, uncompressed.
+    let mut flood = newc(".", 0o40755, 0, 1);
+    for i in 0..200_000u32 {
+        flood.extend(newc(&format!("f{i:07}"), 0o100644, 0, i + 2));
+    }
+    flood.extend(trailer());
+    std::fs::write(work.join("flood.img"), flood).unwrap();
+    let r = initrd_recipe(&s, "flood", &work.join("flood.img"));
+    let o = build_capped(
+        &prlimit,
+        &s,
+        &r,
+        &[
+            ("V6BUILD_LIMIT_UNPACKED", "256M"),
+            ("V6BUILD_LIMIT_ENTRIES", "100000"),
+        ],
+    );
+    assert_limit(
+        &o,
+        "entry flood",
+        "V6BUILD_LIMIT_ENTRIES",
+        &s.out().join("flood"),
+    );
+    // Within the limits, under the same cap: builds.
+    let fits = big("fits.img", 128 << 20);
+    let r = initrd_recipe(&s, "fits", &fits);
+    let o = build_capped(&prlimit, &s, &r, &limits);
+    assert!(
+        o.status.success(),
+        "128 MiB initrd: {:?}\n{}",
+        o.status,
+        stderr(&o)
+    );
+}
