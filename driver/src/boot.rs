@@ -26,8 +26,13 @@ pub fn grub_word(w: &str) -> String {
     if !w.is_empty() && w.chars().all(plain) {
         w.to_string()
     } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
+        grub_quoted(w)
     }
+}
+
+/// `s` single-quoted for GRUB, whatever it holds.
+fn grub_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// A file name as one URL path segment: every byte outside RFC 3986's
@@ -98,7 +103,7 @@ impl BootFiles<'_> {
              \tinitrd {initrd}\n\
              }}\n",
             release = comment(self.release),
-            title = format!("'{}'", comment(&title).replace('\'', "'\\''")),
+            title = grub_quoted(&comment(&title)),
             kernel = grub_word(&self.grub_url(self.kernel)),
             initrd = grub_word(&self.grub_url("initrd.img")),
             args = args.join(" "),

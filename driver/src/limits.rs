@@ -86,7 +86,17 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
+/// Defaults set by the embedding program (the fuzz target), in place of
+/// the built-in ones; the environment still wins.
+static PROCESS_DEFAULTS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+
 impl Limits {
+    /// Makes `l` the defaults of this process (for a harness that runs the
+    /// driver in-process with small limits). Only the first call counts.
+    pub fn set_process_defaults(l: Limits) {
+        let _ = PROCESS_DEFAULTS.set(l);
+    }
+
     /// The limits from the environment, defaults where a variable is unset.
     pub fn from_env() -> Result<Limits, BadLimit> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -94,15 +104,16 @@ impl Limits {
 
     /// The limits from `get` (an environment), defaults where it has none.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Limits, BadLimit> {
+        let d = PROCESS_DEFAULTS.get().copied().unwrap_or_default();
         let one = |var: &'static str, default: u64| match get(var) {
             None => Ok(default),
             Some(v) if v.trim().is_empty() => Ok(default),
             Some(v) => parse_size(&v).ok_or(BadLimit { var, value: v }),
         };
         Ok(Limits {
-            max_unpacked: one(ENV_UNPACKED, DEFAULT_UNPACKED)?,
-            max_entries: one(ENV_ENTRIES, DEFAULT_ENTRIES)?,
-            max_file: one(ENV_FILE, DEFAULT_FILE)?,
+            max_unpacked: one(ENV_UNPACKED, d.max_unpacked)?,
+            max_entries: one(ENV_ENTRIES, d.max_entries)?,
+            max_file: one(ENV_FILE, d.max_file)?,
         })
     }
 

@@ -384,8 +384,9 @@ fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
     }
     let mut out: Graph<Work> = Graph::default();
     let mut new_id: Vec<Option<crate::dag::NodeId>> = vec![None; nodes.len()];
-    let mut pending: Vec<Option<(String, Vec<(usize, Digest)>, Vec<crate::dag::NodeId>)>> =
-        (0..nodes.len()).map(|_| None).collect();
+    // A run in progress: its first node's name, its layers, its inputs.
+    type Run = (String, Vec<(usize, Digest)>, Vec<crate::dag::NodeId>);
+    let mut pending: Vec<Option<Run>> = (0..nodes.len()).map(|_| None).collect();
     for (i, n) in nodes.into_iter().enumerate() {
         let crate::dag::Node {
             name,

@@ -113,7 +113,7 @@ impl Initramfs {
     /// Splits `bytes` into segments and reads each one's archive(s) into a
     /// tree, putting file contents into `blobs`.
     pub fn parse(bytes: &[u8], blobs: &dyn BlobStore, limits: &Limits) -> Result<Initramfs> {
-        Ok(Self::parse_inner(bytes, blobs, limits, None)?)
+        Self::parse_inner(bytes, blobs, limits, None)
     }
 
     /// [`Initramfs::parse`] that keeps the file contents in the buffers

@@ -506,11 +506,11 @@ fn parse_kept_serves_every_content_and_limits_say_which() {
     let store = MemBlobs::new();
     let mut tree = Tree::new(Meta::root(0o755, 0));
     for i in 0..50u32 {
-        let dir = TreePath::parse(&format!("/d{}", i % 5)).unwrap();
+        let dir = TreePath::parse(format!("/d{}", i % 5)).unwrap();
         tree.mkdir_p(&dir, &Meta::root(0o755, 0)).unwrap();
         let data = format!("file {i} ").repeat(i as usize + 1);
         tree.insert(
-            &TreePath::parse(&format!("{dir}/f{i}")).unwrap(),
+            &TreePath::parse(format!("{dir}/f{i}")).unwrap(),
             Node::Leaf(file(&store, data.as_bytes(), 0o644)),
             false,
         )
