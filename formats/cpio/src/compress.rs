@@ -227,10 +227,16 @@ fn read_bounded(r: &mut dyn Read, limit: u64) -> Result<Vec<u8>, DecompressError
             if out.len() >= cap_max {
                 return Err(DecompressError::TooLarge);
             }
-            let grow = out.len().max(64 << 10).min(cap_max - out.len());
-            out.try_reserve_exact(grow)
-                .map_err(|_| DecompressError::OutOfMemory(len as u64))?;
-            out.resize(out.len() + grow, 0);
+            if out.capacity() == out.len() {
+                let grow = out.len().max(64 << 10).min(cap_max - out.len());
+                out.try_reserve_exact(grow)
+                    .map_err(|_| DecompressError::OutOfMemory(len as u64))?;
+            }
+            // Zero only the next MiB of the reserved room, so the pages
+            // touched (resident memory) follow what was read, not what
+            // was reserved.
+            let fill = (out.capacity() - out.len()).min(1 << 20);
+            out.resize(out.len() + fill, 0);
         }
         match r.read(&mut out[len..]) {
             Ok(0) => break,
