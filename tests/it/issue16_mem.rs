@@ -54,8 +54,15 @@ fn item12_boot_strings_are_quoted_in_grub_cfg() {
 #[test]
 fn item12_newline_in_cmdline_is_a_load_error() {
     let s = Scratch::new();
+    // Valid but for the newline: a kernel, so `boot` has what it needs.
+    std::fs::write(
+        s.path().join("recipes/media/demo/images/pxeboot/vmlinuz"),
+        b"kernel bytes\n",
+    )
+    .unwrap();
     let recipe = "release \"n\" { dir \"n\"; epoch 1 }\n\
-        media \"demo\" {\n    initrd \"media/demo/images/pxeboot/initrd.img\"\n}\n\
+        media \"demo\" {\n    initrd \"media/demo/images/pxeboot/initrd.img\"\n    \
+        kernel \"media/demo/images/pxeboot/vmlinuz\"\n}\n\
         initrd from=\"demo\"\n\
         boot base-url=\"http://[2001:db8::1]/n\" {\n    cmdline \"ip=dhcp\\ninsmod evil\"\n    grub\n}\n";
     std::fs::write(s.path().join("recipes/n.kdl"), recipe).unwrap();
@@ -63,7 +70,7 @@ fn item12_newline_in_cmdline_is_a_load_error() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(e.contains("control character U+000A"), "{e}");
-    assert!(e.contains("n.kdl:7:13"), "{e}");
+    assert!(e.contains("n.kdl:8:13"), "{e}");
     assert!(!s.out().join("n").exists());
 }
 
