@@ -51,6 +51,12 @@ struct Global {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the release each recipe describes into --out.
+    ///
+    /// Memory limits on hostile media, from the environment (SIZE is bytes
+    /// or a number with K, M or G): V6BUILD_LIMIT_UNPACKED (most bytes an
+    /// initrd may unpack to, default 1G), V6BUILD_LIMIT_ENTRIES (most
+    /// entries in an initrd, default 500000), V6BUILD_LIMIT_FILE (largest
+    /// stage2 file an operation may read whole, default 1G).
     Build {
         /// Recipe files (KDL).
         #[arg(required = true, value_name = "RECIPE")]

@@ -507,12 +507,14 @@ fn build_once(
         if !matches!(node.work, Work::Media { .. }) {
             roots.push(node.key);
         }
-        if let Work::Layer(image, idx) = &node.work {
-            layers.push(LayerKey {
-                name: r.layers[*idx].name.clone(),
-                image: image.name().to_string(),
-                key: node.key.to_string(),
-            });
+        if let Work::Layer(image, steps) = &node.work {
+            for (idx, key) in steps {
+                layers.push(LayerKey {
+                    name: r.layers[*idx].name.clone(),
+                    image: image.name().to_string(),
+                    key: key.to_string(),
+                });
+            }
         }
         if let (Work::Pack(image), Out::Blob(d, _)) = (&node.work, &outputs[id]) {
             let rel = match image {

@@ -127,15 +127,21 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
                 "{}",
                 serde_json::to_string_pretty(&node.key_doc).unwrap_or_default()
             );
-            if let crate::pipeline::Work::Layer(_, idx) = &node.work {
-                outln!("operations:");
-                for op in &r.layers[*idx].ops {
-                    outln!(
-                        "  {}",
-                        crate::keys::op_doc(&op.op)
-                            .map(|v| v.to_string())
-                            .unwrap_or_default()
-                    );
+            if let crate::pipeline::Work::Layer(_, steps) = &node.work {
+                for (idx, key) in steps {
+                    let layer = &r.layers[*idx];
+                    if steps.len() > 1 {
+                        outln!("layer {} (key {key}):", layer.name);
+                    }
+                    outln!("operations:");
+                    for op in &layer.ops {
+                        outln!(
+                            "  {}",
+                            crate::keys::op_doc(&op.op)
+                                .map(|v| v.to_string())
+                                .unwrap_or_default()
+                        );
+                    }
                 }
             }
         }

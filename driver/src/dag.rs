@@ -38,11 +38,16 @@ pub struct Node<W> {
 #[derive(Debug)]
 pub struct Graph<W> {
     nodes: Vec<Node<W>>,
+    /// Node by key, so adding a node costs O(1), not a scan of the graph.
+    by_key: std::collections::HashMap<Digest, NodeId>,
 }
 
 impl<W> Default for Graph<W> {
     fn default() -> Self {
-        Graph { nodes: Vec::new() }
+        Graph {
+            nodes: Vec::new(),
+            by_key: std::collections::HashMap::new(),
+        }
     }
 }
 
@@ -80,9 +85,10 @@ impl<W> Graph<W> {
         let key = Digest::of(&canonical_json(&key_doc));
         // The same key is the same work: two outputs that unpack the same
         // media, or apply the same layers to it, share the nodes.
-        if let Some(existing) = self.nodes.iter().position(|n| n.key == key) {
+        if let Some(&existing) = self.by_key.get(&key) {
             return existing;
         }
+        self.by_key.insert(key, id);
         self.nodes.push(Node {
             name: name.into(),
             deps,
@@ -96,6 +102,22 @@ impl<W> Graph<W> {
     /// All nodes, in topological order.
     pub fn nodes(&self) -> &[Node<W>] {
         &self.nodes
+    }
+
+    /// The nodes, taken out of the graph (for a pass that rebuilds it).
+    pub fn into_nodes(self) -> Vec<Node<W>> {
+        self.nodes
+    }
+
+    /// How many nodes read each node's output, by id.
+    pub fn consumers(&self) -> Vec<usize> {
+        let mut c = vec![0usize; self.nodes.len()];
+        for n in &self.nodes {
+            for &d in &n.deps {
+                c[d] += 1;
+            }
+        }
+        c
     }
 
     /// A node by id.

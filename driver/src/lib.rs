@@ -25,6 +25,7 @@ pub mod diff;
 pub mod fetch;
 pub mod inspect;
 pub mod keys;
+pub mod limits;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;

@@ -74,8 +74,14 @@ pub enum Work {
     },
     /// Unpack a base image into the tree layers edit.
     Unpack(Image),
-    /// Apply one layer (index into `recipe.layers`).
-    Layer(Image, usize),
+    /// Apply a run of layers in order, each an index into `recipe.layers`
+    /// with the key that layer alone would have (its per-layer key, which
+    /// the manifest records). [`plan`] collapses a chain of layers whose
+    /// intermediate trees nothing else reads into one node: the tree is
+    /// edited in memory and stored once, so n layers cost O(their
+    /// operations), not n stored trees of growing size. The node's key is
+    /// the last layer's per-layer key, which commits to every earlier one.
+    Layer(Image, Vec<(usize, Digest)>),
     /// Pack the final tree into the image bytes.
     Pack(Image),
 }
@@ -276,11 +282,13 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
             } else {
                 image
             };
+            let kd = key("layer", json!({ "layer": doc, "ctx": epoch_param }), inputs);
+            let k = Digest::of(&crate::dag::canonical_json(&kd));
             let id = g.add(
                 format!("{}/layer/{name}", layer_image.name()),
                 prev.into_iter().collect(),
-                key("layer", json!({ "layer": doc, "ctx": epoch_param }), inputs),
-                Work::Layer(layer_image, idx),
+                kd,
+                Work::Layer(layer_image, vec![(idx, k)]),
             );
             prev = Some(id);
         }
@@ -359,7 +367,68 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
             params,
         )?;
     }
-    Ok(g)
+    Ok(collapse_layers(g))
+}
+
+/// Merges every layer node whose tree only the next layer reads into that
+/// next layer's node (see [`Work::Layer`]). A layer whose tree is shared
+/// (two outputs that apply the same first layers to the same base, or an
+/// output that ends there) ends a run and keeps its own node, so shared
+/// work is still done once. The merged node keeps the last layer's key
+/// and key document, the first layer's inputs, and the name
+/// `IMAGE/layer/FIRST..LAST`.
+fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
+    let consumers = g.consumers();
+    let nodes = g.into_nodes();
+    // absorbed[p]: p's only reader is a layer node that takes p's place.
+    let mut absorbed = vec![false; nodes.len()];
+    for n in &nodes {
+        if let (Work::Layer(..), [p]) = (&n.work, n.deps.as_slice())
+            && matches!(nodes[*p].work, Work::Layer(..))
+            && consumers[*p] == 1
+        {
+            absorbed[*p] = true;
+        }
+    }
+    let mut out: Graph<Work> = Graph::default();
+    let mut new_id: Vec<Option<crate::dag::NodeId>> = vec![None; nodes.len()];
+    // A run in progress: its first node's name, its layers, its inputs.
+    type Run = (String, Vec<(usize, Digest)>, Vec<crate::dag::NodeId>);
+    let mut pending: Vec<Option<Run>> = (0..nodes.len()).map(|_| None).collect();
+    for (i, n) in nodes.into_iter().enumerate() {
+        let crate::dag::Node {
+            name,
+            deps,
+            key_doc,
+            work,
+            ..
+        } = n;
+        let (name, work, deps) = match work {
+            Work::Layer(image, steps) => {
+                // Continue the run this layer's input belongs to, if any.
+                let (first, mut all, deps) = match deps.as_slice() {
+                    [p] if absorbed[*p] => pending[*p].take().unwrap_or_default(),
+                    _ => (name.clone(), Vec::new(), deps),
+                };
+                all.extend(steps);
+                if absorbed[i] {
+                    pending[i] = Some((first, all, deps));
+                    continue;
+                }
+                let name = if all.len() > 1 {
+                    let last = name.rsplit('/').next().unwrap_or_default();
+                    format!("{first}..{last}")
+                } else {
+                    name
+                };
+                (name, Work::Layer(image, all), deps)
+            }
+            w => (name, w, deps),
+        };
+        let deps = deps.iter().filter_map(|&d| new_id[d]).collect();
+        new_id[i] = Some(out.add(name, deps, key_doc, work));
+    }
+    out
 }
 
 /// Everything a running node needs.
@@ -628,14 +697,25 @@ impl Ctx<'_> {
                 let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
                 Ok(Out::Tree(d))
             }
-            Work::Layer(_, idx) => {
+            Work::Layer(_, steps) => {
                 let mut tree = match tree_input(inputs) {
                     Some(d) => self.store.get_tree(&d).map_err(|e| fail(name, e))?,
                     None => Tree::new(v6build_fstree::Meta::root(0o755, self.epoch)),
                 };
-                let layer = &self.recipe.layers[*idx];
-                crate::apply::apply_layer(self.recipe, layer, &mut tree, self.blobs, self.epoch)
+                for (idx, _) in steps {
+                    let layer = &self.recipe.layers[*idx];
+                    crate::apply::apply_layer(
+                        self.recipe,
+                        layer,
+                        &mut tree,
+                        self.blobs,
+                        self.epoch,
+                    )
                     .map_err(NodeError::Recipe)?;
+                }
+                if steps.len() > 1 {
+                    self.note(name, "layers", json!(steps.len()));
+                }
                 let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
                 Ok(Out::Tree(d))
             }
@@ -681,21 +761,26 @@ impl Ctx<'_> {
         &self,
         name: &str,
         path: &Path,
-    ) -> Result<(Tree, Vec<u8>, Option<v6build_fstree::MemBlobs>), NodeError> {
-        let bytes = v6build_engine::host::read_regular(path).map_err(|e| fail(name, e))?;
+    ) -> Result<(Tree, Vec<u8>, Option<v6build_cpio::KeptContents>), NodeError> {
+        let limits = crate::limits::Limits::from_env().map_err(|e| fail(name, e))?;
+        let bytes = read_initrd(path, &limits).map_err(|e| fail(name, e))?;
         let rewrite = self
             .recipe
             .outputs
             .initrd
             .as_ref()
             .is_some_and(|o| !o.append);
-        let kept = rewrite.then(v6build_fstree::MemBlobs::new);
-        let store: &dyn BlobStore = match &kept {
-            Some(k) => k,
-            None => &crate::refs::HashOnly,
+        let (ird, kept) = if rewrite {
+            let (ird, kept) = v6build_cpio::Initramfs::parse_kept(&bytes, &limits.cpio())
+                .map_err(|e| fail(name, crate::limits::cpio_message(&e)))?;
+            (ird, Some(kept))
+        } else {
+            let ird =
+                v6build_cpio::Initramfs::parse(&bytes, &crate::refs::HashOnly, &limits.cpio())
+                    .map_err(|e| fail(name, crate::limits::cpio_message(&e)))?;
+            (ird, None)
         };
-        let ird = v6build_cpio::Initramfs::parse(&bytes, store, &Default::default())
-            .map_err(|e| fail(name, e))?;
+        drop(bytes);
         Ok((ird.merged(), ird.save(), kept))
     }
 
@@ -965,7 +1050,8 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        let bytes = v6build_engine::host::read_regular(base).map_err(|e| fail(name, e))?;
+        let limits = crate::limits::Limits::from_env().map_err(|e| fail(name, e))?;
+        let bytes = read_initrd(base, &limits).map_err(|e| fail(name, e))?;
         let saved = self.store.get_blob(parse).map_err(|e| fail(name, e))?;
         let parsed = v6build_cpio::Initramfs::load(&saved).map_err(|e| fail(name, e))?;
         let out = self.recipe.outputs.initrd.as_ref();
@@ -1017,6 +1103,44 @@ impl Ctx<'_> {
         let d = self.store.put_blob(&packed).map_err(|e| fail(name, e))?;
         Ok((d, packed.len() as u64))
     }
+}
+
+/// Reads a base initrd whole, refusing a file larger than the unpacked
+/// limit before allocating for it (no initrd is larger than what it
+/// unpacks to, give or take its headers).
+pub(crate) fn read_initrd(path: &Path, limits: &crate::limits::Limits) -> Result<Vec<u8>, String> {
+    // O_NOFOLLOW|O_NONBLOCK, regular files only (engine::host).
+    let f =
+        v6build_engine::host::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .len();
+    if len > limits.max_unpacked {
+        return Err(format!(
+            "{} is {len} bytes, which exceeds limit {} bytes for an initrd (set with {}=SIZE)",
+            path.display(),
+            limits.max_unpacked,
+            crate::limits::ENV_UNPACKED
+        ));
+    }
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
+        .map_err(|_| format!("{}: out of memory for {len} bytes", path.display()))?;
+    // Bounded too, in case the file grows after the length was checked.
+    f.take(limits.max_unpacked.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() as u64 > limits.max_unpacked {
+        return Err(format!(
+            "{} grew past limit {} bytes for an initrd while it was read (set with {}=SIZE)",
+            path.display(),
+            limits.max_unpacked,
+            crate::limits::ENV_UNPACKED
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The cpio codec's parameters for a recipe's `compress` node: the kind's

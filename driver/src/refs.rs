@@ -213,7 +213,7 @@ struct InitrdSource {
     media: PathBuf,
     parse: Digest,
     digests: OnceLock<Result<std::collections::HashSet<Digest>, String>>,
-    loaded: OnceLock<Result<v6build_fstree::MemBlobs, String>>,
+    loaded: OnceLock<Result<v6build_cpio::KeptContents, String>>,
 }
 
 impl InitrdSource {
@@ -236,18 +236,47 @@ impl InitrdSource {
             .is_ok_and(|set| set.contains(d))
     }
 
-    fn get(&self) -> Result<&v6build_fstree::MemBlobs, String> {
+    fn get(&self) -> Result<&v6build_cpio::KeptContents, String> {
         self.loaded
             .get_or_init(|| {
-                let bytes = v6build_engine::host::read_regular(&self.media)
-                    .map_err(|e| format!("{}: {e}", self.media.display()))?;
-                let blobs = v6build_fstree::MemBlobs::new();
-                v6build_cpio::Initramfs::parse(&bytes, &blobs, &Default::default())
-                    .map_err(|e| format!("{}: {e}", self.media.display()))?;
-                Ok(blobs)
+                let limits = crate::limits::Limits::from_env().map_err(|e| e.to_string())?;
+                let bytes = crate::pipeline::read_initrd(&self.media, &limits)?;
+                let (_, kept) = v6build_cpio::Initramfs::parse_kept(&bytes, &limits.cpio())
+                    .map_err(|e| {
+                        format!(
+                            "{}: {}",
+                            self.media.display(),
+                            crate::limits::cpio_message(&e)
+                        )
+                    })?;
+                Ok(kept)
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+}
+
+/// Streams one file of a base initrd from its kept contents, no copy.
+struct InitrdReader {
+    src: Arc<InitrdSource>,
+    digest: Digest,
+    pos: usize,
+}
+
+impl Read for InitrdReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let kept = self.src.get().map_err(io::Error::other)?;
+        let all = kept.bytes(&self.digest).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not in the base initrd", self.digest),
+            )
+        })?;
+        let rest = all.get(self.pos..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -308,7 +337,7 @@ impl<'a> Blobs<'a> {
         &self,
         media: PathBuf,
         parse: Digest,
-        contents: Option<v6build_fstree::MemBlobs>,
+        contents: Option<v6build_cpio::KeptContents>,
     ) {
         if let Ok(mut v) = self.initrd.lock()
             && !v.iter().any(|s| s.parse == parse && s.media == media)
@@ -420,6 +449,17 @@ impl BlobStore for Blobs<'_> {
             // Files read through a reference are the few an operation
             // edits; they are read whole.
             let inode = fs.inode(ino).map_err(io::Error::other)?;
+            let limits = crate::limits::Limits::from_env().map_err(io::Error::other)?;
+            if inode.size() > limits.max_file {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    crate::limits::file_too_large(
+                        &format!("inode {ino} of the nested image"),
+                        inode.size(),
+                        limits.max_file,
+                    ),
+                ));
+            }
             let mut data = Vec::new();
             fs.open_file(&inode)
                 .map_err(io::Error::other)?
@@ -432,9 +472,12 @@ impl BlobStore for Blobs<'_> {
             return Ok(Box::new(AtReader { at, pos: 0 }));
         }
         if let Some(src) = self.initrd_holding(digest) {
-            let blobs = src.get().map_err(io::Error::other)?;
-            let data = blobs.get(digest)?;
-            return Ok(Box::new(Cursor::new(data)));
+            src.get().map_err(io::Error::other)?;
+            return Ok(Box::new(InitrdReader {
+                src,
+                digest: *digest,
+                pos: 0,
+            }));
         }
         // Not found anywhere: let the store give its usual error.
         self.store.open(digest)

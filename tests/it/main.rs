@@ -11,6 +11,7 @@ mod el7_replica;
 mod engine;
 mod faults;
 mod fetch;
+mod issue16_mem;
 mod ops;
 mod stage2;
 mod stage2_layout;

@@ -292,6 +292,31 @@ impl<'a> NodeView<'a> {
         Ok(s)
     }
 
+    /// [`Self::text`] that must also fit on one line of a generated boot
+    /// script (`grub.cfg`, `boot.ipxe`): no control characters (newline,
+    /// carriage return, tab, escape, DEL, …), which would start a new
+    /// command there. Reports the first one by its code point.
+    pub fn line_text(&self, e: &'a KdlEntry) -> Result<&'a str> {
+        let s = self.text(e)?;
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(self
+                .err(
+                    ErrorKind::BadValue,
+                    format!(
+                        "{} contains the control character U+{:04X}",
+                        self.describe(e),
+                        u32::from(c)
+                    ),
+                )
+                .label(self.value_span(e), "control character")
+                .help(
+                    "this value is written into grub.cfg and boot.ipxe, where a newline or another \
+                     control character would start a new command; write it on one line",
+                ));
+        }
+        Ok(s)
+    }
+
     pub fn bool(&self, e: &KdlEntry) -> Result<bool> {
         e.value()
             .as_bool()

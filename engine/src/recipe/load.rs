@@ -443,7 +443,7 @@ impl Loader {
     fn release(&mut self, n: &NodeView<'_>) -> Result<()> {
         n.check(1, &[])?;
         let name_e = n.req_arg(0, "a name")?;
-        let name = n.text(name_e)?.to_owned();
+        let name = n.line_text(name_e)?.to_owned();
         if let Some(first) = &self.release {
             return Err(n
                 .err(

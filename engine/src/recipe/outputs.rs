@@ -214,7 +214,22 @@ pub const MAX_BOOT_TIMEOUT: u64 = 86_400;
 fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
     n.check(0, &["base-url"])?;
     let url_e = n.req_prop("base-url")?;
-    let base_url = n.text(url_e)?.to_owned();
+    let base_url = n.line_text(url_e)?.to_owned();
+    if let Some(c) = base_url
+        .chars()
+        .find(|&c| URL_REFUSED.contains(c) || c.is_whitespace())
+    {
+        return Err(n
+            .err(
+                ErrorKind::BadValue,
+                format!("`base-url=` contains {c:?}, which a URL cannot hold unescaped"),
+            )
+            .label(n.value_span(url_e), "not a URL character")
+            .help(
+                "percent-encode it (a space is %20, a quote %22 or %27): base-url is written \
+                 unquoted into boot.ipxe, which has no quoting",
+            ));
+    }
     if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
         return Err(n
             .err(
@@ -252,7 +267,17 @@ fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
             "cmdline" => {
                 c.check(1, &[])?;
                 let e = c.req_arg(0, "a command line")?;
-                cmdline = Some((c.text(e)?.to_owned(), c.name_span()));
+                let text = c.line_text(e)?;
+                if let Some(why) = ipxe_special(text) {
+                    return Err(c
+                        .err(ErrorKind::BadValue, format!("`cmdline` {why}"))
+                        .label(c.value_span(e), "iPXE would interpret this")
+                        .help(
+                            "boot.ipxe has no quoting: iPXE expands `${…}`, ends a command at \
+                             `||` or `&&` and ignores a word starting with `#`",
+                        ));
+                }
+                cmdline = Some((text.to_owned(), c.name_span()));
             }
             "expect" => {
                 c.check(1, &[])?;
@@ -297,6 +322,29 @@ fn boot(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<()> {
         span: n.name_span(),
     });
     Ok(())
+}
+
+/// Characters RFC 3986 does not allow in a URL, and quotes and the
+/// backslash, which the boot scripts would interpret: `base-url` must
+/// percent-encode them.
+const URL_REFUSED: &str = "\"'<>\\^`{|}";
+
+/// What iPXE would do with a kernel command line, if it is not to pass it
+/// through as written: `boot.ipxe` splits a line at whitespace and has no
+/// quoting (`grub.cfg` quotes each word, see the driver's `boot` module).
+fn ipxe_special(cmdline: &str) -> Option<String> {
+    if cmdline.contains("${") {
+        return Some("contains `${`, which iPXE expands as a setting".into());
+    }
+    cmdline.split_whitespace().find_map(|w| match w {
+        "||" | "&&" => Some(format!(
+            "has the word `{w}`, which iPXE reads as a command separator"
+        )),
+        _ if w.starts_with('#') => Some(format!(
+            "has a word `{w}` starting with `#`, which iPXE reads as a comment"
+        )),
+        _ => None,
+    })
 }
 
 fn output_child_usage(name: &str) -> &'static str {

@@ -201,7 +201,9 @@ pub fn codec_versions() -> Vec<(&'static str, String)> {
 #[derive(Debug)]
 pub(crate) enum DecompressError {
     /// The output would exceed the limit.
-    TooLarge(u64),
+    TooLarge,
+    /// Memory for the output could not be allocated.
+    OutOfMemory(u64),
     /// The stream is broken or truncated.
     Corrupt(String),
     /// We recognise the format but cannot decode it.
@@ -213,13 +215,39 @@ fn corrupt(e: impl fmt::Display) -> DecompressError {
 }
 
 /// Reads `r` to the end into memory, refusing more than `limit` bytes.
+/// The buffer grows by doubling, with fallible reservations, and never
+/// past `limit + 1` bytes: reaching the limit costs the limit in memory,
+/// not twice it, and memory that cannot be had is an error, not an abort.
 fn read_bounded(r: &mut dyn Read, limit: u64) -> Result<Vec<u8>, DecompressError> {
-    let mut out = Vec::new();
-    r.take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(corrupt)?;
-    if u64::try_from(out.len()).unwrap_or(u64::MAX) > limit {
-        return Err(DecompressError::TooLarge(limit));
+    let cap_max = usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    let mut out: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    loop {
+        if len == out.len() {
+            if out.len() >= cap_max {
+                return Err(DecompressError::TooLarge);
+            }
+            if out.capacity() == out.len() {
+                let grow = out.len().max(64 << 10).min(cap_max - out.len());
+                out.try_reserve_exact(grow)
+                    .map_err(|_| DecompressError::OutOfMemory(len as u64))?;
+            }
+            // Zero only the next MiB of the reserved room, so the pages
+            // touched (resident memory) follow what was read, not what
+            // was reserved.
+            let fill = (out.capacity() - out.len()).min(1 << 20);
+            out.resize(out.len() + fill, 0);
+        }
+        match r.read(&mut out[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(corrupt(e)),
+        }
+    }
+    out.truncate(len);
+    if u64::try_from(len).unwrap_or(u64::MAX) > limit {
+        return Err(DecompressError::TooLarge);
     }
     Ok(out)
 }
@@ -337,12 +365,54 @@ fn lz4_legacy_decompress(input: &[u8], limit: u64) -> Result<(Vec<u8>, usize), D
         let n = lz4_flex::block::decompress_into(data, &mut block)
             .map_err(|e| corrupt(format!("LZ4 block at {pos}: {e}")))?;
         if u64::try_from(out.len() + n).unwrap_or(u64::MAX) > limit {
-            return Err(DecompressError::TooLarge(limit));
+            return Err(DecompressError::TooLarge);
         }
+        out.try_reserve(n)
+            .map_err(|_| DecompressError::OutOfMemory(out.len() as u64))?;
         out.extend_from_slice(&block[..n]);
         pos = start + size;
     }
     Ok((out, pos))
+}
+
+/// An empty vector with room for `n` bytes, or an `OutOfMemory` error
+/// instead of an abort when the memory cannot be had.
+pub(crate) fn try_vec(n: usize) -> io::Result<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("out of memory for a {n}-byte buffer"),
+        )
+    })?;
+    Ok(v)
+}
+
+/// A growable in-memory output whose growth is fallible: a write that
+/// cannot get memory fails with `OutOfMemory` instead of aborting.
+#[derive(Debug, Default)]
+pub(crate) struct TryVec(pub Vec<u8>);
+
+impl Write for TryVec {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.capacity() - self.0.len() < buf.len() {
+            let want = buf.len().max(self.0.len()).max(4096);
+            if self.0.try_reserve(want).is_err() {
+                self.0.try_reserve_exact(buf.len()).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::OutOfMemory,
+                        format!("out of memory growing a {}-byte buffer", self.0.len()),
+                    )
+                })?;
+            }
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 pub(crate) fn io_err(e: impl fmt::Display) -> io::Error {
@@ -394,13 +464,13 @@ pub fn compress_with(
             crate::xz::compress_xz(data, &p, threads, cache)
         }
         Compression::Zstd { level } => {
-            let mut enc = zstd::stream::write::Encoder::new(Vec::new(), *level)?;
+            let mut enc = zstd::stream::write::Encoder::new(TryVec::default(), *level)?;
             // At least one worker: zstd's output is identical for any
             // worker count ≥ 1, but differs with 0 (inline mode).
             enc.multithread(u32::try_from(threads.get()).unwrap_or(u32::MAX))?;
             enc.include_checksum(true)?;
             enc.write_all(data)?;
-            enc.finish()
+            Ok(enc.finish()?.0)
         }
         Compression::Lz4Legacy => {
             let pool = pool(threads)?;
@@ -488,7 +558,8 @@ const GZIP_LIB: &str = "flate2 1.1.11 zlib-rs 0.6.8";
 
 /// Wraps joined deflate parts of `data` in a gzip header and trailer.
 fn gzip_member(data: &[u8], level: u32, parts: Vec<io::Result<Vec<u8>>>) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() / 3 + 64);
+    let total: usize = parts.iter().map(|p| p.as_ref().map_or(0, Vec::len)).sum();
+    let mut out = try_vec(total + 32)?;
     // Header: no name, no mtime (0), XFL as gzip sets it, OS = Unix.
     let xfl = match level {
         9 => 2,

@@ -82,13 +82,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A configured limit was exceeded (decompressed size, entry count).
+    /// A configured limit was exceeded (decompressed size, entry count),
+    /// or memory for the input could not be had. Checked before the
+    /// allocation it guards.
     #[error("limit exceeded {location}: {reason}")]
     Limit {
         /// Where.
         location: Location,
-        /// Which limit.
+        /// What exceeded it, and the limit's value.
         reason: String,
+        /// Which field of [`crate::Limits`] was exceeded.
+        kind: LimitKind,
     },
     /// A tree cannot be written as newc (size, time or id out of range).
     #[error("cannot write `{path}` as newc: {reason}")]
@@ -118,12 +122,34 @@ impl Error {
         }
     }
 
-    pub(crate) fn limit(location: Location, reason: impl Into<String>) -> Self {
+    pub(crate) fn limit(location: Location, kind: LimitKind, reason: impl Into<String>) -> Self {
         Error::Limit {
             location,
             reason: reason.into(),
+            kind,
         }
     }
+
+    /// Which limit was exceeded, if this is a [`Error::Limit`].
+    pub fn limit_kind(&self) -> Option<LimitKind> {
+        match self {
+            Error::Limit { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+/// Which bound of [`crate::Limits`] an input exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// [`crate::Limits::max_unpacked`] (or memory for the unpacked bytes
+    /// could not be allocated).
+    Unpacked,
+    /// [`crate::Limits::max_entries`].
+    Entries,
+    /// [`crate::Limits::max_decoder_memory`].
+    DecoderMemory,
 }
 
 /// Shorthand for results of this crate.

@@ -103,12 +103,12 @@ pub use compress::{
     Compression, CompressionKind, GZIP_CHUNK, LZ4_LEGACY_BLOCK, XZ_BLOCK, XZ_DICT, codec_versions,
     compress, compress_with,
 };
-pub use error::{Error, Location, Result};
+pub use error::{Error, LimitKind, Location, Result};
 pub use repack::{
     RepackMode, RepackOptions, repack, repack_with, write_updates_img, write_updates_img_with,
 };
 pub use saved::SAVED_FORMAT_VERSION;
-pub use scan::{Initramfs, Segment};
+pub use scan::{Initramfs, KeptContents, Segment};
 pub use write::{ARCHIVE_BLOCK, WRITER_VERSION, newc_bytes, write_newc};
 pub use xz::LIBLZMA_VERSION;
 

@@ -28,6 +28,8 @@ const PATH_MAX: u32 = 4096;
 /// One parsed entry, before it is applied to the tree.
 struct Entry<'a> {
     offset: usize,
+    /// Where `data` starts in the segment's bytes.
+    data_start: usize,
     raw_name: &'a [u8],
     /// `None` for the root (`.`).
     path: Option<TreePath>,
@@ -44,6 +46,8 @@ pub(crate) struct SegmentContents {
     pub end: usize,
     pub warnings: Vec<Warning>,
     pub entries: usize,
+    /// With `keep`: where each file content's bytes are in the segment.
+    pub kept: Vec<(v6build_fstree::Digest, std::ops::Range<usize>)>,
 }
 
 /// Reads archives from `data`. With `single` (an uncompressed segment) it
@@ -56,6 +60,7 @@ pub(crate) fn read_segment(
     blobs: &dyn BlobStore,
     limits: &Limits,
     entry_budget: &mut usize,
+    keep: bool,
 ) -> Result<SegmentContents> {
     let mut out = SegmentContents {
         tree: Tree::new(default_root_meta()),
@@ -63,10 +68,19 @@ pub(crate) fn read_segment(
         end: 0,
         warnings: Vec::new(),
         entries: 0,
+        kept: Vec::new(),
     };
     let mut pos = 0usize;
     loop {
-        let end = read_archive(data, pos, base, blobs, limits, entry_budget, &mut out)?;
+        let end = read_archive(
+            data,
+            pos,
+            base,
+            blobs,
+            (limits, keep),
+            entry_budget,
+            &mut out,
+        )?;
         out.end = end;
         if single {
             return Ok(out);
@@ -115,7 +129,7 @@ fn read_archive(
     start: usize,
     base: &Location,
     blobs: &dyn BlobStore,
-    limits: &Limits,
+    (limits, keep): (&Limits, bool),
     entry_budget: &mut usize,
     out: &mut SegmentContents,
 ) -> Result<usize> {
@@ -221,14 +235,25 @@ fn read_archive(
         if *entry_budget == 0 {
             return Err(Error::limit(
                 at(base, pos, Some(raw_name)),
-                format!("more than {} entries", limits.max_entries),
+                crate::LimitKind::Entries,
+                format!("entry count exceeds limit {}", limits.max_entries),
             ));
         }
         *entry_budget -= 1;
         let path = normalise(raw_name, limits)
             .map_err(|why| Error::corrupt(at(base, pos, Some(raw_name)), why))?;
+        if entries.len() == entries.capacity() {
+            entries.try_reserve(entries.len().max(64)).map_err(|_| {
+                Error::limit(
+                    at(base, pos, Some(raw_name)),
+                    crate::LimitKind::Entries,
+                    format!("out of memory for {} entries", entries.len()),
+                )
+            })?;
+        }
         entries.push(Entry {
             offset: pos,
+            data_start,
             raw_name,
             path,
             header: h,
@@ -237,7 +262,7 @@ fn read_archive(
         pos = align4(data_start + filesize).unwrap_or(usize::MAX);
     };
     out.entries += entries.len();
-    apply(entries, base, blobs, limits, out)?;
+    apply(entries, base, blobs, (limits, keep), out)?;
     Ok(end)
 }
 
@@ -286,7 +311,7 @@ fn apply(
     entries: Vec<Entry<'_>>,
     base: &Location,
     blobs: &dyn BlobStore,
-    limits: &Limits,
+    (limits, keep): (&Limits, bool),
     out: &mut SegmentContents,
 ) -> Result<()> {
     // Hardlink groups: one shared leaf per group, with the last entry's
@@ -320,6 +345,14 @@ fn apply(
             .map(|(e, &w)| w.then(|| blobs.put(e.data)).transpose())
             .collect::<std::io::Result<_>>()?
     };
+    if keep {
+        for (e, d) in entries.iter().zip(&digests) {
+            if let Some(d) = d {
+                out.kept
+                    .push((*d, e.data_start..e.data_start + e.data.len()));
+            }
+        }
+    }
     let content_of = |i: usize| -> Result<Content> {
         let digest = match digests[i] {
             Some(d) => d,

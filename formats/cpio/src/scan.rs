@@ -9,14 +9,79 @@
 //! segment keeps its raw byte range, so the repacker can copy segments it
 //! does not edit through verbatim.
 
+use std::collections::HashMap;
+use std::io::{self, Read};
 use std::ops::Range;
 
-use v6build_fstree::{BlobStore, Tree};
+use v6build_fstree::{BlobStore, Digest, Tree};
 
 use crate::compress::{DecompressError, decompress_stream};
 use crate::error::{Error, Location, Result};
 use crate::read::read_segment;
-use crate::{CompressionKind, Limits, Warning};
+use crate::{CompressionKind, LimitKind, Limits, Warning};
+
+/// The file contents of a parsed initrd, kept where decompression put
+/// them: one buffer per segment, and each content's range in it. Nothing is
+/// copied per file, so keeping the contents costs the unpacked size once.
+/// Serves them as a read-only [`BlobStore`] (`put` only hashes).
+#[derive(Debug, Default)]
+pub struct KeptContents {
+    buffers: Vec<Vec<u8>>,
+    at: HashMap<Digest, (usize, Range<usize>)>,
+}
+
+impl KeptContents {
+    /// The bytes of content `d`, if the initrd has it.
+    pub fn bytes(&self, d: &Digest) -> Option<&[u8]> {
+        let (b, r) = self.at.get(d)?;
+        self.buffers.get(*b)?.get(r.clone())
+    }
+
+    /// Bytes held (the unpacked size of the segments).
+    pub fn held(&self) -> u64 {
+        self.buffers.iter().map(|b| b.len() as u64).sum()
+    }
+}
+
+impl BlobStore for KeptContents {
+    fn put(&self, data: &[u8]) -> io::Result<Digest> {
+        Ok(Digest::of(data))
+    }
+
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
+        match self.bytes(digest) {
+            Some(b) => Ok(Box::new(b)),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{digest} is not in this initrd"),
+            )),
+        }
+    }
+
+    fn contains(&self, digest: &Digest) -> bool {
+        self.at.contains_key(digest)
+    }
+}
+
+/// Hashes what it is given, keeps nothing.
+struct HashOnly;
+
+impl BlobStore for HashOnly {
+    fn put(&self, data: &[u8]) -> io::Result<Digest> {
+        Ok(Digest::of(data))
+    }
+
+    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{digest} was hashed, not kept"),
+        ))
+    }
+
+    fn contains(&self, _: &Digest) -> bool {
+        false
+    }
+}
 
 /// One segment of an initrd: an uncompressed archive or one compressed stream.
 #[derive(Debug, Clone)]
@@ -48,6 +113,33 @@ impl Initramfs {
     /// Splits `bytes` into segments and reads each one's archive(s) into a
     /// tree, putting file contents into `blobs`.
     pub fn parse(bytes: &[u8], blobs: &dyn BlobStore, limits: &Limits) -> Result<Initramfs> {
+        Self::parse_inner(bytes, blobs, limits, None)
+    }
+
+    /// [`Initramfs::parse`] that keeps the file contents in the buffers
+    /// decompression made instead of copying each into a store: peak
+    /// memory is the unpacked size once (plus the input), and the contents
+    /// are then served by the returned [`KeptContents`].
+    pub fn parse_kept(bytes: &[u8], limits: &Limits) -> Result<(Initramfs, KeptContents)> {
+        let mut kept = KeptContents::default();
+        let ird = Self::parse_inner(bytes, &HashOnly, limits, Some(&mut kept))?;
+        Ok((ird, kept))
+    }
+
+    fn parse_inner(
+        bytes: &[u8],
+        blobs: &dyn BlobStore,
+        limits: &Limits,
+        mut kept: Option<&mut KeptContents>,
+    ) -> Result<Initramfs> {
+        let keep = kept.is_some();
+        let unpacked_limit = |loc: &Location| {
+            Error::limit(
+                loc.clone(),
+                LimitKind::Unpacked,
+                format!("unpacked size exceeds limit {} bytes", limits.max_unpacked),
+            )
+        };
         let mut segments = Vec::new();
         let mut budget = limits.max_unpacked;
         let mut entry_budget = limits.max_entries;
@@ -61,14 +153,22 @@ impl Initramfs {
             }
             let loc = Location::segment(pos as u64, None);
             if first == b'0' && pos.is_multiple_of(4) {
-                let seg = read_segment(rest, &loc, true, blobs, limits, &mut entry_budget)?;
+                let seg = read_segment(rest, &loc, true, blobs, limits, &mut entry_budget, keep)?;
                 let len = seg.end;
-                budget = budget.checked_sub(len as u64).ok_or_else(|| {
-                    Error::limit(
-                        loc.clone(),
-                        format!("unpacked size exceeds {} bytes", limits.max_unpacked),
-                    )
-                })?;
+                budget = budget
+                    .checked_sub(len as u64)
+                    .ok_or_else(|| unpacked_limit(&loc))?;
+                if let Some(k) = kept.as_deref_mut() {
+                    let mut buf = Vec::new();
+                    buf.try_reserve_exact(len)
+                        .map_err(|_| unpacked_limit(&loc))?;
+                    buf.extend_from_slice(&rest[..len]);
+                    let b = k.buffers.len();
+                    k.buffers.push(buf);
+                    for (d, r) in seg.kept {
+                        k.at.entry(d).or_insert((b, r));
+                    }
+                }
                 segments.push(Segment {
                     range: pos..pos + len,
                     compression: None,
@@ -101,9 +201,15 @@ impl Initramfs {
             };
             let loc = Location::segment(pos as u64, Some(kind));
             let (data, consumed) = decompress_stream(kind, rest, budget, limits.max_decoder_memory).map_err(|e| match e {
-                DecompressError::TooLarge(l) => Error::limit(
+                DecompressError::TooLarge => Error::limit(
                     loc.clone(),
-                    format!("decompresses past the limit of {l} bytes (decompression bomb guard, Limits::max_unpacked)"),
+                    LimitKind::Unpacked,
+                    format!("unpacked size exceeds limit {} bytes (decompression bomb guard)", limits.max_unpacked),
+                ),
+                DecompressError::OutOfMemory(had) => Error::limit(
+                    loc.clone(),
+                    LimitKind::Unpacked,
+                    format!("out of memory after decompressing {had} bytes (the unpacked size limit is {} bytes); lower the limit or give the build more memory", limits.max_unpacked),
                 ),
                 DecompressError::Corrupt(why) => Error::corrupt(loc.clone(), format!("{kind} stream: {why}")),
                 DecompressError::Unsupported(why) => Error::unsupported(loc.clone(), why),
@@ -112,7 +218,7 @@ impl Initramfs {
                 return Err(Error::corrupt(loc, "compressed segment holds no archive"));
             }
             budget -= data.len() as u64;
-            let seg = read_segment(&data, &loc, false, blobs, limits, &mut entry_budget)?;
+            let seg = read_segment(&data, &loc, false, blobs, limits, &mut entry_budget, keep)?;
             segments.push(Segment {
                 range: pos..pos + consumed,
                 compression: Some(kind),
@@ -122,6 +228,13 @@ impl Initramfs {
                 entries: seg.entries,
                 warnings: seg.warnings,
             });
+            if let Some(k) = kept.as_deref_mut() {
+                let b = k.buffers.len();
+                k.buffers.push(data);
+                for (d, r) in seg.kept {
+                    k.at.entry(d).or_insert((b, r));
+                }
+            }
             // A stream must consume at least its magic; guard against a
             // decoder that reports zero so the scan always advances.
             pos += consumed.max(1);

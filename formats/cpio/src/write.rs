@@ -187,10 +187,12 @@ impl Inodes {
 }
 
 /// A tree written as newc, in memory.
+/// Its growth is fallible: memory that cannot be had is an
+/// [`crate::Error::Io`] of kind `OutOfMemory`, not an abort.
 pub fn newc_bytes(tree: &Tree, blobs: &dyn BlobStore) -> Result<Vec<u8>> {
-    let mut v = Vec::new();
+    let mut v = crate::compress::TryVec::default();
     write_newc(tree, blobs, &mut v)?;
-    Ok(v)
+    Ok(v.0)
 }
 
 fn rel_name(p: &TreePath) -> Vec<u8> {

@@ -201,7 +201,7 @@ pub(crate) fn compress_xz(
             Ok(c)
         })?;
 
-    let mut out = Vec::with_capacity(data.len() / 3 + 1024);
+    let mut out = crate::compress::try_vec(data.len() / 3 + 1024)?;
     out.extend_from_slice(&STREAM_MAGIC);
     out.extend_from_slice(&STREAM_FLAGS);
     out.extend_from_slice(&crc32(&STREAM_FLAGS));

@@ -495,3 +495,65 @@ fn kernel_quirks_are_accepted() {
         "{w:?}"
     );
 }
+
+/// `parse_kept` (issue 16 item 5) reads the same trees as `parse` and
+/// serves every content from the decompressed buffers, without a copy per
+/// file; limits report which bound they hit.
+#[test]
+fn parse_kept_serves_every_content_and_limits_say_which() {
+    use v6build_cpio::LimitKind;
+    use v6build_fstree::{BlobStore, Meta, Node, TreePath};
+    let store = MemBlobs::new();
+    let mut tree = Tree::new(Meta::root(0o755, 0));
+    for i in 0..50u32 {
+        let dir = TreePath::parse(format!("/d{}", i % 5)).unwrap();
+        tree.mkdir_p(&dir, &Meta::root(0o755, 0)).unwrap();
+        let data = format!("file {i} ").repeat(i as usize + 1);
+        tree.insert(
+            &TreePath::parse(format!("{dir}/f{i}")).unwrap(),
+            Node::Leaf(file(&store, data.as_bytes(), 0o644)),
+            false,
+        )
+        .unwrap();
+    }
+    let archive = newc_bytes(&tree, &store).unwrap();
+    let gz = compress(
+        &Compression::canonical(CompressionKind::Gzip).unwrap(),
+        &archive,
+        NonZeroUsize::MIN,
+    )
+    .unwrap();
+    // A plain segment followed by a compressed one.
+    let mut image = archive.clone();
+    image.extend_from_slice(&gz);
+    let blobs = MemBlobs::new();
+    let a = Initramfs::parse(&image, &blobs, &Limits::default()).unwrap();
+    let (b, kept) = Initramfs::parse_kept(&image, &Limits::default()).unwrap();
+    assert_eq!(a.merged(), b.merged());
+    // The plain segment up to its trailer, and the whole decompressed one.
+    let len = archive.len() as u64;
+    assert!(
+        kept.held() > len && kept.held() <= 2 * len,
+        "{}",
+        kept.held()
+    );
+    for c in b.merged().contents() {
+        assert_eq!(kept.get(&c.digest).unwrap(), blobs.get(&c.digest).unwrap());
+    }
+    let few = Limits {
+        max_entries: 10,
+        ..Limits::default()
+    };
+    let e = Initramfs::parse_kept(&image, &few).unwrap_err();
+    assert_eq!(e.limit_kind(), Some(LimitKind::Entries), "{e}");
+    assert!(
+        e.to_string().contains("entry count exceeds limit 10"),
+        "{e}"
+    );
+    let small = Limits {
+        max_unpacked: archive.len() as u64 + 100,
+        ..Limits::default()
+    };
+    let e = Initramfs::parse_kept(&image, &small).unwrap_err();
+    assert_eq!(e.limit_kind(), Some(LimitKind::Unpacked), "{e}");
+}
