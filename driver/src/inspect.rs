@@ -33,7 +33,10 @@ pub fn sniff(head: &[u8]) -> Format {
 /// Reads the tree of any supported image. A squashfs that wraps
 /// `LiveOS/rootfs.img` yields the ext4 tree inside unless `outer`.
 pub fn read_image(path: &Path, blobs: &MemBlobs, outer: bool) -> Result<Tree, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    open_image(path)
+        .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
+        .map_err(|e| format!("reading {}: {e}", path.display()))?;
     read_bytes(bytes, blobs, outer).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -173,16 +176,23 @@ fn ext4_tree(
     Ok((tree, Opened::Ext4(fs, seed)))
 }
 
+/// Opens an image the user named on the command line: links in the name
+/// are followed (the user chose the path), but only a regular file is
+/// opened, and never in a way that blocks on a FIFO or device.
+pub(crate) fn open_image(path: &Path) -> std::io::Result<std::fs::File> {
+    v6build_engine::host::open_regular(&std::fs::canonicalize(path)?)
+}
+
 /// Opens an image lazily (see [`Opened`]).
 pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), String> {
     let at = |e: std::io::Error| format!("reading {}: {e}", path.display());
-    let mut f = std::fs::File::open(path).map_err(at)?;
+    let mut f = open_image(path).map_err(at)?;
     let mut head = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 2048), &mut head).map_err(at)?;
     let ctx = |e: String| format!("{}: {e}", path.display());
     match sniff(&head) {
         Format::Squashfs => {
-            let img = v6build_squashfs::SquashfsImage::open(std::fs::File::open(path).map_err(at)?)
+            let img = v6build_squashfs::SquashfsImage::open(open_image(path).map_err(at)?)
                 .map_err(|e| ctx(e.to_string()))?;
             let (tree, blocks) = img.read_tree_lazy(b"").map_err(|e| ctx(e.to_string()))?;
             if !outer
@@ -198,9 +208,7 @@ pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), Stri
             }
             Ok((tree, Opened::Squash(blocks)))
         }
-        Format::Ext4 => {
-            ext4_tree(std::sync::Arc::new(std::fs::File::open(path).map_err(at)?)).map_err(ctx)
-        }
+        Format::Ext4 => ext4_tree(std::sync::Arc::new(open_image(path).map_err(at)?)).map_err(ctx),
         Format::Initramfs => {
             let blobs = MemBlobs::new();
             let tree = read_image(path, &blobs, outer)?;

@@ -148,14 +148,28 @@ impl Report {
     }
 }
 
+/// The largest `manifest.json` verify reads (a real one is a few KiB).
+const MAX_MANIFEST: u64 = 16 << 20;
+
 fn read_manifest(release: &Path) -> Result<(Value, Manifest), Outcome> {
     let mpath = release.join("manifest.json");
-    let bytes = std::fs::read(&mpath).map_err(|e| {
-        Outcome::Failure(format!(
-            "reading {}: {e} (is this a release directory?)",
-            mpath.display()
-        ))
-    })?;
+    // Regular files only, never blocking on a FIFO; a manifest is small.
+    let bytes = v6build_engine::host::read_regular_limited(&mpath, MAX_MANIFEST)
+        .and_then(|b| {
+            if b.len() as u64 > MAX_MANIFEST {
+                Err(std::io::Error::other(format!(
+                    "larger than {MAX_MANIFEST} bytes"
+                )))
+            } else {
+                Ok(b)
+            }
+        })
+        .map_err(|e| {
+            Outcome::Failure(format!(
+                "reading {}: {e} (is this a release directory?)",
+                mpath.display()
+            ))
+        })?;
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| Outcome::Failure(format!("{}: not JSON: {e}", mpath.display())))?;
     match v.get("schema_version").and_then(Value::as_u64) {
@@ -318,7 +332,9 @@ fn sha256_file(p: &Path) -> std::io::Result<String> {
 
 /// Size, sha256 and BLAKE3 of a file, in one read.
 fn hash_file(p: &Path) -> std::io::Result<(u64, String, String)> {
-    let mut f = std::fs::File::open(p)?;
+    // A release file that is a link, FIFO or device is not the file the
+    // manifest lists: refuse it without blocking.
+    let mut f = v6build_engine::host::open_regular(p)?;
     let mut sha = Sha256::new();
     let mut b3 = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -436,7 +452,10 @@ fn check_files(release: &Path, m: &Manifest, report: &mut Report) -> BTreeMap<St
             .tampered
             .push("SHA256SUMS: not listed in the manifest".to_string());
     }
-    if let Ok(text) = std::fs::read_to_string(release.join("SHA256SUMS")) {
+    if let Ok(text) =
+        v6build_engine::host::read_regular_limited(&release.join("SHA256SUMS"), MAX_MANIFEST)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    {
         for line in text.lines() {
             let Some((sha, path)) = line.split_once("  ") else {
                 report

@@ -292,6 +292,58 @@ fn non_regular_inputs_are_refused_without_blocking() {
     assert!(stderr(&o).contains("it is a FIFO"), "{}", stderr(&o));
 }
 
+/// The commands that read images and releases a user names (`ls`, `cat`,
+/// `diff`'s sides, `verify`'s manifest and files) refuse a FIFO or device
+/// instead of blocking on it.
+#[test]
+fn inspect_and_verify_refuse_fifos_without_blocking() {
+    let s = Scratch::new();
+    let fifo = s.path().join("fifo.img");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap().to_string();
+    for (what, args) in [
+        ("ls FIFO", vec!["ls", fifo.as_str()]),
+        ("cat FIFO", vec!["cat", fifo.as_str(), "/x"]),
+        ("ls /dev/zero", vec!["ls", "/dev/zero"]),
+    ] {
+        let o = guarded(s.cmd(&args), what);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{what}: accepted:\n{e}");
+        assert!(e.contains("not a regular file"), "{what}:\n{e}");
+    }
+    // A release whose manifest.json, or one of whose files, is a FIFO.
+    assert!(s.run(&["build", "recipes/demo.kdl"]).status.success());
+    let rel = s.demo_release();
+    let copy = s.path().join("rel-fifo");
+    crate::harness::copy_dir(&rel, &copy);
+    fs::remove_file(copy.join("initrd.img")).unwrap();
+    mkfifo(&copy.join("initrd.img"));
+    let o = guarded(
+        s.cmd(&[
+            "verify",
+            copy.to_str().unwrap(),
+            "--recipe",
+            "recipes/demo.kdl",
+        ]),
+        "verify with a FIFO initrd.img",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("initrd.img"), "{}", stderr(&o));
+    fs::remove_file(copy.join("manifest.json")).unwrap();
+    mkfifo(&copy.join("manifest.json"));
+    let o = guarded(
+        s.cmd(&[
+            "verify",
+            copy.to_str().unwrap(),
+            "--recipe",
+            "recipes/demo.kdl",
+        ]),
+        "verify with a FIFO manifest.json",
+    );
+    assert!(!o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+}
+
 #[test]
 fn non_regular_cache_entries_are_repaired() {
     let s = Scratch::new();

@@ -17,7 +17,8 @@ pub struct Scratch {
     pub dir: tempfile::TempDir,
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
+/// Copies a directory tree (links as links).
+pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
