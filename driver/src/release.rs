@@ -346,10 +346,9 @@ mod tests {
         // --out itself may be a link.
         let link = elsewhere.path().join("out-link");
         std::os::unix::fs::symlink(out.path(), &link).unwrap();
-        ReleaseWriter::begin(&link, "r")
-            .unwrap()
-            .commit(b"{}")
-            .unwrap();
+        let mut w = ReleaseWriter::begin(&link, "r").unwrap();
+        w.add_sums().unwrap();
+        w.commit(b"{}").unwrap();
         assert!(out.path().join("r/manifest.json").is_file());
     }
 }
