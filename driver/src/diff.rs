@@ -8,8 +8,11 @@
 //! squashfs) are compared as trees, read lazily as `ls` reads them
 //! ([`crate::inspect`]): metadata from the image's tables, and the content
 //! of a file only when the same path holds a regular file of the same size
-//! on both sides, streamed through a hash. Other files are compared by size
-//! and sha256, with a unified diff for small text files under `--content`.
+//! on both sides, streamed through a hash, unless their stored layout
+//! proves them equal (`Shortcut`: the same compressed squashfs blocks, or
+//! the same ext4 block map over squashfs blocks of the nested image that
+//! are the same on both sides). Other files are compared by size and
+//! sha256, with a unified diff for small text files under `--content`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
