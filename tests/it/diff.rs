@@ -464,3 +464,63 @@ fn diff_el7_stage2_finds_an_in_place_change_with_the_same_block_map() {
     assert!(unread >= 250, "{v:#}");
     assert_eq!(pairs, unread + read, "{v:#}");
 }
+
+/// Two plain squashfs images (no nested ext4) written by mksquashfs from
+/// trees that differ in one file's bytes (same size): the unchanged files
+/// are the same compressed blocks and tails, proved equal unread; the
+/// changed one is read and reported.
+#[test]
+fn diff_plain_squashfs_proves_unchanged_files_from_their_blocks() {
+    use std::process::Command;
+    use v6build_testkit::{oracle, run};
+    let t = "diff_plain_squashfs_proves_unchanged_files_from_their_blocks";
+    let Some(mksq) = oracle(t, "mksquashfs") else {
+        return;
+    };
+    let s = Scratch::new();
+    let mut imgs = Vec::new();
+    for side in ["a", "b"] {
+        let tree = s.path().join(format!("plain-{side}"));
+        std::fs::create_dir_all(&tree).unwrap();
+        for i in 0..40u64 {
+            let mut bytes = noise(noise_len(i * 7), i);
+            if side == "b" && i == 17 {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0xff;
+            }
+            std::fs::write(tree.join(format!("f{i:02}")), bytes).unwrap();
+        }
+        let img = s.path().join(format!("plain-{side}.img"));
+        run(Command::new(&mksq)
+            .arg(&tree)
+            .arg(&img)
+            .args([
+                "-comp",
+                "xz",
+                "-noappend",
+                "-quiet",
+                "-no-progress",
+                "-all-root",
+            ])
+            .args(["-mkfs-time", "1449187200", "-all-time", "1449187200"]));
+        imgs.push(img);
+    }
+    let o = s.run(&[
+        "diff",
+        "--json",
+        imgs[0].to_str().unwrap(),
+        imgs[1].to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(
+        entries(&v),
+        set(&[("plain-b.img", "changed", "/f17")]),
+        "{v:#}"
+    );
+    let (pairs, unread, read) = compared(&v, "plain-b.img");
+    assert_eq!(pairs, 40, "{v:#}");
+    assert_eq!(pairs, unread + read, "{v:#}");
+    // f17, and the files whose tail shares its fragment block.
+    assert!((1..=10).contains(&read), "{v:#}");
+}
