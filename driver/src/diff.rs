@@ -8,8 +8,11 @@
 //! squashfs) are compared as trees, read lazily as `ls` reads them
 //! ([`crate::inspect`]): metadata from the image's tables, and the content
 //! of a file only when the same path holds a regular file of the same size
-//! on both sides, streamed through a hash. Other files are compared by size
-//! and sha256, with a unified diff for small text files under `--content`.
+//! on both sides, streamed through a hash, unless their stored layout
+//! proves them equal (`Shortcut`: the same compressed squashfs blocks, or
+//! the same ext4 block map over squashfs blocks of the nested image that
+//! are the same on both sides). Other files are compared by size and
+//! sha256, with a unified diff for small text files under `--content`.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -268,6 +271,8 @@ enum Detail {
         entries: Vec<EntryDiff>,
         segments: Option<(Vec<SegInfo>, Vec<SegInfo>)>,
         unified: Option<String>,
+        /// For two images: how their same-size files were compared.
+        stats: Option<ReadStats>,
     },
 }
 
@@ -434,8 +439,230 @@ fn small_text(b: &[u8]) -> Option<&str> {
     std::str::from_utf8(b).ok()
 }
 
+/// How many same-size regular files `diff` compared in one image pair,
+/// and how: proved equal from their stored layout without reading them,
+/// or read and hashed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ReadStats {
+    /// Paths holding a regular file of the same size on both sides.
+    pairs: u64,
+    /// Of those, proved equal without reading their content.
+    unread: u64,
+    /// Of those, read and hashed on both sides.
+    read: u64,
+}
+
+impl ReadStats {
+    fn json(&self) -> Value {
+        json!({ "same_size_files": self.pairs, "proved_equal_unread": self.unread,
+            "read": self.read })
+    }
+}
+
+/// Stored-bytes comparisons already made: `(pos A, pos B, size word)`.
+type Memo = std::sync::Mutex<std::collections::HashMap<(u64, u64, u32), bool>>;
+
+/// Whether piece `i` of `fa` and of `fb` provably holds the same bytes:
+/// the same kind of piece, and for stored blocks (or fragment blocks, the
+/// tail at the same offset) the same size word and stored bytes, which
+/// the same codec inflates alike. Nothing is decompressed; a block that
+/// cannot be read proves nothing (the caller reads the files and reports
+/// the error as before).
+fn same_piece(
+    fa: &v6build_squashfs::FileAt,
+    fb: &v6build_squashfs::FileAt,
+    i: usize,
+    memo: Option<&Memo>,
+) -> bool {
+    use v6build_squashfs::StoredPiece as P;
+    let (pa, wa, pb, wb) = match (fa.stored_piece(i), fb.stored_piece(i)) {
+        (Some(P::Hole), Some(P::Hole)) => return true,
+        (Some(P::Data(x)), Some(P::Data(y))) => return x == y,
+        (Some(P::Block { pos: pa, word: wa }), Some(P::Block { pos: pb, word: wb })) => {
+            (pa, wa, pb, wb)
+        }
+        (
+            Some(P::Tail {
+                pos: pa,
+                word: wa,
+                offset: oa,
+            }),
+            Some(P::Tail {
+                pos: pb,
+                word: wb,
+                offset: ob,
+            }),
+        ) if oa == ob => (pa, wa, pb, wb),
+        _ => return false,
+    };
+    if wa != wb {
+        return false;
+    }
+    if let Some(m) = memo
+        && let Ok(m) = m.lock()
+        && let Some(&same) = m.get(&(pa, pb, wa))
+    {
+        return same;
+    }
+    let same = match (fa.stored_bytes(pa, wa), fb.stored_bytes(pb, wb)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    if let Some(m) = memo
+        && let Ok(mut m) = m.lock()
+    {
+        m.insert((pa, pb, wa), same);
+    }
+    same
+}
+
+/// Length of piece `i` of a `size`-byte file cut in `bs`-byte blocks.
+fn piece_len(size: u64, bs: u64, i: u64) -> u64 {
+    size.saturating_sub(i.saturating_mul(bs)).min(bs)
+}
+
+type Ext4Fs = v6build_ext4::Ext4<Arc<dyn v6build_ext4::ReadAt + Send + Sync>>;
+
+/// Proves same-size files of two images equal without reading them, from
+/// how the images store them. Whatever it cannot prove is read and hashed.
+enum Shortcut<'a> {
+    None,
+    /// Two squashfs images with the same codec and block size: a file is
+    /// the same when every piece of it is the same stored bytes
+    /// ([`same_piece`]). v6build copies an unchanged file's compressed
+    /// blocks verbatim, so this holds for every file a build left alone.
+    Squash {
+        a: &'a v6build_squashfs::BaseBlocks,
+        b: &'a v6build_squashfs::BaseBlocks,
+        memo: Memo,
+    },
+    /// Two ext4 images nested in squashfs files (EL7's `rootfs.img`) with
+    /// the same ext4 block size: a file is the same when it has the same
+    /// block map on both sides and every squashfs block of the nested
+    /// image those blocks lie in is the same stored bytes on both sides.
+    Nested {
+        a: (&'a Ext4Fs, &'a Digest),
+        b: (&'a Ext4Fs, &'a Digest),
+        /// Per squashfs block of the nested image: the same on both sides.
+        same: Vec<bool>,
+        /// The squashfs block size.
+        piece: u64,
+        /// The ext4 block size.
+        block: u64,
+        /// Bytes of the nested image present on both sides.
+        len: u64,
+    },
+}
+
+impl<'a> Shortcut<'a> {
+    fn new(a: &'a Opened, b: &'a Opened) -> Self {
+        match (a, b) {
+            (Opened::Squash(x), Opened::Squash(y)) => Shortcut::Squash {
+                a: x,
+                b: y,
+                memo: Memo::default(),
+            },
+            (Opened::Ext4(fa, sa, Some(na)), Opened::Ext4(fb, sb, Some(nb)))
+                if na.same_codec(nb)
+                    && fa.superblock().block_size == fb.superblock().block_size =>
+            {
+                // Once per image pair: compare the nested images' stored
+                // blocks (reading compressed bytes, inflating nothing).
+                let piece = u64::from(na.block_size());
+                let (la, lb) = (na.len(), nb.len());
+                let n = na.pieces().min(nb.pieces());
+                let same: Vec<bool> = (0..n)
+                    .into_par_iter()
+                    .map(|i| {
+                        piece_len(la, piece, i as u64) == piece_len(lb, piece, i as u64)
+                            && same_piece(na, nb, i, None)
+                    })
+                    .collect();
+                Shortcut::Nested {
+                    a: (fa, sa),
+                    b: (fb, sb),
+                    same,
+                    piece,
+                    block: u64::from(fa.superblock().block_size),
+                    len: la.min(lb),
+                }
+            }
+            _ => Shortcut::None,
+        }
+    }
+
+    /// Whether files `x` (in A) and `y` (in B), both `size` bytes, are
+    /// provably the same bytes without reading them.
+    fn proves_same(&self, x: &Digest, y: &Digest, size: u64) -> bool {
+        match self {
+            Shortcut::None => false,
+            Shortcut::Squash { a, b, memo } => {
+                let (Some(fa), Some(fb)) = (a.file_at(x), b.file_at(y)) else {
+                    return false;
+                };
+                fa.len() == size
+                    && fb.len() == size
+                    && fa.same_codec(&fb)
+                    && fa.pieces() == fb.pieces()
+                    && (0..fa.pieces()).all(|i| same_piece(&fa, &fb, i, Some(memo)))
+            }
+            Shortcut::Nested {
+                a,
+                b,
+                same,
+                piece,
+                block,
+                len,
+            } => {
+                // A file larger than the image is sparse: read it, so the
+                // reader's limits apply as before.
+                if size == 0 || size > *len {
+                    return false;
+                }
+                let (Some(ia), Some(ib)) =
+                    (crate::refs::ext4_ino(a.1, x), crate::refs::ext4_ino(b.1, y))
+                else {
+                    return false;
+                };
+                let (Ok(na), Ok(nb)) = (a.0.inode(ia), b.0.inode(ib)) else {
+                    return false;
+                };
+                if na.size() != size || nb.size() != size {
+                    return false;
+                }
+                let (Ok(ma), Ok(mb)) = (a.0.mapping(&na), b.0.mapping(&nb)) else {
+                    return false;
+                };
+                if ma.runs != mb.runs {
+                    return false;
+                }
+                ma.runs.iter().filter(|r| !r.uninit).all(|r| {
+                    let start = r.physical.checked_mul(*block);
+                    let end = r
+                        .physical
+                        .checked_add(u64::from(r.len))
+                        .and_then(|e| e.checked_mul(*block));
+                    match (start, end) {
+                        (Some(s), Some(e)) if s < e && e <= *len => {
+                            let (p0, p1) = (s / piece, (e - 1) / piece);
+                            (p0..=p1).all(|p| {
+                                usize::try_from(p)
+                                    .ok()
+                                    .and_then(|p| same.get(p))
+                                    .is_some_and(|&b| b)
+                            })
+                        }
+                        (Some(s), Some(e)) => s == e,
+                        _ => false,
+                    }
+                })
+            }
+        }
+    }
+}
+
 /// Compares two image trees entry by entry.
-fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, String> {
+fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<(Vec<EntryDiff>, ReadStats), String> {
     let na = all_nodes(&a.tree);
     let nb = all_nodes(&b.tree);
     // Pairs of regular files whose content must be read to compare.
@@ -471,9 +698,18 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
             _ => Err("not a regular file".into()),
         }
     };
+    // Files proved equal from their stored layout are not read at all.
+    let shortcut = Shortcut::new(&a.opened, &b.opened);
+    let unread = std::sync::atomic::AtomicU64::new(0);
     let differing: Result<Vec<Option<&TreePath>>, String> = pairs
         .par_iter()
         .map(|(p, lx, ly)| {
+            if let (LeafKind::Regular(cx), LeafKind::Regular(cy)) = (&lx.kind, &ly.kind)
+                && shortcut.proves_same(&cx.digest, &cy.digest, cx.size)
+            {
+                unread.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(None);
+            }
             let dx = real(&a.opened, lx).map_err(|e| format!("{p}: {e}"))?;
             let dy = real(&b.opened, ly).map_err(|e| format!("{p}: {e}"))?;
             Ok((dx != dy).then_some(*p))
@@ -481,6 +717,12 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
         .collect();
     let differing: std::collections::HashSet<&TreePath> =
         differing?.into_iter().flatten().collect();
+    let unread = unread.into_inner();
+    let stats = ReadStats {
+        pairs: pairs.len() as u64,
+        unread,
+        read: pairs.len() as u64 - unread,
+    };
     let mut out = Vec::new();
     let paths: std::collections::BTreeSet<&TreePath> = na.keys().chain(nb.keys()).collect();
     for p in paths {
@@ -579,7 +821,7 @@ fn tree_diff(a: &Image, b: &Image, content: bool) -> Result<Vec<EntryDiff>, Stri
             (None, None) => {}
         }
     }
-    Ok(out)
+    Ok((out, stats))
 }
 
 /// A unified diff (3 lines of context) of two small texts.
@@ -656,7 +898,7 @@ fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detai
     if is_image(a) && is_image(b) {
         let (ia, ib) = rayon::join(|| open_image(a, content), || open_image(b, content));
         let (ia, ib) = (ia?, ib?);
-        let entries = tree_diff(&ia, &ib, content)?;
+        let (entries, stats) = tree_diff(&ia, &ib, content)?;
         let segments = match (&ia.segments, &ib.segments) {
             (Some(x), Some(y)) if x != y => Some((x.clone(), y.clone())),
             _ => None,
@@ -669,6 +911,7 @@ fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detai
             entries,
             segments,
             unified: None,
+            stats: Some(stats),
         }));
     }
     let mut unified = None;
@@ -691,6 +934,7 @@ fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detai
         entries: Vec::new(),
         segments: None,
         unified,
+        stats: None,
     }))
 }
 
@@ -709,6 +953,7 @@ pub struct ImageChange {
 pub fn diff_images(a: &Path, b: &Path) -> Result<Vec<ImageChange>, String> {
     let (ia, ib) = (open_image(a, false)?, open_image(b, false)?);
     Ok(tree_diff(&ia, &ib, false)?
+        .0
         .into_iter()
         .map(|e| ImageChange {
             sign: sign(e.change),
@@ -761,6 +1006,7 @@ fn detail_json(path: &str, d: &Detail) -> Value {
             entries,
             segments,
             unified,
+            stats,
         } => {
             let entries: Vec<Value> = entries
                 .iter()
@@ -794,6 +1040,9 @@ fn detail_json(path: &str, d: &Detail) -> Value {
             if let Some(u) = unified {
                 v["unified_diff"] = json!(u);
             }
+            if let Some(st) = stats {
+                v["compared"] = st.json();
+            }
             v
         }
     }
@@ -810,6 +1059,7 @@ fn print_detail(path: &str, d: &Detail) {
             entries,
             segments,
             unified,
+            ..
         } => {
             outln!("~ {path}  {kind}: {} -> {}", short(a), short(b));
             if let Some((x, y)) = segments {

@@ -81,10 +81,13 @@ pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree,
 pub(crate) enum Opened {
     /// A squashfs: files named by reference into its block map.
     Squash(v6build_squashfs::BaseBlocks),
-    /// An ext4 image, plain or nested: files named by inode reference.
+    /// An ext4 image, plain or nested: files named by inode reference; with
+    /// the squashfs file it is nested in, if any (`diff` compares its
+    /// stored blocks).
     Ext4(
         v6build_ext4::Ext4<std::sync::Arc<dyn v6build_ext4::ReadAt + Send + Sync>>,
         Digest,
+        Option<std::sync::Arc<v6build_squashfs::FileAt>>,
     ),
     /// An initramfs, decompressed into memory.
     Mem(MemBlobs),
@@ -110,7 +113,7 @@ impl Opened {
                 }
                 Ok(h.finalize().into())
             }
-            Opened::Ext4(fs, seed) => {
+            Opened::Ext4(fs, seed, _) => {
                 if *d == Digest::of(b"") {
                     return Ok(*d);
                 }
@@ -134,7 +137,7 @@ impl Opened {
     /// decompresses each squashfs block under a nested image about once.
     pub(crate) fn locality(&self, d: &Digest) -> u64 {
         match self {
-            Opened::Ext4(_, seed) => crate::refs::ext4_ino(seed, d).map_or(0, u64::from),
+            Opened::Ext4(_, seed, _) => crate::refs::ext4_ino(seed, d).map_or(0, u64::from),
             _ => 0,
         }
     }
@@ -148,7 +151,7 @@ impl Opened {
                 at.read_at(0, &mut v).map_err(|e| e.to_string())?;
                 Ok(v)
             }
-            Opened::Ext4(fs, seed) => {
+            Opened::Ext4(fs, seed, _) => {
                 if *d == Digest::of(b"") {
                     return Ok(Vec::new());
                 }
@@ -169,11 +172,12 @@ impl Opened {
 
 fn ext4_tree(
     at: std::sync::Arc<dyn v6build_ext4::ReadAt + Send + Sync>,
+    nested_in: Option<std::sync::Arc<v6build_squashfs::FileAt>>,
 ) -> Result<(Tree, Opened), String> {
     let fs = v6build_ext4::Ext4::open(at).map_err(|e| e.to_string())?;
     let seed = Digest::of(b"v6build inspect");
     let tree = crate::refs::read_ext4(&fs, &seed).map_err(|e| e.to_string())?;
-    Ok((tree, Opened::Ext4(fs, seed)))
+    Ok((tree, Opened::Ext4(fs, seed, nested_in)))
 }
 
 /// Opens an image the user named on the command line: links in the name
@@ -202,13 +206,18 @@ pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), Stri
                 let mut h = vec![0u8; 2048.min(usize::try_from(fa.len()).unwrap_or(0))];
                 fa.read_at(0, &mut h).map_err(|e| ctx(e.to_string()))?;
                 if sniff(&h) == Format::Ext4 {
-                    return ext4_tree(std::sync::Arc::new(crate::refs::SquashAt(fa)))
-                        .map_err(|e| ctx(format!("LiveOS/rootfs.img: {e}")));
+                    return ext4_tree(
+                        std::sync::Arc::new(crate::refs::SquashAt(fa)),
+                        blocks.file_at(&c.digest).map(std::sync::Arc::new),
+                    )
+                    .map_err(|e| ctx(format!("LiveOS/rootfs.img: {e}")));
                 }
             }
             Ok((tree, Opened::Squash(blocks)))
         }
-        Format::Ext4 => ext4_tree(std::sync::Arc::new(open_image(path).map_err(at)?)).map_err(ctx),
+        Format::Ext4 => {
+            ext4_tree(std::sync::Arc::new(open_image(path).map_err(at)?), None).map_err(ctx)
+        }
         Format::Initramfs => {
             let blobs = MemBlobs::new();
             let tree = read_image(path, &blobs, outer)?;

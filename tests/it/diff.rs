@@ -273,3 +273,254 @@ fn diff_bad_usage_exits_2() {
         Some(2)
     );
 }
+
+/// Deterministic, poorly compressible bytes.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Size of test file `i` of [`el7_media`].
+fn noise_len(i: u64) -> usize {
+    4096 + (i as usize * 7919) % 150_000
+}
+
+/// The `rootfs.img` of an EL7-shaped stage2: 64 MiB of ext4 holding 300
+/// files, written by mkfs.ext4. `None` (after a SKIP line) without it.
+fn el7_rootfs(t: &str, s: &Scratch) -> Option<Vec<u8>> {
+    use std::process::Command;
+    use v6build_testkit::{oracle, run};
+    let mkfs = oracle(t, "mkfs.ext4")?;
+    let tree = s.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("usr/share/data")).unwrap();
+    std::fs::write(tree.join("etc/os-release"), "NAME=CentOS\n").unwrap();
+    for i in 0..300u64 {
+        let p = tree.join(format!("usr/share/data/f{i:03}"));
+        std::fs::write(p, noise(noise_len(i), i)).unwrap();
+    }
+    let rootfs = s.path().join("rootfs.img");
+    run(Command::new(&mkfs)
+        .args(["-q", "-F", "-L", "Anaconda", "-b", "4096"])
+        .args(["-E", "root_owner=0:0"])
+        .args([
+            "-O",
+            "^metadata_csum,^64bit,^metadata_csum_seed,^orphan_file",
+        ])
+        .arg("-d")
+        .arg(&tree)
+        .arg(&rootfs)
+        .arg("64M")
+        .env("E2FSPROGS_FAKE_TIME", "1449187200"));
+    Some(std::fs::read(&rootfs).unwrap())
+}
+
+/// `rootfs` as `LiveOS/rootfs.img` in an xz squashfs written by mksquashfs
+/// to `recipes/media/NAME/LiveOS/squashfs.img`. `None` (after a SKIP line)
+/// without mksquashfs.
+fn el7_media(t: &str, s: &Scratch, name: &str, rootfs: &[u8]) -> Option<std::path::PathBuf> {
+    use std::process::Command;
+    use v6build_testkit::{oracle, run};
+    let mksq = oracle(t, "mksquashfs")?;
+    let live = s.path().join(format!("live-{name}"));
+    std::fs::create_dir_all(live.join("LiveOS")).unwrap();
+    std::fs::write(live.join("LiveOS/rootfs.img"), rootfs).unwrap();
+    let dest = s.path().join(format!("recipes/media/{name}/LiveOS"));
+    std::fs::create_dir_all(&dest).unwrap();
+    let out = dest.join("squashfs.img");
+    run(Command::new(&mksq).arg(&live).arg(&out).args([
+        "-comp",
+        "xz",
+        "-noappend",
+        "-quiet",
+        "-no-progress",
+        "-all-root",
+    ]));
+    Some(out)
+}
+
+/// What `--json` says about how one image pair's same-size files were
+/// compared: `(same_size_files, proved_equal_unread, read)`.
+fn compared(v: &serde_json::Value, artifact: &str) -> (u64, u64, u64) {
+    let a = v["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == artifact)
+        .unwrap_or_else(|| panic!("no artifact {artifact}: {v:#}"));
+    let c = &a["compared"];
+    let n = |k: &str| c[k].as_u64().unwrap_or_else(|| panic!("{k}: {a:#}"));
+    (n("same_size_files"), n("proved_equal_unread"), n("read"))
+}
+
+/// Issue 14: a recipe's EL7-shaped media against its release: the files
+/// the layers left alone keep their ext4 block map and the squashfs blocks
+/// holding them are copied verbatim, so `diff` proves them equal without
+/// reading them, and reads only the few it cannot prove.
+#[test]
+fn diff_el7_stage2_reads_only_what_it_cannot_prove_equal() {
+    let t = "diff_el7_stage2_reads_only_what_it_cannot_prove_equal";
+    let s = Scratch::new();
+    let Some(rootfs) = el7_rootfs(t, &s) else {
+        return;
+    };
+    if el7_media(t, &s, "el7", &rootfs).is_none() {
+        return;
+    }
+    let text = "release \"el7\" { dir \"opts/el7\"; epoch 1449187200 }\n\
+         media \"el7\" {\n    stage2 \"media/el7/LiveOS/squashfs.img\"\n}\n\
+         include \"common.kdl\"\n\
+         layer \"add\" {\n    file \"/usr/share/v6/added\" text=\"one kilobyte or so\\n\"\n}\n\
+         stage2 from=\"el7\" {\n    layers \"nm-v6-only\" \"add\"\n}\n";
+    std::fs::write(s.path().join("recipes/el7.kdl"), text).unwrap();
+    s.ok(&["pin", "recipes/el7.kdl"]);
+    s.ok(&["build", "recipes/el7.kdl"]);
+    let o = s.run(&[
+        "diff",
+        "--json",
+        "--media",
+        "recipes/el7.kdl",
+        "out/opts/el7",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    let found: BTreeSet<String> = entries(&v).into_iter().map(|(_, _, p)| p).collect();
+    assert!(found.contains("/usr/share/v6/added"), "{v:#}");
+    assert!(
+        !found.iter().any(|p| p.starts_with("/usr/share/data/")),
+        "{v:#}"
+    );
+    let (pairs, unread, read) = compared(&v, "LiveOS/squashfs.img");
+    assert_eq!(pairs, unread + read, "{v:#}");
+    // The 300 data files and /etc/os-release. The edit rewrites a handful
+    // of 128 KiB squashfs blocks (metadata, new files); only the files that
+    // share one of those with it are read (6 of 301 when this was written).
+    assert_eq!(pairs, 301, "{v:#}");
+    assert!(unread >= 280, "{v:#}");
+    assert!(read <= 16, "{v:#}");
+    // The same images given directly report the same.
+    let o = s.run(&[
+        "diff",
+        "--json",
+        "recipes/media/el7/LiveOS/squashfs.img",
+        "out/opts/el7/LiveOS/squashfs.img",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(
+        compared(&json_of(&o), "squashfs.img"),
+        (pairs, unread, read)
+    );
+}
+
+/// A file whose bytes changed in place (same size, same ext4 block map)
+/// lies in squashfs blocks that differ, so `diff` reads it and reports it;
+/// the shortcut never hides a real change.
+#[test]
+fn diff_el7_stage2_finds_an_in_place_change_with_the_same_block_map() {
+    let t = "diff_el7_stage2_finds_an_in_place_change_with_the_same_block_map";
+    let s = Scratch::new();
+    let Some(rootfs) = el7_rootfs(t, &s) else {
+        return;
+    };
+    // f150's bytes occur once in the image: flip one in the middle of them.
+    let probe = &noise(noise_len(150), 150)[5000..5064];
+    let at = rootfs
+        .windows(probe.len())
+        .position(|w| w == probe)
+        .expect("f150's bytes are in rootfs.img");
+    assert!(
+        !rootfs[at + 1..].windows(probe.len()).any(|w| w == probe),
+        "f150's bytes occur once"
+    );
+    let mut edited = rootfs.clone();
+    edited[at + 10] ^= 0xff;
+    let (Some(a), Some(b)) = (
+        el7_media(t, &s, "a", &rootfs),
+        el7_media(t, &s, "b", &edited),
+    ) else {
+        return;
+    };
+    let o = s.run(&["diff", "--json", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(
+        entries(&v),
+        set(&[("squashfs.img", "changed", "/usr/share/data/f150")]),
+        "{v:#}"
+    );
+    let e = &v["artifacts"][0]["entries"][0]["fields"];
+    assert!(e.get("content").is_some(), "{v:#}");
+    assert!(e.get("mtime").is_none() && e.get("mode").is_none(), "{v:#}");
+    let (pairs, unread, read) = compared(&v, "squashfs.img");
+    assert_eq!(pairs, 301, "{v:#}");
+    assert!(read >= 1, "{v:#}");
+    assert!(unread >= 250, "{v:#}");
+    assert_eq!(pairs, unread + read, "{v:#}");
+}
+
+/// Two plain squashfs images (no nested ext4) written by mksquashfs from
+/// trees that differ in one file's bytes (same size): the unchanged files
+/// are the same compressed blocks and tails, proved equal unread; the
+/// changed one is read and reported.
+#[test]
+fn diff_plain_squashfs_proves_unchanged_files_from_their_blocks() {
+    use std::process::Command;
+    use v6build_testkit::{oracle, run};
+    let t = "diff_plain_squashfs_proves_unchanged_files_from_their_blocks";
+    let Some(mksq) = oracle(t, "mksquashfs") else {
+        return;
+    };
+    let s = Scratch::new();
+    let mut imgs = Vec::new();
+    for side in ["a", "b"] {
+        let tree = s.path().join(format!("plain-{side}"));
+        std::fs::create_dir_all(&tree).unwrap();
+        for i in 0..40u64 {
+            let mut bytes = noise(noise_len(i * 7), i);
+            if side == "b" && i == 17 {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0xff;
+            }
+            std::fs::write(tree.join(format!("f{i:02}")), bytes).unwrap();
+        }
+        let img = s.path().join(format!("plain-{side}.img"));
+        run(Command::new(&mksq)
+            .arg(&tree)
+            .arg(&img)
+            .args([
+                "-comp",
+                "xz",
+                "-noappend",
+                "-quiet",
+                "-no-progress",
+                "-all-root",
+            ])
+            .args(["-mkfs-time", "1449187200", "-all-time", "1449187200"]));
+        imgs.push(img);
+    }
+    let o = s.run(&[
+        "diff",
+        "--json",
+        imgs[0].to_str().unwrap(),
+        imgs[1].to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v = json_of(&o);
+    assert_eq!(
+        entries(&v),
+        set(&[("plain-b.img", "changed", "/f17")]),
+        "{v:#}"
+    );
+    let (pairs, unread, read) = compared(&v, "plain-b.img");
+    assert_eq!(pairs, 40, "{v:#}");
+    assert_eq!(pairs, unread + read, "{v:#}");
+    // f17, and the files whose tail shares its fragment block.
+    assert!((1..=10).contains(&read), "{v:#}");
+}

@@ -400,6 +400,85 @@ impl FileAt {
     }
 }
 
+/// One piece of a file (a data block, or the tail in a fragment block) as
+/// the image stores it, named without reading or decompressing anything
+/// (see [`FileAt::stored_piece`]). Two pieces of the same length, from
+/// images with the same codec and block size, hold the same bytes when
+/// both are holes, both are in-memory data with equal bytes, or both are
+/// blocks (or tails at the same offset of fragment blocks) whose size
+/// words and stored bytes ([`FileAt::stored_bytes`]) are equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredPiece {
+    /// A hole: reads as zeros.
+    Hole,
+    /// A data block stored at `pos` with size word `word`.
+    Block {
+        /// Absolute offset of the stored bytes.
+        pos: u64,
+        /// The size word (size | uncompressed bit).
+        word: u32,
+    },
+    /// The file's tail, `offset` bytes into the fragment block stored at
+    /// `pos` with size word `word`.
+    Tail {
+        /// Absolute offset of the fragment block's stored bytes.
+        pos: u64,
+        /// The fragment block's size word.
+        word: u32,
+        /// Where the tail starts in the uncompressed fragment block.
+        offset: u32,
+    },
+    /// Uncompressed bytes held in memory (a block a patch changed).
+    Data(Arc<Vec<u8>>),
+}
+
+impl FileAt {
+    /// The block size the file's pieces are cut at.
+    pub fn block_size(&self) -> u32 {
+        self.src.block_size
+    }
+
+    /// Number of pieces: data blocks, plus the tail if it is in a fragment.
+    pub fn pieces(&self) -> usize {
+        self.file.blocks.len() + usize::from(self.file.fragment.is_some())
+    }
+
+    /// Whether stored bytes of `self` and `other` decompress alike: the
+    /// same codec and block size.
+    pub fn same_codec(&self, other: &FileAt) -> bool {
+        let bs = self.src.block_size;
+        bs == other.src.block_size
+            && self.src.comp.normalized(bs) == other.src.comp.normalized(other.src.block_size)
+    }
+
+    /// Where piece `i` is stored; `None` past the last piece.
+    pub fn stored_piece(&self, i: usize) -> Option<StoredPiece> {
+        match self.file.blocks.get(i) {
+            Some(Piece::Hole) => Some(StoredPiece::Hole),
+            Some(Piece::Data(d)) => Some(StoredPiece::Data(Arc::clone(d))),
+            Some(Piece::Stored(l)) => Some(StoredPiece::Block {
+                pos: l.pos,
+                word: l.word,
+            }),
+            None => {
+                let f = self.file.fragment.filter(|_| i == self.file.blocks.len())?;
+                Some(StoredPiece::Tail {
+                    pos: f.loc.pos,
+                    word: f.loc.word,
+                    offset: f.offset,
+                })
+            }
+        }
+    }
+
+    /// The stored (still compressed) bytes of a block or fragment block
+    /// named by [`FileAt::stored_piece`], after checking its size word and
+    /// extent. Decompresses nothing.
+    pub fn stored_bytes(&self, pos: u64, word: u32) -> Result<Vec<u8>> {
+        self.src.raw(BlockLoc { pos, word })
+    }
+}
+
 /// Data blocks a [`FileStream`] decompresses together, in parallel:
 /// bounds its memory to this many blocks.
 const READ_AHEAD: usize = 16;

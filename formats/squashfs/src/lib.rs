@@ -100,7 +100,7 @@ mod xattr;
 pub use compress::{Compressor, bcj};
 pub use dir::DirEntry;
 pub use error::{Error, Result};
-pub use layout::FileAt;
+pub use layout::{FileAt, StoredPiece};
 pub use patch::PatchStats;
 pub use read::SquashfsImage;
 pub use reuse::{BaseBlocks, BlockCache, BlockKey, BlockLoc, CachedBlock, MemBlockCache};
