@@ -134,8 +134,8 @@ enum Command {
     },
     /// Boot a release in QEMU over an IPv6-only network and wait for console markers.
     ///
-    /// Serves RELEASE_DIR over HTTP on the host's [::1] (the guest reaches it
-    /// at [fec0::2]), boots its kernel and initrd.img with the recipe's boot
+    /// Serves RELEASE_DIR over HTTP on the host's loopback ::1 (the guest reaches it
+    /// at fec0::2), boots its kernel and initrd.img with the recipe's boot
     /// cmdline (or root=live:…/LiveOS/squashfs.img rd.neednet=1 ip=auto6) and
     /// waits for every marker in order. Exit 0 when all were seen, 1 on a
     /// timeout or an early QEMU exit (the console tail and the QEMU command
