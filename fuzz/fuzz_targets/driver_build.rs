@@ -59,11 +59,14 @@ fuzz_target!(|data: &[u8]| {
         jobs: Some(1),
         json: false,
         verbosity: Verbosity::Quiet,
+        fetch: Default::default(),
     };
     match v6build_driver::cmd::build(&cfg, &[recipe_path]) {
         Outcome::Success | Outcome::Failure(_) | Outcome::FailureReport(_) => {}
         // The recipe is generated and valid; only the media vary.
         Outcome::Usage(m) => panic!("usage error on a generated recipe: {m}"),
         Outcome::BadRecipe(r) => panic!("generated recipe refused: {r:?}"),
+        // Verify's and diff's verdicts; build never returns them.
+        o @ (Outcome::InputsChanged(_) | Outcome::Differs) => panic!("build returned {o:?}"),
     }
 });
