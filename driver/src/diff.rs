@@ -82,33 +82,11 @@ fn sum_file(p: &Path) -> Result<Sum, String> {
     })
 }
 
-/// Every regular file below `dir`, by `/`-separated relative path.
-/// Symlinks are listed by their own path and never followed.
+/// Every file below `dir` that is not a directory, by `/`-separated
+/// relative path. Symlinks are listed by their own path and never followed.
 fn release_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
-    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, PathBuf>) -> Result<(), String> {
-        let rd = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
-        for e in rd {
-            let e = e.map_err(|e| format!("reading {}: {e}", dir.display()))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let ft = e
-                .file_type()
-                .map_err(|err| format!("{}: {err}", e.path().display()))?;
-            if ft.is_dir() {
-                walk(&e.path(), &r, out)?;
-            } else {
-                out.insert(r, e.path());
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, "", &mut out)?;
-    Ok(out)
+    let entries = crate::release::release_entries(dir).map_err(|e| format!("reading {e}"))?;
+    Ok(entries.into_iter().map(|(r, e)| (r, e.path)).collect())
 }
 
 /// Where a media file of `role` lands in a release.

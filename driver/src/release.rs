@@ -6,6 +6,7 @@
 //! new one, never a mix; temporary siblings are ignored and cleaned by the
 //! next build. `SHA256SUMS` is in the exact format `sha256sum -c` accepts.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,49 @@ pub struct Written {
     pub sha256: String,
     /// BLAKE3.
     pub blake3: v6build_fstree::Digest,
+}
+
+/// One entry of a release directory that is not itself a directory.
+#[derive(Debug, Clone)]
+pub(crate) struct ReleaseEntry {
+    /// Its host path.
+    pub path: PathBuf,
+    /// Whether it is a regular file (a symlink, FIFO or device is not).
+    pub regular: bool,
+}
+
+/// Every entry below `dir` that is not a directory, by `/`-separated
+/// relative path. Symlinks are listed by their own path and never
+/// followed. An error names the directory that could not be read.
+pub(crate) fn release_entries(dir: &Path) -> io::Result<BTreeMap<String, ReleaseEntry>> {
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, ReleaseEntry>) -> io::Result<()> {
+        let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+        for e in fs::read_dir(dir).map_err(at)? {
+            let e = e.map_err(at)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let ft = e.file_type().map_err(at)?;
+            if ft.is_dir() {
+                walk(&e.path(), &r, out)?;
+            } else {
+                out.insert(
+                    r,
+                    ReleaseEntry {
+                        path: e.path(),
+                        regular: ft.is_file(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, "", &mut out)?;
+    Ok(out)
 }
 
 /// Copies `src` to `dst`, hashing as it goes, and fsyncs `dst`.

@@ -357,37 +357,11 @@ fn hash_file(p: &Path) -> std::io::Result<(u64, String, String)> {
     ))
 }
 
-/// Every entry below `dir` that is not a directory, by relative path, with
-/// whether it is a regular file (symlinks are never followed).
-fn release_entries(dir: &Path) -> std::io::Result<BTreeMap<String, bool>> {
-    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, bool>) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let r = if rel.is_empty() {
-                name
-            } else {
-                format!("{rel}/{name}")
-            };
-            let ft = e.file_type()?;
-            if ft.is_dir() {
-                walk(&e.path(), &r, out)?;
-            } else {
-                out.insert(r, ft.is_file());
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, "", &mut out)?;
-    Ok(out)
-}
-
 /// Step 2: the files against the manifest and `SHA256SUMS`. Returns the
 /// sha256 of each listed file as found on disk.
 fn check_files(release: &Path, m: &Manifest, report: &mut Report) -> BTreeMap<String, String> {
     let mut on_disk = BTreeMap::new();
-    let entries = match release_entries(release) {
+    let entries = match crate::release::release_entries(release) {
         Ok(e) => e,
         Err(e) => {
             report
@@ -412,10 +386,10 @@ fn check_files(release: &Path, m: &Manifest, report: &mut Report) -> BTreeMap<St
             None => report
                 .tampered
                 .push(format!("{}: missing from the release", o.path)),
-            Some(false) => report
+            Some(e) if !e.regular => report
                 .tampered
                 .push(format!("{}: not a regular file", o.path)),
-            Some(true) => match hash_file(&release.join(&o.path)) {
+            Some(e) => match hash_file(&e.path) {
                 Err(e) => report.tampered.push(format!("{}: unreadable: {e}", o.path)),
                 Ok((size, sha, b3)) => {
                     let mut what = Vec::new();
