@@ -106,14 +106,9 @@ pub fn read(path: &Path, pinned: Option<&str>) -> Result<String, ReadError> {
             size: meta.len(),
         });
     }
-    // O_NOFOLLOW|O_NONBLOCK, and refused unless regular: see engine::host.
+    // O_NOFOLLOW|O_NONBLOCK, and refused unless regular (engine::host), in
+    // case the path changed since the check above.
     let f = v6build_engine::host::open_regular(path).map_err(io)?;
-    let meta = f.metadata().map_err(io)?;
-    if !meta.is_file() {
-        return Err(ReadError::NotAFile {
-            path: path.to_path_buf(),
-        });
-    }
     // The length checked above is only a hint for the buffer; the read
     // itself is bounded, in case the file grows meanwhile.
     let mut bytes = Vec::with_capacity(meta.len().min(MAX_BYTES) as usize);
