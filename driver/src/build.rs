@@ -79,30 +79,18 @@ fn copied_media(
     media: &str,
     f: &MediaFile,
 ) -> Result<Option<PathBuf>, Outcome> {
-    let role = f.role.node_name();
-    if f.path.exists() {
-        if let Some(want) = f.size {
-            let len = std::fs::metadata(&f.path)
-                .map_err(|e| Outcome::Failure(format!("reading {}: {e}", f.path.display())))?
-                .len();
-            if len != want {
-                return Err(Outcome::Failure(format!(
-                    "{} has {len} bytes but the recipe pins size={want}",
-                    f.path.display()
-                )));
-            }
-        }
-        return Ok(Some(f.path.clone()));
-    }
-    if let (Some(url), Some(sha)) = (&f.url, f.sha256) {
-        let sha = sha.to_hex();
-        let pin = crate::fetch::Pin {
-            sha256: &sha,
-            size: f.size,
-        };
-        return crate::fetch::fetch(store.root(), url, pin, &cfg.fetch)
-            .map(Some)
-            .map_err(|e| Outcome::Failure(format!("{role} media `{media}`: {e}")));
+    let sha = f.sha256.map(|s| s.to_hex());
+    let found = crate::fetch::locate(
+        store.root(),
+        &f.path,
+        f.url.as_deref(),
+        sha.as_deref(),
+        f.size,
+        &cfg.fetch,
+    )
+    .map_err(|e| Outcome::Failure(format!("{} media `{media}`: {e}", f.role.node_name())))?;
+    if found.is_some() {
+        return Ok(found);
     }
     if f.role == MediaRole::Kernel {
         return Err(Outcome::Failure(format!(

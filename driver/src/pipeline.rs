@@ -600,18 +600,16 @@ impl Ctx<'_> {
                 url,
                 size,
             } => {
-                if !path.exists() {
-                    if let (Some(url), Some(sha)) = (url, sha256) {
-                        // Verified against the pin on every use, like a
-                        // local file: a wrong file in the cache is replaced.
-                        let pin = crate::fetch::Pin {
-                            sha256: sha,
-                            size: *size,
-                        };
-                        let fetched = crate::fetch::fetch(self.store.root(), url, pin, self.fetch)
-                            .map_err(|e| fail(name, e))?;
-                        return Ok(Out::Media(fetched));
-                    }
+                let Some(found) = crate::fetch::locate(
+                    self.store.root(),
+                    path,
+                    url.as_deref(),
+                    sha256.as_deref(),
+                    *size,
+                    self.fetch,
+                )
+                .map_err(|e| fail(name, e))?
+                else {
                     return Err(fail(
                         name,
                         format!(
@@ -627,20 +625,11 @@ impl Ctx<'_> {
                             }
                         ),
                     ));
-                }
-                if let Some(want) = size {
-                    let len = std::fs::metadata(path)
-                        .map_err(|e| fail(name, format!("reading {}: {e}", path.display())))?
-                        .len();
-                    if len != *want {
-                        return Err(fail(
-                            name,
-                            format!(
-                                "{} has {len} bytes but the recipe pins size={want}",
-                                path.display()
-                            ),
-                        ));
-                    }
+                };
+                if found != *path {
+                    // Fetched: verified against the pin by the fetch, on
+                    // every use (a wrong file in the cache is replaced).
+                    return Ok(Out::Media(found));
                 }
                 let actual = v6build_engine::recipe::sha256_file(path)
                     .map_err(|e| fail(name, format!("reading {}: {e}", path.display())))?;

@@ -169,6 +169,41 @@ pub fn remove_partial_downloads() {
     }
 }
 
+/// Where a media file is, for a node that reads it: on disk, with a
+/// pinned `size` checked (the sha256 is checked where the file is read),
+/// or fetched from `url` into `<cache>/media/` and verified there against
+/// `pin`. `Ok(None)`: not on disk, and no url with a pinned sha256 to
+/// fetch it with; the caller says what is missing.
+pub fn locate(
+    cache_root: &Path,
+    path: &Path,
+    url: Option<&str>,
+    sha256: Option<&str>,
+    size: Option<u64>,
+    opts: &FetchOptions,
+) -> Result<Option<PathBuf>, String> {
+    if path.exists() {
+        if let Some(want) = size {
+            let len = fs::metadata(path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?
+                .len();
+            if len != want {
+                return Err(format!(
+                    "{} has {len} bytes but the recipe pins size={want}",
+                    path.display()
+                ));
+            }
+        }
+        return Ok(Some(path.to_path_buf()));
+    }
+    match (url, sha256) {
+        (Some(url), Some(sha256)) => fetch(cache_root, url, Pin { sha256, size }, opts)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        _ => Ok(None),
+    }
+}
+
 /// Downloads `url` into the cache unless a file matching `pin` is already
 /// there, and returns that file's path. The cached file is hashed on every
 /// call; a wrong one is deleted and fetched again.
