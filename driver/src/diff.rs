@@ -302,7 +302,7 @@ fn open_image(p: &Path, keep: bool) -> Result<Image, String> {
             // and the segment layout. Contents are kept only for --content.
             let bytes = std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
             let blobs = MemBlobs::new();
-            let hash_only = crate::refs::HashOnly;
+            let hash_only = v6build_fstree::HashOnly;
             let store: &dyn v6build_fstree::BlobStore = if keep { &blobs } else { &hash_only };
             let ird = v6build_cpio::Initramfs::parse(&bytes, store, &Default::default())
                 .map_err(|e| format!("{}: {e}", p.display()))?;

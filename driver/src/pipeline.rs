@@ -765,7 +765,7 @@ impl Ctx<'_> {
             (ird, Some(kept))
         } else {
             let ird =
-                v6build_cpio::Initramfs::parse(&bytes, &crate::refs::HashOnly, &limits.cpio())
+                v6build_cpio::Initramfs::parse(&bytes, &v6build_fstree::HashOnly, &limits.cpio())
                     .map_err(|e| fail(name, crate::limits::cpio_message(&e)))?;
             (ird, None)
         };

@@ -280,28 +280,6 @@ impl Read for InitrdReader {
     }
 }
 
-/// Takes what it is given, keeps nothing: the store an initrd is parsed
-/// into when only its digests are wanted.
-#[derive(Debug, Default)]
-pub struct HashOnly;
-
-impl BlobStore for HashOnly {
-    fn put(&self, data: &[u8]) -> io::Result<Digest> {
-        Ok(Digest::of(data))
-    }
-
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{digest} was hashed, not kept"),
-        ))
-    }
-
-    fn contains(&self, _: &Digest) -> bool {
-        false
-    }
-}
-
 /// The blob store nodes read through: the cache store, then the registered
 /// base images.
 pub struct Blobs<'a> {

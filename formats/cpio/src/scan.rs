@@ -63,26 +63,6 @@ impl BlobStore for KeptContents {
     }
 }
 
-/// Hashes what it is given, keeps nothing.
-struct HashOnly;
-
-impl BlobStore for HashOnly {
-    fn put(&self, data: &[u8]) -> io::Result<Digest> {
-        Ok(Digest::of(data))
-    }
-
-    fn open(&self, digest: &Digest) -> io::Result<Box<dyn Read + Send + '_>> {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{digest} was hashed, not kept"),
-        ))
-    }
-
-    fn contains(&self, _: &Digest) -> bool {
-        false
-    }
-}
-
 /// One segment of an initrd: an uncompressed archive or one compressed stream.
 #[derive(Debug, Clone)]
 pub struct Segment {
@@ -122,7 +102,7 @@ impl Initramfs {
     /// are then served by the returned [`KeptContents`].
     pub fn parse_kept(bytes: &[u8], limits: &Limits) -> Result<(Initramfs, KeptContents)> {
         let mut kept = KeptContents::default();
-        let ird = Self::parse_inner(bytes, &HashOnly, limits, Some(&mut kept))?;
+        let ird = Self::parse_inner(bytes, &v6build_fstree::HashOnly, limits, Some(&mut kept))?;
         Ok((ird, kept))
     }
 

@@ -31,7 +31,7 @@ pub mod meta;
 mod name;
 mod tree;
 
-pub use blobs::{BlobStore, HoleRead, MemBlobs, NoHoles};
+pub use blobs::{BlobStore, HashOnly, HoleRead, MemBlobs, NoHoles};
 pub use decode::{DecodeError, DecodeErrorKind, MAX_DEPTH, decode};
 pub use diff::{Change, diff};
 pub use digest::{DIGEST_PREFIX, Digest, DigestParseError};
