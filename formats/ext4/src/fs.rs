@@ -399,11 +399,12 @@ impl<R: ReadAt> Ext4<R> {
         })
     }
 
-    /// A reader over a regular file's contents (holes and uninit extents read as zeros).
-    pub fn open_file(&self, ino: &Inode) -> Result<FileReader<'_, R>> {
+    /// A regular file's mapping, for a reader: refused when the file claims
+    /// more than [`MAX_SPARSE_FACTOR`] times the image (at least 1 GiB). A
+    /// hostile inode can claim an exabyte of holes; reading that would
+    /// never end. Real sparse files stay far below this bound.
+    fn readable_mapping(&self, ino: &Inode) -> Result<Mapping> {
         let m = self.mapping(ino)?;
-        // A hostile inode can claim an exabyte of holes; reading that would
-        // never end. Real sparse files stay far below this bound.
         let limit = self.r.len().saturating_mul(MAX_SPARSE_FACTOR).max(1 << 30);
         if ino.size() > limit {
             return Err(unsupported(format!(
@@ -412,6 +413,12 @@ impl<R: ReadAt> Ext4<R> {
                 ino.size()
             )));
         }
+        Ok(m)
+    }
+
+    /// A reader over a regular file's contents (holes and uninit extents read as zeros).
+    pub fn open_file(&self, ino: &Inode) -> Result<FileReader<'_, R>> {
+        let m = self.readable_mapping(ino)?;
         Ok(FileReader {
             fs: self,
             runs: m.runs,
@@ -734,15 +741,7 @@ impl<R: ReadAt> Ext4<R> {
     /// ([`v6build_fstree::HoleRead`]). The same size bound as
     /// [`Ext4::open_file`] applies.
     pub fn open_file_shared(self: &Arc<Self>, ino: &Inode) -> Result<SharedFileReader<R>> {
-        let m = self.mapping(ino)?;
-        let limit = self.r.len().saturating_mul(MAX_SPARSE_FACTOR).max(1 << 30);
-        if ino.size() > limit {
-            return Err(unsupported(format!(
-                "inode {}: size {} is more than {MAX_SPARSE_FACTOR}x the image; refusing to expand it",
-                ino.ino,
-                ino.size()
-            )));
-        }
+        let m = self.readable_mapping(ino)?;
         Ok(SharedFileReader {
             fs: Arc::clone(self),
             runs: m.runs,
