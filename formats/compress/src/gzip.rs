@@ -147,12 +147,8 @@ mod tests {
 
     #[test]
     fn chunked_member_decodes_and_ignores_the_thread_count() {
-        let data: Vec<u8> = (0..400_000u32)
-            .map(|i| (i % 251) as u8 ^ (i / 9) as u8)
-            .collect();
-        let records: Vec<Record> = (1..40)
-            .map(|i| Record::named(i * 10_000, &i.to_le_bytes()))
-            .collect();
+        let data = crate::sample(400_000, 251, 9);
+        let records = crate::records(data.len(), 10_000);
         let one = compress_chunked(&data, &records, 6, 40_000, NonZeroUsize::MIN, None).unwrap();
         let four = compress_chunked(
             &data,

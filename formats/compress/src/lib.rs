@@ -74,3 +74,20 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> DecompressError {
 pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
+
+/// Compressible test input of `len` bytes: two interleaved periodic
+/// patterns (`i % modulus` xor `i / step`).
+#[cfg(test)]
+pub(crate) fn sample(len: u32, modulus: u32, step: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i % modulus) ^ (i / step)).to_le_bytes()[0])
+        .collect()
+}
+
+/// Records every `every` bytes up to `len`, for chunked compressors' tests.
+#[cfg(test)]
+pub(crate) fn records(len: usize, every: usize) -> Vec<chunk::Record> {
+    (1..len / every)
+        .map(|i| chunk::Record::named(i * every, &i.to_le_bytes()))
+        .collect()
+}

@@ -462,12 +462,8 @@ mod tests {
 
     #[test]
     fn chunked_stream_decodes_within_its_limit() {
-        let data: Vec<u8> = (0..200_000u32)
-            .map(|i| (i % 13) as u8 ^ (i / 1000) as u8)
-            .collect();
-        let records: Vec<Record> = (1..20)
-            .map(|i| Record::named(i * 10_000, &i.to_le_bytes()))
-            .collect();
+        let data = crate::sample(200_000, 13, 1000);
+        let records = crate::records(data.len(), 10_000);
         let p = Chunked {
             preset: 0,
             extreme: false,
@@ -487,9 +483,7 @@ mod tests {
 
     #[test]
     fn blocks_round_trip_under_their_limit() {
-        let data: Vec<u8> = (0..100_000u32)
-            .map(|i| (i % 251) as u8 ^ (i / 7) as u8)
-            .collect();
+        let data = crate::sample(100_000, 251, 7);
         let z = compress_smallest(&data, 1 << 17, &[Bcj::X86, Bcj::Arm]).unwrap();
         assert_eq!(decompress_block(&z, data.len(), 64 << 20).unwrap(), data);
         assert_eq!(

@@ -59,9 +59,7 @@ mod tests {
 
     #[test]
     fn frames_and_blocks_round_trip_under_their_limit() {
-        let data: Vec<u8> = (0..200_000u32)
-            .map(|i| (i % 97) as u8 ^ (i / 5) as u8)
-            .collect();
+        let data = crate::sample(200_000, 97, 5);
         let f1 = compress_frame(&data, 3, NonZeroUsize::MIN).unwrap();
         assert_eq!(
             f1,
