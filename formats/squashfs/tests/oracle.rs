@@ -10,10 +10,11 @@ mod common;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use v6build_fstree::{BlobStore, Content, Leaf, LeafKind, MemBlobs, Node, Tree, TreePath};
+use v6build_fstree::{BlobStore, LeafKind, MemBlobs, Tree, TreePath};
 use v6build_squashfs::{SquashfsImage, WriteOptions, write};
+use v6build_testkit::fixtures::set_content;
 use v6build_testkit::{loop_mount, oracle, require_root, run};
 
 struct Fixture {
@@ -220,15 +221,7 @@ fn small_edit_in_a_large_file_reuses_almost_every_block() {
     for at in [4096usize, 5 << 20, data.len() - 8192] {
         data[at..at + 4096].fill(0xa5);
     }
-    let digest = blobs.put(&data).unwrap();
-    let new = Arc::new(Leaf {
-        meta: old.meta.clone(),
-        kind: LeafKind::Regular(Content {
-            digest,
-            size: data.len() as u64,
-        }),
-    });
-    tree.insert(&p, Node::Leaf(new), true).unwrap();
+    set_content(&mut tree, &blobs, &p, &data);
 
     let out = tmp.path().join("edited.img");
     let opts = WriteOptions::from_base(&base);
