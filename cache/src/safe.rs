@@ -11,9 +11,8 @@
 //!   belongs is a corrupt entry, removed ([`remove_any`], which never
 //!   follows a link) and rebuilt.
 
-use std::fs::{self, File, FileType, Metadata};
+use std::fs::{self, File, Metadata};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::CacheError;
@@ -33,70 +32,14 @@ pub(crate) const FIXED_DIRS: &[&str] = &[
 /// The store's own files, relative to its root.
 pub(crate) const FIXED_FILES: &[&str] = &["meta.json", "lock"];
 
-/// What a file type is, in words.
-pub(crate) fn kind_name(ft: FileType) -> &'static str {
-    if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_file() {
-        "a regular file"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
-}
-
-/// Why [`open_entry`] refused a file that exists.
-#[derive(Debug)]
-pub(crate) struct NotRegular(pub &'static str);
-
-impl std::fmt::Display for NotRegular {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "is {}, not a regular file", self.0)
-    }
-}
-
-impl std::error::Error for NotRegular {}
-
-/// If `e` says the file was not a regular file (or was a symlink, which
-/// `O_NOFOLLOW` refuses with `ELOOP`), what it was.
-pub(crate) fn not_regular(e: &io::Error) -> Option<&'static str> {
-    if let Some(n) = e.get_ref().and_then(|i| i.downcast_ref::<NotRegular>()) {
-        return Some(n.0);
-    }
-    match e.raw_os_error() {
-        Some(libc::ELOOP) => Some("a symbolic link"),
-        // open(2) of a socket.
-        Some(libc::ENXIO) => Some("a socket or device"),
-        _ => None,
-    }
-}
-
-/// Opens `path` read-only without following a symlink in its last
-/// component and without blocking on a FIFO, and insists it is a regular
-/// file. Refusals are errors [`not_regular`] recognises.
+/// Opens a store entry read-only with `v6build_fstree::host::open_regular`
+/// (no symlink followed, no FIFO waited on, regular files only); a refusal
+/// is an error [`not_regular`] recognises.
 pub(crate) fn open_entry(path: &Path) -> io::Result<(File, Metadata)> {
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let md = file.metadata()?;
-    if !md.file_type().is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            NotRegular(kind_name(md.file_type())),
-        ));
-    }
-    Ok((file, md))
+    v6build_fstree::host::open_regular(path)
 }
+
+pub(crate) use v6build_fstree::host::not_regular;
 
 /// Whether `path` is a regular file (a symlink to one is not).
 pub(crate) fn is_regular(path: &Path) -> bool {
@@ -159,7 +102,7 @@ pub(crate) fn check_layout(root: &Path) -> Result<(), CacheError> {
         if ok {
             continue;
         }
-        let what = kind_name(ft);
+        let what = v6build_fstree::host::file_type_name(ft);
         let target = fs::read_link(&p)
             .map(|t| format!(" (to `{}`)", t.display()))
             .unwrap_or_default();

@@ -230,3 +230,22 @@ fn cache_entries_that_are_not_regular_files_are_repaired() {
     assert_eq!(fs::read_dir(&victim_dir).unwrap().count(), 0);
     assert_eq!(store.get_blob(&d).unwrap(), b"fan");
 }
+
+/// A root file replaced by a FIFO stops gc, naming what it found, without
+/// blocking (the refusal used to carry the error kind of a decoding
+/// failure, so this read as "not UTF-8").
+#[test]
+fn a_fifo_root_stops_gc_and_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(&tmp.path().join("cache"));
+    let b = store.put_blob(b"precious").unwrap();
+    let p = store.add_root(RootKind::Release, "r", &[b]).unwrap();
+    fs::remove_file(&p).unwrap();
+    mkfifo(&p);
+    let e = guarded("gc with a FIFO root", move || store.gc().unwrap_err());
+    assert!(matches!(e, CacheError::BadRoot { .. }), "{e}");
+    assert!(
+        e.to_string().contains("it is a FIFO, not a regular file"),
+        "{e}"
+    );
+}

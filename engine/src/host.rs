@@ -12,61 +12,22 @@
 //!   is never opened, so its content can never appear in a diagnostic.
 //! * **Regular files only, never blocking.** Files are opened with
 //!   `O_NOFOLLOW | O_NONBLOCK` at their resolved path and `fstat`ed
-//!   ([`open_regular`]): a FIFO, socket or device (`/dev/zero`) is refused
+//!   ([`open_regular`], shared with the store through
+//!   `v6build_fstree::host`): a FIFO, socket or device (`/dev/zero`) is refused
 //!   at once, and so is a symlink that appeared at a resolved path since
 //!   the recipe was loaded.
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-
-/// What a file type is, in words.
-fn kind_name(ft: std::fs::FileType) -> &'static str {
-    if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else if ft.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
-}
-
-fn not_regular(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("not a regular file (it is {what})"),
-    )
-}
 
 /// Opens a host input read-only: without following a symlink in its last
 /// component, without blocking on a FIFO or device, and only if it is a
-/// regular file. Pass the resolved path the recipe model holds.
+/// regular file (`v6build_fstree::host::open_regular`, which the store
+/// uses too). Pass the resolved path the recipe model holds: a symlink
+/// there appeared since the recipe was loaded.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let file = File::options()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => {
-                not_regular("a symbolic link; was it replaced since the recipe was loaded?")
-            }
-            Some(libc::ENXIO) => not_regular("a socket or a device without a reader"),
-            _ => e,
-        })?;
-    let ft = file.metadata()?.file_type();
-    if !ft.is_file() {
-        return Err(not_regular(kind_name(ft)));
-    }
-    Ok(file)
+    v6build_fstree::host::open_regular(path).map(|(f, _)| f)
 }
 
 /// Reads a whole host input with [`open_regular`].

@@ -1,5 +1,12 @@
 //! Helpers shared by every crate's tests.
 //!
+//! - [`hostdir`]: a host directory (fixture, extraction, mount) read into
+//!   a tree, with its xattrs from `getfattr`.
+//! - [`fixtures`]: paths, file leaves and incompressible bytes for test
+//!   trees.
+//! - [`truncation`]: the truncation sweep every image reader gets.
+//! - [`http`]: a local HTTP(S) server for fetch tests.
+//!
 //! Tests that need an outside oracle (mksquashfs, e2fsck, GNU cpio, a root
 //! loop mount, qemu) call [`oracle`] or [`require_root`]. When the oracle is
 //! missing the test prints why and returns early (a skip), unless
@@ -9,7 +16,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod fixtures;
+pub mod hostdir;
 pub mod http;
+pub mod truncation;
+
+pub use hostdir::{DirRead, tree_from_dir};
 
 /// Whether missing oracles must fail tests instead of skipping them.
 pub fn oracles_required() -> bool {
@@ -83,4 +95,25 @@ pub fn run(cmd: &mut Command) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Mounts the image `img` of type `fstype` read-only on `at` through a
+/// loop device, with the `mount` tool at `mount`. Where loop mounts are
+/// unavailable (no root, no loop devices in a sandbox) it prints a skip
+/// line and returns false, or fails the test under
+/// `V6BUILD_REQUIRE_ORACLES=1`. Call [`require_root`] first where the
+/// test should skip without root.
+pub fn loop_mount(test: &str, mount: &Path, fstype: &str, img: &Path, at: &Path) -> bool {
+    let out = Command::new(mount)
+        .args(["-t", fstype, "-o", "loop,ro"])
+        .arg(img)
+        .arg(at)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", mount.display()));
+    if out.status.success() {
+        return true;
+    }
+    let why = String::from_utf8_lossy(&out.stderr);
+    skip_or_fail(test, &format!("loop mount failed: {}", why.trim()));
+    false
 }

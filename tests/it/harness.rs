@@ -135,22 +135,7 @@ pub fn stderr(o: &Output) -> String {
 /// mounts are unavailable it prints SKIP and returns false, or fails the
 /// test when oracles are required.
 pub fn loop_mount(t: &str, mount: &Path, fstype: &str, image: &Path, at: &Path) -> bool {
-    let m = Command::new(mount)
-        .args(["-o", "loop,ro", "-t", fstype])
-        .arg(image)
-        .arg(at)
-        .output()
-        .expect("run mount");
-    if !m.status.success() {
-        assert!(
-            !v6build_testkit::oracles_required(),
-            "loop mount failed: {}",
-            stderr(&m)
-        );
-        eprintln!("SKIP {t}: loop mount unavailable here: {}", stderr(&m));
-        return false;
-    }
-    true
+    v6build_testkit::loop_mount(t, mount, fstype, image, at)
 }
 
 /// Skips (prints why), or fails under `V6BUILD_REQUIRE_ORACLES=1`, for a
@@ -171,4 +156,43 @@ pub fn anaconda(t: &str) -> Option<PathBuf> {
         &format!("{} is missing (real Anaconda sources)", d.display()),
     );
     None
+}
+
+/// `mke2fs -d tree` as an EL7-shaped `LiveOS/rootfs.img` in a fresh
+/// `live/` directory of `s`: 64 MiB, 4 KiB blocks, root-owned, at the EL7
+/// epoch (`E2FSPROGS_FAKE_TIME`); `extra` adds mke2fs options. Returns
+/// the `live/` directory, ready for [`stage2_media`].
+pub fn el7_live(s: &Scratch, mkfs: &Path, tree: &Path, extra: &[&str]) -> PathBuf {
+    let live = s.path().join("live");
+    std::fs::create_dir_all(live.join("LiveOS")).unwrap();
+    v6build_testkit::run(
+        Command::new(mkfs)
+            .args(["-q", "-F", "-b", "4096", "-E", "root_owner=0:0"])
+            .args(extra)
+            .arg("-d")
+            .arg(tree)
+            .arg(live.join("LiveOS/rootfs.img"))
+            .arg("64M")
+            .env("E2FSPROGS_FAKE_TIME", "1449187200"),
+    );
+    live
+}
+
+/// Squashes `live` (which holds `LiveOS/`) with compressor `comp` into
+/// `recipes/media/<name>/LiveOS/squashfs.img` of `s`, as a stage2 medium
+/// (root-owned, replacing any image there). Returns the image's path.
+pub fn stage2_media(s: &Scratch, mksq: &Path, live: &Path, name: &str, comp: &str) -> PathBuf {
+    let media = s.path().join(format!("recipes/media/{name}/LiveOS"));
+    std::fs::create_dir_all(&media).unwrap();
+    let img = media.join("squashfs.img");
+    let _ = std::fs::remove_file(&img);
+    v6build_testkit::run(Command::new(mksq).arg(live).arg(&img).args([
+        "-comp",
+        comp,
+        "-noappend",
+        "-quiet",
+        "-no-progress",
+        "-all-root",
+    ]));
+    img
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use v6build_testkit::{oracle, run};
 
-use crate::harness::{Scratch, stderr};
+use crate::harness::{Scratch, el7_live, stage2_media, stderr};
 
 /// Item 12: a command line full of GRUB syntax (quotes, `$`, `;`, braces)
 /// that the loader accepts is written into grub.cfg as quoted words, so
@@ -339,32 +339,16 @@ fn item5_hostile_stage2_stays_within_the_memory_bound() {
     let big = std::fs::File::create(tree.join("etc/big")).unwrap();
     big.set_len(2 << 30).unwrap();
     drop(big);
-    let live = s.path().join("live/LiveOS");
-    std::fs::create_dir_all(&live).unwrap();
-    run(Command::new(&mkfs)
-        .args(["-q", "-F", "-b", "4096", "-E", "root_owner=0:0"])
-        .args([
+    let live = el7_live(
+        &s,
+        &mkfs,
+        &tree,
+        &[
             "-O",
             "^metadata_csum,^64bit,^metadata_csum_seed,^orphan_file",
-        ])
-        .arg("-d")
-        .arg(&tree)
-        .arg(live.join("rootfs.img"))
-        .arg("64M")
-        .env("E2FSPROGS_FAKE_TIME", "1449187200"));
-    let media = s.path().join("recipes/media/big/LiveOS");
-    std::fs::create_dir_all(&media).unwrap();
-    run(Command::new(&mksq)
-        .arg(s.path().join("live"))
-        .arg(media.join("squashfs.img"))
-        .args([
-            "-comp",
-            "gzip",
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-            "-all-root",
-        ]));
+        ],
+    );
+    stage2_media(&s, &mksq, &live, "big", "gzip");
     let text = "release \"big\" { dir \"big\"; epoch 1449187200 }\n\
          media \"big\" {\n    stage2 \"media/big/LiveOS/squashfs.img\"\n}\n\
          layer \"edit\" {\n    replace \"/etc/big\" literal=\"a\" with=\"b\"\n}\n\

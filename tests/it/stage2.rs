@@ -6,7 +6,7 @@ use std::process::Command;
 
 use v6build_testkit::{oracle, run};
 
-use crate::harness::Scratch;
+use crate::harness::{Scratch, el7_live, stage2_media};
 
 /// Writes a recipe with the demo's media and layers and the given stage2
 /// output body, and returns its path relative to the scratch directory.
@@ -248,41 +248,18 @@ fn el7_rebuild_touches_only_what_changed() {
         let n = 4096 + (i as usize * 7919) % 150_000;
         std::fs::write(tree.join(format!("usr/share/data/f{i:03}")), noise(n, i)).unwrap();
     }
-    let live = s.path().join("live/LiveOS");
-    std::fs::create_dir_all(&live).unwrap();
-    run(Command::new(&mkfs)
-        .args([
-            "-q",
-            "-F",
+    let live = el7_live(
+        &s,
+        &mkfs,
+        &tree,
+        &[
             "-L",
             "Anaconda",
-            "-b",
-            "4096",
-            "-E",
-            "root_owner=0:0",
-        ])
-        .args([
             "-O",
             "^metadata_csum,^64bit,^metadata_csum_seed,^orphan_file",
-        ])
-        .arg("-d")
-        .arg(&tree)
-        .arg(live.join("rootfs.img"))
-        .arg("64M")
-        .env("E2FSPROGS_FAKE_TIME", "1449187200"));
-    let media = s.path().join("recipes/media/el7/LiveOS");
-    std::fs::create_dir_all(&media).unwrap();
-    run(Command::new(&mksq)
-        .arg(s.path().join("live"))
-        .arg(media.join("squashfs.img"))
-        .args([
-            "-comp",
-            "xz",
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-            "-all-root",
-        ]));
+        ],
+    );
+    let base_img = stage2_media(&s, &mksq, &live, "el7", "xz");
     let text = "release \"el7\" { dir \"opts/el7\"; epoch 1449187200 }\n\
          media \"el7\" {\n    stage2 \"media/el7/LiveOS/squashfs.img\"\n}\n\
          include \"common.kdl\"\n\
@@ -331,7 +308,7 @@ fn el7_rebuild_touches_only_what_changed() {
     // Fewer than 1% of the 128 KiB regions of rootfs.img differ... of a
     // 64 MiB image that is at most 5 regions; the edit may touch a few more
     // on so small an image, so report it against the 16 allowed above.
-    let base = extract(&unsq, &media.join("squashfs.img"), &s.path().join("x-base"));
+    let base = extract(&unsq, &base_img, &s.path().join("x-base"));
     let a = std::fs::read(base.join("LiveOS/rootfs.img")).unwrap();
     let b = std::fs::read(&rootfs).unwrap();
     assert_eq!(a.len(), b.len());

@@ -14,23 +14,12 @@ use std::process::Command;
 
 use v6build_testkit::{oracle, run};
 
-use crate::harness::{Scratch, stderr};
+use crate::harness::{Scratch, stage2_media, stderr};
 
 /// Squashes `live` (which holds `LiveOS/`) as the media of recipe `name`,
 /// whose stage2 output has `body`; returns the recipe path.
 fn hostile_recipe(s: &Scratch, mksq: &Path, name: &str, live: &Path, body: &str) -> String {
-    let media = s.path().join(format!("recipes/media/{name}/LiveOS"));
-    std::fs::create_dir_all(&media).unwrap();
-    let img = media.join("squashfs.img");
-    let _ = std::fs::remove_file(&img);
-    run(Command::new(mksq).arg(live).arg(&img).args([
-        "-comp",
-        "gzip",
-        "-noappend",
-        "-quiet",
-        "-no-progress",
-        "-all-root",
-    ]));
+    stage2_media(s, mksq, live, name, "gzip");
     let text = format!(
         "release \"{name}\" {{ dir \"hostile/{name}\"; epoch 1449187200 }}\n\
          media \"{name}\" {{\n    stage2 \"media/{name}/LiveOS/squashfs.img\"\n}}\n\

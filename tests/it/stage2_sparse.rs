@@ -17,7 +17,7 @@ use v6build_fstree::{
 };
 use v6build_testkit::{oracle, run};
 
-use crate::harness::Scratch;
+use crate::harness::{Scratch, el7_live, stage2_media};
 
 const HOLE: u64 = 64 << 30;
 
@@ -174,27 +174,8 @@ fn sparse_file_in_nested_ext4_keeps_its_holes_in_a_plain_stage2() {
         f.seek(SeekFrom::Start(hole - 4096)).unwrap();
         f.write_all(&[b'E'; 4096]).unwrap();
     }
-    let live = s.path().join("live/LiveOS");
-    std::fs::create_dir_all(&live).unwrap();
-    run(Command::new(&mkfs)
-        .args(["-q", "-F", "-b", "4096", "-E", "root_owner=0:0", "-d"])
-        .arg(&src)
-        .arg(live.join("rootfs.img"))
-        .arg("64M")
-        .env("E2FSPROGS_FAKE_TIME", "1449187200"));
-    let media = s.path().join("recipes/media/el7sparse/LiveOS");
-    std::fs::create_dir_all(&media).unwrap();
-    run(Command::new(&mksq)
-        .arg(s.path().join("live"))
-        .arg(media.join("squashfs.img"))
-        .args([
-            "-comp",
-            "gzip",
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-            "-all-root",
-        ]));
+    let live = el7_live(&s, &mkfs, &src, &[]);
+    stage2_media(&s, &mksq, &live, "el7sparse", "gzip");
     let text = "release \"el7sparse\" { dir \"el7sparse/1\"; epoch 1449187200 }\n\
          media \"el7sparse\" {\n    stage2 \"media/el7sparse/LiveOS/squashfs.img\"\n}\n\
          layer \"one\" {\n    file \"/etc/v6-marker\" text=\"yes\\n\"\n}\n\

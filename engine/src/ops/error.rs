@@ -128,11 +128,11 @@ pub enum OpError {
         source: io::Error,
     },
     /// An overlay source holds a device, FIFO or socket.
-    #[error("{} is a {what}; an overlay copies only files, directories and symlinks", path.display())]
+    #[error("{} is {what}; an overlay copies only files, directories and symlinks", path.display())]
     HostSpecial {
         /// Host path.
         path: PathBuf,
-        /// What it is.
+        /// What it is, with its article ("a FIFO").
         what: &'static str,
     },
     /// An overlay source entry whose name is not a valid image name.

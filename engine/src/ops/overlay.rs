@@ -9,7 +9,7 @@
 //! Host hardlinks are copied as separate files (git does not record them).
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use v6build_fstree::{
@@ -121,17 +121,7 @@ fn walk_source(host_src_dir: &Path, f: &mut SourceVisitor<'_>) -> Result<(), OpE
             let t = std::fs::read_link(host).map_err(|e| host_err(host, e))?;
             SourceKind::Symlink(t.as_os_str().as_bytes().to_vec())
         } else {
-            let what = if ft.is_block_device() {
-                "block device"
-            } else if ft.is_char_device() {
-                "character device"
-            } else if ft.is_fifo() {
-                "fifo"
-            } else if ft.is_socket() {
-                "socket"
-            } else {
-                "special file"
-            };
+            let what = v6build_fstree::host::file_type_name(ft);
             return Err(OpError::HostSpecial {
                 path: host.to_path_buf(),
                 what,

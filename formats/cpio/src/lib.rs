@@ -96,9 +96,7 @@ mod repack;
 mod saved;
 mod scan;
 mod write;
-mod xz;
 
-pub use chunk::{CHUNK_POLICY_VERSION, ChunkCache, ChunkKey, MemChunkCache};
 pub use compress::{
     Compression, CompressionKind, GZIP_CHUNK, LZ4_LEGACY_BLOCK, XZ_BLOCK, XZ_DICT, codec_versions,
     compress, compress_with,
@@ -109,8 +107,11 @@ pub use repack::{
 };
 pub use saved::SAVED_FORMAT_VERSION;
 pub use scan::{Initramfs, KeptContents, Segment};
+/// The C library behind the LZMA2 bytes, for cache keys (from
+/// `v6build_compress::versions`).
+pub use v6build_compress::versions::LIBLZMA_C as LIBLZMA_VERSION;
+pub use v6build_compress::{CHUNK_POLICY_VERSION, ChunkCache, ChunkKey, MemChunkCache};
 pub use write::{ARCHIVE_BLOCK, WRITER_VERSION, newc_bytes, write_newc};
-pub use xz::LIBLZMA_VERSION;
 
 pub use v6build_fstree::{BlobStore, Tree};
 

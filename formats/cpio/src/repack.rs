@@ -263,7 +263,7 @@ fn rewrite(
         None => canonical_for(seg.compression, &describe(i))?,
     };
     let body = w.segment(&params, &tree, blobs)?;
-    let mut out = crate::compress::try_vec(base_bytes.len() + body.len())?;
+    let mut out = v6build_compress::try_vec(base_bytes.len() + body.len())?;
     out.extend_from_slice(&base_bytes[..seg.range.start]);
     out.extend_from_slice(&body);
     match base.segments.get(i + 1) {
@@ -405,7 +405,7 @@ fn append(
             .unwrap_or(gzip)
     });
     let body = w.segment(&params, &delta, blobs)?;
-    let mut out = crate::compress::try_vec(base_bytes.len() + body.len() + 4)?;
+    let mut out = v6build_compress::try_vec(base_bytes.len() + body.len() + 4)?;
     out.extend_from_slice(base_bytes);
     pad4(&mut out);
     out.extend_from_slice(&body);

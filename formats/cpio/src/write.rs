@@ -190,7 +190,7 @@ impl Inodes {
 /// Its growth is fallible: memory that cannot be had is an
 /// [`crate::Error::Io`] of kind `OutOfMemory`, not an abort.
 pub fn newc_bytes(tree: &Tree, blobs: &dyn BlobStore) -> Result<Vec<u8>> {
-    let mut v = crate::compress::TryVec::default();
+    let mut v = v6build_compress::TryVec::default();
     write_newc(tree, blobs, &mut v)?;
     Ok(v.0)
 }

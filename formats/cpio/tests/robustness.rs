@@ -6,9 +6,7 @@ use std::num::NonZeroUsize;
 
 use common::*;
 use proptest::prelude::*;
-use v6build_cpio::{
-    Compression, CompressionKind, Initramfs, Limits, codec_versions, compress, newc_bytes,
-};
+use v6build_cpio::{Compression, CompressionKind, Initramfs, Limits, compress, newc_bytes};
 use v6build_fstree::{BlobStore, Digest, MemBlobs};
 
 /// Case count: `V6BUILD_PROPTEST_CASES` (CI sets it) or the given default.
@@ -95,31 +93,6 @@ fn emitted_bytes_are_pinned() {
     let got: Vec<String> = got.iter().map(|(k, d)| format!("{k} {d}")).collect();
     let want = include_str!("pinned-digests.txt");
     assert_eq!(got.join("\n") + "\n", want, "emitted bytes changed");
-}
-
-/// The versions reported for cache keys are the ones the workspace pins.
-#[test]
-fn codec_versions_match_the_workspace_pins() {
-    let manifest =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.toml")).unwrap();
-    for (name, version) in codec_versions() {
-        let line = manifest
-            .lines()
-            .find(|l| l.starts_with(&format!("{name} =")));
-        if let Some(line) = line {
-            assert!(
-                line.contains(&format!("\"={version}\"")),
-                "{name} {version} is not pinned as such: {line}"
-            );
-        }
-    }
-    let names: Vec<&str> = codec_versions().iter().map(|(n, _)| *n).collect();
-    for pinned in ["flate2", "liblzma", "zstd", "lz4_flex"] {
-        assert!(
-            names.contains(&pinned),
-            "{pinned} missing from codec_versions"
-        );
-    }
 }
 
 /// One generated entry: parent index, raw name, kind, perm, id, mtime, data.

@@ -3,7 +3,8 @@
 //! Each format crate (cpio, squashfs, ext4) converts its image to and from a
 //! [`Tree`]; the engine's layer operations edit trees; the store keys
 //! results by [`Tree::digest`]. Nothing here does I/O except through the
-//! [`BlobStore`] trait, which holds file contents by digest.
+//! [`BlobStore`] trait, which holds file contents by digest, and [`host`],
+//! the one safe way to open a host file the store or a recipe names.
 //!
 //! ```
 //! use v6build_fstree::{Tree, Meta, TreePath, Leaf, LeafKind, dump};
@@ -27,6 +28,7 @@ mod diff;
 mod digest;
 mod dump;
 mod encode;
+pub mod host;
 pub mod meta;
 mod name;
 mod tree;

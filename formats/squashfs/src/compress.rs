@@ -2,15 +2,15 @@
 //! bounded block (de)compression.
 //!
 //! Every data block, fragment block and metadata block of an image goes
-//! through [`Compressor::compress`] / [`Compressor::decompress`]. The
-//! compressed bytes are part of v6build's output, so the settings here (xz
+//! through [`Compressor::compress`] / [`Compressor::decompress`], which
+//! call the shared `v6build_compress` crate (bounded decoders, the xz
+//! writer that tries BCJ filters). The compressed bytes are part of v6build's output, so the settings here (xz
 //! preset 6 with CRC32 checks, trying each BCJ filter and keeping the
 //! smallest, exactly like mksquashfs) are format-affecting constants: a
 //! change must bump [`crate::FORMAT_VERSION`].
 
-use std::io::Write;
-
 use serde::{Deserialize, Serialize};
+use v6build_compress::versions;
 
 use crate::error::{Error, Result, corrupt, unsupported};
 use crate::superblock::{le16, le32};
@@ -47,6 +47,24 @@ pub mod bcj {
     pub const SPARC: u32 = 0x20;
     /// All bits this codec knows.
     pub const ALL: u32 = 0x3f;
+
+    /// The filters of a bit set, in bit order (the order mksquashfs
+    /// tries them in).
+    pub(crate) fn filters(bits: u32) -> Vec<v6build_compress::xz::Bcj> {
+        use v6build_compress::xz::Bcj;
+        [
+            (X86, Bcj::X86),
+            (POWERPC, Bcj::PowerPc),
+            (IA64, Bcj::Ia64),
+            (ARM, Bcj::Arm),
+            (ARMTHUMB, Bcj::ArmThumb),
+            (SPARC, Bcj::Sparc),
+        ]
+        .into_iter()
+        .filter(|&(bit, _)| bits & bit != 0)
+        .map(|(_, f)| f)
+        .collect()
+    }
 }
 
 /// A compressor with its options, as the superblock and options block
@@ -263,12 +281,16 @@ impl Compressor {
                 level,
                 window_bits,
                 strategies,
-            } => format!("gzip:l{level}:w{window_bits}:s{strategies}:flate2-1.1.11-zlib-rs"),
-            Compressor::Xz { dict_size, filters } => format!(
-                "xz:d{}:f{filters}:p6:crc32:liblzma-0.4.9",
-                dict_size.unwrap_or(block_size)
+            } => format!(
+                "gzip:l{level}:w{window_bits}:s{strategies}:flate2-{}-zlib-rs",
+                versions::FLATE2
             ),
-            Compressor::Zstd { level } => format!("zstd:l{level}:zstd-0.14.4"),
+            Compressor::Xz { dict_size, filters } => format!(
+                "xz:d{}:f{filters}:p6:crc32:liblzma-{}",
+                dict_size.unwrap_or(block_size),
+                versions::LIBLZMA
+            ),
+            Compressor::Zstd { level } => format!("zstd:l{level}:zstd-{}", versions::ZSTD),
             Compressor::Lz4 { hc } => format!("lz4:hc{hc}"),
             Compressor::Lzo { algorithm, level } => format!("lzo:a{algorithm}:l{level}"),
             Compressor::Lzma => "lzma".into(),
@@ -336,24 +358,17 @@ impl Compressor {
             Compressor::Gzip {
                 level, window_bits, ..
             } => {
-                let c = flate2::Compress::new_with_window_bits(
-                    flate2::Compression::new(level),
-                    true,
-                    u8::try_from(window_bits).map_err(|_| unsupported("gzip window"))?,
-                );
-                let mut enc = flate2::write::ZlibEncoder::new_with_compress(
-                    Vec::with_capacity(data.len()),
-                    c,
-                );
-                enc.write_all(data)?;
-                enc.finish()?
+                let bits = u8::try_from(window_bits).map_err(|_| unsupported("gzip window"))?;
+                v6build_compress::zlib::compress_block(data, level, bits)?
             }
-            Compressor::Xz { dict_size, filters } => {
-                xz_compress(data, dict_size.unwrap_or(block_size), filters)?
-            }
+            Compressor::Xz { dict_size, filters } => v6build_compress::xz::compress_smallest(
+                data,
+                dict_size.unwrap_or(block_size),
+                &bcj::filters(filters),
+            )?,
             Compressor::Zstd { level } => {
                 let level = i32::try_from(level).map_err(|_| unsupported("zstd level"))?;
-                zstd::bulk::compress(data, level)?
+                v6build_compress::zstd::compress_block(data, level)?
             }
             ref other => return Err(unsupported(format!("compressing with {other:?}"))),
         };
@@ -362,38 +377,25 @@ impl Compressor {
 
     /// Decompresses one block, refusing output longer than `max`.
     pub fn decompress(&self, data: &[u8], max: usize) -> Result<Vec<u8>> {
-        let too_big = || corrupt(format!("block decompresses to more than {max} bytes"));
-        match self {
-            Compressor::Gzip { .. } => {
-                let mut d = flate2::Decompress::new(true);
-                let mut out = Vec::with_capacity(max + 1);
-                match d.decompress_vec(data, &mut out, flate2::FlushDecompress::Finish) {
-                    Ok(_) if out.len() > max => Err(too_big()),
-                    Ok(flate2::Status::StreamEnd) => Ok(out),
-                    Ok(_) => Err(corrupt("gzip block is truncated")),
-                    Err(e) => Err(corrupt(format!("gzip block does not decompress: {e}"))),
-                }
+        use v6build_compress::{DecompressError, lz4, xz, zlib, zstd};
+        let out = match self {
+            Compressor::Gzip { .. } => zlib::decompress_block(data, max),
+            Compressor::Xz { .. } => xz::decompress_block(data, max, XZ_MEMLIMIT),
+            Compressor::Zstd { .. } => zstd::decompress_block(data, max),
+            Compressor::Lz4 { .. } => lz4::decompress_block(data, max),
+            other => return Err(unsupported(format!("decompressing {other:?}"))),
+        };
+        out.map_err(|e| match e {
+            DecompressError::TooLarge => {
+                corrupt(format!("block decompresses to more than {max} bytes"))
             }
-            Compressor::Xz { .. } => xz_decompress(data, max),
-            Compressor::Zstd { .. } => {
-                let mut d = zstd::bulk::Decompressor::new()?;
-                let mut out = Vec::with_capacity(max);
-                d.decompress_to_buffer(data, &mut out).map_err(|e| {
-                    corrupt(format!(
-                        "zstd block does not decompress within {max} bytes: {e}"
-                    ))
-                })?;
-                Ok(out)
-            }
-            Compressor::Lz4 { .. } => {
-                let mut out = vec![0u8; max];
-                let n = lz4_flex::block::decompress_into(data, &mut out)
-                    .map_err(|e| corrupt(format!("lz4 block does not decompress: {e}")))?;
-                out.truncate(n);
-                Ok(out)
-            }
-            other => Err(unsupported(format!("decompressing {other:?}"))),
-        }
+            DecompressError::OutOfMemory(_) => Error::Io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                format!("out of memory for a block of {max} bytes"),
+            )),
+            DecompressError::Corrupt(m) => corrupt(m),
+            DecompressError::Unsupported(m) => unsupported(m),
+        })
     }
 }
 
@@ -416,95 +418,10 @@ fn check_dict_size(d: u32) -> Result<()> {
     }
 }
 
-fn lzma_err(e: liblzma::stream::Error) -> Error {
-    Error::Io(std::io::Error::other(e))
-}
-
-fn xz_compress(data: &[u8], dict: u32, filters: u32) -> Result<Vec<u8>> {
-    use liblzma::stream::{Check, Filters, LzmaOptions, Stream};
-    let mut opts = LzmaOptions::new_preset(6).map_err(lzma_err)?;
-    opts.dict_size(dict);
-    // mksquashfs order: plain LZMA2 first, then each selected BCJ filter in
-    // bit order; the smallest output wins, the earliest on a tie.
-    let mut best: Option<Vec<u8>> = None;
-    for bit in std::iter::once(0).chain((0..6).map(|i| 1u32 << i)) {
-        if bit != 0 && filters & bit == 0 {
-            continue;
-        }
-        let mut f = Filters::new();
-        match bit {
-            bcj::X86 => f.x86(),
-            bcj::POWERPC => f.powerpc(),
-            bcj::IA64 => f.ia64(),
-            bcj::ARM => f.arm(),
-            bcj::ARMTHUMB => f.arm_thumb(),
-            bcj::SPARC => f.sparc(),
-            _ => &mut f,
-        };
-        f.lzma2(&opts);
-        let mut s = Stream::new_stream_encoder(&f, Check::Crc32).map_err(lzma_err)?;
-        let mut out = Vec::with_capacity(data.len() + data.len() / 2 + 256);
-        loop {
-            let consumed = usize::try_from(s.total_in()).unwrap_or(usize::MAX);
-            let rest = data.get(consumed..).unwrap_or(&[]);
-            if out.capacity() == out.len() {
-                out.reserve(64 * 1024);
-            }
-            match s
-                .process_vec(rest, &mut out, liblzma::stream::Action::Finish)
-                .map_err(lzma_err)?
-            {
-                liblzma::stream::Status::StreamEnd => break,
-                _ => continue,
-            }
-        }
-        if best.as_ref().is_none_or(|b| out.len() < b.len()) {
-            best = Some(out);
-        }
-    }
-    // OK to unwrap: the loop always runs the plain LZMA2 chain.
-    Ok(best.unwrap())
-}
-
 /// Memory the xz decoder may use: big enough for any dictionary mksquashfs
 /// accepts (1 MiB blocks, dictionaries up to the block size … 1 GiB would be
 /// hostile), small enough that a crafted header cannot exhaust memory.
 const XZ_MEMLIMIT: u64 = 256 << 20;
-
-fn xz_decompress(data: &[u8], max: usize) -> Result<Vec<u8>> {
-    use liblzma::stream::{Action, Status, Stream};
-    let mut s = Stream::new_stream_decoder(XZ_MEMLIMIT, 0).map_err(lzma_err)?;
-    let mut out = Vec::with_capacity(max + 1);
-    loop {
-        let consumed = usize::try_from(s.total_in()).unwrap_or(usize::MAX);
-        let rest = data.get(consumed..).unwrap_or(&[]);
-        let before = out.len();
-        let before_in = consumed;
-        match s.process_vec(rest, &mut out, Action::Finish) {
-            Ok(Status::StreamEnd) => {
-                if out.len() > max {
-                    return Err(corrupt(format!(
-                        "block decompresses to more than {max} bytes"
-                    )));
-                }
-                return Ok(out);
-            }
-            Ok(_) => {
-                if out.len() > max {
-                    return Err(corrupt(format!(
-                        "block decompresses to more than {max} bytes"
-                    )));
-                }
-                let progressed = out.len() != before
-                    || usize::try_from(s.total_in()).unwrap_or(usize::MAX) != before_in;
-                if !progressed {
-                    return Err(corrupt("xz block is truncated"));
-                }
-            }
-            Err(e) => return Err(corrupt(format!("xz block does not decompress: {e}"))),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

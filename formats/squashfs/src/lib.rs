@@ -103,8 +103,9 @@ pub use error::{Error, Result};
 pub use layout::{FileAt, StoredPiece};
 pub use patch::PatchStats;
 pub use read::SquashfsImage;
-pub use reuse::{BaseBlocks, BlockCache, BlockKey, BlockLoc, CachedBlock, MemBlockCache};
+pub use reuse::{BaseBlocks, BlockLoc};
 pub use superblock::RawSuperblock;
+pub use v6build_compress::{BlockCache, BlockKey, CachedBlock, MemBlockCache};
 pub use write::{WriteOptions, WriteReport, write};
 
 /// Version of this codec's output format. Part of cache keys: bump it when
@@ -112,12 +113,14 @@ pub use write::{WriteOptions, WriteReport, write};
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The codec and compression library versions that determine output bytes,
-/// for the engine's cache keys.
+/// for the engine's cache keys (the library versions from the one table of
+/// `v6build_compress::versions`).
 pub fn codec_versions() -> Vec<(&'static str, String)> {
+    use v6build_compress::versions;
     vec![
         ("v6build-squashfs", FORMAT_VERSION.to_string()),
-        ("liblzma", "0.4.9".into()),
-        ("zstd", "0.14.4".into()),
-        ("flate2", "1.1.11/zlib-rs".into()),
+        ("liblzma", versions::LIBLZMA.into()),
+        ("zstd", versions::ZSTD.into()),
+        ("flate2", format!("{}/zlib-rs", versions::FLATE2)),
     ]
 }

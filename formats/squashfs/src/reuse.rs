@@ -7,9 +7,10 @@
 //! compressor, options and block size match the base, a recorded file is
 //! copied block for block and a block with known content is copied byte
 //! for byte from the base.
-//! [`BlockCache`] is the same idea backed by the engine's store, keyed by
-//! [`BlockKey`]; because a cached block is exactly what compression would
-//! have produced, warm and cold caches give identical output.
+//! [`crate::BlockCache`] (from `v6build_compress`) is the same idea
+//! backed by the engine's store, keyed by [`crate::BlockKey`]; because a
+//! cached block is exactly what compression would have produced, warm and
+//! cold caches give identical output.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -180,79 +181,6 @@ impl BaseBlocks {
     /// so far.
     pub fn blocks_decompressed(&self) -> u64 {
         self.src.decompressed.load(Ordering::Relaxed)
-    }
-}
-
-/// Key of a compressed block in a [`BlockCache`]: BLAKE3 over the codec
-/// format version, the effective compressor settings and the BLAKE3 of
-/// the uncompressed block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BlockKey(pub [u8; 32]);
-
-impl BlockKey {
-    /// The key of a block with uncompressed hash `block` under `params`
-    /// (from [`Compressor::cache_key`]).
-    pub fn new(params: &str, block: &[u8; 32]) -> Self {
-        let mut h = blake3::Hasher::new();
-        h.update(b"v6build-squashfs block\0");
-        h.update(&crate::FORMAT_VERSION.to_le_bytes());
-        h.update(params.as_bytes());
-        h.update(b"\0");
-        h.update(block);
-        BlockKey(*h.finalize().as_bytes())
-    }
-}
-
-/// What compressing a block produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CachedBlock {
-    /// The compressed bytes.
-    Compressed(Vec<u8>),
-    /// Compression did not help; the block is stored raw.
-    Incompressible,
-}
-
-/// A store of compressed blocks the engine may back with its cache. Must
-/// return only what [`BlockCache::put`] stored under the same key.
-pub trait BlockCache: Send + Sync {
-    /// The cached result for `key`, if any.
-    fn get(&self, key: &BlockKey) -> Option<CachedBlock>;
-    /// Records the result for `key`.
-    fn put(&self, key: &BlockKey, block: &CachedBlock);
-}
-
-/// An in-memory [`BlockCache`], for tests and single-process reuse.
-#[derive(Debug, Default)]
-pub struct MemBlockCache {
-    inner: std::sync::Mutex<HashMap<BlockKey, CachedBlock>>,
-}
-
-impl MemBlockCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of blocks held.
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl BlockCache for MemBlockCache {
-    fn get(&self, key: &BlockKey) -> Option<CachedBlock> {
-        self.inner.lock().ok()?.get(key).cloned()
-    }
-
-    fn put(&self, key: &BlockKey, block: &CachedBlock) {
-        if let Ok(mut m) = self.inner.lock() {
-            m.insert(*key, block.clone());
-        }
     }
 }
 

@@ -30,10 +30,11 @@ use crate::inodes::{MetaState, Numbering};
 use crate::layout::{FragRef, Piece};
 use crate::metadata::MetaWriter;
 use crate::read::{BLOCK_UNCOMPRESSED, SquashfsImage};
-use crate::reuse::{BaseBlocks, BlockCache, BlockKey, BlockLoc, CachedBlock};
+use crate::reuse::{BaseBlocks, BlockLoc};
 use crate::superblock::{INVALID_BLK, RawSuperblock, SQUASHFS_MAGIC, SUPERBLOCK_SIZE, flags};
 use crate::table::write_table;
 use crate::xattr::XattrWriter;
+use v6build_compress::{BlockCache, BlockKey, CachedBlock};
 
 /// Blocks handed to the compressor pool at once. With [`MAX_IN_FLIGHT`]
 /// this bounds memory (at most `(MAX_IN_FLIGHT + 1) * BATCH_BYTES` of
@@ -740,7 +741,7 @@ fn decide(
     {
         return Ok(Done::Reuse(loc));
     }
-    let key = BlockKey::new(params, &hash);
+    let key = BlockKey::new(crate::FORMAT_VERSION, params, &hash);
     if let Some(c) = cache
         && let Some(hit) = c.get(&key)
     {

@@ -10,11 +10,12 @@ mod common;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
-use v6build_fstree::{BlobStore, Content, Leaf, LeafKind, MemBlobs, Node, Tree, TreePath};
+use v6build_fstree::{BlobStore, LeafKind, MemBlobs, Tree, TreePath};
 use v6build_squashfs::{SquashfsImage, WriteOptions, write};
-use v6build_testkit::{oracle, oracles_required, require_root, run};
+use v6build_testkit::fixtures::set_content;
+use v6build_testkit::{loop_mount, oracle, require_root, run};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -220,15 +221,7 @@ fn small_edit_in_a_large_file_reuses_almost_every_block() {
     for at in [4096usize, 5 << 20, data.len() - 8192] {
         data[at..at + 4096].fill(0xa5);
     }
-    let digest = blobs.put(&data).unwrap();
-    let new = Arc::new(Leaf {
-        meta: old.meta.clone(),
-        kind: LeafKind::Regular(Content {
-            digest,
-            size: data.len() as u64,
-        }),
-    });
-    tree.insert(&p, Node::Leaf(new), true).unwrap();
+    set_content(&mut tree, &blobs, &p, &data);
 
     let out = tmp.path().join("edited.img");
     let opts = WriteOptions::from_base(&base);
@@ -275,18 +268,7 @@ fn kernel_mounts_our_image() {
     .unwrap();
     let mnt = tmp.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let m = Command::new("mount")
-        .args(["-t", "squashfs", "-o", "loop,ro"])
-        .arg(&img)
-        .arg(&mnt)
-        .output()
-        .unwrap();
-    if !m.status.success() {
-        let why = String::from_utf8_lossy(&m.stderr);
-        if oracles_required() {
-            panic!("{name}: loop mount failed: {why}");
-        }
-        eprintln!("SKIP {name}: loop mount failed (no loop devices in this sandbox?): {why}");
+    if !loop_mount(name, Path::new("mount"), "squashfs", &img, &mnt) {
         return;
     }
     let seen = common::tree_from_dir(&mnt, &MemBlobs::new());

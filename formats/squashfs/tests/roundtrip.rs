@@ -11,6 +11,7 @@ use v6build_fstree::{
 use v6build_squashfs::{
     Compressor, MemBlockCache, SquashfsImage, WriteOptions, WriteReport, bcj, write,
 };
+use v6build_testkit::fixtures::set_content;
 
 fn meta(perm: u16, uid: u32, t: i64) -> Meta {
     Meta {
@@ -236,17 +237,7 @@ fn unchanged_blocks_are_copied_from_the_base() {
     // Change 4 KiB in the middle of the big file.
     let mut data = common::bytes(4, 4 << 20);
     data[2_000_000..2_004_096].fill(0x5a);
-    let digest = blobs.put(&data).unwrap();
-    let p = TreePath::parse("/big").unwrap();
-    let old = tree.get(&p).unwrap().as_leaf().unwrap().clone();
-    let new = Arc::new(Leaf {
-        meta: old.meta.clone(),
-        kind: LeafKind::Regular(Content {
-            digest,
-            size: data.len() as u64,
-        }),
-    });
-    tree.insert(&p, Node::Leaf(new), true).unwrap();
+    set_content(&mut tree, &blobs, &TreePath::parse("/big").unwrap(), &data);
 
     let opts = WriteOptions::from_base(&base);
     let mut out = Cursor::new(Vec::new());

@@ -104,89 +104,10 @@ pub fn sample_tree(blobs: &dyn BlobStore) -> Tree {
 }
 
 /// Reads a directory on disk into a tree, the way an extracted archive is
-/// compared: modes, owners, mtimes, contents, link targets, device numbers,
-/// and hardlinks (by device and inode).
+/// compared: modes, owners, whole-second mtimes, contents, link targets,
+/// device numbers and hardlinks; no xattrs (newc has none).
 pub fn tree_from_dir(root: &std::path::Path, blobs: &dyn BlobStore) -> Tree {
-    use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::MetadataExt;
-
-    fn meta_of(m: &std::fs::Metadata) -> Meta {
-        Meta {
-            perm: (m.mode() & 0o7777) as u16,
-            uid: m.uid(),
-            gid: m.gid(),
-            mtime: Timestamp::secs(m.mtime()),
-            xattrs: Default::default(),
-        }
-    }
-    fn split_rdev(rdev: u64) -> (u32, u32) {
-        let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-        let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-        (major as u32, minor as u32)
-    }
-    fn go(
-        dir: &std::path::Path,
-        out: &mut Tree,
-        blobs: &dyn BlobStore,
-        links: &mut HashMap<(u64, u64), Arc<Leaf>>,
-    ) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let path = e.path();
-            let m = std::fs::symlink_metadata(&path).unwrap();
-            let name = Name::new(e.file_name().as_bytes().to_vec()).unwrap();
-            let ft = m.file_type();
-            use std::os::unix::fs::FileTypeExt;
-            if ft.is_dir() {
-                let mut sub = Tree::new(meta_of(&m));
-                go(&path, &mut sub, blobs, links);
-                out.put(name, Node::Dir(sub));
-                continue;
-            }
-            let key = (m.dev(), m.ino());
-            if let Some(l) = links.get(&key) {
-                out.put(name, Node::Leaf(Arc::clone(l)));
-                continue;
-            }
-            let kind = if ft.is_file() {
-                let data = std::fs::read(&path).unwrap();
-                LeafKind::Regular(Content {
-                    digest: blobs.put(&data).unwrap(),
-                    size: data.len() as u64,
-                })
-            } else if ft.is_symlink() {
-                LeafKind::Symlink(
-                    std::fs::read_link(&path)
-                        .unwrap()
-                        .as_os_str()
-                        .as_bytes()
-                        .to_vec(),
-                )
-            } else if ft.is_char_device() || ft.is_block_device() {
-                let (major, minor) = split_rdev(m.rdev());
-                if ft.is_char_device() {
-                    LeafKind::CharDevice { major, minor }
-                } else {
-                    LeafKind::BlockDevice { major, minor }
-                }
-            } else if ft.is_fifo() {
-                LeafKind::Fifo
-            } else {
-                LeafKind::Socket
-            };
-            let leaf = Arc::new(Leaf {
-                meta: meta_of(&m),
-                kind,
-            });
-            if m.nlink() > 1 {
-                links.insert(key, Arc::clone(&leaf));
-            }
-            out.put(name, Node::Leaf(leaf));
-        }
-    }
-    let mut t = Tree::new(meta_of(&std::fs::symlink_metadata(root).unwrap()));
-    go(root, &mut t, blobs, &mut HashMap::new());
-    t
+    v6build_testkit::tree_from_dir(root, blobs, v6build_testkit::DirRead::default())
 }
 
 /// GNU `cpio -idm` restores neither directory nor symlink times (nor the

@@ -4,15 +4,13 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use v6build_fstree::{
-    BlobStore, Content, Directory, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree, Xattrs,
+    BlobStore, Content, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree, Xattrs,
 };
 
 /// The two acceptance profiles.
@@ -214,138 +212,14 @@ impl FromBytes for std::ffi::OsStr {
     }
 }
 
-/// Reads a host directory into a tree (xattrs via one recursive getfattr).
+/// Reads a host directory into a tree (xattrs via one recursive getfattr,
+/// mtimes with nanoseconds as ext4 keeps them).
 pub fn tree_of_dir(root: &Path, blobs: &dyn BlobStore) -> Tree {
-    let mut inodes: BTreeMap<(u64, u64), Arc<Leaf>> = BTreeMap::new();
-    let xattrs = all_xattrs(root);
-    let m = fs::symlink_metadata(root).unwrap();
-    let mut t = Directory::new(meta_of(root, &m, &xattrs));
-    fill(root, &mut t, blobs, &mut inodes, &xattrs);
-    t
-}
-
-type AllXattrs = BTreeMap<Vec<u8>, Xattrs>;
-
-fn all_xattrs(root: &Path) -> AllXattrs {
-    let out = Command::new("getfattr")
-        .args(["-R", "-h", "-d", "-m", "-", "-e", "hex", "--absolute-names"])
-        .arg(root)
-        .output()
-        .unwrap();
-    let mut all = AllXattrs::new();
-    let mut cur: Option<Vec<u8>> = None;
-    for line in out.stdout.split(|&b| b == b'\n') {
-        if let Some(f) = line.strip_prefix(b"# file: ") {
-            cur = Some(unescape(f));
-        } else if let (Some(f), Some(eq)) = (&cur, line.iter().position(|&b| b == b'=')) {
-            let (k, v) = (&line[..eq], &line[eq + 1..]);
-            let v = std::str::from_utf8(v).unwrap().trim_start_matches("0x");
-            let val = (0..v.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap())
-                .collect();
-            all.entry(f.clone()).or_default().insert(k.to_vec(), val);
-        }
-    }
-    all
-}
-
-/// getfattr escapes odd bytes in file names as `\ooo`.
-fn unescape(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\'
-            && i + 4 <= s.len()
-            && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push(
-                u8::from_str_radix(std::str::from_utf8(&s[i + 1..i + 4]).unwrap(), 8).unwrap(),
-            );
-            i += 4;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn meta_of(p: &Path, m: &fs::Metadata, all: &AllXattrs) -> Meta {
-    let key = std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()).to_vec();
-    Meta {
-        perm: (m.mode() & 0o7777) as u16,
-        uid: m.uid(),
-        gid: m.gid(),
-        mtime: Timestamp {
-            secs: m.mtime(),
-            nanos: m.mtime_nsec() as u32,
-        },
-        xattrs: all.get(&key).cloned().unwrap_or_default(),
-    }
-}
-
-fn fill(
-    dir: &Path,
-    out: &mut Directory,
-    blobs: &dyn BlobStore,
-    inodes: &mut BTreeMap<(u64, u64), Arc<Leaf>>,
-    xa: &AllXattrs,
-) {
-    let mut ents: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    ents.sort();
-    for p in ents {
-        let m = fs::symlink_metadata(&p).unwrap();
-        let name = Name::new(std::os::unix::ffi::OsStrExt::as_bytes(
-            p.file_name().unwrap(),
-        ))
-        .unwrap();
-        let ft = m.file_type();
-        let node = if ft.is_dir() {
-            let mut d = Directory::new(meta_of(&p, &m, xa));
-            fill(&p, &mut d, blobs, inodes, xa);
-            Node::Dir(d)
-        } else if let Some(l) = inodes.get(&(m.dev(), m.ino())) {
-            Node::Leaf(Arc::clone(l))
-        } else {
-            use std::os::unix::fs::FileTypeExt;
-            let rdev = m.rdev();
-            let (major, minor) = (
-                ((rdev >> 8) & 0xfff) as u32 | ((rdev >> 32) & !0xfff) as u32,
-                ((rdev & 0xff) | ((rdev >> 12) & !0xff)) as u32,
-            );
-            let kind = if ft.is_file() {
-                let data = fs::read(&p).unwrap();
-                LeafKind::Regular(Content {
-                    digest: blobs.put(&data).unwrap(),
-                    size: data.len() as u64,
-                })
-            } else if ft.is_symlink() {
-                LeafKind::Symlink(
-                    std::os::unix::ffi::OsStrExt::as_bytes(fs::read_link(&p).unwrap().as_os_str())
-                        .to_vec(),
-                )
-            } else if ft.is_char_device() {
-                LeafKind::CharDevice { major, minor }
-            } else if ft.is_block_device() {
-                LeafKind::BlockDevice { major, minor }
-            } else if ft.is_fifo() {
-                LeafKind::Fifo
-            } else {
-                LeafKind::Socket
-            };
-            let l = Arc::new(Leaf {
-                meta: meta_of(&p, &m, xa),
-                kind,
-            });
-            inodes.insert((m.dev(), m.ino()), Arc::clone(&l));
-            Node::Leaf(l)
-        };
-        out.put(name, node);
-    }
+    let how = v6build_testkit::DirRead {
+        xattrs: true,
+        nanos: true,
+    };
+    v6build_testkit::tree_from_dir(root, blobs, how)
 }
 
 /// A built fixture: the temp dir (kept alive), source dir and image path.
@@ -444,23 +318,5 @@ pub fn loop_mount(test: &str, img: &std::path::Path, at: &std::path::Path) -> Op
     if !v6build_testkit::require_root(test) {
         return None;
     }
-    let out = std::process::Command::new("mount")
-        .args(["-t", "ext4", "-o", "loop,ro"])
-        .arg(img)
-        .arg(at)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        let why = format!(
-            "loop mount failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        assert!(
-            !v6build_testkit::oracles_required(),
-            "{test}: {why}, and V6BUILD_REQUIRE_ORACLES=1 forbids skipping"
-        );
-        eprintln!("SKIP {test}: {why}");
-        return None;
-    }
-    Some(())
+    v6build_testkit::loop_mount(test, Path::new("mount"), "ext4", img, at).then_some(())
 }

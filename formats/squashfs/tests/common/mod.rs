@@ -3,19 +3,15 @@
 //! mount) back into a `Tree` to compare against.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use v6build_fstree::{
-    BlobStore, Content, Directory, Leaf, LeafKind, Meta, Name, Node, Timestamp, Tree, Xattrs,
-};
+use v6build_fstree::{BlobStore, Tree};
 use v6build_testkit::run;
 
 /// Deterministic pseudo-random bytes (xorshift), `text_every` of each 4 KiB
@@ -188,126 +184,14 @@ pub fn mksquashfs(tool: &Path, dir: &Path, img: &Path, extra: &[&str]) {
         .args(extra));
 }
 
-fn xattrs_by_path(root: &Path) -> HashMap<PathBuf, Xattrs> {
-    let out = Command::new("getfattr")
-        .args(["-R", "-h", "-d", "-m", "-", "-e", "hex", "--absolute-names"])
-        .arg(root)
-        .output()
-        .expect("getfattr");
-    let mut map: HashMap<PathBuf, Xattrs> = HashMap::new();
-    let mut cur: Option<PathBuf> = None;
-    for line in out.stdout.split(|&b| b == b'\n') {
-        if let Some(p) = line.strip_prefix(b"# file: ") {
-            cur = Some(PathBuf::from(OsStr::from_bytes(&unescape(p))));
-        } else if let Some(eq) = line.iter().position(|&b| b == b'=') {
-            let name = unescape(&line[..eq]);
-            let val = &line[eq + 1..];
-            let val = val.strip_prefix(b"0x").expect("hex value");
-            let val: Vec<u8> = val
-                .chunks(2)
-                .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
-                .collect();
-            map.entry(cur.clone().unwrap())
-                .or_default()
-                .insert(name, val);
-        }
-    }
-    map
-}
-
-/// getfattr escapes unusual bytes in names as `\ooo`.
-fn unescape(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\'
-            && i + 3 < s.len()
-            && s[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = u8::from_str_radix(std::str::from_utf8(&s[i + 1..i + 4]).unwrap(), 8).unwrap();
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// Reads a directory on disk into a tree (contents into `blobs`).
+/// Reads a directory on disk into a tree (contents into `blobs`), xattrs
+/// included, mtimes in whole seconds as squashfs keeps them.
 pub fn tree_from_dir(root: &Path, blobs: &dyn BlobStore) -> Tree {
-    let xattrs = xattrs_by_path(root);
-    let mut links = HashMap::new();
-    let md = fs::symlink_metadata(root).unwrap();
-    let mut t = Directory::new(meta_of(root, &md, &xattrs));
-    fill(root, &mut t, blobs, &xattrs, &mut links);
-    t
-}
-
-fn meta_of(p: &Path, md: &fs::Metadata, x: &HashMap<PathBuf, Xattrs>) -> Meta {
-    Meta {
-        perm: (md.mode() & 0o7777) as u16,
-        uid: md.uid(),
-        gid: md.gid(),
-        mtime: Timestamp::secs(md.mtime()),
-        xattrs: x.get(p).cloned().unwrap_or_default(),
-    }
-}
-
-fn fill(
-    dir: &Path,
-    t: &mut Directory,
-    blobs: &dyn BlobStore,
-    x: &HashMap<PathBuf, Xattrs>,
-    links: &mut HashMap<(u64, u64), Arc<Leaf>>,
-) {
-    for e in fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        let md = fs::symlink_metadata(&p).unwrap();
-        let name = Name::new(e.file_name().as_bytes().to_vec()).unwrap();
-        let ft = md.file_type();
-        use std::os::unix::fs::FileTypeExt;
-        let node = if ft.is_dir() {
-            let mut d = Directory::new(meta_of(&p, &md, x));
-            fill(&p, &mut d, blobs, x, links);
-            Node::Dir(d)
-        } else if let Some(l) = links.get(&(md.dev(), md.ino())) {
-            Node::Leaf(Arc::clone(l))
-        } else {
-            let rdev = md.rdev();
-            let major = (((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)) as u32;
-            let minor = ((rdev & 0xff) | ((rdev >> 12) & !0xff)) as u32;
-            let kind = if ft.is_file() {
-                let data = fs::read(&p).unwrap();
-                let digest = blobs.put(&data).unwrap();
-                LeafKind::Regular(Content {
-                    digest,
-                    size: data.len() as u64,
-                })
-            } else if ft.is_symlink() {
-                LeafKind::Symlink(fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec())
-            } else if ft.is_char_device() {
-                LeafKind::CharDevice { major, minor }
-            } else if ft.is_block_device() {
-                LeafKind::BlockDevice { major, minor }
-            } else if ft.is_fifo() {
-                LeafKind::Fifo
-            } else {
-                LeafKind::Socket
-            };
-            let l = Arc::new(Leaf {
-                meta: meta_of(&p, &md, x),
-                kind,
-            });
-            if md.nlink() > 1 {
-                links.insert((md.dev(), md.ino()), Arc::clone(&l));
-            }
-            Node::Leaf(l)
-        };
-        t.put(name, node);
-    }
+    let how = v6build_testkit::DirRead {
+        xattrs: true,
+        nanos: false,
+    };
+    v6build_testkit::tree_from_dir(root, blobs, how)
 }
 
 /// Lines of `unsquashfs -lls` (numeric owners), without the header.
