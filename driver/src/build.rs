@@ -11,6 +11,7 @@ use v6build_engine::recipe::{ErrorKind, Media, MediaFile, MediaRole, Recipe};
 use v6build_fstree::{BlobStore, Digest};
 
 use crate::dag::Node;
+use crate::host_inputs::HostInputs;
 use crate::manifest::{
     EPOCH_FROM_ENV, EPOCH_FROM_RECIPE, FileDigest, LayerKey, Manifest, MediaInput, RecipeRoot,
     ReleaseInfo, SCHEMA_VERSION,
@@ -384,7 +385,10 @@ fn build_once(
 ) -> Result<BuildSummary, Outcome> {
     let started = Instant::now();
     let (epoch, epoch_source) = epoch_and_source(r, recorded_epoch)?;
-    let graph = pipeline::plan(r, epoch).map_err(Outcome::Failure)?;
+    // Every host file the layers name is read here, once: keys, layer
+    // operations and the manifest all use these bytes.
+    let hosts = HostInputs::read(r, store).map_err(Outcome::Failure)?;
+    let graph = pipeline::plan(r, epoch, &hosts).map_err(Outcome::Failure)?;
     // The kernel and .treeinfo are copied through, not built: find (or
     // fetch) them before any work.
     let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();
@@ -431,6 +435,7 @@ fn build_once(
         recipe: r,
         store,
         blobs: &blobs,
+        hosts: &hosts,
         epoch,
         threads,
         fetch: &cfg.fetch,
@@ -634,8 +639,11 @@ fn build_once(
     for h in host_inputs {
         inputs.push(FileDigest {
             path: root.rel(h),
-            blake3: crate::manifest::input_digest(h)
-                .map_err(|e| Outcome::Failure(format!("reading {}: {e}", h.display())))?
+            blake3: hosts
+                .digest(h)
+                .ok_or_else(|| {
+                    Outcome::Failure(format!("{} was not read at plan time", h.display()))
+                })?
                 .to_string(),
         });
     }

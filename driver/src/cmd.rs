@@ -90,7 +90,12 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         Ok(e) => e,
         Err(o) => return o,
     };
-    let graph = match crate::pipeline::plan(&r, epoch) {
+    // Host inputs are hashed, not kept: plan writes nothing.
+    let hosts = match crate::host_inputs::HostInputs::read(&r, &v6build_fstree::HashOnly) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Failure(e),
+    };
+    let graph = match crate::pipeline::plan(&r, epoch, &hosts) {
         Ok(g) => g,
         Err(e) => return Outcome::Failure(e),
     };
@@ -137,7 +142,7 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
                     for op in &layer.ops {
                         outln!(
                             "  {}",
-                            crate::keys::op_doc(&op.op)
+                            crate::keys::op_doc(&op.op, &hosts)
                                 .map(|v| v.to_string())
                                 .unwrap_or_default()
                         );

@@ -1,5 +1,6 @@
 //! Cache keys for recipe pieces: the canonical JSON description of a layer
-//! and the digests of the host files it reads.
+//! and the digests of the host files it reads (as read once at plan time,
+//! [`HostInputs`]).
 //!
 //! A key must change when anything the node reads changes, and must not
 //! change with anything else — in particular not with the build path, so
@@ -14,6 +15,8 @@ use v6build_engine::recipe::{
     FileContent, HostPath, Layer, Operation, RemoveTarget, ReplacePattern, XattrAction,
 };
 use v6build_fstree::{Digest, escape};
+
+use crate::host_inputs::HostInputs;
 
 /// BLAKE3 of a host file's bytes, streamed.
 pub fn file_digest(path: &Path) -> io::Result<Digest> {
@@ -30,12 +33,13 @@ pub fn dir_digest(root: &Path) -> io::Result<Digest> {
     v6build_engine::ops::overlay_source_digest(root).map_err(|e| io::Error::other(e.to_string()))
 }
 
-fn host(h: &HostPath, dir: bool) -> io::Result<Value> {
-    let d = if dir {
-        dir_digest(&h.path)?
-    } else {
-        file_digest(&h.path)?
-    };
+fn host(h: &HostPath, hosts: &HostInputs) -> io::Result<Value> {
+    let d = hosts.digest(&h.path).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} was not read at plan time", h.path.display()),
+        )
+    })?;
     Ok(json!({ "path": h.written, "blake3": d.to_string() }))
 }
 
@@ -45,7 +49,7 @@ fn opt<T: Into<Value>>(v: Option<T>) -> Value {
 
 /// The canonical description of one operation, with host files replaced by
 /// their digests.
-pub fn op_doc(op: &Operation) -> io::Result<Value> {
+pub fn op_doc(op: &Operation, hosts: &HostInputs) -> io::Result<Value> {
     Ok(match op {
         Operation::File {
             path,
@@ -58,7 +62,7 @@ pub fn op_doc(op: &Operation) -> io::Result<Value> {
         } => json!({
             "op": "file", "path": path.to_string(),
             "content": match content {
-                FileContent::Src(h) => host(h, false)?,
+                FileContent::Src(h) => host(h, hosts)?,
                 FileContent::Text(t) => json!({ "text": t }),
             },
             "mode": opt(mode.map(|m| m.0)), "uid": opt(*uid), "gid": opt(*gid),
@@ -112,7 +116,7 @@ pub fn op_doc(op: &Operation) -> io::Result<Value> {
             dir_mode,
             exec_mode,
         } => json!({
-            "op": "overlay", "src": host(src, true)?, "target": target.to_string(),
+            "op": "overlay", "src": host(src, hosts)?, "target": target.to_string(),
             "file_mode": file_mode.0, "dir_mode": dir_mode.0, "exec_mode": exec_mode.0,
         }),
         Operation::Patch {
@@ -121,7 +125,7 @@ pub fn op_doc(op: &Operation) -> io::Result<Value> {
             strip,
             fuzz,
         } => json!({
-            "op": "patch", "src": host(src, false)?, "dir": dir.to_string(),
+            "op": "patch", "src": host(src, hosts)?, "dir": dir.to_string(),
             "strip": strip, "fuzz": fuzz,
         }),
         Operation::Replace {
@@ -144,11 +148,11 @@ pub fn op_doc(op: &Operation) -> io::Result<Value> {
 }
 
 /// The canonical description of a whole layer.
-pub fn layer_doc(layer: &Layer) -> io::Result<Value> {
+pub fn layer_doc(layer: &Layer, hosts: &HostInputs) -> io::Result<Value> {
     let ops: Vec<Value> = layer
         .ops
         .iter()
-        .map(|o| op_doc(&o.op))
+        .map(|o| op_doc(&o.op, hosts))
         .collect::<io::Result<_>>()?;
     Ok(json!({ "name": layer.name, "ops": ops }))
 }

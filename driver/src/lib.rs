@@ -23,6 +23,7 @@ pub mod cmd;
 pub mod dag;
 pub mod diff;
 pub mod fetch;
+pub mod host_inputs;
 pub mod inspect;
 pub mod keys;
 pub mod limits;

@@ -174,9 +174,13 @@ fn key(op: &str, params: Value, inputs: BTreeMap<String, Digest>) -> Value {
     serde_json::to_value(&k).unwrap_or(Value::Null)
 }
 
-/// The graph a recipe stands for. Needs no media present; host files the
-/// layers read are hashed into the keys.
-pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
+/// The graph a recipe stands for. Needs no media present; the host files
+/// the layers read, as `hosts` read them, are hashed into the keys.
+pub fn plan(
+    recipe: &Recipe,
+    epoch: i64,
+    hosts: &crate::host_inputs::HostInputs,
+) -> Result<Graph<Work>, String> {
     let mut g = Graph::default();
     let epoch_param = json!({ "epoch": epoch });
     let chain = |g: &mut Graph<Work>,
@@ -271,7 +275,7 @@ pub fn plan(recipe: &Recipe, epoch: i64) -> Result<Graph<Work>, String> {
                 .iter()
                 .position(|l| &l.name == name)
                 .ok_or_else(|| format!("unknown layer `{name}`"))?;
-            let doc = crate::keys::layer_doc(&recipe.layers[idx])
+            let doc = crate::keys::layer_doc(&recipe.layers[idx], hosts)
                 .map_err(|e| format!("reading the inputs of layer `{name}`: {e}"))?;
             let mut inputs = BTreeMap::new();
             if let Some(p) = prev {
@@ -441,6 +445,8 @@ pub struct Ctx<'a> {
     /// What nodes read contents through: the store plus the registered
     /// stage2 bases (reference contents).
     pub blobs: &'a crate::refs::Blobs<'a>,
+    /// The host files the layers read, as read at plan time.
+    pub hosts: &'a crate::host_inputs::HostInputs,
     /// Epoch for new entries.
     pub epoch: i64,
     /// Compression threads.
@@ -698,6 +704,7 @@ impl Ctx<'_> {
                         layer,
                         &mut tree,
                         self.blobs,
+                        self.hosts,
                         self.epoch,
                     )
                     .map_err(NodeError::Recipe)?;
