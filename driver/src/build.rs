@@ -17,9 +17,9 @@ use crate::manifest::{
     ReleaseInfo, SCHEMA_VERSION,
 };
 use crate::pipeline::{self, Ctx, Image, NodeError, Out, Work};
-use crate::progress::{Mode, Progress};
+use crate::progress::BuildEvents;
 use crate::release::ReleaseWriter;
-use crate::{Config, Outcome, Verbosity};
+use crate::{Config, Outcome};
 
 /// What `plan` says about a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +121,7 @@ pub fn epoch_and_source(r: &Recipe, recorded: Option<i64>) -> Result<(i64, &'sta
     let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
     r.epoch(sde.as_deref())
         .map(|e| (i64::from(e), EPOCH_FROM_ENV))
-        .map_err(crate::cmd::recipe_error)
+        .map_err(crate::recipe_error)
 }
 
 /// What a build did.
@@ -220,7 +220,7 @@ fn release_treeinfo(
     f: &MediaFile,
     path: Option<&Path>,
     outputs: &[crate::manifest::Output],
-    progress: &Progress,
+    events: &dyn BuildEvents,
 ) -> Result<String, Outcome> {
     // Pinned, and on disk or fetched by url=, like the other media files.
     let Some(pinned) = f.sha256.map(|s| s.to_hex()) else {
@@ -304,7 +304,7 @@ fn release_treeinfo(
         crate::treeinfo::check_kept(tree, kept).map_err(Outcome::Failure)?;
     }
     for d in &new.dropped {
-        progress.println(&format!(
+        events.note(&format!(
             "note: the release's .treeinfo leaves out [{}] {} = {}: the release does not ship \
              it (`keep \"{}\"` in media `{}` keeps the entry)",
             d.section, d.key, d.path, d.path, m.name
@@ -326,6 +326,28 @@ fn node_error(e: NodeError) -> Outcome {
 /// every new write from looping forever.
 const MAX_ATTEMPTS: usize = 1000;
 
+/// `v6build build`: loads every recipe (refusing two that write the same
+/// release directory), opens the cache and builds each in turn into
+/// `cfg.out_dir`.
+pub fn build_recipes(
+    cfg: &Config,
+    paths: &[PathBuf],
+    events: &dyn BuildEvents,
+) -> Result<Vec<BuildSummary>, Outcome> {
+    let mut recipes = Vec::new();
+    for p in paths {
+        recipes.push((p.clone(), crate::load_recipe(p)?));
+    }
+    let only: Vec<Recipe> = recipes.iter().map(|(_, r)| r.clone()).collect();
+    v6build_engine::recipe::check_duplicate_dirs(&only).map_err(crate::recipe_error)?;
+    let store = crate::open_store(cfg)?;
+    let mut summaries = Vec::new();
+    for (path, r) in &recipes {
+        summaries.push(build(cfg, &store, path, r, &cfg.out_dir, events)?);
+    }
+    Ok(summaries)
+}
+
 /// Builds one recipe into `out_dir`.
 ///
 /// A corrupt cache object is found when it is read, possibly by a node
@@ -339,8 +361,9 @@ pub fn build(
     path: &Path,
     r: &Recipe,
     out_dir: &Path,
+    events: &dyn BuildEvents,
 ) -> Result<BuildSummary, Outcome> {
-    build_at(cfg, store, path, r, out_dir, None)
+    build_at(cfg, store, path, r, out_dir, None, events)
 }
 
 /// [`build`], with `epoch` standing in for `SOURCE_DATE_EPOCH` when the
@@ -352,17 +375,18 @@ pub fn build_at(
     r: &Recipe,
     out_dir: &Path,
     epoch: Option<i64>,
+    events: &dyn BuildEvents,
 ) -> Result<BuildSummary, Outcome> {
     let started = Instant::now();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = build_once(cfg, store, path, r, out_dir, epoch);
+        let result = build_once(cfg, store, path, r, out_dir, epoch, events);
         let corrupt = store.take_corruptions();
-        if !cfg.json && cfg.verbosity > Verbosity::Quiet {
-            for c in &corrupt {
-                eprintln!("warning: corrupt cache entry removed, rebuilding: {c}");
-            }
+        for c in &corrupt {
+            events.note(&format!(
+                "warning: corrupt cache entry removed, rebuilding: {c}"
+            ));
         }
         match result {
             Err(_) if !corrupt.is_empty() && attempt < MAX_ATTEMPTS => continue,
@@ -382,6 +406,7 @@ fn build_once(
     r: &Recipe,
     out_dir: &Path,
     recorded_epoch: Option<i64>,
+    events: &dyn BuildEvents,
 ) -> Result<BuildSummary, Outcome> {
     let started = Instant::now();
     let (epoch, epoch_source) = epoch_and_source(r, recorded_epoch)?;
@@ -408,7 +433,6 @@ fn build_once(
         .num_threads(threads)
         .build()
         .map_err(|e| Outcome::Failure(format!("cannot start {threads} threads: {e}")))?;
-    let progress = Progress::new(Mode::detect(cfg.json, cfg.verbosity));
     let states: Mutex<BTreeMap<String, (&'static str, f64)>> = Mutex::new(BTreeMap::new());
     let blobs = crate::refs::Blobs::new(store);
     let claim = |d: &Digest| blobs.is_reference(d);
@@ -421,7 +445,7 @@ fn build_once(
             let nested = store
                 .get_tree(outer)
                 .ok()
-                .and_then(|t| pipeline::nested_candidate(&t))
+                .and_then(|t| crate::images::nested_candidate(&t))
                 .map(|c| c.digest);
             blobs.register_scan(media, *blocks, nested);
         }
@@ -444,14 +468,7 @@ fn build_once(
     let outputs = pool
         .install(|| {
             graph.run(|_, node, inputs| {
-                if cfg.verbosity >= Verbosity::Debug {
-                    progress.println(&format!(
-                        "key {} {}\n{}",
-                        node.name,
-                        node.key,
-                        serde_json::to_string_pretty(&node.key_doc).unwrap_or_default()
-                    ));
-                }
+                events.node_key(&node.name, &node.key, &node.key_doc);
                 if !matches!(node.work, Work::Media { .. })
                     && let Ok(Some(rec)) = store.get_action(&node.key)
                     && let Some(out) = pipeline::from_record(store, &claim, &rec)
@@ -460,14 +477,15 @@ fn build_once(
                     if let Ok(mut s) = states.lock() {
                         s.insert(node.name.clone(), ("cached", 0.0));
                     }
-                    if cfg.verbosity >= Verbosity::Verbose {
-                        progress.println(&format!("cached {} {}", node.name, node.key.short(16)));
-                    }
+                    events.node_cached(&node.name, &node.key);
                     return Ok(out);
                 }
-                let task = progress.start(&node.name);
+                events.node_started(&node.name);
+                let began = Instant::now();
                 let result = ctx.run(&node.name, &node.work, inputs);
-                let took = task.finish(if result.is_ok() { "done" } else { "FAILED" });
+                let took = began.elapsed();
+                let outcome = if result.is_ok() { "done" } else { "FAILED" };
+                events.node_finished(&node.name, outcome, took);
                 let out = result?;
                 register(node, inputs, &out);
                 if let Some(rec) = pipeline::record(&out) {
@@ -624,7 +642,7 @@ fn build_once(
             .iter()
             .find(|(c, _)| std::ptr::eq(*c, f))
             .map(|(_, p)| p.as_path());
-        let treeinfo = release_treeinfo(r, m, f, path, &w.outputs(), &progress)?;
+        let treeinfo = release_treeinfo(r, m, f, path, &w.outputs(), events)?;
         w.add_bytes(".treeinfo", treeinfo.as_bytes())
             .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;
     }

@@ -105,7 +105,7 @@ fn release_path(role: MediaRole, media: &Path) -> String {
 /// The media a recipe builds from, as artifacts: the initrd and stage2 of
 /// the media its outputs name, and the kernel and `.treeinfo` of those.
 fn media_side(recipe: &Path) -> Result<Side, Outcome> {
-    let r = v6build_engine::recipe::load(recipe).map_err(crate::cmd::recipe_error)?;
+    let r = v6build_engine::recipe::load(recipe).map_err(crate::recipe_error)?;
     let mut used: Vec<&str> = Vec::new();
     if let Some(o) = &r.outputs.initrd {
         used.push(&o.from);

@@ -295,7 +295,7 @@ fn check_inputs(
     if !report.inputs.is_empty() {
         return Ok(None);
     }
-    let r = v6build_engine::recipe::load(recipe).map_err(crate::cmd::recipe_error)?;
+    let r = v6build_engine::recipe::load(recipe).map_err(crate::recipe_error)?;
     // Media are checked against the recipe's pins (the recipe is the
     // authority; the manifest's copy of the pins is compared in step 3).
     for mf in r.media.iter().flat_map(|x| x.files.iter()) {
@@ -526,6 +526,7 @@ fn rebuild_and_compare(
     (release, recorded, m): (&Path, &Value, &Manifest),
     on_disk: &BTreeMap<String, String>,
     report: &mut Report,
+    rebuild_events: &dyn crate::progress::BuildEvents,
 ) -> Result<(), Outcome> {
     let scratch = tempfile::Builder::new()
         .prefix("v6build-verify-")
@@ -544,7 +545,15 @@ fn rebuild_and_compare(
         ..cfg.clone()
     };
     let out = scratch.path().join("out");
-    let summary = crate::build::build_at(&quiet, &store, recipe, r, &out, Some(m.epoch))?;
+    let summary = crate::build::build_at(
+        &quiet,
+        &store,
+        recipe,
+        r,
+        &out,
+        Some(m.epoch),
+        rebuild_events,
+    )?;
     let rebuilt = serde_json::to_value(&summary.manifest).unwrap_or_default();
     let mut fields = Vec::new();
     value_diff("", recorded, &rebuilt, &mut fields);
@@ -577,8 +586,14 @@ fn rebuild_and_compare(
 }
 
 /// `v6build verify TARGET [--recipe PATH]`: TARGET is a release directory,
-/// or a recipe file (whose release under `--out` is verified).
-pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
+/// or a recipe file (whose release under `--out` is verified). The clean
+/// rebuild reports its progress to `rebuild_events`.
+pub fn verify(
+    cfg: &Config,
+    target: &Path,
+    recipe: Option<&Path>,
+    rebuild_events: &dyn crate::progress::BuildEvents,
+) -> Outcome {
     let (release, recipe): (PathBuf, Option<PathBuf>) = if target.is_dir() {
         (target.to_path_buf(), recipe.map(Path::to_path_buf))
     } else if target.is_file() {
@@ -590,7 +605,7 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
         }
         let r = match v6build_engine::recipe::load(target) {
             Ok(r) => r,
-            Err(e) => return crate::cmd::recipe_error(e),
+            Err(e) => return crate::recipe_error(e),
         };
         (cfg.out_dir.join(&r.release.dir), Some(target.to_path_buf()))
     } else {
@@ -643,6 +658,7 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
         (&release, &recorded, &m),
         &on_disk,
         &mut report,
+        rebuild_events,
     ) {
         return o;
     }

@@ -11,6 +11,7 @@ mod el7_replica;
 mod engine;
 mod faults;
 mod fetch;
+mod host_edit;
 mod issue16_mem;
 mod ops;
 mod stage2;

@@ -1,4 +1,7 @@
-//! The subcommands, as functions from a [`Config`] to an [`Outcome`].
+//! The subcommands, as functions from a [`Config`] to an [`Outcome`]: each
+//! calls the driver, which returns data, and prints it (human text on
+//! stderr/stdout, or `--json` on stdout). [`report`] maps the outcome to
+//! the exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,58 +9,23 @@ use std::time::Instant;
 
 use serde_json::json;
 use v6build_cache::Store;
-use v6build_engine::recipe::{self, PinStatus, Recipe};
+use v6build_driver::build::{self, BuildSummary, NodeState};
+use v6build_driver::{Config, Outcome, Verbosity, recipe_error};
+use v6build_engine::recipe::{self, PinStatus};
 
-use crate::build::{self, BuildSummary, NodeState};
-use crate::{Config, Outcome, Verbosity};
+use crate::progress::{Mode, Progress};
 
-/// Exit 2 for a mistake in the recipe text, 1 for anything around it
-/// (media, I/O).
-pub(crate) fn recipe_error(e: recipe::RecipeError) -> Outcome {
-    if e.kind().is_recipe_mistake() {
-        Outcome::BadRecipe(miette::Report::new(e))
-    } else {
-        Outcome::FailureReport(miette::Report::new(e))
-    }
-}
-
-fn load(path: &Path) -> Result<Recipe, Outcome> {
-    recipe::load(path).map_err(recipe_error)
-}
-
-fn open_store(cfg: &Config) -> Result<Store, Outcome> {
-    Store::open(&cfg.cache_dir).map_err(|e| {
-        Outcome::Failure(format!(
-            "cannot open the cache {}: {e}",
-            cfg.cache_dir.display()
-        ))
-    })
+fn load(path: &Path) -> Result<recipe::Recipe, Outcome> {
+    v6build_driver::load_recipe(path)
 }
 
 /// `v6build build`.
 pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
-    let mut recipes = Vec::new();
-    for p in paths {
-        match load(p) {
-            Ok(r) => recipes.push((p.clone(), r)),
-            Err(o) => return o,
-        }
-    }
-    let only: Vec<Recipe> = recipes.iter().map(|(_, r)| r.clone()).collect();
-    if let Err(e) = recipe::check_duplicate_dirs(&only) {
-        return recipe_error(e);
-    }
-    let store = match open_store(cfg) {
+    let progress = Progress::new(Mode::detect(cfg.json, cfg.verbosity), cfg.verbosity);
+    let summaries = match build::build_recipes(cfg, paths, &progress) {
         Ok(s) => s,
         Err(o) => return o,
     };
-    let mut summaries = Vec::new();
-    for (path, r) in &recipes {
-        match build::build(cfg, &store, path, r, &cfg.out_dir) {
-            Ok(s) => summaries.push(s),
-            Err(o) => return o,
-        }
-    }
     if cfg.json {
         let v: Vec<serde_json::Value> = summaries.iter().map(BuildSummary::to_json).collect();
         let doc = if v.len() == 1 {
@@ -91,11 +59,11 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         Err(o) => return o,
     };
     // Host inputs are hashed, not kept: plan writes nothing.
-    let hosts = match crate::host_inputs::HostInputs::read(&r, &v6build_fstree::HashOnly) {
+    let hosts = match v6build_driver::host_inputs::HostInputs::read(&r, &v6build_fstree::HashOnly) {
         Ok(h) => h,
         Err(e) => return Outcome::Failure(e),
     };
-    let graph = match crate::pipeline::plan(&r, epoch, &hosts) {
+    let graph = match v6build_driver::pipeline::plan(&r, epoch, &hosts) {
         Ok(g) => g,
         Err(e) => return Outcome::Failure(e),
     };
@@ -132,7 +100,7 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
                 "{}",
                 serde_json::to_string_pretty(&node.key_doc).unwrap_or_default()
             );
-            if let crate::pipeline::Work::Layer(_, steps) = &node.work {
+            if let v6build_driver::pipeline::Work::Layer(_, steps) = &node.work {
                 for (idx, key) in steps {
                     let layer = &r.layers[*idx];
                     if steps.len() > 1 {
@@ -142,7 +110,7 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
                     for op in &layer.ops {
                         outln!(
                             "  {}",
-                            crate::keys::op_doc(&op.op, &hosts)
+                            v6build_driver::keys::op_doc(&op.op, &hosts)
                                 .map(|v| v.to_string())
                                 .unwrap_or_default()
                         );
@@ -209,12 +177,19 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
 
 /// `v6build verify`.
 pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
-    crate::verify::verify(cfg, target, recipe)
+    // The scratch rebuild is an implementation detail: shown only with -v.
+    let verbosity = if cfg.verbosity >= Verbosity::Verbose {
+        Verbosity::Normal
+    } else {
+        Verbosity::Quiet
+    };
+    let progress = Progress::new(Mode::detect(false, verbosity), verbosity);
+    v6build_driver::verify::verify(cfg, target, recipe, &progress)
 }
 
 /// `v6build diff`.
-pub fn diff(cfg: &Config, args: &crate::diff::DiffArgs) -> Outcome {
-    crate::diff::diff(cfg, args)
+pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
+    v6build_driver::diff::diff(cfg, args)
 }
 
 /// `v6build pin`.
@@ -262,12 +237,12 @@ pub fn pin(cfg: &Config, path: &Path) -> Outcome {
 
 /// `v6build ls`.
 pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    crate::inspect::ls(cfg, image, path, outer)
+    v6build_driver::inspect::ls(cfg, image, path, outer)
 }
 
 /// `v6build cat`.
 pub fn cat(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    crate::inspect::cat(cfg, image, path, outer)
+    v6build_driver::inspect::cat(cfg, image, path, outer)
 }
 
 /// `v6build gc`.
