@@ -68,7 +68,9 @@ enum Command {
     Plan {
         /// Recipe file (KDL).
         recipe: PathBuf,
-        /// Print the full cache key (ActionKey) of one node, to explain a cache miss.
+        /// Print the full cache key (ActionKey) of one node and compare it, field by field, with the
+        /// key the last build recorded for that node: says which input (a `src=` file, an
+        /// operation, an upstream node) changed, to explain a cache miss.
         #[arg(long, value_name = "NODE")]
         explain: Option<String>,
     },

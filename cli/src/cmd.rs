@@ -79,44 +79,15 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         };
         let node = graph.node(id);
         let state = build::node_state(store.as_ref(), node);
+        let why = v6build_driver::explain::explain(store.as_ref(), &r.release.dir, node);
         if cfg.json {
             let doc = json!({ "node": node.name, "key": node.key.to_string(),
-                "state": state.word(), "action_key": node.key_doc });
+                "state": state.word(), "action_key": node.action,
+                "last_key": why.last_key, "changes": why.changes,
+                "changed_inputs": why.changed_inputs });
             outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
-            outln!("node:  {}", node.name);
-            outln!("key:   {}", node.key);
-            outln!("state: {}", state.word());
-            outln!(
-                "deps:  {}",
-                node.deps
-                    .iter()
-                    .map(|&d| graph.node(d).name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            outln!("action key:");
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&node.key_doc).unwrap_or_default()
-            );
-            if let v6build_driver::pipeline::Work::Layer(_, steps) = &node.work {
-                for (idx, key) in steps {
-                    let layer = &r.layers[*idx];
-                    if steps.len() > 1 {
-                        outln!("layer {} (key {key}):", layer.name);
-                    }
-                    outln!("operations:");
-                    for op in &layer.ops {
-                        outln!(
-                            "  {}",
-                            v6build_driver::keys::op_doc(&op.op, &hosts)
-                                .map(|v| v.to_string())
-                                .unwrap_or_default()
-                        );
-                    }
-                }
-            }
+            print_explanation(&graph, node, state, &why);
         }
         return Outcome::Success;
     }
@@ -173,6 +144,50 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         }
     }
     Outcome::Success
+}
+
+/// The human form of `plan --explain`: the node, its key document, and
+/// what changed since the last build.
+fn print_explanation(
+    graph: &v6build_driver::dag::Graph<v6build_driver::pipeline::Work>,
+    node: &v6build_driver::dag::Node<v6build_driver::pipeline::Work>,
+    state: NodeState,
+    why: &v6build_driver::explain::Explanation,
+) {
+    outln!("node:  {}", node.name);
+    outln!("key:   {}", node.key);
+    outln!("state: {}", state.word());
+    outln!(
+        "deps:  {}",
+        node.deps
+            .iter()
+            .map(|&d| graph.node(d).name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    outln!("action key:");
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(&node.action).unwrap_or_default()
+    );
+    match &why.last_key {
+        None => outln!("last build: no key recorded for this node"),
+        Some(k) if why.changes.is_empty() => outln!("last build: same key {k}"),
+        Some(k) => {
+            outln!("last build: key {k}; changed since:");
+            for c in &why.changes {
+                let layer = c
+                    .layer
+                    .as_deref()
+                    .map(|l| format!("layer {l}: "))
+                    .unwrap_or_default();
+                outln!("  {layer}{}: {} -> {}", c.field, c.old, c.new);
+            }
+        }
+    }
+    for p in &why.changed_inputs {
+        outln!("changed input: {p}");
+    }
 }
 
 /// `v6build verify`.

@@ -83,7 +83,7 @@ impl Progress {
 }
 
 impl BuildEvents for Progress {
-    fn node_key(&self, name: &str, key: &Digest, doc: &serde_json::Value) {
+    fn node_key(&self, name: &str, key: &Digest, doc: &v6build_cache::ActionKey) {
         if self.verbosity >= Verbosity::Debug {
             self.println(&format!(
                 "key {name} {key}\n{}",

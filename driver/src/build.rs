@@ -313,6 +313,19 @@ fn release_treeinfo(
     Ok(new.text)
 }
 
+/// The key documents a node's action record keeps for `plan --explain`:
+/// each layer's key for a layer node, the node's key otherwise.
+pub fn node_keys(node: &Node<Work>) -> v6build_cache::NodeKeys {
+    let keys = match &node.work {
+        Work::Layer(_, steps) => steps.iter().map(|s| s.action.clone()).collect(),
+        _ => vec![node.action.clone()],
+    };
+    v6build_cache::NodeKeys {
+        name: node.name.clone(),
+        keys,
+    }
+}
+
 fn node_error(e: NodeError) -> Outcome {
     match e {
         NodeError::Recipe(r) => Outcome::FailureReport(miette::Report::new(*r)),
@@ -468,7 +481,7 @@ fn build_once(
     let outputs = pool
         .install(|| {
             graph.run(|_, node, inputs| {
-                events.node_key(&node.name, &node.key, &node.key_doc);
+                events.node_key(&node.name, &node.key, &node.action);
                 if !matches!(node.work, Work::Media { .. })
                     && let Ok(Some(rec)) = store.get_action(&node.key)
                     && let Some(out) = pipeline::from_record(store, &claim, &rec)
@@ -488,7 +501,8 @@ fn build_once(
                 events.node_finished(&node.name, outcome, took);
                 let out = result?;
                 register(node, inputs, &out);
-                if let Some(rec) = pipeline::record(&out) {
+                if let Some(mut rec) = pipeline::record(&out) {
+                    rec.node = Some(node_keys(node));
                     store
                         .put_action(&node.key, &rec)
                         .map_err(|e| NodeError::Other {
@@ -519,11 +533,11 @@ fn build_once(
             roots.push(node.key);
         }
         if let Work::Layer(image, steps) = &node.work {
-            for (idx, key) in steps {
+            for step in steps {
                 layers.push(LayerKey {
-                    name: r.layers[*idx].name.clone(),
+                    name: r.layers[step.layer].name.clone(),
                     image: image.name().to_string(),
-                    key: key.to_string(),
+                    key: step.key.to_string(),
                 });
             }
         }

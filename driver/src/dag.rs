@@ -2,7 +2,7 @@
 //!
 //! A recipe becomes a DAG: media → unpack → layers → pack → release. Every
 //! node's key is known before anything runs: it is the digest of the node's
-//! ActionKey, which names its operation, its parameters and the *keys* of the
+//! [`ActionKey`] (one canonical encoder, in `cache`), which names its operation, its parameters and the *keys* of the
 //! nodes it reads (or the pinned hash of the media it reads). So `plan` can
 //! show every key without building, and a cache hit on a node means its
 //! whole upstream is identical.
@@ -11,10 +11,10 @@
 //! the rayon pool (bounded by `--jobs`) it is called in: a ready node never
 //! waits for an unrelated slow one.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use v6build_cache::ActionKey;
 use v6build_fstree::Digest;
 
 /// Index of a node in its [`Graph`].
@@ -28,8 +28,8 @@ pub struct Node<W> {
     /// Nodes whose outputs this node reads, in a fixed order.
     pub deps: Vec<NodeId>,
     /// The full cache key, for `plan --explain`.
-    pub key_doc: serde_json::Value,
-    /// Digest of the canonical form of `key_doc`.
+    pub action: ActionKey,
+    /// Its digest ([`ActionKey::digest`]).
     pub key: Digest,
     /// What to do.
     pub work: W,
@@ -53,24 +53,6 @@ impl<W> Default for Graph<W> {
     }
 }
 
-/// Canonical JSON: object keys sorted (serde_json's default map is a
-/// BTreeMap), no whitespace. The key digest is BLAKE3 of these bytes.
-pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
-    fn sort(v: &serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(m) => {
-                let sorted: BTreeMap<&String, serde_json::Value> =
-                    m.iter().map(|(k, v)| (k, sort(v))).collect();
-                serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    // OK to unwrap: serialising a Value to a Vec cannot fail.
-    serde_json::to_vec(&sort(v)).unwrap_or_default()
-}
-
 impl<W> Graph<W> {
     /// Adds a node and returns its id; a node with the same key is not added
     /// twice (its id is returned). A dependency on a later or unknown node is
@@ -79,12 +61,12 @@ impl<W> Graph<W> {
         &mut self,
         name: impl Into<String>,
         deps: Vec<NodeId>,
-        key_doc: serde_json::Value,
+        action: ActionKey,
         work: W,
     ) -> NodeId {
         let id = self.nodes.len();
         let deps = deps.into_iter().filter(|&d| d < id).collect();
-        let key = Digest::of(&canonical_json(&key_doc));
+        let key = action.digest();
         // The same key is the same work: two outputs that unpack the same
         // media, or apply the same layers to it, share the nodes.
         if let Some(&existing) = self.by_key.get(&key) {
@@ -94,7 +76,7 @@ impl<W> Graph<W> {
         self.nodes.push(Node {
             name: name.into(),
             deps,
-            key_doc,
+            action,
             key,
             work,
         });
@@ -256,13 +238,24 @@ where
 mod tests {
     use super::*;
 
+    /// A key that differs by its op alone.
+    fn k(op: &str) -> ActionKey {
+        ActionKey {
+            op: op.to_string(),
+            params: serde_json::Value::Null,
+            inputs: Default::default(),
+            tool_version: String::new(),
+            format_versions: Default::default(),
+        }
+    }
+
     #[test]
     fn run_respects_dependencies() {
         let mut g: Graph<()> = Graph::default();
-        let a = g.add("a", vec![], serde_json::json!({"a": 1}), ());
-        let b = g.add("b", vec![a], serde_json::json!({"b": 1}), ());
-        let _c = g.add("c", vec![], serde_json::json!({"c": 1}), ());
-        let d = g.add("d", vec![b, _c], serde_json::json!({"d": 1}), ());
+        let a = g.add("a", vec![], k("a"), ());
+        let b = g.add("b", vec![a], k("b"), ());
+        let _c = g.add("c", vec![], k("c"), ());
+        let d = g.add("d", vec![b, _c], k("d"), ());
         let out = g
             .run(|_, n, ins: &[&String]| -> Result<String, ()> {
                 let mut s = n.name.clone();
@@ -285,10 +278,10 @@ mod tests {
         use std::sync::mpsc;
         use std::time::Duration;
         let mut g: Graph<&str> = Graph::default();
-        let slow = g.add("slow", vec![], serde_json::json!("slow"), "slow");
-        let a = g.add("a", vec![], serde_json::json!("a"), "chain");
-        let b = g.add("b", vec![a], serde_json::json!("b"), "chain");
-        let c = g.add("c", vec![b], serde_json::json!("c"), "end");
+        let slow = g.add("slow", vec![], k("slow"), "slow");
+        let a = g.add("a", vec![], k("a"), "chain");
+        let b = g.add("b", vec![a], k("b"), "chain");
+        let c = g.add("c", vec![b], k("c"), "end");
         let (tx, rx) = mpsc::channel::<()>();
         let rx = Mutex::new(rx);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -319,8 +312,8 @@ mod tests {
     #[test]
     fn a_failure_stops_new_nodes_and_is_returned() {
         let mut g: Graph<()> = Graph::default();
-        let a = g.add("a", vec![], serde_json::json!("a"), ());
-        let b = g.add("b", vec![a], serde_json::json!("b"), ());
+        let a = g.add("a", vec![], k("a"), ());
+        let b = g.add("b", vec![a], k("b"), ());
         let ran = Mutex::new(Vec::new());
         let r = g.run(|id, n, _: &[&()]| {
             ran.lock().unwrap().push(id);
@@ -335,17 +328,10 @@ mod tests {
     }
 
     #[test]
-    fn key_ignores_json_key_order() {
-        let x: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":1}}"#).unwrap();
-        let y: serde_json::Value = serde_json::from_str(r#"{"a":{"x":1,"y":2},"b":1}"#).unwrap();
-        assert_eq!(canonical_json(&x), canonical_json(&y));
-    }
-
-    #[test]
     fn find_by_suffix() {
         let mut g: Graph<()> = Graph::default();
-        g.add("initrd/layer/hook", vec![], serde_json::json!(1), ());
-        g.add("stage2/layer/hook2", vec![], serde_json::json!(2), ());
+        g.add("initrd/layer/hook", vec![], k("1"), ());
+        g.add("stage2/layer/hook2", vec![], k("2"), ());
         assert_eq!(g.find("layer/hook"), Some(0));
         assert_eq!(g.find("hook2"), Some(1));
         assert_eq!(g.find("nope"), None);

@@ -25,6 +25,10 @@ use v6build_fstree::{Content, Digest, Leaf, LeafKind, Node, Tree, TreePath};
 
 use crate::dag::Graph;
 use crate::images::{Shape, read_initrd, stage2_shape};
+use crate::keys::{
+    EpochParams, InitrdPack, InitrdUnpackParams, LayerDoc, LayerParams, MediaParams, PackParams,
+    ScanParams, Stage2Pack, UpdatesPack, action_key,
+};
 
 /// Which image a chain of nodes builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +86,7 @@ pub enum Work {
     /// edited in memory and stored once, so n layers cost O(their
     /// operations), not n stored trees of growing size. The node's key is
     /// the last layer's per-layer key, which commits to every earlier one.
-    Layer(Image, Vec<(usize, Digest)>),
+    Layer(Image, Vec<LayerStep>),
     /// Pack the final tree into the image bytes.
     Pack(Image),
 }
@@ -136,43 +140,21 @@ fn fail(node: &str, message: impl std::fmt::Display) -> NodeError {
     }
 }
 
-/// Versions of everything whose behaviour shapes the bytes of a node's output.
-pub fn format_versions() -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    m.insert(
-        "fstree".into(),
-        v6build_fstree::TREE_FORMAT_VERSION.to_string(),
-    );
-    m.insert(
-        "cpio-writer".into(),
-        v6build_cpio::WRITER_VERSION.to_string(),
-    );
-    for (k, v) in v6build_cpio::codec_versions() {
-        m.insert(format!("cpio:{k}"), v);
-    }
-    for (k, v) in v6build_squashfs::codec_versions() {
-        m.insert(format!("squashfs:{k}"), v);
-    }
-    m.insert("ext4".into(), v6build_ext4::FORMAT_VERSION.to_string());
-    m.insert(
-        "cpio-saved-parse".into(),
-        v6build_cpio::SAVED_FORMAT_VERSION.to_string(),
-    );
-    // How base files are named (`refs`): a change renames every tree.
-    m.insert("refs".into(), "1".into());
-    m
+/// One layer a [`Work::Layer`] node applies.
+#[derive(Debug, Clone)]
+pub struct LayerStep {
+    /// Index into `recipe.layers`.
+    pub layer: usize,
+    /// The key this layer alone has (the manifest records it).
+    pub key: Digest,
+    /// That key's document (`plan --explain`).
+    pub action: ActionKey,
 }
 
-fn key(op: &str, params: Value, inputs: BTreeMap<String, Digest>) -> Value {
-    let k = ActionKey {
-        op: op.to_string(),
-        params,
-        inputs,
-        tool_version: crate::tool_version(),
-        format_versions: format_versions(),
-    };
-    // OK to unwrap: an ActionKey is plain data and always serialises.
-    serde_json::to_value(&k).unwrap_or(Value::Null)
+/// A pack node's parameters as the JSON its key holds.
+fn params(p: impl serde::Serialize) -> Value {
+    // OK to fall back: the parameter structs are plain data and serialise.
+    serde_json::to_value(p).unwrap_or(Value::Null)
 }
 
 /// The graph a recipe stands for. Needs no media present; the host files
@@ -183,7 +165,6 @@ pub fn plan(
     hosts: &crate::host_inputs::HostInputs,
 ) -> Result<Graph<Work>, String> {
     let mut g = Graph::default();
-    let epoch_param = json!({ "epoch": epoch });
     let chain = |g: &mut Graph<Work>,
                  image: Image,
                  from: Option<&str>,
@@ -210,9 +191,12 @@ pub fn plan(
                 .file(role)
                 .ok_or_else(|| format!("media `{from}` has no {} file", image.name()))?;
             let sha = file.sha256.map(|s| s.to_hex());
-            let mkey = key(
+            let mkey = action_key(
                 "media",
-                json!({ "sha256": sha.clone(), "path": file.written }),
+                MediaParams {
+                    sha256: sha.clone(),
+                    path: &file.written,
+                },
                 BTreeMap::new(),
             );
             let m = g.add(
@@ -235,9 +219,11 @@ pub fn plan(
                 source = g.add(
                     "stage2/scan",
                     vec![m],
-                    key(
+                    action_key(
                         "scan-stage2",
-                        json!({ "contents": "references" }),
+                        ScanParams {
+                            contents: "references",
+                        },
                         [("media".to_string(), mk)].into(),
                     ),
                     Work::Scan {
@@ -250,13 +236,12 @@ pub fn plan(
             let unpack = g.add(
                 format!("{}/unpack", src_image.name()),
                 vec![source],
-                key(
+                action_key(
                     &format!("unpack-{}", src_image.name()),
-                    if src_image == Image::Initrd {
-                        json!({ "saves": "parse", "contents": "in the base" })
-                    } else {
-                        Value::Null
-                    },
+                    (src_image == Image::Initrd).then_some(InitrdUnpackParams {
+                        saves: "parse",
+                        contents: "in the base",
+                    }),
                     [("media".to_string(), sk)].into(),
                 ),
                 Work::Unpack(src_image),
@@ -276,7 +261,7 @@ pub fn plan(
                 .iter()
                 .position(|l| &l.name == name)
                 .ok_or_else(|| format!("unknown layer `{name}`"))?;
-            let doc = crate::keys::layer_doc(&recipe.layers[idx], hosts)
+            let doc = LayerDoc::new(&recipe.layers[idx], hosts)
                 .map_err(|e| format!("reading the inputs of layer `{name}`: {e}"))?;
             let mut inputs = BTreeMap::new();
             if let Some(p) = prev {
@@ -287,13 +272,24 @@ pub fn plan(
             } else {
                 image
             };
-            let kd = key("layer", json!({ "layer": doc, "ctx": epoch_param }), inputs);
-            let k = Digest::of(&crate::dag::canonical_json(&kd));
+            let action = action_key(
+                "layer",
+                LayerParams {
+                    layer: doc,
+                    ctx: EpochParams { epoch },
+                },
+                inputs,
+            );
+            let step = LayerStep {
+                layer: idx,
+                key: action.digest(),
+                action: action.clone(),
+            };
             let id = g.add(
                 format!("{}/layer/{name}", layer_image.name()),
                 prev.into_iter().collect(),
-                kd,
-                Work::Layer(layer_image, vec![(idx, k)]),
+                action,
+                Work::Layer(layer_image, vec![step]),
             );
             prev = Some(id);
         }
@@ -313,9 +309,12 @@ pub fn plan(
         g.add(
             format!("{}/pack", image.name()),
             deps,
-            key(
+            action_key(
                 &format!("pack-{}", image.name()),
-                json!({ "output": pack_params, "epoch": epoch }),
+                PackParams {
+                    output: pack_params,
+                    epoch,
+                },
                 inputs,
             ),
             Work::Pack(image),
@@ -326,10 +325,10 @@ pub fn plan(
         refs.iter().map(|r| r.name.clone()).collect()
     };
     if let Some(o) = &recipe.outputs.initrd {
-        let params = json!({
-            "compress": o.compress.as_ref().map(|c| json!({
-                "kind": c.kind.name(), "level": c.level })),
-            "append": o.append, "segment": o.segment,
+        let params = params(InitrdPack {
+            compress: o.compress,
+            append: o.append,
+            segment: o.segment,
         });
         chain(
             &mut g,
@@ -340,17 +339,15 @@ pub fn plan(
         )?;
     }
     if let Some(o) = &recipe.outputs.stage2 {
-        let mut params = json!({
-            "compress": o.compress.as_ref().map(|c| json!({
-                "kind": c.kind.name(), "level": c.level })),
-            "block_size": o.block_size, "grow": o.grow,
-            "format": o.format.map(|f| format!("{f:?}")),
-        });
         // Pack checks the base against `layout`: a new layout must rerun
-        // it even with the rest cached. (Absent, the key is as before.)
-        if let Some(l) = o.layout {
-            params["layout"] = json!(l.name());
-        }
+        // it even with the rest cached.
+        let params = params(Stage2Pack {
+            compress: o.compress,
+            block_size: o.block_size,
+            grow: o.grow,
+            format: o.format,
+            layout: o.layout,
+        });
         chain(
             &mut g,
             Image::Stage2,
@@ -360,9 +357,8 @@ pub fn plan(
         )?;
     }
     if let Some(o) = &recipe.outputs.updates {
-        let params = json!({
-            "compress": o.compress.as_ref().map(|c| json!({
-                "kind": c.kind.name(), "level": c.level })),
+        let params = params(UpdatesPack {
+            compress: o.compress,
         });
         chain(
             &mut g,
@@ -398,13 +394,13 @@ fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
     let mut out: Graph<Work> = Graph::default();
     let mut new_id: Vec<Option<crate::dag::NodeId>> = vec![None; nodes.len()];
     // A run in progress: its first node's name, its layers, its inputs.
-    type Run = (String, Vec<(usize, Digest)>, Vec<crate::dag::NodeId>);
+    type Run = (String, Vec<LayerStep>, Vec<crate::dag::NodeId>);
     let mut pending: Vec<Option<Run>> = (0..nodes.len()).map(|_| None).collect();
     for (i, n) in nodes.into_iter().enumerate() {
         let crate::dag::Node {
             name,
             deps,
-            key_doc,
+            action,
             work,
             ..
         } = n;
@@ -431,7 +427,7 @@ fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
             w => (name, w, deps),
         };
         let deps = deps.iter().filter_map(|&d| new_id[d]).collect();
-        new_id[i] = Some(out.add(name, deps, key_doc, work));
+        new_id[i] = Some(out.add(name, deps, action, work));
     }
     out
 }
@@ -590,8 +586,8 @@ impl Ctx<'_> {
                     Some(d) => self.store.get_tree(&d).map_err(|e| fail(name, e))?,
                     None => Tree::new(v6build_fstree::Meta::root(0o755, self.epoch)),
                 };
-                for (idx, _) in steps {
-                    let layer = &self.recipe.layers[*idx];
+                for step in steps {
+                    let layer = &self.recipe.layers[step.layer];
                     crate::apply::apply_layer(
                         self.recipe,
                         layer,

@@ -14,7 +14,7 @@ use v6build_fstree::Digest;
 pub trait BuildEvents: Sync {
     /// A node is about to be looked up in the cache; `doc` is its full
     /// key document (what `-vv` prints).
-    fn node_key(&self, name: &str, key: &Digest, doc: &serde_json::Value) {
+    fn node_key(&self, name: &str, key: &Digest, doc: &v6build_cache::ActionKey) {
         let _ = (name, key, doc);
     }
 

@@ -9,6 +9,7 @@ mod diff;
 mod el7_fixes;
 mod el7_replica;
 mod engine;
+mod explain;
 mod faults;
 mod fetch;
 mod host_edit;
