@@ -63,7 +63,7 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         Ok(h) => h,
         Err(e) => return Outcome::Failure(e),
     };
-    let graph = match v6build_driver::pipeline::plan(&r, epoch, &hosts) {
+    let graph = match v6build_driver::plan::plan(&r, epoch, &hosts) {
         Ok(g) => g,
         Err(e) => return Outcome::Failure(e),
     };
@@ -149,8 +149,8 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
 /// The human form of `plan --explain`: the node, its key document, and
 /// what changed since the last build.
 fn print_explanation(
-    graph: &v6build_driver::dag::Graph<v6build_driver::pipeline::Work>,
-    node: &v6build_driver::dag::Node<v6build_driver::pipeline::Work>,
+    graph: &v6build_driver::dag::Graph<v6build_driver::nodes::Work>,
+    node: &v6build_driver::dag::Node<v6build_driver::nodes::Work>,
     state: NodeState,
     why: &v6build_driver::explain::Explanation,
 ) {

@@ -13,7 +13,7 @@ use v6build_cache::{ActionKey, NodeKeys, RootKind, Store};
 
 use crate::build::node_keys;
 use crate::dag::Node;
-use crate::pipeline::Work;
+use crate::nodes::Work;
 
 /// One field that differs between the last build's key and this plan's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use v6build_driver::host_inputs::HostInputs;
-use v6build_driver::pipeline::{Work, plan};
+use v6build_driver::nodes::Work;
+use v6build_driver::plan::plan;
 
 const RECIPE: &str = r#"
 release "pinned" {
