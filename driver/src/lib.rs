@@ -18,8 +18,8 @@ macro_rules! outln {
 }
 
 mod apply;
-pub mod blocks;
-pub mod boot;
+pub(crate) mod blocks;
+pub(crate) mod boot;
 pub mod build;
 pub mod dag;
 pub mod diff;
@@ -28,16 +28,16 @@ pub mod fetch;
 pub mod host_inputs;
 mod images;
 pub mod inspect;
-pub mod keys;
+pub(crate) mod keys;
 pub mod limits;
 pub mod manifest;
 pub mod nodes;
 pub mod plan;
 pub mod progress;
-pub mod refs;
-pub mod release;
-pub mod treeinfo;
-pub mod updates;
+pub(crate) mod refs;
+pub(crate) mod release;
+pub(crate) mod treeinfo;
+pub(crate) mod updates;
 pub mod verify;
 pub mod vmboot;
 

@@ -6,9 +6,9 @@
 //!                                       updates/layer/<c> ─ … ─ updates/pack┘
 //! ```
 //!
-//! [`media`], [`scan`], [`unpack`], [`layer`], [`pack`] (with
-//! [`pack_initrd`], [`pack_stage2`], [`pack_updates`]) run a node;
-//! [`record`] turns an output into its action record and back (restore).
+//! `media`, `scan`, `unpack`, `layer` and `pack` (with `pack_initrd`,
+//! `pack_stage2`, `pack_updates`) run a node; `record` turns an output
+//! into its action record and back (restore).
 //! The keys are made when the graph is planned (`crate::plan`).
 
 use std::collections::BTreeMap;
@@ -82,7 +82,7 @@ pub enum Work {
     Unpack(Image),
     /// Apply a run of layers in order, each an index into `recipe.layers`
     /// with the key that layer alone would have (its per-layer key, which
-    /// the manifest records). [`plan`] collapses a chain of layers whose
+    /// the manifest records). [`crate::plan::plan`] collapses a chain of layers whose
     /// intermediate trees nothing else reads into one node: the tree is
     /// edited in memory and stored once, so n layers cost O(their
     /// operations), not n stored trees of growing size. The node's key is
