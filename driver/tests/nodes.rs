@@ -104,9 +104,10 @@ fn every_node_kind_records_and_restores_its_output() {
         fetch: Default::default(),
     };
     let recipe = repo().join("recipes/demo.kdl");
-    let summary = v6build_driver::build::build_recipes(&cfg, &[recipe.clone()], &NoEvents)
-        .unwrap_or_else(|o| panic!("{o:?}"))
-        .remove(0);
+    let summary =
+        v6build_driver::build::build_recipes(&cfg, std::slice::from_ref(&recipe), &NoEvents)
+            .unwrap_or_else(|o| panic!("{o:?}"))
+            .remove(0);
     let r = v6build_engine::recipe::load(&recipe).unwrap();
     let store = Store::open(&cfg.cache_dir).unwrap();
     let hosts = HostInputs::read(&r, &v6build_fstree::HashOnly).unwrap();
