@@ -353,10 +353,7 @@ fn build_once(
                     rec.node = Some(node_keys(node));
                     store
                         .put_action(&node.key, &rec)
-                        .map_err(|e| NodeError::Other {
-                            node: node.name.clone(),
-                            message: format!("recording in the cache: {e}"),
-                        })?;
+                        .map_err(|e| nodes::fail(&node.name, e))?;
                 }
                 let word = if matches!(node.work, Work::Media { .. }) {
                     "checked"

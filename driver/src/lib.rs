@@ -23,6 +23,7 @@ pub(crate) mod boot;
 pub mod build;
 pub mod dag;
 pub mod diff;
+pub mod error;
 pub mod explain;
 pub mod fetch;
 pub mod host_inputs;

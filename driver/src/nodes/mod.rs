@@ -19,6 +19,8 @@ use v6build_cache::{ActionKey, Store};
 use v6build_engine::recipe::{MediaRole, Recipe};
 use v6build_fstree::Digest;
 
+pub use crate::error::DriverError;
+
 mod layer;
 mod media;
 mod pack;
@@ -124,20 +126,31 @@ pub enum NodeError {
     /// A recipe-level failure (an operation that does not apply), with a span.
     #[error("{0}")]
     Recipe(Box<v6build_engine::recipe::RecipeError>),
-    /// Anything else.
-    #[error("{node}: {message}")]
-    Other {
+    /// Anything else, with the kind of failure its source made.
+    #[error("{node}: {source}")]
+    Failed {
         /// Node name.
         node: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        source: DriverError,
     },
 }
 
-fn fail(node: &str, message: impl std::fmt::Display) -> NodeError {
-    NodeError::Other {
+impl NodeError {
+    /// The cause of a failure that is not a recipe error.
+    pub fn cause(&self) -> Option<&DriverError> {
+        match self {
+            NodeError::Failed { source, .. } => Some(source),
+            NodeError::Recipe(_) => None,
+        }
+    }
+}
+
+pub(crate) fn fail(node: &str, source: impl Into<DriverError>) -> NodeError {
+    NodeError::Failed {
         node: node.to_string(),
-        message: message.to_string(),
+        source: source.into(),
     }
 }
 
