@@ -199,12 +199,37 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
         Verbosity::Quiet
     };
     let progress = Progress::new(Mode::detect(false, verbosity), verbosity);
-    v6build_driver::verify::verify(cfg, target, recipe, &progress)
+    let v = v6build_driver::verify::verify(cfg, target, recipe, &progress);
+    if cfg.json {
+        if let Some(r) = &v.report {
+            outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        }
+    } else if cfg.verbosity >= Verbosity::Normal
+        && let Some(n) = &v.note
+    {
+        eprintln!("{n}");
+    }
+    v.outcome
 }
 
 /// `v6build diff`.
 pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
-    v6build_driver::diff::diff(cfg, args)
+    let d = v6build_driver::diff::diff(args);
+    if cfg.json {
+        if let Some(r) = &d.report {
+            outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        }
+    } else {
+        for l in &d.lines {
+            outln!("{l}");
+        }
+        if cfg.verbosity >= Verbosity::Normal
+            && let Some(n) = &d.note
+        {
+            eprintln!("{n}");
+        }
+    }
+    d.outcome
 }
 
 /// `v6build pin`.

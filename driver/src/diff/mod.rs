@@ -25,8 +25,8 @@ use sha2::{Digest as _, Sha256};
 use v6build_engine::recipe::MediaRole;
 use v6build_fstree::{Digest, LeafKind, MemBlobs, Node, Tree, TreePath, escape};
 
+use crate::Outcome;
 use crate::inspect::{Format, Opened, sniff};
-use crate::{Config, Outcome, Verbosity};
 
 mod shortcut;
 use shortcut::*;
@@ -363,10 +363,11 @@ fn detail_json(path: &str, d: &Detail) -> Value {
     }
 }
 
-fn print_detail(path: &str, d: &Detail) {
+/// The human lines of one artifact's difference.
+fn detail_lines(path: &str, d: &Detail, out: &mut Vec<String>) {
     match d {
-        Detail::Removed(s) => outln!("- {path}  ({}, only in A)", short(s)),
-        Detail::Added(s) => outln!("+ {path}  ({}, only in B)", short(s)),
+        Detail::Removed(s) => out.push(format!("- {path}  ({}, only in A)", short(s))),
+        Detail::Added(s) => out.push(format!("+ {path}  ({}, only in B)", short(s))),
         Detail::Changed {
             a,
             b,
@@ -376,38 +377,64 @@ fn print_detail(path: &str, d: &Detail) {
             unified,
             ..
         } => {
-            outln!("~ {path}  {kind}: {} -> {}", short(a), short(b));
+            out.push(format!("~ {path}  {kind}: {} -> {}", short(a), short(b)));
             if let Some((x, y)) = segments {
-                outln!("  segments: {} -> {}", x.len(), y.len());
+                out.push(format!("  segments: {} -> {}", x.len(), y.len()));
                 for (i, s) in x.iter().enumerate() {
-                    outln!("    a[{i}] {}", s.text());
+                    out.push(format!("    a[{i}] {}", s.text()));
                 }
                 for (i, s) in y.iter().enumerate() {
-                    outln!("    b[{i}] {}", s.text());
+                    out.push(format!("    b[{i}] {}", s.text()));
                 }
             }
             if kind != &"file" && entries.is_empty() {
-                outln!("  (same tree; the image encoding differs)");
+                out.push("  (same tree; the image encoding differs)".to_string());
             }
             for e in entries {
-                outln!("  {}", entry_text(e));
+                out.push(format!("  {}", entry_text(e)));
                 if let Some(u) = &e.unified {
                     for l in u.lines() {
-                        outln!("    {l}");
+                        out.push(format!("    {l}"));
                     }
                 }
             }
             if let Some(u) = unified {
                 for l in u.lines() {
-                    outln!("  {l}");
+                    out.push(format!("  {l}"));
                 }
             }
         }
     }
 }
 
+/// What `diff` found, for the binary to show: the `--json` report, the
+/// human lines, a note when the sides are identical, and the outcome
+/// (`Differs` when they are not).
+#[derive(Debug)]
+pub struct Differences {
+    /// The JSON report, when the comparison ran.
+    pub report: Option<Value>,
+    /// One or more lines per differing artifact.
+    pub lines: Vec<String>,
+    /// `A and B are identical` when they are.
+    pub note: Option<String>,
+    /// Success, `Differs`, or why the comparison could not run.
+    pub outcome: Outcome,
+}
+
+impl From<Outcome> for Differences {
+    fn from(outcome: Outcome) -> Self {
+        Differences {
+            report: None,
+            lines: Vec::new(),
+            note: None,
+            outcome,
+        }
+    }
+}
+
 /// `v6build diff`.
-pub fn diff(cfg: &Config, args: &DiffArgs) -> Outcome {
+pub fn diff(args: &DiffArgs) -> Differences {
     let sides = (|| -> Result<(Side, Side), Outcome> {
         let a = match (&args.media, &args.a) {
             (Some(r), None) => media_side(r)?,
@@ -429,7 +456,7 @@ pub fn diff(cfg: &Config, args: &DiffArgs) -> Outcome {
     })();
     let (mut a, mut b) = match sides {
         Ok(s) => s,
-        Err(o) => return o,
+        Err(o) => return o.into(),
     };
     pair_single(&mut a, &b);
     pair_single(&mut b, &a);
@@ -458,30 +485,28 @@ pub fn diff(cfg: &Config, args: &DiffArgs) -> Outcome {
         match r {
             Ok(Some(d)) => changed.push((n, d)),
             Ok(None) => {}
-            Err(e) => return Outcome::Failure(e),
+            Err(e) => return Outcome::Failure(e).into(),
         }
     }
-    if cfg.json {
-        let v: Vec<Value> = changed.iter().map(|(n, d)| detail_json(n, d)).collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "a": a.label, "b": b.label, "identical": changed.is_empty(), "artifacts": v,
-            }))
-            .unwrap_or_default()
-        );
-    } else {
-        for (n, d) in &changed {
-            print_detail(n, d);
-        }
-        if cfg.verbosity >= Verbosity::Normal && changed.is_empty() {
-            eprintln!("{} and {} are identical", a.label, b.label);
-        }
+    let v: Vec<Value> = changed.iter().map(|(n, d)| detail_json(n, d)).collect();
+    let report = json!({
+        "a": a.label, "b": b.label, "identical": changed.is_empty(), "artifacts": v,
+    });
+    let mut lines = Vec::new();
+    for (n, d) in &changed {
+        detail_lines(n, d, &mut lines);
     }
-    if changed.is_empty() {
-        Outcome::Success
-    } else {
-        Outcome::Differs
+    Differences {
+        report: Some(report),
+        lines,
+        note: changed
+            .is_empty()
+            .then(|| format!("{} and {} are identical", a.label, b.label)),
+        outcome: if changed.is_empty() {
+            Outcome::Success
+        } else {
+            Outcome::Differs
+        },
     }
 }
 

@@ -94,21 +94,15 @@ impl Report {
         })
     }
 
-    fn finish(self, cfg: &Config) -> Outcome {
-        if cfg.json {
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&self.json()).unwrap_or_default()
-            );
-        }
-        match self.verdict() {
+    fn finish(self) -> Verified {
+        let report = Some(self.json());
+        let mut note = None;
+        let outcome = match self.verdict() {
             "reproduced" => {
-                if !cfg.json && cfg.verbosity >= Verbosity::Normal {
-                    eprintln!(
-                        "verified {}: {} outputs and every manifest field match a clean rebuild",
-                        self.release, self.outputs
-                    );
-                }
+                note = Some(format!(
+                    "verified {}: {} outputs and every manifest field match a clean rebuild",
+                    self.release, self.outputs
+                ));
                 Outcome::Success
             }
             "inputs_changed" => {
@@ -147,6 +141,34 @@ impl Report {
                 self.release,
                 self.differences.join("\n  ")
             )),
+        };
+        Verified {
+            report,
+            note,
+            outcome,
+        }
+    }
+}
+
+/// What `verify` found, for the binary to show: the report (its `--json`
+/// form), a line for a human when the release is reproduced, and the
+/// outcome (its message says what did not match).
+#[derive(Debug)]
+pub struct Verified {
+    /// The JSON report, when verify got as far as judging the release.
+    pub report: Option<Value>,
+    /// `verified DIR: …` when reproduced.
+    pub note: Option<String>,
+    /// Success, or why not (exit 1 or 3).
+    pub outcome: Outcome,
+}
+
+impl From<Outcome> for Verified {
+    fn from(outcome: Outcome) -> Self {
+        Verified {
+            report: None,
+            note: None,
+            outcome,
         }
     }
 }
@@ -435,7 +457,7 @@ pub fn verify(
     target: &Path,
     recipe: Option<&Path>,
     rebuild_events: &dyn crate::progress::BuildEvents,
-) -> Outcome {
+) -> Verified {
     let (release, recipe): (PathBuf, Option<PathBuf>) = if target.is_dir() {
         (target.to_path_buf(), recipe.map(Path::to_path_buf))
     } else if target.is_file() {
@@ -443,22 +465,24 @@ pub fn verify(
             return Outcome::Usage(format!(
                 "{} is a recipe; give --recipe only with a release directory",
                 target.display()
-            ));
+            ))
+            .into();
         }
         let r = match v6build_engine::recipe::load(target) {
             Ok(r) => r,
-            Err(e) => return crate::recipe_error(e),
+            Err(e) => return crate::recipe_error(e).into(),
         };
         (cfg.out_dir.join(&r.release.dir), Some(target.to_path_buf()))
     } else {
         return Outcome::Usage(format!(
             "{}: no such release directory or recipe",
             target.display()
-        ));
+        ))
+        .into();
     };
     let (recorded, m) = match read_manifest(&release) {
         Ok(x) => x,
-        Err(o) => return o,
+        Err(o) => return o.into(),
     };
     let mut report = Report {
         release: release.display().to_string(),
@@ -475,21 +499,21 @@ pub fn verify(
             recorded: m.recipe.blake3.clone(),
             found: None,
         });
-        let o = report.finish(cfg);
-        return match o {
-            Outcome::InputsChanged(msg) => Outcome::InputsChanged(format!(
-                "{msg}\n(looked beside the release and the working directory and their parents; \
-                 name the recipe with --recipe PATH)"
-            )),
-            other => other,
-        };
+        let mut v = report.finish();
+        if let Outcome::InputsChanged(msg) = &mut v.outcome {
+            msg.push_str(
+                "\n(looked beside the release and the working directory and their parents; \
+                 name the recipe with --recipe PATH)",
+            );
+        }
+        return v;
     };
     report.recipe = Some(recipe.display().to_string());
     // Step 1.
     let r = match check_inputs(&recipe, &m, &mut report) {
         Ok(Some(r)) if report.inputs.is_empty() => r,
-        Ok(_) => return report.finish(cfg),
-        Err(o) => return o,
+        Ok(_) => return report.finish(),
+        Err(o) => return o.into(),
     };
     // Step 2.
     let on_disk = check_files(&release, &m, &mut report);
@@ -502,7 +526,7 @@ pub fn verify(
         &mut report,
         rebuild_events,
     ) {
-        return o;
+        return o.into();
     }
-    report.finish(cfg)
+    report.finish()
 }
