@@ -30,9 +30,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use v6build_fstree::Digest;
 
-/// Bytes hashed before the canonical JSON. Bump the number when the
-/// meaning of a key changes without its fields changing.
-pub const ACTION_KEY_DOMAIN: &[u8] = b"v6build-action-key/1\n";
+/// Bytes hashed before the canonical JSON: the domain and the key schema
+/// version. Bump the number when the meaning of a key changes without its
+/// fields changing. 2: the driver's `params` are the serde form of the
+/// recipe's operations and codec parameters.
+pub const ACTION_KEY_DOMAIN: &[u8] = b"v6build-action-key/2\n";
 
 /// Everything that determines one build step's output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,6 +187,20 @@ pub struct Output {
 pub struct ActionRecord {
     /// Outputs by name (`tree`, `image`, `initrd.img`, ...).
     pub outputs: BTreeMap<String, Output>,
+    /// The node that wrote the record and its key documents, so a later
+    /// `plan --explain` can say which field of a key changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeKeys>,
+}
+
+/// The key documents of the node that wrote an [`ActionRecord`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeKeys {
+    /// The node's name in the plan (`stage2/layer/a..c`).
+    pub name: String,
+    /// Its key, or for a node that applies several layers, the key of each
+    /// layer in order (the last is the node's key).
+    pub keys: Vec<ActionKey>,
 }
 
 impl ActionRecord {
@@ -192,7 +208,10 @@ impl ActionRecord {
     pub fn single(name: impl Into<String>, output: Output) -> Self {
         let mut outputs = BTreeMap::new();
         outputs.insert(name.into(), output);
-        ActionRecord { outputs }
+        ActionRecord {
+            outputs,
+            node: None,
+        }
     }
 }
 
@@ -231,6 +250,21 @@ mod tests {
             Digest::of(b"t")
         );
         assert_eq!(k.canonical_json(), want);
+    }
+
+    /// The digest of one key, frozen: a change to the domain, the schema
+    /// version or the canonical encoding fails here.
+    #[test]
+    fn digest_is_pinned() {
+        let k = key(json!({"z": 1, "a": {"y": [true, null, "é\n"], "b": -2}}));
+        let mut h = blake3::Hasher::new();
+        h.update(b"v6build-action-key/2\n");
+        h.update(k.canonical_json().as_bytes());
+        assert_eq!(k.digest(), Digest::from(h.finalize()));
+        assert_eq!(
+            k.digest().to_string(),
+            "blake3:f8d73061fbac24f6adf88c999017bf15897bd9a71da2eba998812ed7123a77ce"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@
 //!
 //! ```json
 //! {
-//!   "version": 1,
+//!   "version": 2,
 //!   "compatible_features": [],
 //!   "incompatible_features": []
 //! }
@@ -254,7 +254,7 @@ mod refs;
 mod safe;
 mod store;
 
-pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, Output, OutputKind};
+pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, NodeKeys, Output, OutputKind};
 pub use error::{CacheError, Corruption, ObjectKind};
 pub use gc::GcReport;
 pub use meta::{STORE_VERSION, StoreMeta};

@@ -15,7 +15,13 @@ use crate::CacheError;
 use crate::object::TempFile;
 
 /// The store layout version this build reads and writes.
-pub const STORE_VERSION: u32 = 1;
+///
+/// 2: action keys are hashed under `v6build-action-key/2` (the recipe's
+/// operations and codec parameters as serialised by serde, not hand-written
+/// JSON), and an action record may carry the keys of the node that wrote
+/// it (`plan --explain`). A version-1 store is still opened: its records
+/// sit under keys no build asks for any more, and gc removes them.
+pub const STORE_VERSION: u32 = 2;
 
 /// Compatible features this build writes (none yet).
 const KNOWN_COMPATIBLE: &[&str] = &[];

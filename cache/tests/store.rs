@@ -399,12 +399,17 @@ fn meta_json_is_checked() {
         serde_json::from_str(&fs::read_to_string(root.join("meta.json")).unwrap()).unwrap();
     assert_eq!(
         meta,
-        serde_json::json!({"version": 1, "compatible_features": [], "incompatible_features": []})
+        serde_json::json!({"version": 2, "compatible_features": [], "incompatible_features": []})
     );
     let cases: &[(&str, Option<&str>)] = &[
         (
-            r#"{"version": 2, "compatible_features": [], "incompatible_features": []}"#,
-            Some("layout version 2 is newer"),
+            r#"{"version": 3, "compatible_features": [], "incompatible_features": []}"#,
+            Some("layout version 3 is newer"),
+        ),
+        // A version-1 store (older keys) is opened; its records just miss.
+        (
+            r#"{"version": 1, "compatible_features": [], "incompatible_features": []}"#,
+            None,
         ),
         (
             r#"{"version": 1, "compatible_features": [], "incompatible_features": ["chunked-blobs"]}"#,

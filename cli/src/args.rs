@@ -68,7 +68,9 @@ enum Command {
     Plan {
         /// Recipe file (KDL).
         recipe: PathBuf,
-        /// Print the full cache key (ActionKey) of one node, to explain a cache miss.
+        /// Print the full cache key (ActionKey) of one node and compare it, field by field, with the
+        /// key the last build recorded for that node: says which input (a `src=` file, an
+        /// operation, an upstream node) changed, to explain a cache miss.
         #[arg(long, value_name = "NODE")]
         explain: Option<String>,
     },
@@ -301,10 +303,10 @@ pub fn run() -> ExitCode {
         remove_partial_downloads_on_signals();
     }
     let outcome = match cli.command {
-        Command::Build { recipes, .. } => engine::cmd::build(&cfg, &recipes),
-        Command::Plan { recipe, explain } => engine::cmd::plan(&cfg, &recipe, explain.as_deref()),
+        Command::Build { recipes, .. } => crate::cmd::build(&cfg, &recipes),
+        Command::Plan { recipe, explain } => crate::cmd::plan(&cfg, &recipe, explain.as_deref()),
         Command::Verify { target, recipe, .. } => {
-            engine::cmd::verify(&cfg, &target, recipe.as_deref())
+            crate::cmd::verify(&cfg, &target, recipe.as_deref())
         }
         Command::Diff {
             media,
@@ -319,11 +321,11 @@ pub fn run() -> ExitCode {
                 media,
                 content,
             };
-            engine::cmd::diff(&cfg, &args)
+            crate::cmd::diff(&cfg, &args)
         }
-        Command::Pin { recipe } => engine::cmd::pin(&cfg, &recipe),
-        Command::Ls { image, path, outer } => engine::cmd::ls(&cfg, &image, &path, outer),
-        Command::Cat { image, path, outer } => engine::cmd::cat(&cfg, &image, &path, outer),
+        Command::Pin { recipe } => crate::cmd::pin(&cfg, &recipe),
+        Command::Ls { image, path, outer } => crate::cmd::ls(&cfg, &image, &path, outer),
+        Command::Cat { image, path, outer } => crate::cmd::cat(&cfg, &image, &path, outer),
         Command::Boot {
             release,
             kernel,
@@ -345,7 +347,7 @@ pub fn run() -> ExitCode {
                 },
             },
         ),
-        Command::Gc { keep_builds } => engine::cmd::gc(&cfg, keep_builds),
+        Command::Gc { keep_builds } => crate::cmd::gc(&cfg, keep_builds),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let shell = match shell {
@@ -360,7 +362,7 @@ pub fn run() -> ExitCode {
         }
         Command::Man { dir } => write_man(&dir),
     };
-    engine::cmd::report(&cfg, outcome)
+    crate::cmd::report(&cfg, outcome)
 }
 
 /// On SIGINT or SIGTERM, deletes the `.part` files of downloads in flight

@@ -12,6 +12,8 @@ use v6build_engine::recipe::{
 };
 use v6build_fstree::{BlobStore, Tree};
 
+use crate::host_inputs::{HostInput, HostInputs};
+
 /// Applies every operation of `layer` to `tree`, in order. Returns the
 /// report lines of every operation.
 pub fn apply_layer(
@@ -19,12 +21,13 @@ pub fn apply_layer(
     layer: &Layer,
     tree: &mut Tree,
     blobs: &dyn BlobStore,
+    hosts: &HostInputs,
     epoch: i64,
 ) -> Result<Vec<String>, Box<RecipeError>> {
     let ctx = OpContext { epoch };
     let mut lines = Vec::new();
     for op in &layer.ops {
-        let report = apply_op(&op.op, tree, blobs, &ctx).map_err(|e| {
+        let report = apply_op(&op.op, tree, blobs, hosts, &ctx).map_err(|e| {
             Box::new(recipe.error_at(
                 ErrorKind::OperationFailed,
                 op.span,
@@ -37,17 +40,34 @@ pub fn apply_layer(
     Ok(lines)
 }
 
-fn read_host(path: &std::path::Path) -> Result<Vec<u8>, OpError> {
-    v6build_engine::host::read_regular(path).map_err(|source| OpError::Host {
+/// The bytes of a host file as read at plan time (never the host again).
+fn read_host(
+    path: &std::path::Path,
+    blobs: &dyn BlobStore,
+    hosts: &HostInputs,
+) -> Result<Vec<u8>, OpError> {
+    let err = |source| OpError::Host {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    match hosts.get(path) {
+        Some(HostInput::File(c)) => blobs.get(&c.digest).map_err(err),
+        _ => Err(err(not_read(path))),
+    }
+}
+
+fn not_read(path: &std::path::Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        format!("{} was not read at plan time", path.display()),
+    )
 }
 
 fn apply_op(
     op: &Operation,
     tree: &mut Tree,
     blobs: &dyn BlobStore,
+    hosts: &HostInputs,
     ctx: &OpContext,
 ) -> Result<OpReport, OpError> {
     match op {
@@ -61,7 +81,7 @@ fn apply_op(
             replace,
         } => {
             let bytes = match content {
-                FileContent::Src(h) => read_host(&h.path)?,
+                FileContent::Src(h) => read_host(&h.path, blobs, hosts)?,
                 FileContent::Text(t) => t.as_bytes().to_vec(),
             };
             let attrs = FileAttrs {
@@ -109,25 +129,32 @@ fn apply_op(
             file_mode,
             dir_mode,
             exec_mode,
-        } => ops::overlay(
-            tree,
-            blobs,
-            ctx,
-            &src.path,
-            target,
-            &OverlayModes {
-                file: file_mode.0,
-                dir: dir_mode.0,
-                exec: exec_mode.0,
-            },
-        ),
+        } => {
+            let Some(HostInput::Dir(source)) = hosts.get(&src.path) else {
+                return Err(OpError::Host {
+                    path: src.path.clone(),
+                    source: not_read(&src.path),
+                });
+            };
+            ops::overlay_source(
+                tree,
+                ctx,
+                source,
+                target,
+                &OverlayModes {
+                    file: file_mode.0,
+                    dir: dir_mode.0,
+                    exec: exec_mode.0,
+                },
+            )
+        }
         Operation::Patch {
             src,
             dir,
             strip,
             fuzz,
         } => {
-            let bytes = read_host(&src.path)?;
+            let bytes = read_host(&src.path, blobs, hosts)?;
             let patch = ops::patch::parse(&bytes).map_err(|e| OpError::Host {
                 path: src.path.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),

@@ -2,17 +2,19 @@
 //!
 //! A recipe becomes a DAG: media → unpack → layers → pack → release. Every
 //! node's key is known before anything runs: it is the digest of the node's
-//! ActionKey, which names its operation, its parameters and the *keys* of the
+//! [`ActionKey`] (one canonical encoder, in `cache`), which names its operation, its parameters and the *keys* of the
 //! nodes it reads (or the pinned hash of the media it reads). So `plan` can
 //! show every key without building, and a cache hit on a node means its
 //! whole upstream is identical.
 //!
-//! The scheduler runs nodes wavefront by wavefront: all nodes whose inputs
-//! are ready run in parallel on a rayon pool bounded by `--jobs`.
+//! The scheduler starts each node the moment its last input is done, on
+//! the rayon pool (bounded by `--jobs`) it is called in: a ready node never
+//! waits for an unrelated slow one.
 
-use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
-use rayon::prelude::*;
+use v6build_cache::ActionKey;
 use v6build_fstree::Digest;
 
 /// Index of a node in its [`Graph`].
@@ -26,8 +28,8 @@ pub struct Node<W> {
     /// Nodes whose outputs this node reads, in a fixed order.
     pub deps: Vec<NodeId>,
     /// The full cache key, for `plan --explain`.
-    pub key_doc: serde_json::Value,
-    /// Digest of the canonical form of `key_doc`.
+    pub action: ActionKey,
+    /// Its digest ([`ActionKey::digest`]).
     pub key: Digest,
     /// What to do.
     pub work: W,
@@ -51,24 +53,6 @@ impl<W> Default for Graph<W> {
     }
 }
 
-/// Canonical JSON: object keys sorted (serde_json's default map is a
-/// BTreeMap), no whitespace. The key digest is BLAKE3 of these bytes.
-pub fn canonical_json(v: &serde_json::Value) -> Vec<u8> {
-    fn sort(v: &serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(m) => {
-                let sorted: BTreeMap<&String, serde_json::Value> =
-                    m.iter().map(|(k, v)| (k, sort(v))).collect();
-                serde_json::Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
-            }
-            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sort).collect()),
-            other => other.clone(),
-        }
-    }
-    // OK to unwrap: serialising a Value to a Vec cannot fail.
-    serde_json::to_vec(&sort(v)).unwrap_or_default()
-}
-
 impl<W> Graph<W> {
     /// Adds a node and returns its id; a node with the same key is not added
     /// twice (its id is returned). A dependency on a later or unknown node is
@@ -77,12 +61,12 @@ impl<W> Graph<W> {
         &mut self,
         name: impl Into<String>,
         deps: Vec<NodeId>,
-        key_doc: serde_json::Value,
+        action: ActionKey,
         work: W,
     ) -> NodeId {
         let id = self.nodes.len();
         let deps = deps.into_iter().filter(|&d| d < id).collect();
-        let key = Digest::of(&canonical_json(&key_doc));
+        let key = action.digest();
         // The same key is the same work: two outputs that unpack the same
         // media, or apply the same layers to it, share the nodes.
         if let Some(&existing) = self.by_key.get(&key) {
@@ -92,7 +76,7 @@ impl<W> Graph<W> {
         self.nodes.push(Node {
             name: name.into(),
             deps,
-            key_doc,
+            action,
             key,
             work,
         });
@@ -139,24 +123,12 @@ impl<W> Graph<W> {
         }
     }
 
-    /// Groups nodes into waves: each wave's nodes depend only on earlier waves.
-    pub fn waves(&self) -> Vec<Vec<NodeId>> {
-        let mut level = vec![0usize; self.nodes.len()];
-        for (i, n) in self.nodes.iter().enumerate() {
-            level[i] = n.deps.iter().map(|&d| level[d] + 1).max().unwrap_or(0);
-        }
-        let depth = level.iter().copied().max().map_or(0, |m| m + 1);
-        let mut waves = vec![Vec::new(); depth];
-        for (i, l) in level.into_iter().enumerate() {
-            waves[l].push(i);
-        }
-        waves
-    }
-
-    /// Runs every node with `exec`, in parallel where the graph allows.
-    /// `exec` receives the node and the outputs of its deps, in `deps` order.
-    /// Stops after the first wave with a failure and returns the first error
-    /// (in node order, so the reported error does not depend on timing).
+    /// Runs every node with `exec`, in parallel where the graph allows: a
+    /// node starts on the current rayon pool as soon as all its deps are
+    /// done. `exec` receives the node and the outputs of its deps, in
+    /// `deps` order. After a failure no further node starts; the nodes
+    /// already running finish, and the error of the failed node with the
+    /// lowest id is returned.
     pub fn run<O, E>(
         &self,
         exec: impl Fn(NodeId, &Node<W>, &[&O]) -> Result<O, E> + Sync,
@@ -166,25 +138,99 @@ impl<W> Graph<W> {
         O: Send + Sync,
         E: Send,
     {
-        let mut outputs: Vec<Option<O>> = (0..self.nodes.len()).map(|_| None).collect();
-        for wave in self.waves() {
-            let results: Vec<(NodeId, Result<O, E>)> = wave
-                .par_iter()
-                .map(|&id| {
-                    let node = &self.nodes[id];
-                    let inputs: Vec<&O> = node
-                        .deps
-                        .iter()
-                        .filter_map(|&d| outputs[d].as_ref())
-                        .collect();
-                    (id, exec(id, node, &inputs))
-                })
-                .collect();
-            for (id, r) in results {
-                outputs[id] = Some(r?);
+        let n = self.nodes.len();
+        let mut dependents = vec![Vec::new(); n];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &d in &node.deps {
+                dependents[d].push(i);
             }
         }
-        Ok(outputs.into_iter().flatten().collect())
+        let run = ReadyRun {
+            graph: self,
+            exec: &exec,
+            outputs: (0..n).map(|_| OnceLock::new()).collect(),
+            waiting: self
+                .nodes
+                .iter()
+                .map(|node| AtomicUsize::new(node.deps.len()))
+                .collect(),
+            dependents,
+            failed: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        };
+        rayon::scope(|s| {
+            for (id, node) in self.nodes.iter().enumerate() {
+                if node.deps.is_empty() {
+                    let run = &run;
+                    s.spawn(move |s| run.start(s, id));
+                }
+            }
+        });
+        let ReadyRun {
+            outputs, failed, ..
+        } = run;
+        if let Some((_, e)) = failed.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        Ok(outputs
+            .into_iter()
+            .filter_map(OnceLock::into_inner)
+            .collect())
+    }
+}
+
+/// The shared state of one [`Graph::run`].
+struct ReadyRun<'a, W, O, E, F> {
+    graph: &'a Graph<W>,
+    exec: &'a F,
+    outputs: Vec<OnceLock<O>>,
+    /// How many deps of each node are not done yet.
+    waiting: Vec<AtomicUsize>,
+    /// The nodes that read each node's output.
+    dependents: Vec<Vec<NodeId>>,
+    /// The failure with the lowest node id so far.
+    failed: Mutex<Option<(NodeId, E)>>,
+    stop: AtomicBool,
+}
+
+impl<'a, W, O, E, F> ReadyRun<'a, W, O, E, F>
+where
+    W: Sync,
+    O: Send + Sync,
+    E: Send,
+    F: Fn(NodeId, &Node<W>, &[&O]) -> Result<O, E> + Sync,
+{
+    /// Runs node `id` (all its deps are done), then starts each dependent
+    /// whose last dep this was.
+    fn start<'s>(&'s self, s: &rayon::Scope<'s>, id: NodeId) {
+        if self.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let node = &self.graph.nodes[id];
+        let inputs: Vec<&O> = node
+            .deps
+            .iter()
+            .filter_map(|&d| self.outputs[d].get())
+            .collect();
+        match (self.exec)(id, node, &inputs) {
+            Ok(out) => {
+                let _ = self.outputs[id].set(out);
+            }
+            Err(e) => {
+                self.stop.store(true, Ordering::Release);
+                if let Ok(mut f) = self.failed.lock()
+                    && f.as_ref().is_none_or(|(first, _)| id < *first)
+                {
+                    *f = Some((id, e));
+                }
+                return;
+            }
+        }
+        for &next in &self.dependents[id] {
+            if self.waiting[next].fetch_sub(1, Ordering::AcqRel) == 1 {
+                s.spawn(move |s| self.start(s, next));
+            }
+        }
     }
 }
 
@@ -192,14 +238,24 @@ impl<W> Graph<W> {
 mod tests {
     use super::*;
 
+    /// A key that differs by its op alone.
+    fn k(op: &str) -> ActionKey {
+        ActionKey {
+            op: op.to_string(),
+            params: serde_json::Value::Null,
+            inputs: Default::default(),
+            tool_version: String::new(),
+            format_versions: Default::default(),
+        }
+    }
+
     #[test]
-    fn waves_respect_dependencies() {
+    fn run_respects_dependencies() {
         let mut g: Graph<()> = Graph::default();
-        let a = g.add("a", vec![], serde_json::json!({"a": 1}), ());
-        let b = g.add("b", vec![a], serde_json::json!({"b": 1}), ());
-        let c = g.add("c", vec![], serde_json::json!({"c": 1}), ());
-        let d = g.add("d", vec![b, c], serde_json::json!({"d": 1}), ());
-        assert_eq!(g.waves(), vec![vec![a, c], vec![b], vec![d]]);
+        let a = g.add("a", vec![], k("a"), ());
+        let b = g.add("b", vec![a], k("b"), ());
+        let _c = g.add("c", vec![], k("c"), ());
+        let d = g.add("d", vec![b, _c], k("d"), ());
         let out = g
             .run(|_, n, ins: &[&String]| -> Result<String, ()> {
                 let mut s = n.name.clone();
@@ -212,18 +268,70 @@ mod tests {
         assert_eq!(out[d], "dbac");
     }
 
+    /// A slow node and a fast chain of three beside it: the slow node
+    /// waits for a signal only the end of the chain sends. Under wave
+    /// scheduling the chain's second node waits for the slow one's wave to
+    /// end, so the signal never comes and the wait fails; ready-node
+    /// scheduling runs the chain alongside it.
     #[test]
-    fn key_ignores_json_key_order() {
-        let x: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":1}}"#).unwrap();
-        let y: serde_json::Value = serde_json::from_str(r#"{"a":{"x":1,"y":2},"b":1}"#).unwrap();
-        assert_eq!(canonical_json(&x), canonical_json(&y));
+    fn a_fast_chain_is_not_held_back_by_a_slow_node() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let mut g: Graph<&str> = Graph::default();
+        let slow = g.add("slow", vec![], k("slow"), "slow");
+        let a = g.add("a", vec![], k("a"), "chain");
+        let b = g.add("b", vec![a], k("b"), "chain");
+        let c = g.add("c", vec![b], k("c"), "end");
+        let (tx, rx) = mpsc::channel::<()>();
+        let rx = Mutex::new(rx);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let out = pool
+            .install(|| {
+                g.run(|_, n, _: &[&String]| match n.work {
+                    "slow" => rx
+                        .lock()
+                        .map_err(|_| "poisoned".to_string())?
+                        .recv_timeout(Duration::from_secs(120))
+                        .map(|()| "slow done".to_string())
+                        .map_err(|e| format!("the chain never finished: {e}")),
+                    "end" => {
+                        tx.send(()).map_err(|e| e.to_string())?;
+                        Ok("chain done".to_string())
+                    }
+                    _ => Ok(n.name.clone()),
+                })
+            })
+            .unwrap();
+        assert_eq!(out[slow], "slow done");
+        assert_eq!(out[c], "chain done");
+    }
+
+    #[test]
+    fn a_failure_stops_new_nodes_and_is_returned() {
+        let mut g: Graph<()> = Graph::default();
+        let a = g.add("a", vec![], k("a"), ());
+        let b = g.add("b", vec![a], k("b"), ());
+        let ran = Mutex::new(Vec::new());
+        let r = g.run(|id, n, _: &[&()]| {
+            ran.lock().unwrap().push(id);
+            if n.name == "a" {
+                Err("a failed")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r.unwrap_err(), "a failed");
+        assert!(!ran.lock().unwrap().contains(&b));
     }
 
     #[test]
     fn find_by_suffix() {
         let mut g: Graph<()> = Graph::default();
-        g.add("initrd/layer/hook", vec![], serde_json::json!(1), ());
-        g.add("stage2/layer/hook2", vec![], serde_json::json!(2), ());
+        g.add("initrd/layer/hook", vec![], k("1"), ());
+        g.add("stage2/layer/hook2", vec![], k("2"), ());
         assert_eq!(g.find("layer/hook"), Some(0));
         assert_eq!(g.find("hook2"), Some(1));
         assert_eq!(g.find("nope"), None);

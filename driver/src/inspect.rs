@@ -8,27 +8,7 @@ use v6build_fstree::{BlobStore, Digest, LeafKind, MemBlobs, Node, Tree, TreePath
 
 use crate::{Config, Outcome};
 
-/// The kinds of image `ls`/`cat` understand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// squashfs 4.0.
-    Squashfs,
-    /// ext2/3/4.
-    Ext4,
-    /// An initramfs (cpio segments, possibly compressed).
-    Initramfs,
-}
-
-/// Recognises an image by its first bytes.
-pub fn sniff(head: &[u8]) -> Format {
-    if head.starts_with(b"hsqs") {
-        Format::Squashfs
-    } else if head.len() >= 1082 && head[1080] == 0x53 && head[1081] == 0xEF {
-        Format::Ext4
-    } else {
-        Format::Initramfs
-    }
-}
+pub use crate::images::{Format, sniff};
 
 /// Reads the tree of any supported image. A squashfs that wraps
 /// `LiveOS/rootfs.img` yields the ext4 tree inside unless `outer`.
@@ -50,7 +30,7 @@ pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree,
             if outer {
                 return Ok(tree);
             }
-            for p in crate::pipeline::NESTED_IMAGES {
+            for p in crate::images::NESTED_IMAGES {
                 let Ok(tp) = TreePath::parse(p) else { continue };
                 if let Some(Node::Leaf(l)) = tree.get(&tp)
                     && let LeafKind::Regular(c) = &l.kind
@@ -200,7 +180,7 @@ pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), Stri
                 .map_err(|e| ctx(e.to_string()))?;
             let (tree, blocks) = img.read_tree_lazy(b"").map_err(|e| ctx(e.to_string()))?;
             if !outer
-                && let Some(c) = crate::pipeline::nested_candidate(&tree)
+                && let Some(c) = crate::images::nested_candidate(&tree)
                 && let Some(fa) = blocks.file_at(&c.digest)
             {
                 let mut h = vec![0u8; 2048.min(usize::try_from(fa.len()).unwrap_or(0))];

@@ -1,21 +1,27 @@
-//! Cache keys for recipe pieces: the canonical JSON description of a layer
-//! and the digests of the host files it reads.
+//! What goes into each node's cache key, as typed, serde-serialised
+//! parameters. The key itself is a [`v6build_cache::ActionKey`]: its one
+//! canonical encoder (domain, schema version, sorted JSON) hashes whatever
+//! these structs serialise to, so no key is written out by hand.
 //!
 //! A key must change when anything the node reads changes, and must not
-//! change with anything else — in particular not with the build path, so
-//! host files appear as the path written in the recipe plus their BLAKE3,
-//! never as absolute paths, and recipe spans are left out.
+//! change with anything else: in particular not with the build path, so
+//! host files appear as the path written in the recipe plus the BLAKE3 of
+//! the bytes read at plan time ([`HostInputs`]), never as absolute paths,
+//! and recipe spans are left out (their fields are `#[serde(skip)]`).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 
-use serde_json::{Value, json};
-use v6build_engine::recipe::{
-    FileContent, HostPath, Layer, Operation, RemoveTarget, ReplacePattern, XattrAction,
-};
-use v6build_fstree::{Digest, escape};
+use serde::Serialize;
+use v6build_cache::ActionKey;
+use v6build_engine::recipe::{Compression, Layer, Operation, Stage2Format, Stage2Layout};
+use v6build_fstree::Digest;
 
-/// BLAKE3 of a host file's bytes, streamed.
+use crate::host_inputs::HostInputs;
+
+/// BLAKE3 of a host file's bytes, streamed (verify's check of recorded
+/// inputs).
 pub fn file_digest(path: &Path) -> io::Result<Digest> {
     let mut h = blake3::Hasher::new();
     let mut f = v6build_engine::host::open_regular(path)?;
@@ -30,125 +36,172 @@ pub fn dir_digest(root: &Path) -> io::Result<Digest> {
     v6build_engine::ops::overlay_source_digest(root).map_err(|e| io::Error::other(e.to_string()))
 }
 
-fn host(h: &HostPath, dir: bool) -> io::Result<Value> {
-    let d = if dir {
-        dir_digest(&h.path)?
-    } else {
-        file_digest(&h.path)?
-    };
-    Ok(json!({ "path": h.written, "blake3": d.to_string() }))
+/// Versions of everything whose behaviour shapes the bytes of a node's output.
+pub fn format_versions() -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    m.insert(
+        "fstree".into(),
+        v6build_fstree::TREE_FORMAT_VERSION.to_string(),
+    );
+    m.insert(
+        "cpio-writer".into(),
+        v6build_cpio::WRITER_VERSION.to_string(),
+    );
+    for (k, v) in v6build_cpio::codec_versions() {
+        m.insert(format!("cpio:{k}"), v);
+    }
+    for (k, v) in v6build_squashfs::codec_versions() {
+        m.insert(format!("squashfs:{k}"), v);
+    }
+    m.insert("ext4".into(), v6build_ext4::FORMAT_VERSION.to_string());
+    m.insert(
+        "cpio-saved-parse".into(),
+        v6build_cpio::SAVED_FORMAT_VERSION.to_string(),
+    );
+    // How base files are named (`refs`): a change renames every tree.
+    m.insert("refs".into(), "1".into());
+    m
 }
 
-fn opt<T: Into<Value>>(v: Option<T>) -> Value {
-    v.map_or(Value::Null, Into::into)
+/// The key of a node doing `op` with `params` on `inputs` (node keys by role).
+pub fn action_key(op: &str, params: impl Serialize, inputs: BTreeMap<String, Digest>) -> ActionKey {
+    ActionKey {
+        op: op.to_string(),
+        // OK to fall back: the params are plain data (strings, numbers,
+        // options, the recipe's serde-derived types) and always serialise.
+        params: serde_json::to_value(params).unwrap_or(serde_json::Value::Null),
+        inputs,
+        tool_version: crate::tool_version(),
+        format_versions: format_versions(),
+    }
 }
 
-/// The canonical description of one operation, with host files replaced by
-/// their digests.
-pub fn op_doc(op: &Operation) -> io::Result<Value> {
-    Ok(match op {
-        Operation::File {
-            path,
-            content,
-            mode,
-            uid,
-            gid,
-            mtime,
-            replace,
-        } => json!({
-            "op": "file", "path": path.to_string(),
-            "content": match content {
-                FileContent::Src(h) => host(h, false)?,
-                FileContent::Text(t) => json!({ "text": t }),
-            },
-            "mode": opt(mode.map(|m| m.0)), "uid": opt(*uid), "gid": opt(*gid),
-            "mtime": opt(*mtime), "replace": replace,
-        }),
-        Operation::Dir {
-            path,
-            mode,
-            uid,
-            gid,
-            mtime,
-        } => json!({
-            "op": "dir", "path": path.to_string(), "mode": opt(mode.map(|m| m.0)),
-            "uid": opt(*uid), "gid": opt(*gid), "mtime": opt(*mtime),
-        }),
-        Operation::Symlink {
-            path,
-            target,
-            replace,
-        } => {
-            json!({ "op": "symlink", "path": path.to_string(), "target": target, "replace": replace })
-        }
-        Operation::Hardlink { path, target } => {
-            json!({ "op": "hardlink", "path": path.to_string(), "target": target.to_string() })
-        }
-        Operation::Remove { target, missing_ok } => json!({
-            "op": "remove",
-            "target": match target {
-                RemoveTarget::Path(p) => json!({ "path": p.to_string() }),
-                RemoveTarget::Glob(g) => json!({ "glob": g }),
-            },
-            "missing_ok": missing_ok,
-        }),
-        Operation::Chmod { path, mode } => {
-            json!({ "op": "chmod", "path": path.to_string(), "mode": mode.0 })
-        }
-        Operation::Chown { path, uid, gid } => {
-            json!({ "op": "chown", "path": path.to_string(), "uid": opt(*uid), "gid": opt(*gid) })
-        }
-        Operation::Xattr { path, name, action } => json!({
-            "op": "xattr", "path": path.to_string(), "name": name,
-            "value": match action {
-                XattrAction::Set(v) => json!({ "set": escape(v) }),
-                XattrAction::Remove => json!("remove"),
-            },
-        }),
-        Operation::Overlay {
-            src,
-            target,
-            file_mode,
-            dir_mode,
-            exec_mode,
-        } => json!({
-            "op": "overlay", "src": host(src, true)?, "target": target.to_string(),
-            "file_mode": file_mode.0, "dir_mode": dir_mode.0, "exec_mode": exec_mode.0,
-        }),
-        Operation::Patch {
-            src,
-            dir,
-            strip,
-            fuzz,
-        } => json!({
-            "op": "patch", "src": host(src, false)?, "dir": dir.to_string(),
-            "strip": strip, "fuzz": fuzz,
-        }),
-        Operation::Replace {
-            path,
-            pattern,
-            with,
-            expect,
-        } => json!({
-            "op": "replace", "path": path.to_string(),
-            "pattern": match pattern {
-                ReplacePattern::Regex(r) => json!({ "regex": r }),
-                ReplacePattern::Literal(l) => json!({ "literal": l }),
-            },
-            "with": with, "expect": opt(*expect),
-        }),
-        Operation::SystemdEnable { unit, dir } => {
-            json!({ "op": "systemd-enable", "unit": unit, "dir": dir.to_string() })
-        }
-    })
+/// A media file: the pin and the path as written.
+#[derive(Debug, Serialize)]
+pub struct MediaParams<'a> {
+    /// Pinned sha256 (hex), if any.
+    pub sha256: Option<String>,
+    /// The path as the recipe writes it.
+    pub path: &'a str,
 }
 
-/// The canonical description of a whole layer.
-pub fn layer_doc(layer: &Layer) -> io::Result<Value> {
-    let ops: Vec<Value> = layer
-        .ops
-        .iter()
-        .map(|o| op_doc(&o.op))
-        .collect::<io::Result<_>>()?;
-    Ok(json!({ "name": layer.name, "ops": ops }))
+/// A stage2 scan: what the scan keeps of the base.
+#[derive(Debug, Serialize)]
+pub struct ScanParams {
+    /// Always `references`: files are named by reference digests.
+    pub contents: &'static str,
+}
+
+/// An initrd unpack: it saves its parse, and contents stay in the base.
+#[derive(Debug, Serialize)]
+pub struct InitrdUnpackParams {
+    /// Always `parse`.
+    pub saves: &'static str,
+    /// Always `in the base`.
+    pub contents: &'static str,
+}
+
+/// One layer applied to a tree.
+#[derive(Debug, Serialize)]
+pub struct LayerParams<'a> {
+    /// The layer.
+    pub layer: LayerDoc<'a>,
+    /// The build context the operations see.
+    pub ctx: EpochParams,
+}
+
+/// The epoch new entries get.
+#[derive(Debug, Serialize)]
+pub struct EpochParams {
+    /// Seconds since 1970.
+    pub epoch: i64,
+}
+
+/// A layer's operations (serde form of the recipe model) and the digests
+/// of the host files they read.
+#[derive(Debug, Serialize)]
+pub struct LayerDoc<'a> {
+    /// Layer name.
+    pub name: &'a str,
+    /// Its operations, in order.
+    pub ops: Vec<&'a Operation>,
+    /// Every host file the operations read, in order, with its digest.
+    pub host_inputs: Vec<HostDigest<'a>>,
+}
+
+/// A host file by the path the recipe writes and the digest of its bytes.
+#[derive(Debug, Serialize)]
+pub struct HostDigest<'a> {
+    /// As written in the recipe.
+    pub path: &'a str,
+    /// BLAKE3 of what was read at plan time.
+    pub blake3: Digest,
+}
+
+impl<'a> LayerDoc<'a> {
+    /// The document of `layer`, with the digests `hosts` read.
+    pub fn new(layer: &'a Layer, hosts: &HostInputs) -> io::Result<Self> {
+        let mut host_inputs = Vec::new();
+        for op in &layer.ops {
+            for h in op.op.host_inputs() {
+                let blake3 = hosts.digest(&h.path).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{} was not read at plan time", h.path.display()),
+                    )
+                })?;
+                host_inputs.push(HostDigest {
+                    path: &h.written,
+                    blake3,
+                });
+            }
+        }
+        Ok(LayerDoc {
+            name: &layer.name,
+            ops: layer.ops.iter().map(|o| &o.op).collect(),
+            host_inputs,
+        })
+    }
+}
+
+/// A pack node: the output's codec parameters and the epoch.
+#[derive(Debug, Serialize)]
+pub struct PackParams<T> {
+    /// The output's parameters.
+    pub output: T,
+    /// Seconds since 1970.
+    pub epoch: i64,
+}
+
+/// `output "initrd"`'s codec parameters.
+#[derive(Debug, Serialize)]
+pub struct InitrdPack {
+    /// Compression of the new segment(s).
+    pub compress: Option<Compression>,
+    /// Whether the layers go in an appended segment.
+    pub append: bool,
+    /// Which segment layers edit.
+    pub segment: Option<u32>,
+}
+
+/// `output "stage2"`'s codec parameters.
+#[derive(Debug, Serialize)]
+pub struct Stage2Pack {
+    /// squashfs compression.
+    pub compress: Option<Compression>,
+    /// squashfs block size.
+    pub block_size: Option<u32>,
+    /// Bytes the nested ext4 image may grow by.
+    pub grow: Option<u64>,
+    /// What the stage2 is written as.
+    pub format: Option<Stage2Format>,
+    /// The layout pack checks the base against.
+    pub layout: Option<Stage2Layout>,
+}
+
+/// `output "updates"`'s codec parameters.
+#[derive(Debug, Serialize)]
+pub struct UpdatesPack {
+    /// Compression of the updates image.
+    pub compress: Option<Compression>,
 }

@@ -2,12 +2,14 @@
 //!
 //! `v6build-engine` holds the pure parts (the recipe language and the layer
 //! operations on trees); this crate adds everything with side effects: the
-//! content-addressed cache, the image codecs, the scheduler, progress
-//! output and the release directory. The `v6build` binary is a thin shell
-//! over [`cmd`].
+//! content-addressed cache, the image codecs, the scheduler and the release
+//! directory. It returns data ([`build::BuildSummary`], [`Outcome`]) and
+//! reports progress to a [`progress::BuildEvents`] sink; the `v6build`
+//! binary (`cli`) decides what to print and the exit code.
 
 /// Prints a line on stdout, ignoring a closed pipe (`v6build ls … | head`
-/// must not panic or report an error).
+/// must not panic or report an error). Still used by the inspection
+/// commands (`ls`, `cat`, `diff`, `verify`, `boot`), which print as they go.
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
@@ -16,23 +18,27 @@ macro_rules! outln {
 }
 
 mod apply;
-pub mod blocks;
-pub mod boot;
+pub(crate) mod blocks;
+pub(crate) mod boot;
 pub mod build;
-pub mod cmd;
 pub mod dag;
 pub mod diff;
+pub mod error;
+pub mod explain;
 pub mod fetch;
+pub mod host_inputs;
+mod images;
 pub mod inspect;
-pub mod keys;
+pub(crate) mod keys;
 pub mod limits;
 pub mod manifest;
-pub mod pipeline;
+pub mod nodes;
+pub mod plan;
 pub mod progress;
-pub mod refs;
-pub mod release;
-pub mod treeinfo;
-pub mod updates;
+pub(crate) mod refs;
+pub(crate) mod release;
+pub(crate) mod treeinfo;
+pub(crate) mod updates;
 pub mod verify;
 pub mod vmboot;
 
@@ -68,7 +74,7 @@ pub struct Config {
     pub fetch: fetch::FetchOptions,
 }
 
-/// The result of a command, mapped to an exit code by [`cmd::report`].
+/// The result of a command; the binary maps it to an exit code.
 #[derive(Debug)]
 pub enum Outcome {
     /// Exit 0.
@@ -92,4 +98,29 @@ pub enum Outcome {
 /// The version string recorded in manifests and cache keys.
 pub fn tool_version() -> String {
     format!("v6build {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Exit 2 for a mistake in the recipe text, 1 for anything around it
+/// (media, I/O).
+pub fn recipe_error(e: v6build_engine::recipe::RecipeError) -> Outcome {
+    if e.kind().is_recipe_mistake() {
+        Outcome::BadRecipe(miette::Report::new(e))
+    } else {
+        Outcome::FailureReport(miette::Report::new(e))
+    }
+}
+
+/// Loads a recipe, as an [`Outcome`] on failure.
+pub fn load_recipe(path: &std::path::Path) -> Result<v6build_engine::recipe::Recipe, Outcome> {
+    v6build_engine::recipe::load(path).map_err(recipe_error)
+}
+
+/// Opens (creating if needed) the cache `cfg` names.
+pub fn open_store(cfg: &Config) -> Result<v6build_cache::Store, Outcome> {
+    v6build_cache::Store::open(&cfg.cache_dir).map_err(|e| {
+        Outcome::Failure(format!(
+            "cannot open the cache {}: {e}",
+            cfg.cache_dir.display()
+        ))
+    })
 }

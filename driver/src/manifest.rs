@@ -59,7 +59,7 @@ pub struct FileDigest {
     /// Path relative to the recipe root, normalised, `/`-separated.
     pub path: String,
     /// `blake3:<hex>` of the file's bytes, or of an overlay directory's
-    /// canonical tree ([`crate::keys::dir_digest`]).
+    /// canonical tree (`keys::dir_digest`).
     pub blake3: String,
 }
 

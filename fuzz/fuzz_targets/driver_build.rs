@@ -61,12 +61,15 @@ fuzz_target!(|data: &[u8]| {
         verbosity: Verbosity::Quiet,
         fetch: Default::default(),
     };
-    match v6build_driver::cmd::build(&cfg, &[recipe_path]) {
-        Outcome::Success | Outcome::Failure(_) | Outcome::FailureReport(_) => {}
+    let events = v6build_driver::progress::NoEvents;
+    match v6build_driver::build::build_recipes(&cfg, &[recipe_path], &events) {
+        Ok(_) | Err(Outcome::Failure(_) | Outcome::FailureReport(_)) => {}
         // The recipe is generated and valid; only the media vary.
-        Outcome::Usage(m) => panic!("usage error on a generated recipe: {m}"),
-        Outcome::BadRecipe(r) => panic!("generated recipe refused: {r:?}"),
-        // Verify's and diff's verdicts; build never returns them.
-        o @ (Outcome::InputsChanged(_) | Outcome::Differs) => panic!("build returned {o:?}"),
+        Err(Outcome::Usage(m)) => panic!("usage error on a generated recipe: {m}"),
+        Err(Outcome::BadRecipe(r)) => panic!("generated recipe refused: {r:?}"),
+        // Success and verify's and diff's verdicts are never build errors.
+        Err(o @ (Outcome::Success | Outcome::InputsChanged(_) | Outcome::Differs)) => {
+            panic!("build returned {o:?}")
+        }
     }
 });

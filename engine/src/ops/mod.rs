@@ -83,7 +83,7 @@ pub use entries::{
 };
 pub use error::OpError;
 pub use glob::{Glob, GlobError};
-pub use overlay::{OverlayModes, overlay, overlay_source_digest};
+pub use overlay::{OverlayModes, OverlaySource, overlay, overlay_source, overlay_source_digest};
 pub use remove::{remove, remove_path};
 pub use replace::{Matcher, replace};
 pub use report::{Action, OpReport};

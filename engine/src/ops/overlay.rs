@@ -136,53 +136,96 @@ fn walk_source(host_src_dir: &Path, f: &mut SourceVisitor<'_>) -> Result<(), OpE
 /// changes every overlay's cache key, so it is bumped with it.
 const SOURCE_DIGEST_VERSION: &[u8] = b"v6build overlay source v1\0";
 
+/// One entry of an [`OverlaySource`], as the overlay will copy it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SourceEntry {
+    Dir,
+    /// A regular file, its content already in the blob store.
+    File {
+        exec: bool,
+        content: Content,
+    },
+    Symlink(Vec<u8>),
+}
+
+/// An overlay source directory read once: every entry's name, kind,
+/// owner-executable bit, symlink target and content (put in a blob store),
+/// and the [`digest`](OverlaySource::digest) of exactly that. A build reads
+/// the host directory once at plan time and applies, keys and records this
+/// snapshot, so an edit during the build cannot make the three disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlaySource {
+    entries: Vec<(Vec<Name>, SourceEntry)>,
+    digest: Digest,
+}
+
+impl OverlaySource {
+    /// Reads `host_src_dir` (sorted by name bytes, parents first), putting
+    /// each regular file's bytes in `blobs`. Special files are refused.
+    pub fn read(host_src_dir: &Path, blobs: &dyn BlobStore) -> Result<Self, OpError> {
+        let mut h = blake3::Hasher::new();
+        h.update(SOURCE_DIGEST_VERSION);
+        let field = |h: &mut blake3::Hasher, bytes: &[u8]| {
+            h.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
+            h.update(bytes);
+        };
+        let mut entries = Vec::new();
+        walk_source(host_src_dir, &mut |host, names, kind| {
+            let rel: Vec<&[u8]> = names.iter().map(Name::as_bytes).collect();
+            let entry = match kind {
+                SourceKind::Dir => {
+                    h.update(b"d");
+                    field(&mut h, &rel.join(&b'/'));
+                    SourceEntry::Dir
+                }
+                SourceKind::Symlink(t) => {
+                    h.update(b"l");
+                    field(&mut h, &rel.join(&b'/'));
+                    field(&mut h, &t);
+                    SourceEntry::Symlink(t)
+                }
+                SourceKind::File { exec } => {
+                    h.update(if exec { b"x" } else { b"f" });
+                    field(&mut h, &rel.join(&b'/'));
+                    let mut f = crate::host::open_regular(host).map_err(|e| host_err(host, e))?;
+                    let (digest, size) = blobs.put_reader(&mut f).map_err(|e| host_err(host, e))?;
+                    // The content's BLAKE3 is its blob digest.
+                    h.update(&size.to_le_bytes());
+                    h.update(digest.as_bytes());
+                    SourceEntry::File {
+                        exec,
+                        content: Content { digest, size },
+                    }
+                }
+            };
+            entries.push((names.to_vec(), entry));
+            Ok(())
+        })?;
+        Ok(OverlaySource {
+            entries,
+            digest: Digest::from(h.finalize()),
+        })
+    }
+
+    /// The digest of what the overlay copies (the one
+    /// [`overlay_source_digest`] computes).
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+}
+
 /// A digest of exactly what [`overlay`] reads from `host_src_dir`: the
 /// sorted names, entry types, owner-executable bits, file contents and
 /// symlink targets, and nothing else (no mtimes, owners or other mode
 /// bits). Callers put it in the operation's cache key, so the key changes
 /// exactly when the overlay's result can.
 pub fn overlay_source_digest(host_src_dir: &Path) -> Result<Digest, OpError> {
-    let mut h = blake3::Hasher::new();
-    h.update(SOURCE_DIGEST_VERSION);
-    let field = |h: &mut blake3::Hasher, bytes: &[u8]| {
-        h.update(&u64::try_from(bytes.len()).unwrap_or(u64::MAX).to_le_bytes());
-        h.update(bytes);
-    };
-    walk_source(host_src_dir, &mut |host, names, kind| {
-        let rel: Vec<&[u8]> = names.iter().map(Name::as_bytes).collect();
-        match &kind {
-            SourceKind::Dir => h.update(b"d"),
-            SourceKind::File { exec: false } => h.update(b"f"),
-            SourceKind::File { exec: true } => h.update(b"x"),
-            SourceKind::Symlink(_) => h.update(b"l"),
-        };
-        field(&mut h, &rel.join(&b'/'));
-        match kind {
-            SourceKind::Dir => {}
-            SourceKind::Symlink(t) => field(&mut h, &t),
-            SourceKind::File { .. } => {
-                let mut content = blake3::Hasher::new();
-                let mut f = crate::host::open_regular(host).map_err(|e| host_err(host, e))?;
-                let n = std::io::copy(&mut f, &mut content).map_err(|e| host_err(host, e))?;
-                h.update(&n.to_le_bytes());
-                h.update(content.finalize().as_bytes());
-            }
-        }
-        Ok(())
-    })?;
-    Ok(Digest::from(h.finalize()))
+    Ok(OverlaySource::read(host_src_dir, &v6build_fstree::HashOnly)?.digest)
 }
 
 /// Copies the tree under the host directory `host_src_dir` to `target` in
-/// the image (`target` itself is the copy of `host_src_dir`).
-///
-/// Directories merge with existing ones, which keep their metadata; a
-/// directory in the image that is a symlink to a directory is written
-/// through (as rpm and `tar --keep-directory-symlink` do), inside the image.
-/// Files and symlinks replace existing leaves, and the report says so. A
-/// directory over a non-directory, or a leaf over a directory, is an error,
-/// and so is a device, FIFO or socket on the host. A `.py` file copied in
-/// removes that module's stale bytecode.
+/// the image (`target` itself is the copy of `host_src_dir`): reads it as
+/// an [`OverlaySource`] and applies that with [`overlay_source`].
 pub fn overlay(
     tree: &mut Tree,
     blobs: &dyn BlobStore,
@@ -191,38 +234,60 @@ pub fn overlay(
     target: &TreePath,
     modes: &OverlayModes,
 ) -> Result<OpReport, OpError> {
+    check_modes(modes)?;
+    let source = OverlaySource::read(host_src_dir, blobs)?;
+    overlay_source(tree, ctx, &source, target, modes)
+}
+
+fn check_modes(modes: &OverlayModes) -> Result<(), OpError> {
     for m in [modes.file, modes.dir, modes.exec] {
         if m > Meta::PERM_MASK {
             return Err(OpError::BadMode { mode: u32::from(m) });
         }
     }
+    Ok(())
+}
+
+/// Copies an overlay source read earlier to `target` in the image.
+///
+/// Directories merge with existing ones, which keep their metadata; a
+/// directory in the image that is a symlink to a directory is written
+/// through (as rpm and `tar --keep-directory-symlink` do), inside the image.
+/// Files and symlinks replace existing leaves, and the report says so. A
+/// directory over a non-directory, or a leaf over a directory, is an error.
+/// A `.py` file copied in removes that module's stale bytecode.
+pub fn overlay_source(
+    tree: &mut Tree,
+    ctx: &OpContext,
+    source: &OverlaySource,
+    target: &TreePath,
+    modes: &OverlayModes,
+) -> Result<OpReport, OpError> {
+    check_modes(modes)?;
     let mut report = OpReport::new();
-    check_source_dir(host_src_dir)?;
     let root = ensure_dir(tree, ctx, target, modes, &mut report)?;
-    walk_source(host_src_dir, &mut |host, names, kind| {
+    for (names, entry) in &source.entries {
         let mut dest = root.clone();
         for n in names {
             dest.push(n.clone());
         }
-        let (leaf, kind) = match kind {
-            SourceKind::Dir => {
+        let (leaf, kind) = match entry {
+            SourceEntry::Dir => {
                 ensure_dir(tree, ctx, &dest, modes, &mut report)?;
-                return Ok(());
+                continue;
             }
-            SourceKind::File { exec } => {
-                let perm = if exec { modes.exec } else { modes.file };
-                let mut f = crate::host::open_regular(host).map_err(|e| host_err(host, e))?;
-                let (digest, size) = blobs.put_reader(&mut f).map_err(|e| host_err(host, e))?;
+            SourceEntry::File { exec, content } => {
+                let perm = if *exec { modes.exec } else { modes.file };
                 let leaf = Leaf {
                     meta: Meta::root(perm, ctx.epoch),
-                    kind: LeafKind::Regular(Content { digest, size }),
+                    kind: LeafKind::Regular(*content),
                 };
                 (leaf, "file")
             }
-            SourceKind::Symlink(t) => {
+            SourceEntry::Symlink(t) => {
                 let leaf = Leaf {
                     meta: Meta::root(0o777, ctx.epoch),
-                    kind: LeafKind::Symlink(t),
+                    kind: LeafKind::Symlink(t.clone()),
                 };
                 (leaf, "symlink")
             }
@@ -242,8 +307,7 @@ pub fn overlay(
         put_entry(tree, ctx, &real, leaf.into_node(), &mut report)?;
         report.push(action);
         pyc::invalidate(tree, &real, &mut report);
-        Ok(())
-    })?;
+    }
     Ok(report)
 }
 

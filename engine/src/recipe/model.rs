@@ -7,6 +7,7 @@
 //! point a later failure (a patch hunk that does not apply, a `replace` with
 //! no match) back into the recipe with [`Recipe::error_at`].
 
+use serde::Serialize;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -241,15 +242,19 @@ pub struct Keep {
 }
 
 /// A host file or directory named by a recipe (`src=`, `patch`, `overlay`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serialised (in cache keys) as the path as written only: the absolute
+/// path depends on the checkout, and the bytes enter the key by digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostPath {
     /// Absolute host path, resolved against the directory of the recipe
     /// file that named it, symlinks followed; inside the recipe's host
     /// roots.
+    #[serde(skip)]
     pub path: PathBuf,
     /// The path as written.
     pub written: String,
     /// Span of the value.
+    #[serde(skip)]
     pub span: Span,
 }
 
@@ -274,7 +279,7 @@ pub struct Op {
 }
 
 /// A file mode's permission bits (at most 0o7777, including setuid, setgid and sticky).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Mode(pub u16);
 
 impl fmt::Display for Mode {
@@ -284,7 +289,8 @@ impl fmt::Display for Mode {
 }
 
 /// Where a `file` operation's bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FileContent {
     /// `src=`: a host file.
     Src(HostPath),
@@ -293,7 +299,8 @@ pub enum FileContent {
 }
 
 /// What `remove` matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RemoveTarget {
     /// An exact path.
     Path(TreePath),
@@ -302,7 +309,8 @@ pub enum RemoveTarget {
 }
 
 /// What `xattr` does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum XattrAction {
     /// Set the attribute to these bytes.
     Set(Vec<u8>),
@@ -311,7 +319,8 @@ pub enum XattrAction {
 }
 
 /// How `replace` finds text.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ReplacePattern {
     /// A regular expression (Rust `regex` syntax), validated at decode time.
     Regex(String),
@@ -321,7 +330,11 @@ pub enum ReplacePattern {
 
 /// A layer operation. Ownership, modes and times left as `None` take the
 /// defaults in the recipe reference (root, 0644/0755, the epoch).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Its serialised form (tagged by `op`, the node name) is what a layer's
+/// cache key holds: a field added here changes the keys by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Operation {
     /// Create (or with `replace`, overwrite) a regular file.
     File {
@@ -499,7 +512,8 @@ pub struct LayerRef {
 }
 
 /// A compression method for an output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CompressKind {
     /// Uncompressed.
     None,
@@ -545,16 +559,18 @@ impl CompressKind {
 }
 
 /// The `compress` child of an output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Compression {
     /// The method.
     pub kind: CompressKind,
     /// Level; `None` is the method's default.
     pub level: Option<u32>,
     /// Worker threads; part of the recipe because some methods (xz) write
-    /// different bytes with more threads. `None` is 1.
+    /// different bytes with more threads. `None` is 1. In the cache key
+    /// for that reason.
     pub threads: Option<u32>,
     /// Span of the `compress` node.
+    #[serde(skip)]
     pub span: Span,
 }
 
@@ -578,7 +594,8 @@ pub struct InitrdOutput {
 }
 
 /// How the stage2 image is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage2Format {
     /// A squashfs holding `LiveOS/rootfs.img`, an ext4 image (EL7).
     Ext4,
@@ -588,7 +605,8 @@ pub enum Stage2Format {
 
 /// How the base stage2 is laid out, as a recipe says it expects (the
 /// `layout` child of `stage2`); the build checks it against the media.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage2Layout {
     /// The squashfs holds `LiveOS/rootfs.img` (or `ext3fs.img`), an ext4
     /// image holding the tree (EL7, EL8).

@@ -181,6 +181,13 @@ impl fmt::Display for TreePath {
     }
 }
 
+/// A path serialises as its display form (in cache keys, for example).
+impl serde::Serialize for TreePath {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl fmt::Debug for TreePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.to_string())

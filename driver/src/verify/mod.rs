@@ -29,6 +29,9 @@ use sha2::{Digest as _, Sha256};
 use crate::manifest::{Manifest, RecipeRoot, SCHEMA_VERSION};
 use crate::{Config, Outcome, Verbosity};
 
+mod files;
+use files::*;
+
 /// Exit code for "inputs changed or missing".
 pub const EXIT_INPUTS_CHANGED: u8 = 3;
 
@@ -91,21 +94,15 @@ impl Report {
         })
     }
 
-    fn finish(self, cfg: &Config) -> Outcome {
-        if cfg.json {
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&self.json()).unwrap_or_default()
-            );
-        }
-        match self.verdict() {
+    fn finish(self) -> Verified {
+        let report = Some(self.json());
+        let mut note = None;
+        let outcome = match self.verdict() {
             "reproduced" => {
-                if !cfg.json && cfg.verbosity >= Verbosity::Normal {
-                    eprintln!(
-                        "verified {}: {} outputs and every manifest field match a clean rebuild",
-                        self.release, self.outputs
-                    );
-                }
+                note = Some(format!(
+                    "verified {}: {} outputs and every manifest field match a clean rebuild",
+                    self.release, self.outputs
+                ));
                 Outcome::Success
             }
             "inputs_changed" => {
@@ -144,6 +141,34 @@ impl Report {
                 self.release,
                 self.differences.join("\n  ")
             )),
+        };
+        Verified {
+            report,
+            note,
+            outcome,
+        }
+    }
+}
+
+/// What `verify` found, for the binary to show: the report (its `--json`
+/// form), a line for a human when the release is reproduced, and the
+/// outcome (its message says what did not match).
+#[derive(Debug)]
+pub struct Verified {
+    /// The JSON report, when verify got as far as judging the release.
+    pub report: Option<Value>,
+    /// `verified DIR: …` when reproduced.
+    pub note: Option<String>,
+    /// Success, or why not (exit 1 or 3).
+    pub outcome: Outcome,
+}
+
+impl From<Outcome> for Verified {
+    fn from(outcome: Outcome) -> Self {
+        Verified {
+            report: None,
+            note: None,
+            outcome,
         }
     }
 }
@@ -295,7 +320,7 @@ fn check_inputs(
     if !report.inputs.is_empty() {
         return Ok(None);
     }
-    let r = v6build_engine::recipe::load(recipe).map_err(crate::cmd::recipe_error)?;
+    let r = v6build_engine::recipe::load(recipe).map_err(crate::recipe_error)?;
     // Media are checked against the recipe's pins (the recipe is the
     // authority; the manifest's copy of the pins is compared in step 3).
     for mf in r.media.iter().flat_map(|x| x.files.iter()) {
@@ -357,167 +382,6 @@ fn hash_file(p: &Path) -> std::io::Result<(u64, String, String)> {
     ))
 }
 
-/// Step 2: the files against the manifest and `SHA256SUMS`. Returns the
-/// sha256 of each listed file as found on disk.
-fn check_files(release: &Path, m: &Manifest, report: &mut Report) -> BTreeMap<String, String> {
-    let mut on_disk = BTreeMap::new();
-    let entries = match crate::release::release_entries(release) {
-        Ok(e) => e,
-        Err(e) => {
-            report
-                .tampered
-                .push(format!("cannot list {}: {e}", release.display()));
-            return on_disk;
-        }
-    };
-    let listed: BTreeSet<&str> = m.outputs.iter().map(|o| o.path.as_str()).collect();
-    for o in &m.outputs {
-        let ok_path = RecipeRoot::of_recorded(Path::new("/x"), "x")
-            .resolve(&o.path)
-            .is_some();
-        if !ok_path {
-            report.tampered.push(format!(
-                "manifest output path {:?} is not a plain relative path",
-                o.path
-            ));
-            continue;
-        }
-        match entries.get(&o.path) {
-            None => report
-                .tampered
-                .push(format!("{}: missing from the release", o.path)),
-            Some(e) if !e.regular => report
-                .tampered
-                .push(format!("{}: not a regular file", o.path)),
-            Some(e) => match hash_file(&e.path) {
-                Err(e) => report.tampered.push(format!("{}: unreadable: {e}", o.path)),
-                Ok((size, sha, b3)) => {
-                    let mut what = Vec::new();
-                    if size != o.size {
-                        what.push(format!("size {size}, manifest says {}", o.size));
-                    }
-                    if sha != o.sha256 {
-                        what.push(format!("sha256 {sha}, manifest says {}", o.sha256));
-                    }
-                    if b3 != o.blake3 {
-                        what.push(format!("blake3 {b3}, manifest says {}", o.blake3));
-                    }
-                    if !what.is_empty() {
-                        report.tampered.push(format!(
-                            "{}: does not match the manifest: {}",
-                            o.path,
-                            what.join("; ")
-                        ));
-                    }
-                    on_disk.insert(o.path.clone(), sha);
-                }
-            },
-        }
-    }
-    for name in entries.keys() {
-        if name != "manifest.json" && !listed.contains(name.as_str()) {
-            report
-                .tampered
-                .push(format!("{name}: in the release but in no manifest"));
-        }
-    }
-    if !listed.contains("SHA256SUMS") {
-        report
-            .tampered
-            .push("SHA256SUMS: not listed in the manifest".to_string());
-    }
-    if let Ok(text) =
-        v6build_engine::host::read_regular_limited(&release.join("SHA256SUMS"), MAX_MANIFEST)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-    {
-        for line in text.lines() {
-            let Some((sha, path)) = line.split_once("  ") else {
-                report
-                    .tampered
-                    .push(format!("SHA256SUMS: malformed line {line:?}"));
-                continue;
-            };
-            match m.outputs.iter().find(|o| o.path == path) {
-                None => report
-                    .tampered
-                    .push(format!("{path}: listed in SHA256SUMS but in no manifest")),
-                Some(o) if o.sha256 != sha => report.tampered.push(format!(
-                    "{path}: SHA256SUMS says {sha}, the manifest {}",
-                    o.sha256
-                )),
-                Some(_) => {}
-            }
-        }
-    }
-    on_disk
-}
-
-/// The differences between two manifests, field by field. Arrays of
-/// objects with a `path` (or `name` and `image`) are matched by it.
-fn value_diff(at: &str, recorded: &Value, rebuilt: &Value, out: &mut Vec<String>) {
-    fn key(v: &Value) -> Option<String> {
-        let o = v.as_object()?;
-        if let Some(p) = o.get("path").and_then(Value::as_str) {
-            if let Some(n) = o.get("name").and_then(Value::as_str) {
-                return Some(format!("{n}:{p}"));
-            }
-            return Some(p.to_string());
-        }
-        match (o.get("name"), o.get("image")) {
-            (Some(n), Some(i)) => Some(format!("{}:{}", n.as_str()?, i.as_str()?)),
-            _ => None,
-        }
-    }
-    match (recorded, rebuilt) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for k in keys {
-                let p = if at.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{at}.{k}")
-                };
-                match (a.get(k), b.get(k)) {
-                    (Some(x), Some(y)) => value_diff(&p, x, y, out),
-                    (Some(x), None) => out.push(format!(
-                        "manifest {p}: recorded {x}, the rebuild has no such field"
-                    )),
-                    (None, Some(y)) => {
-                        out.push(format!("manifest {p}: absent, the rebuild records {y}"))
-                    }
-                    (None, None) => {}
-                }
-            }
-        }
-        (Value::Array(a), Value::Array(b)) if a.iter().chain(b).all(|v| key(v).is_some()) => {
-            let ka: Vec<String> = a.iter().filter_map(key).collect();
-            let kb: Vec<String> = b.iter().filter_map(key).collect();
-            for (k, x) in ka.iter().zip(a) {
-                match kb.iter().position(|q| q == k) {
-                    Some(j) => value_diff(&format!("{at}[{k}]"), x, &b[j], out),
-                    None => out.push(format!(
-                        "manifest {at}[{k}]: recorded, but the rebuild has no such entry"
-                    )),
-                }
-            }
-            for k in kb.iter().filter(|k| !ka.contains(k)) {
-                out.push(format!(
-                    "manifest {at}[{k}]: the rebuild has it, the manifest does not"
-                ));
-            }
-            if ka
-                .iter()
-                .filter(|k| kb.contains(k))
-                .ne(kb.iter().filter(|k| ka.contains(k)))
-            {
-                out.push(format!("manifest {at}: entries in a different order"));
-            }
-        }
-        (x, y) if x != y => out.push(format!("manifest {at}: recorded {x}, rebuilt {y}")),
-        _ => {}
-    }
-}
-
 /// Step 3: a clean rebuild in a temporary directory, compared field by
 /// field and byte for byte.
 fn rebuild_and_compare(
@@ -526,6 +390,7 @@ fn rebuild_and_compare(
     (release, recorded, m): (&Path, &Value, &Manifest),
     on_disk: &BTreeMap<String, String>,
     report: &mut Report,
+    rebuild_events: &dyn crate::progress::BuildEvents,
 ) -> Result<(), Outcome> {
     let scratch = tempfile::Builder::new()
         .prefix("v6build-verify-")
@@ -544,7 +409,15 @@ fn rebuild_and_compare(
         ..cfg.clone()
     };
     let out = scratch.path().join("out");
-    let summary = crate::build::build_at(&quiet, &store, recipe, r, &out, Some(m.epoch))?;
+    let summary = crate::build::build_at(
+        &quiet,
+        &store,
+        recipe,
+        r,
+        &out,
+        Some(m.epoch),
+        rebuild_events,
+    )?;
     let rebuilt = serde_json::to_value(&summary.manifest).unwrap_or_default();
     let mut fields = Vec::new();
     value_diff("", recorded, &rebuilt, &mut fields);
@@ -577,8 +450,14 @@ fn rebuild_and_compare(
 }
 
 /// `v6build verify TARGET [--recipe PATH]`: TARGET is a release directory,
-/// or a recipe file (whose release under `--out` is verified).
-pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
+/// or a recipe file (whose release under `--out` is verified). The clean
+/// rebuild reports its progress to `rebuild_events`.
+pub fn verify(
+    cfg: &Config,
+    target: &Path,
+    recipe: Option<&Path>,
+    rebuild_events: &dyn crate::progress::BuildEvents,
+) -> Verified {
     let (release, recipe): (PathBuf, Option<PathBuf>) = if target.is_dir() {
         (target.to_path_buf(), recipe.map(Path::to_path_buf))
     } else if target.is_file() {
@@ -586,22 +465,24 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
             return Outcome::Usage(format!(
                 "{} is a recipe; give --recipe only with a release directory",
                 target.display()
-            ));
+            ))
+            .into();
         }
         let r = match v6build_engine::recipe::load(target) {
             Ok(r) => r,
-            Err(e) => return crate::cmd::recipe_error(e),
+            Err(e) => return crate::recipe_error(e).into(),
         };
         (cfg.out_dir.join(&r.release.dir), Some(target.to_path_buf()))
     } else {
         return Outcome::Usage(format!(
             "{}: no such release directory or recipe",
             target.display()
-        ));
+        ))
+        .into();
     };
     let (recorded, m) = match read_manifest(&release) {
         Ok(x) => x,
-        Err(o) => return o,
+        Err(o) => return o.into(),
     };
     let mut report = Report {
         release: release.display().to_string(),
@@ -618,21 +499,21 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
             recorded: m.recipe.blake3.clone(),
             found: None,
         });
-        let o = report.finish(cfg);
-        return match o {
-            Outcome::InputsChanged(msg) => Outcome::InputsChanged(format!(
-                "{msg}\n(looked beside the release and the working directory and their parents; \
-                 name the recipe with --recipe PATH)"
-            )),
-            other => other,
-        };
+        let mut v = report.finish();
+        if let Outcome::InputsChanged(msg) = &mut v.outcome {
+            msg.push_str(
+                "\n(looked beside the release and the working directory and their parents; \
+                 name the recipe with --recipe PATH)",
+            );
+        }
+        return v;
     };
     report.recipe = Some(recipe.display().to_string());
     // Step 1.
     let r = match check_inputs(&recipe, &m, &mut report) {
         Ok(Some(r)) if report.inputs.is_empty() => r,
-        Ok(_) => return report.finish(cfg),
-        Err(o) => return o,
+        Ok(_) => return report.finish(),
+        Err(o) => return o.into(),
     };
     // Step 2.
     let on_disk = check_files(&release, &m, &mut report);
@@ -643,8 +524,9 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
         (&release, &recorded, &m),
         &on_disk,
         &mut report,
+        rebuild_events,
     ) {
-        return o;
+        return o.into();
     }
-    report.finish(cfg)
+    report.finish()
 }

@@ -1,4 +1,7 @@
-//! The subcommands, as functions from a [`Config`] to an [`Outcome`].
+//! The subcommands, as functions from a [`Config`] to an [`Outcome`]: each
+//! calls the driver, which returns data, and prints it (human text on
+//! stderr/stdout, or `--json` on stdout). [`report`] maps the outcome to
+//! the exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -6,58 +9,23 @@ use std::time::Instant;
 
 use serde_json::json;
 use v6build_cache::Store;
-use v6build_engine::recipe::{self, PinStatus, Recipe};
+use v6build_driver::build::{self, BuildSummary, NodeState};
+use v6build_driver::{Config, Outcome, Verbosity, recipe_error};
+use v6build_engine::recipe::{self, PinStatus};
 
-use crate::build::{self, BuildSummary, NodeState};
-use crate::{Config, Outcome, Verbosity};
+use crate::progress::{Mode, Progress};
 
-/// Exit 2 for a mistake in the recipe text, 1 for anything around it
-/// (media, I/O).
-pub(crate) fn recipe_error(e: recipe::RecipeError) -> Outcome {
-    if e.kind().is_recipe_mistake() {
-        Outcome::BadRecipe(miette::Report::new(e))
-    } else {
-        Outcome::FailureReport(miette::Report::new(e))
-    }
-}
-
-fn load(path: &Path) -> Result<Recipe, Outcome> {
-    recipe::load(path).map_err(recipe_error)
-}
-
-fn open_store(cfg: &Config) -> Result<Store, Outcome> {
-    Store::open(&cfg.cache_dir).map_err(|e| {
-        Outcome::Failure(format!(
-            "cannot open the cache {}: {e}",
-            cfg.cache_dir.display()
-        ))
-    })
+fn load(path: &Path) -> Result<recipe::Recipe, Outcome> {
+    v6build_driver::load_recipe(path)
 }
 
 /// `v6build build`.
 pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
-    let mut recipes = Vec::new();
-    for p in paths {
-        match load(p) {
-            Ok(r) => recipes.push((p.clone(), r)),
-            Err(o) => return o,
-        }
-    }
-    let only: Vec<Recipe> = recipes.iter().map(|(_, r)| r.clone()).collect();
-    if let Err(e) = recipe::check_duplicate_dirs(&only) {
-        return recipe_error(e);
-    }
-    let store = match open_store(cfg) {
+    let progress = Progress::new(Mode::detect(cfg.json, cfg.verbosity), cfg.verbosity);
+    let summaries = match build::build_recipes(cfg, paths, &progress) {
         Ok(s) => s,
         Err(o) => return o,
     };
-    let mut summaries = Vec::new();
-    for (path, r) in &recipes {
-        match build::build(cfg, &store, path, r, &cfg.out_dir) {
-            Ok(s) => summaries.push(s),
-            Err(o) => return o,
-        }
-    }
     if cfg.json {
         let v: Vec<serde_json::Value> = summaries.iter().map(BuildSummary::to_json).collect();
         let doc = if v.len() == 1 {
@@ -90,7 +58,12 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         Ok(e) => e,
         Err(o) => return o,
     };
-    let graph = match crate::pipeline::plan(&r, epoch) {
+    // Host inputs are hashed, not kept: plan writes nothing.
+    let hosts = match v6build_driver::host_inputs::HostInputs::read(&r, &v6build_fstree::HashOnly) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Failure(e),
+    };
+    let graph = match v6build_driver::plan::plan(&r, epoch, &hosts) {
         Ok(g) => g,
         Err(e) => return Outcome::Failure(e),
     };
@@ -106,44 +79,15 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
         };
         let node = graph.node(id);
         let state = build::node_state(store.as_ref(), node);
+        let why = v6build_driver::explain::explain(store.as_ref(), &r.release.dir, node);
         if cfg.json {
             let doc = json!({ "node": node.name, "key": node.key.to_string(),
-                "state": state.word(), "action_key": node.key_doc });
+                "state": state.word(), "action_key": node.action,
+                "last_key": why.last_key, "changes": why.changes,
+                "changed_inputs": why.changed_inputs });
             outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         } else {
-            outln!("node:  {}", node.name);
-            outln!("key:   {}", node.key);
-            outln!("state: {}", state.word());
-            outln!(
-                "deps:  {}",
-                node.deps
-                    .iter()
-                    .map(|&d| graph.node(d).name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            outln!("action key:");
-            outln!(
-                "{}",
-                serde_json::to_string_pretty(&node.key_doc).unwrap_or_default()
-            );
-            if let crate::pipeline::Work::Layer(_, steps) = &node.work {
-                for (idx, key) in steps {
-                    let layer = &r.layers[*idx];
-                    if steps.len() > 1 {
-                        outln!("layer {} (key {key}):", layer.name);
-                    }
-                    outln!("operations:");
-                    for op in &layer.ops {
-                        outln!(
-                            "  {}",
-                            crate::keys::op_doc(&op.op)
-                                .map(|v| v.to_string())
-                                .unwrap_or_default()
-                        );
-                    }
-                }
-            }
+            print_explanation(&graph, node, state, &why);
         }
         return Outcome::Success;
     }
@@ -202,14 +146,90 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
     Outcome::Success
 }
 
+/// The human form of `plan --explain`: the node, its key document, and
+/// what changed since the last build.
+fn print_explanation(
+    graph: &v6build_driver::dag::Graph<v6build_driver::nodes::Work>,
+    node: &v6build_driver::dag::Node<v6build_driver::nodes::Work>,
+    state: NodeState,
+    why: &v6build_driver::explain::Explanation,
+) {
+    outln!("node:  {}", node.name);
+    outln!("key:   {}", node.key);
+    outln!("state: {}", state.word());
+    outln!(
+        "deps:  {}",
+        node.deps
+            .iter()
+            .map(|&d| graph.node(d).name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    outln!("action key:");
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(&node.action).unwrap_or_default()
+    );
+    match &why.last_key {
+        None => outln!("last build: no key recorded for this node"),
+        Some(k) if why.changes.is_empty() => outln!("last build: same key {k}"),
+        Some(k) => {
+            outln!("last build: key {k}; changed since:");
+            for c in &why.changes {
+                let layer = c
+                    .layer
+                    .as_deref()
+                    .map(|l| format!("layer {l}: "))
+                    .unwrap_or_default();
+                outln!("  {layer}{}: {} -> {}", c.field, c.old, c.new);
+            }
+        }
+    }
+    for p in &why.changed_inputs {
+        outln!("changed input: {p}");
+    }
+}
+
 /// `v6build verify`.
 pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
-    crate::verify::verify(cfg, target, recipe)
+    // The scratch rebuild is an implementation detail: shown only with -v.
+    let verbosity = if cfg.verbosity >= Verbosity::Verbose {
+        Verbosity::Normal
+    } else {
+        Verbosity::Quiet
+    };
+    let progress = Progress::new(Mode::detect(false, verbosity), verbosity);
+    let v = v6build_driver::verify::verify(cfg, target, recipe, &progress);
+    if cfg.json {
+        if let Some(r) = &v.report {
+            outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        }
+    } else if cfg.verbosity >= Verbosity::Normal
+        && let Some(n) = &v.note
+    {
+        eprintln!("{n}");
+    }
+    v.outcome
 }
 
 /// `v6build diff`.
-pub fn diff(cfg: &Config, args: &crate::diff::DiffArgs) -> Outcome {
-    crate::diff::diff(cfg, args)
+pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
+    let d = v6build_driver::diff::diff(args);
+    if cfg.json {
+        if let Some(r) = &d.report {
+            outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        }
+    } else {
+        for l in &d.lines {
+            outln!("{l}");
+        }
+        if cfg.verbosity >= Verbosity::Normal
+            && let Some(n) = &d.note
+        {
+            eprintln!("{n}");
+        }
+    }
+    d.outcome
 }
 
 /// `v6build pin`.
@@ -257,12 +277,12 @@ pub fn pin(cfg: &Config, path: &Path) -> Outcome {
 
 /// `v6build ls`.
 pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    crate::inspect::ls(cfg, image, path, outer)
+    v6build_driver::inspect::ls(cfg, image, path, outer)
 }
 
 /// `v6build cat`.
 pub fn cat(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    crate::inspect::cat(cfg, image, path, outer)
+    v6build_driver::inspect::cat(cfg, image, path, outer)
 }
 
 /// `v6build gc`.

@@ -15,6 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::manifest::Output;
 
+pub(crate) mod assemble;
+
 /// Hashes of one written file.
 #[derive(Debug, Clone)]
 pub struct Written {

@@ -1,0 +1,72 @@
+//! `media/<name>/<role>`: a vendor media file found on disk (or fetched
+//! into the cache's `media/`) and checked against its pinned sha256.
+
+use std::path::Path;
+
+use v6build_engine::recipe::MediaRole;
+
+use super::{Ctx, NodeError, Out, fail};
+
+impl Ctx<'_> {
+    /// Finds, fetches if it must, and checks one media file.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run_media(
+        &self,
+        name: &str,
+        media: &str,
+        role: &MediaRole,
+        path: &Path,
+        sha256: &Option<String>,
+        url: &Option<String>,
+        size: &Option<u64>,
+    ) -> Result<Out, NodeError> {
+        let Some(found) = crate::fetch::locate(
+            self.store.root(),
+            path,
+            url.as_deref(),
+            sha256.as_deref(),
+            *size,
+            self.fetch,
+        )
+        .map_err(|e| fail(name, e))?
+        else {
+            return Err(fail(
+                name,
+                format!(
+                    "{} media `{media}` is missing at {}; {}",
+                    role.node_name(),
+                    path.display(),
+                    match url {
+                        Some(u) => format!(
+                            "it has url={u} but no pinned sha256 to check a download against; add sha256="
+                        ),
+                        None =>
+                            "put the file there (or add url=) and run `v6build pin`".to_string(),
+                    }
+                ),
+            ));
+        };
+        if found != *path {
+            // Fetched: verified against the pin by the fetch, on
+            // every use (a wrong file in the cache is replaced).
+            return Ok(Out::Media(found));
+        }
+        let actual = v6build_engine::recipe::sha256_file(path)
+            .map_err(|e| fail(name, format!("reading {}: {e}", path.display())))?;
+        match sha256 {
+            None => Err(fail(
+                name,
+                format!("{} has no pinned sha256; run `v6build pin`", path.display()),
+            )),
+            Some(want) if *want != actual.to_hex() => Err(fail(
+                name,
+                format!(
+                    "{} has sha256 {} but the recipe pins {want}",
+                    path.display(),
+                    actual.to_hex()
+                ),
+            )),
+            Some(_) => Ok(Out::Media(path.to_path_buf())),
+        }
+    }
+}

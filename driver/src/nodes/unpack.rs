@@ -1,0 +1,117 @@
+//! `initrd/unpack` and `stage2/unpack`: the tree a recipe's layers edit.
+//! An initrd is parsed (its saved parse is kept so pack need not parse it
+//! again); a stage2 yields the ext4 tree inside `LiveOS/rootfs.img` when
+//! the squashfs wraps one (EL7/EL8), or the squashfs tree itself.
+
+use std::path::Path;
+
+use serde_json::json;
+use v6build_fstree::{Digest, Tree};
+
+use super::{Ctx, Image, NodeError, Out, fail, media_path, scan_input};
+use crate::images::{Shape, read_initrd, stage2_shape};
+
+impl Ctx<'_> {
+    /// Unpacks the base of `image`.
+    pub(super) fn run_unpack(
+        &self,
+        name: &str,
+        image: &Image,
+        inputs: &[&Out],
+    ) -> Result<Out, NodeError> {
+        let tree = match image {
+            Image::Initrd => {
+                let path = media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
+                let (tree, saved, contents) = self.unpack_initrd(name, &path)?;
+                let tree = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
+                let parse = self.store.put_blob(&saved).map_err(|e| fail(name, e))?;
+                if let Some(contents) = contents {
+                    self.blobs.register_initrd(path, parse, Some(contents));
+                }
+                return Ok(Out::Parsed { tree, parse });
+            }
+            _ => {
+                let (outer, _) = scan_input(inputs).ok_or_else(|| fail(name, "no scan input"))?;
+                self.unpack_stage2(name, &outer)?
+            }
+        };
+        let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
+        Ok(Out::Tree(d))
+    }
+
+    /// The merged tree and the saved parse. Files are hashed, not stored:
+    /// the base initrd itself holds them (see `refs`). When the recipe
+    /// rewrites the initrd, pack will read every file, so the contents are
+    /// returned too, to be kept in memory for it instead of being
+    /// decompressed a second time.
+    fn unpack_initrd(
+        &self,
+        name: &str,
+        path: &Path,
+    ) -> Result<(Tree, Vec<u8>, Option<v6build_cpio::KeptContents>), NodeError> {
+        let limits = crate::limits::Limits::from_env().map_err(|e| fail(name, e))?;
+        let bytes = read_initrd(path, &limits).map_err(|e| fail(name, e))?;
+        let rewrite = self
+            .recipe
+            .outputs
+            .initrd
+            .as_ref()
+            .is_some_and(|o| !o.append);
+        let (ird, kept) = if rewrite {
+            let (ird, kept) = v6build_cpio::Initramfs::parse_kept(&bytes, &limits.cpio())
+                .map_err(|e| fail(name, crate::limits::cpio_message(&e)))?;
+            (ird, Some(kept))
+        } else {
+            let ird =
+                v6build_cpio::Initramfs::parse(&bytes, &v6build_fstree::HashOnly, &limits.cpio())
+                    .map_err(|e| fail(name, crate::limits::cpio_message(&e)))?;
+            (ird, None)
+        };
+        drop(bytes);
+        Ok((ird.merged(), ird.save(), kept))
+    }
+
+    /// The tree a recipe edits. For a nested ext4 image, only its metadata
+    /// is read (through the squashfs block index); files are named by
+    /// [`crate::refs::ext4_ref`].
+    fn unpack_stage2(&self, name: &str, outer: &Digest) -> Result<Tree, NodeError> {
+        let outer = self.store.get_tree(outer).map_err(|e| fail(name, e))?;
+        match self.shape(name, &outer)? {
+            Shape::Plain => Ok(outer),
+            Shape::Nested(path, content) => {
+                let fs = self
+                    .blobs
+                    .nested_ext4(&content.digest)
+                    .ok_or_else(|| fail(name, format!("{path} is not in a registered base")))?
+                    .map_err(|e| fail(name, e))?;
+                let rootfs = content.digest;
+                let tree = crate::refs::read_ext4(&fs, &rootfs)
+                    .map_err(|e| fail(name, format!("reading {path}: {e}")))?;
+                if let Some(b) = self.blobs.base_holding(&rootfs) {
+                    self.note(
+                        name,
+                        "base_blocks_decompressed",
+                        json!(b.blocks_decompressed()),
+                    );
+                }
+                Ok(tree)
+            }
+        }
+    }
+
+    /// The base stage2's layout, checked against the recipe's `layout`
+    /// (a mismatch points at it).
+    pub(super) fn shape(&self, name: &str, outer: &Tree) -> Result<Shape, NodeError> {
+        let out = self.recipe.outputs.stage2.as_ref();
+        let expect = out.and_then(|o| o.layout);
+        stage2_shape(outer, self.blobs, expect).map_err(|m| match out.and_then(|o| o.layout_span) {
+            Some(span) => NodeError::Recipe(Box::new(self.recipe.error_at(
+                v6build_engine::recipe::ErrorKind::MediaMismatch,
+                span,
+                format!("{name}: {m}"),
+                "the layout the recipe expects",
+            ))),
+            None => fail(name, m),
+        })
+    }
+}
