@@ -54,6 +54,12 @@
 //! Creating a store in a directory that holds anything else than these
 //! entries is refused, so a mistyped `--cache` cannot litter a home directory.
 //!
+//! Version 2 changed how action keys are made (the `v6build-action-key/2`
+//! domain: the recipe's operations and codec parameters as serde serialises
+//! them, instead of hand-written JSON) and added `node` to action records.
+//! A version-1 store is still opened: its records sit under keys no build
+//! asks for any more, so everything rebuilds once, and `gc` removes them.
+//!
 //! ## media/
 //!
 //! Media a recipe names with `url=` and that are not on disk are downloaded
@@ -106,9 +112,11 @@
 //! * A tree's payload is its canonical encoding (`formats/fstree`,
 //!   `encode.rs`); the header digest is the tree digest.
 //! * An action record's payload is JSON,
-//!   `{"key":"blake3:…","record":{"outputs":{"<name>":{"kind":"blob"|"tree","digest":"blake3:…","size":N}}}}`;
+//!   `{"key":"blake3:…","record":{"outputs":{"<name>":{"kind":"blob"|"tree","digest":"blake3:…","size":N}},"node":{"name":"…","keys":[ActionKey…]}}}`;
 //!   the header digest is a checksum of that JSON, and `key` must equal the
-//!   file's name.
+//!   file's name. `node` (absent in records of layout version 1) names the
+//!   node that wrote the record and keeps its key documents, so that
+//!   `plan --explain` can say what changed since.
 //!
 //! The payload is zstd-compressed (level 3) when that saves at least an eighth
 //! of its size; payloads under 4 KiB are stored raw, since the file system
