@@ -106,10 +106,17 @@ enum Command {
         #[arg(value_name = "A B", num_args = 1..=2, required = true)]
         sides: Vec<PathBuf>,
     },
-    /// Fill in or update the sha256 and size of every local media file in a recipe.
+    /// Fill in the missing sha256 and size pins of every local media file in a recipe.
+    ///
+    /// A pin that no longer matches its file is not replaced unless --update is given; without
+    /// it, pin writes nothing and exits 1. Exit 1 also when a media file without url= is missing
+    /// (the pins of the others are still written).
     Pin {
         /// Recipe file (KDL); rewritten in place, comments and layout kept.
         recipe: PathBuf,
+        /// Replace pins that do not match their file, printing old → new.
+        #[arg(long)]
+        update: bool,
     },
     /// List the tree inside an image (initrd.img, squashfs.img, an ext4 image).
     Ls {
@@ -321,7 +328,7 @@ pub fn run() -> ExitCode {
             };
             engine::cmd::diff(&cfg, &args)
         }
-        Command::Pin { recipe } => engine::cmd::pin(&cfg, &recipe),
+        Command::Pin { recipe, update } => engine::cmd::pin(&cfg, &recipe, update),
         Command::Ls { image, path, outer } => engine::cmd::ls(&cfg, &image, &path, outer),
         Command::Cat { image, path, outer } => engine::cmd::cat(&cfg, &image, &path, outer),
         Command::Boot {

@@ -31,6 +31,9 @@ pub enum NodeState {
     MediaMissing,
     /// A media file it needs is present.
     MediaPresent,
+    /// A media file it needs is not on disk but has a `url=` and a pinned
+    /// sha256: the build downloads it.
+    ToFetch,
 }
 
 impl NodeState {
@@ -41,6 +44,7 @@ impl NodeState {
             NodeState::ToBuild => "to build",
             NodeState::MediaMissing => "media missing",
             NodeState::MediaPresent => "media present",
+            NodeState::ToFetch => "to fetch",
         }
     }
 }
@@ -57,6 +61,8 @@ pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
         };
         return if path.exists() || (url.is_some() && sha256.as_ref().is_some_and(fetched)) {
             NodeState::MediaPresent
+        } else if url.is_some() && sha256.is_some() {
+            NodeState::ToFetch
         } else {
             NodeState::MediaMissing
         };
@@ -312,13 +318,6 @@ fn release_treeinfo(
     Ok(new.text)
 }
 
-fn node_error(e: NodeError) -> Outcome {
-    match e {
-        NodeError::Recipe(r) => Outcome::FailureReport(miette::Report::new(*r)),
-        other => Outcome::Failure(other.to_string()),
-    }
-}
-
 /// Upper bound on rebuild attempts after corruption. Each attempt follows
 /// the removal of at least one corrupt object, so the loop ends anyway once
 /// the corrupt objects are gone; the bound only stops a disk that corrupts
@@ -385,6 +384,8 @@ fn build_once(
     let started = Instant::now();
     let (epoch, epoch_source) = epoch_and_source(r, recorded_epoch)?;
     let graph = pipeline::plan(r, epoch).map_err(Outcome::Failure)?;
+    // Every missing or unpinned media file at once, before any work.
+    crate::media_check::before_build(r)?;
     // The kernel and .treeinfo are copied through, not built: find (or
     // fetch) them before any work.
     let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();
@@ -484,7 +485,7 @@ fn build_once(
                 Ok(out)
             })
         })
-        .map_err(node_error)?;
+        .map_err(|e| crate::media_check::node_failed(r, e))?;
 
     // Assemble the release.
     let mut w = ReleaseWriter::begin(out_dir, &r.release.dir)

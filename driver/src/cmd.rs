@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use serde_json::json;
 use v6build_cache::Store;
-use v6build_engine::recipe::{self, PinStatus, Recipe};
+use v6build_engine::recipe::{self, Recipe};
 
-use crate::build::{self, BuildSummary, NodeState};
+use crate::build::{self, BuildSummary};
 use crate::{Config, Outcome, Verbosity};
 
 /// Exit 2 for a mistake in the recipe text, 1 for anything around it
@@ -189,17 +189,10 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
             );
         }
         outln!("  {:<13} release {}", "", r.release.dir);
-        let missing = rows
-            .iter()
-            .filter(|(_, s)| *s == NodeState::MediaMissing)
-            .count();
-        if missing > 0 {
-            outln!(
-                "{missing} media file(s) missing; put them where the recipe says, then run `v6build pin`"
-            );
-        }
     }
-    Outcome::Success
+    // Every missing or unpinned media file (the kernel and .treeinfo too),
+    // as diagnostics; exit 1 when there is one.
+    crate::media_check::plan_outcome(&r)
 }
 
 /// `v6build verify`.
@@ -212,47 +205,9 @@ pub fn diff(cfg: &Config, args: &crate::diff::DiffArgs) -> Outcome {
     crate::diff::diff(cfg, args)
 }
 
-/// `v6build pin`.
-pub fn pin(cfg: &Config, path: &Path) -> Outcome {
-    let report = match recipe::pin(path) {
-        Ok(r) => r,
-        Err(e) => return recipe_error(e),
-    };
-    if cfg.json {
-        let v: Vec<serde_json::Value> = report
-            .entries
-            .iter()
-            .map(|e| {
-                json!({ "media": e.media, "role": e.role.node_name(),
-                "sha256": e.sha256.map(|s| s.to_hex()), "status": format!("{:?}", e.status) })
-            })
-            .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "written": report.written, "entries": v }))
-                .unwrap_or_default()
-        );
-    } else if cfg.verbosity >= Verbosity::Normal {
-        for e in &report.entries {
-            let what = match &e.status {
-                PinStatus::Unchanged => "unchanged".to_string(),
-                PinStatus::Added => "pinned".to_string(),
-                PinStatus::Updated { old } => format!("updated (was {old})"),
-                other => format!("{other:?}").to_lowercase(),
-            };
-            eprintln!(
-                "{:<10} {} {}: {}",
-                what,
-                e.media,
-                e.role.node_name(),
-                e.path.display()
-            );
-        }
-        if report.written {
-            eprintln!("wrote {}", report.recipe.display());
-        }
-    }
-    Outcome::Success
+/// `v6build pin`: see [`crate::pin_cmd`].
+pub fn pin(cfg: &Config, path: &Path, update: bool) -> Outcome {
+    crate::pin_cmd::pin(cfg, path, update)
 }
 
 /// `v6build ls`.

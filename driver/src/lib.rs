@@ -27,6 +27,8 @@ pub mod inspect;
 pub mod keys;
 pub mod limits;
 pub mod manifest;
+pub mod media_check;
+pub mod pin_cmd;
 pub mod pipeline;
 pub mod progress;
 pub mod refs;

@@ -262,8 +262,10 @@ fn pinned_size_is_checked_before_hashing() {
         "{}",
         stderr(&o)
     );
-    // `pin` corrects it (and adds the sizes of the other media).
-    cmd(&s, &["pin", "recipes/sized.kdl"]).output().unwrap();
+    // `pin --update` corrects it (and adds the sizes of the other media).
+    cmd(&s, &["pin", "--update", "recipes/sized.kdl"])
+        .output()
+        .unwrap();
     let pinned = std::fs::read_to_string(s.path().join("recipes/sized.kdl")).unwrap();
     assert!(pinned.contains(&format!(" size={len}\n")), "{pinned}");
     let o = cmd(&s, &["build", "recipes/sized.kdl"]).output().unwrap();

@@ -4,6 +4,7 @@ mod harness;
 
 mod boot;
 mod cli;
+mod daily;
 mod demo;
 mod diff;
 mod el7_fixes;

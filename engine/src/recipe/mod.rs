@@ -36,7 +36,8 @@ use std::path::Path;
 
 pub use error::{ErrorKind, FileId, RecipeError, RecipeFile, Span, render};
 pub use media::{
-    VerifiedMedia, display_path, media_missing_error, missing_media, sha256_file, verify_media,
+    VerifiedMedia, check_media_file, display_path, media_mismatch_error, media_missing_error,
+    media_not_pinned_error, missing_media, sha256_file, verify_media,
 };
 pub use model::{
     BootOutput, CompressKind, Compression, FileContent, HostPath, InitrdOutput, Keep, Layer,
@@ -45,7 +46,7 @@ pub use model::{
     XattrAction,
 };
 pub use ops::DEFAULT_UNIT_DIR;
-pub use pin::{PinEntry, PinReport, PinStatus, pin};
+pub use pin::{PinEntry, PinOptions, PinReport, PinStatus, pin};
 
 /// Reads, decodes and validates the recipe at `path` and every file it
 /// includes. Host files the recipe names (`src=`, `patch`, `overlay`) must

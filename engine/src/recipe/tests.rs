@@ -473,19 +473,15 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
     let hi = sha256_file(&dir.path().join("i.img")).expect("hash");
     let hs = sha256_file(&dir.path().join("s.img")).expect("hash");
 
-    let report = pin(&path).expect("pin");
+    let report = pin(&path, PinOptions::default()).expect("pin");
     assert!(report.written);
     let statuses: Vec<&PinStatus> = report.entries.iter().map(|e| &e.status).collect();
+    // A placeholder is no pin: it is filled in without --update.
     assert_eq!(
         statuses,
-        [
-            &PinStatus::Added,
-            &PinStatus::Updated {
-                old: "sha256=\"TODO\"".into()
-            },
-            &PinStatus::Missing
-        ]
+        [&PinStatus::Added, &PinStatus::Added, &PinStatus::Missing]
     );
+    assert_eq!(report.missing().count(), 1);
     let text = std::fs::read_to_string(&path).expect("read");
     let expected = PIN_RECIPE
         .replace(
@@ -511,29 +507,43 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
     );
 
     // Pinning again changes nothing and does not rewrite the file.
-    let again = pin(&path).expect("pin again");
+    let again = pin(&path, PinOptions::default()).expect("pin again");
     assert!(!again.written);
     assert_eq!(again.entries[0].status, PinStatus::Unchanged);
 
-    // A changed media file is re-pinned in place.
+    // A changed media file is not re-pinned without `update`: nothing is
+    // written, and the report says old and new.
     std::fs::write(dir.path().join("s.img"), b"other stage2").expect("write");
     let r = load(&path).expect("loads");
     assert_eq!(
         verify_media(&r).expect_err("stage2 changed").kind(),
         ErrorKind::MediaMismatch
     );
-    let third = pin(&path).expect("pin after change");
-    assert!(
-        matches!(&third.entries[1].status, PinStatus::Updated { old } if old.contains(&hs.to_hex()))
-    );
     let hs2 = sha256_file(&dir.path().join("s.img")).expect("hash");
+    let refused = pin(&path, PinOptions::default()).expect("pin after change");
+    assert!(!refused.written);
+    assert_eq!(
+        refused.entries[1].status,
+        PinStatus::Refused {
+            old: format!("sha256=\"{hs}\""),
+            new: format!("sha256=\"{hs2}\"")
+        }
+    );
+    assert_eq!(refused.refused().count(), 1);
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), expected);
+    // With `update` it is replaced in place.
+    let third = pin(&path, PinOptions { update: true }).expect("pin --update");
+    assert!(third.written);
+    assert!(
+        matches!(&third.entries[1].status, PinStatus::Updated { old, new } if old.contains(&hs.to_hex()) && new.contains(&hs2.to_hex()))
+    );
     assert_eq!(
         std::fs::read_to_string(&path).expect("read"),
         expected.replace(&hs.to_hex(), &hs2.to_hex())
     );
 
     // A recipe pinned before `size=` existed gets its sizes added, and a
-    // wrong size alone is corrected.
+    // wrong size alone is corrected by `update` (and refused without it).
     let text = std::fs::read_to_string(&path).expect("read");
     std::fs::write(
         &path,
@@ -541,12 +551,18 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
             .replacen("size=12", "size=5", 1),
     )
     .expect("write");
-    let fourth = pin(&path).expect("pin sizes");
+    let before = std::fs::read_to_string(&path).expect("read");
+    let no = pin(&path, PinOptions::default()).expect("pin sizes");
+    assert_eq!(no.entries[0].status, PinStatus::Added);
+    assert!(matches!(&no.entries[1].status, PinStatus::Refused { old, .. } if old == "size=5"));
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), before);
+    let fourth = pin(&path, PinOptions { update: true }).expect("pin sizes");
     assert_eq!(fourth.entries[0].status, PinStatus::Added);
     assert_eq!(
         fourth.entries[1].status,
         PinStatus::Updated {
-            old: "size=5".into()
+            old: "size=5".into(),
+            new: "size=12".into()
         }
     );
     assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
