@@ -37,6 +37,7 @@ pub mod treeinfo;
 pub mod updates;
 pub mod verify;
 pub mod vmboot;
+pub mod what_is;
 
 use std::path::PathBuf;
 

@@ -118,3 +118,73 @@ fn pin_refuses_to_overwrite_without_update() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("demo treeinfo"), "{}", stderr(&o));
 }
+
+/// `ls IMAGE /usr/libexec` prints full image paths, and each file's path
+/// pasted into `cat` gives that file.
+#[test]
+fn ls_paths_paste_into_cat() {
+    let s = Scratch::new();
+    let image = "recipes/media/demo/LiveOS/squashfs.img";
+    let o = s.ok(&["ls", image, "/usr/libexec"]);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut files = 0;
+    for line in text.lines().filter(|l| !l.starts_with(' ')) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let path = fields[3];
+        assert!(path.starts_with("/usr/libexec"), "{line}");
+        if !line.starts_with('-') {
+            continue;
+        }
+        let size: usize = fields[4]
+            .strip_prefix("size=")
+            .and_then(|n| n.parse().ok())
+            .expect("a size");
+        let cat = s.ok(&["cat", image, path]);
+        assert_eq!(cat.stdout.len(), size, "{path}");
+        files += 1;
+        // Listing the file shows that file (and its own xattrs) only.
+        let one = s.ok(&["ls", image, path]);
+        let one = String::from_utf8_lossy(&one.stdout).into_owned();
+        assert_eq!(one.lines().next(), Some(line), "{one}");
+        assert!(
+            one.lines().skip(1).all(|l| l.starts_with("    xattr ")),
+            "{one}"
+        );
+    }
+    assert!(files >= 1, "{text}");
+
+    // --json: structured entries.
+    let o = s.ok(&["ls", "--json", image, "/usr/libexec"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["path"], "/usr/libexec");
+    assert_eq!(entries[0]["type"], "dir");
+    let file = entries.iter().find(|e| e["type"] == "file").unwrap();
+    for key in ["mode", "uid", "gid", "size", "digest", "xattrs"] {
+        assert!(!file[key].is_null(), "{key}: {file}");
+    }
+    assert!(
+        file["digest"].as_str().unwrap().starts_with("blake3:"),
+        "{file}"
+    );
+    assert_eq!(file["digest"].as_str().unwrap().len(), 7 + 64, "{file}");
+
+    // Not an image: say what it is.
+    let tgz = s.path().join("files.tar.gz");
+    let mut tar = vec![0u8; 1024];
+    tar[257..263].copy_from_slice(b"ustar\0");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    std::fs::write(&tgz, gz.finish().unwrap()).unwrap();
+    for (file, what) in [
+        ("recipes/demo.kdl", "plain text"),
+        ("files.tar.gz", "a gzip-compressed tar"),
+        (env!("CARGO_BIN_EXE_v6build"), "an ELF executable"),
+    ] {
+        let o = s.run(&["ls", file]);
+        assert_eq!(o.status.code(), Some(1));
+        let err = stderr(&o);
+        assert!(err.contains(&format!("it is {what}")), "{err}");
+        assert!(!err.contains("bad magic"), "{err}");
+    }
+}

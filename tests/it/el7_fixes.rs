@@ -380,7 +380,7 @@ fn v6build_patches_real_anaconda_like_gnu_patch() {
     before.extend(
         ["__init__.py", "__init__.pyc", "__init__.pyo", "image.pyc"]
             .iter()
-            .map(|f| format!("/pyanaconda/packaging/{f}")),
+            .map(|f| format!("{site}/pyanaconda/packaging/{f}")),
     );
     let after = paths(&s, &out, site);
     let gone: Vec<&String> = before.difference(&after).collect();
@@ -388,8 +388,8 @@ fn v6build_patches_real_anaconda_like_gnu_patch() {
     assert_eq!(
         gone,
         [
-            "/pyanaconda/packaging/__init__.pyc",
-            "/pyanaconda/packaging/__init__.pyo"
+            &format!("{site}/pyanaconda/packaging/__init__.pyc"),
+            &format!("{site}/pyanaconda/packaging/__init__.pyo")
         ],
         "removed"
     );
