@@ -168,10 +168,18 @@ enum Command {
         accel: AccelArg,
     },
     /// Remove cache entries that no release and none of the last builds need.
+    ///
+    /// The roots are every release built (until `v6build release rm` drops it) and the newest
+    /// --keep-builds builds.
     Gc {
-        /// How many of the most recent builds stay gc roots.
-        #[arg(long, default_value_t = 5, value_name = "N")]
+        /// How many of the most recent builds stay gc roots (every build keeps this many too).
+        #[arg(long, default_value_t = engine::releases::default_keep_builds(), value_name = "N")]
         keep_builds: usize,
+    },
+    /// The releases the cache keeps as gc roots: list them, or drop one.
+    Release {
+        #[command(subcommand)]
+        action: ReleaseAction,
     },
     /// Print a shell completion script.
     Completions {
@@ -182,6 +190,21 @@ enum Command {
     Man {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseAction {
+    /// List the releases whose gc roots the cache holds.
+    Ls,
+    /// Drop the gc root of each named release, so that the next gc frees what only it kept.
+    ///
+    /// The release directory under --out is left alone. Exit 1 when a name has no root.
+    Rm {
+        /// The release's `dir` from its recipe (7.x/7.2r5), or its root name as `release ls`
+        /// prints it (7.x_7.2r5).
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
     },
 }
 
@@ -353,6 +376,10 @@ pub fn run() -> ExitCode {
             },
         ),
         Command::Gc { keep_builds } => engine::cmd::gc(&cfg, keep_builds),
+        Command::Release { action } => match action {
+            ReleaseAction::Ls => engine::releases::ls(&cfg),
+            ReleaseAction::Rm { names } => engine::releases::rm(&cfg, &names),
+        },
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let shell = match shell {

@@ -386,6 +386,8 @@ fn build_once(
     let graph = pipeline::plan(r, epoch).map_err(Outcome::Failure)?;
     // Every missing or unpinned media file at once, before any work.
     crate::media_check::before_build(r)?;
+    // Files put into the release directory by hand would be deleted.
+    crate::releases::check_hand_files(out_dir, &r.release.dir)?;
     // The kernel and .treeinfo are copied through, not built: find (or
     // fetch) them before any work.
     let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();
@@ -667,7 +669,7 @@ fn build_once(
     let release_dir = w
         .commit(&manifest.to_bytes())
         .map_err(|e| Outcome::Failure(format!("writing the release directory: {e}")))?;
-    let root_name = r.release.dir.replace('/', "_");
+    let root_name = crate::releases::root_name(&r.release.dir);
     // Gc roots are best effort: a failure here loses nothing but cache hits.
     let _ = store.add_root(v6build_cache::RootKind::Release, &root_name, &roots);
     let _ = store.add_build_root(&roots);

@@ -188,3 +188,75 @@ fn ls_paths_paste_into_cat() {
         assert!(!err.contains("bad magic"), "{err}");
     }
 }
+
+/// Housekeeping: a file put into a release by hand stops the next build
+/// (and survives it); `release rm` drops a release's gc root so that `gc`
+/// frees what only it kept.
+#[test]
+fn hand_files_release_rm_and_gc() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let notes = s.demo_release().join("notes/README.txt");
+    std::fs::create_dir_all(notes.parent().unwrap()).unwrap();
+    std::fs::write(&notes, "mine\n").unwrap();
+    let o = s.run(&["build", "recipes/demo.kdl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("notes/README.txt"), "{err}");
+    assert!(err.contains("would delete them"), "{err}");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
+    std::fs::remove_dir_all(notes.parent().unwrap()).unwrap();
+    s.ok(&["build", "recipes/demo.kdl"]);
+
+    let o = s.ok(&["release", "ls"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("demo_1.0"));
+    let gc = |s: &Scratch| -> serde_json::Value {
+        serde_json::from_slice(&s.ok(&["gc", "--json", "--keep-builds", "0"]).stdout).unwrap()
+    };
+    let kept = gc(&s)["kept_objects"].as_u64().unwrap();
+    assert!(kept > 0);
+    s.ok(&["release", "rm", "demo/1.0"]);
+    let o = s.ok(&["release", "ls"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("demo_1.0"));
+    let after = gc(&s);
+    assert_eq!(after["kept_objects"], 0, "{after}");
+    assert!(
+        after["removed_objects"].as_u64().unwrap() >= kept,
+        "{after}"
+    );
+    // The release directory is the user's: left alone.
+    assert!(s.demo_release().join("manifest.json").is_file());
+    let o = s.run(&["release", "rm", "demo/1.0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no release root named demo_1.0"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// gc's default number of kept builds is one number in --help, cli.md and
+/// store-layout.md.
+#[test]
+fn gc_default_is_the_same_everywhere() {
+    let s = Scratch::new();
+    let help = String::from_utf8_lossy(&s.ok(&["gc", "--help"]).stdout).into_owned();
+    let keep = help.find("--keep-builds").expect("--keep-builds");
+    let at = keep + help[keep..].find("[default: ").expect("a default") + "[default: ".len();
+    let n: usize = help[at..]
+        .split(']')
+        .next()
+        .and_then(|d| d.parse().ok())
+        .expect("a number");
+    let book = crate::harness::repo().join("book/src");
+    let cli = std::fs::read_to_string(book.join("cli.md")).unwrap();
+    assert!(
+        cli.contains(&format!("the last `N` builds (default {n},")),
+        "cli.md"
+    );
+    let layout = std::fs::read_to_string(book.join("store-layout.md")).unwrap();
+    assert!(
+        layout.contains(&format!("newest N (default {n})")),
+        "store-layout.md"
+    );
+}
