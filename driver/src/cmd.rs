@@ -21,8 +21,10 @@ pub(crate) fn recipe_error(e: recipe::RecipeError) -> Outcome {
     }
 }
 
-fn load(path: &Path) -> Result<Recipe, Outcome> {
-    recipe::load(path).map_err(recipe_error)
+fn load(cfg: &Config, path: &Path) -> Result<Recipe, Outcome> {
+    let r = recipe::load(path).map_err(recipe_error)?;
+    crate::diag::warn(cfg, &recipe::unused_layers(&r));
+    Ok(r)
 }
 
 fn open_store(cfg: &Config) -> Result<Store, Outcome> {
@@ -38,7 +40,7 @@ fn open_store(cfg: &Config) -> Result<Store, Outcome> {
 pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
     let mut recipes = Vec::new();
     for p in paths {
-        match load(p) {
+        match load(cfg, p) {
             Ok(r) => recipes.push((p.clone(), r)),
             Err(o) => return o,
         }
@@ -82,7 +84,7 @@ pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
 
 /// `v6build plan`.
 pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
-    let r = match load(path) {
+    let r = match load(cfg, path) {
         Ok(r) => r,
         Err(o) => return o,
     };
@@ -259,7 +261,7 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             ExitCode::from(1)
         }
         Outcome::FailureReport(r) => {
-            eprint!("{}", recipe::render(r.as_ref()));
+            eprint!("{}", crate::diag::render(r.as_ref()));
             ExitCode::from(1)
         }
         Outcome::Usage(msg) => {
@@ -267,7 +269,7 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             ExitCode::from(2)
         }
         Outcome::BadRecipe(r) => {
-            eprint!("{}", recipe::render(r.as_ref()));
+            eprint!("{}", crate::diag::render(r.as_ref()));
             ExitCode::from(2)
         }
         Outcome::InputsChanged(msg) => {

@@ -264,3 +264,70 @@ fn gc_default_is_the_same_everywhere() {
         "store-layout.md"
     );
 }
+
+/// A stage2 edit that lacks space says how much and how to fix it; with
+/// `grow "auto"` the same recipe builds and the ext4 image is clean.
+#[test]
+fn grow_auto_fits_a_48_mib_file() {
+    let t = "grow_auto_fits_a_48_mib_file";
+    let s = Scratch::new();
+    let r = s.path().join("recipes");
+    // 48 MiB, generated here (not committed): compressible, so the squashfs
+    // write stays quick, but every byte is stored in the ext4 image.
+    let mut big = Vec::with_capacity(48 << 20);
+    let mut n = 0u64;
+    while big.len() < 48 << 20 {
+        big.extend_from_slice(format!("line {n:012}\n").as_bytes());
+        n += 1;
+    }
+    big.truncate(48 << 20);
+    std::fs::write(r.join("files/big.bin"), &big).unwrap();
+    let demo = std::fs::read_to_string(r.join("demo.kdl")).unwrap();
+    let with_big = demo.replace(
+        "    layers \"nm-v6-only\" \"treeinfo-retry\" \"keep-accept-ra\"\n",
+        "    layers \"nm-v6-only\" \"treeinfo-retry\" \"keep-accept-ra\" \"big\"\n",
+    ) + "\nlayer \"big\" {\n    file \"/opt/big.bin\" src=\"files/big.bin\"\n}\n";
+    assert_ne!(with_big, demo);
+    std::fs::write(r.join("demo.kdl"), &with_big).unwrap();
+    let o = s.run(&["build", "recipes/demo.kdl"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("the ext4 image lacks"), "{err}");
+    assert!(err.contains("grow \"auto\""), "{err}");
+    assert!(err.contains("grow \"+"), "{err}");
+
+    let auto = with_big.replace(
+        "\"keep-accept-ra\" \"big\"\n",
+        "\"keep-accept-ra\" \"big\"\n    grow \"auto\"\n",
+    );
+    std::fs::write(r.join("demo.kdl"), &auto).unwrap();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let img = s.demo_release().join("LiveOS/squashfs.img");
+    let o = s.ok(&["ls", img.to_str().unwrap(), "/opt/big.bin"]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("size={}", 48 << 20)),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let rootfs = s.path().join("rootfs.img");
+    let o = s.ok(&[
+        "cat",
+        "--outer",
+        img.to_str().unwrap(),
+        "/LiveOS/rootfs.img",
+    ]);
+    std::fs::write(&rootfs, &o.stdout).unwrap();
+    if let Some(fsck) = v6build_testkit::oracle(t, "e2fsck") {
+        let o = std::process::Command::new(fsck)
+            .arg("-fn")
+            .arg(&rootfs)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "e2fsck -fn: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(&o)
+        );
+    }
+}

@@ -498,6 +498,25 @@ pub struct LayerRef {
     pub span: Span,
 }
 
+/// How much to grow the inner ext4 image of a stage2 (`grow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grow {
+    /// This many bytes, before the layers are applied.
+    Bytes(u64),
+    /// What the layers lack, plus a margin ([`Grow::auto_margin`]);
+    /// nothing when they fit.
+    Auto,
+}
+
+impl Grow {
+    /// The margin `grow "auto"` adds to what the layers lack: 16 MiB plus
+    /// a tenth of what they lack, so that a later small edit still fits
+    /// and the new block groups' own metadata is covered.
+    pub fn auto_margin(missing: u64) -> u64 {
+        (16 << 20) + missing / 10
+    }
+}
+
 /// A compression method for an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CompressKind {
@@ -620,8 +639,8 @@ pub struct Stage2Output {
     pub compress: Option<Compression>,
     /// Squashfs block size in bytes; `None` keeps the base's.
     pub block_size: Option<u32>,
-    /// Extra free bytes to add to the inner ext4 image.
-    pub grow: Option<u64>,
+    /// Space to add to the inner ext4 image.
+    pub grow: Option<Grow>,
     /// Output layout; `None` keeps the base's.
     pub format: Option<Stage2Format>,
     /// The base layout the recipe expects; `None`: whatever the base is

@@ -241,7 +241,7 @@ layer "ops" {
 }
 stage2 from="m" {
     layers "ops"
-    compress "xz" level=9 threads=2
+    compress "zstd" level=9 threads=2
     block-size "128K"
     grow "512M"
     format "squashfs"
@@ -370,10 +370,10 @@ updates from="m" { layers "ops"; compress "gzip"; }
     let c = s.compress.expect("compress");
     assert_eq!(
         (c.kind, c.level, c.threads),
-        (CompressKind::Xz, Some(9), Some(2))
+        (CompressKind::Zstd, Some(9), Some(2))
     );
     assert_eq!(s.block_size, Some(128 << 10));
-    assert_eq!(s.grow, Some(512 << 20));
+    assert_eq!(s.grow, Some(Grow::Bytes(512 << 20)));
     assert_eq!(s.format, Some(Stage2Format::Squashfs));
     assert_eq!(s.layout, Some(Stage2Layout::Plain));
     assert!(s.layout_span.is_some());
@@ -697,4 +697,31 @@ fn many_layers_load() {
     let r = load(&dir.path().join("r.kdl")).expect("loads");
     assert_eq!(r.layers.len(), n);
     assert_eq!(r.outputs.initrd.expect("initrd").layers.len(), n);
+}
+
+/// Issue 17 item 4: `grow "auto"` and `"+N MiB"`, and a warning (not an
+/// error) for a layer of the top file that no output uses.
+#[test]
+fn grow_forms_and_unused_layer_warning() {
+    for (text, want) in [
+        ("\"auto\"", Grow::Auto),
+        ("\"+48 MiB\"", Grow::Bytes(48 << 20)),
+        ("\"+1GiB\"", Grow::Bytes(1 << 30)),
+        ("\"64M\"", Grow::Bytes(64 << 20)),
+        ("4096", Grow::Bytes(4096)),
+    ] {
+        let recipe = format!(
+            "release \"t\" {{ dir \"t\"; }}\nmedia \"m\" {{ stage2 \"s.img\"; }}\n\
+             layer \"used\" {{ dir \"/a\"; }}\nlayer \"spare\" {{ dir \"/b\"; }}\n\
+             stage2 from=\"m\" {{ layers \"used\"; grow {text}; }}\n"
+        );
+        let dir = scratch(&[("r.kdl", recipe.as_bytes())]);
+        let r = load(&dir.path().join("r.kdl")).expect(&recipe);
+        assert_eq!(r.outputs.stage2.as_ref().and_then(|s| s.grow), Some(want));
+        let w = unused_layers(&r);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].is_warning());
+        assert_eq!(w[0].kind(), ErrorKind::UnusedLayer);
+        assert!(w[0].message().contains("`spare`"), "{}", w[0].message());
+    }
 }
