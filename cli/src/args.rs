@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use v6build_driver::{self as engine, Config, Outcome, Verbosity};
+use v6build_driver::{self as engine, Outcome};
+
+use crate::opts::{CacheArg, Global, JobsArg, JsonArg, Local, OutArg, QuietArg, TalkArg};
 
 /// Build Linux network-install images (PXE initrd.img, Anaconda stage2
 /// squashfs.img) from declarative KDL recipes, reproducibly and without root.
@@ -26,28 +28,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Args)]
-struct Global {
-    /// Directory that release directories are written under.
-    #[arg(long, global = true, value_name = "DIR", default_value = "out")]
-    out: PathBuf,
-    /// Content-addressed cache directory [default: $XDG_CACHE_HOME/v6build, or ~/.cache/v6build].
-    #[arg(long, global = true, value_name = "DIR", env = "V6BUILD_CACHE")]
-    cache: Option<PathBuf>,
-    /// Maximum number of threads for building nodes and compressing [default: all cores].
-    #[arg(long, short = 'j', global = true, value_name = "N")]
-    jobs: Option<usize>,
-    /// Print machine-readable JSON on stdout instead of human text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// More output; repeat for more (-vv prints cache keys).
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-    /// Less output: only errors.
-    #[arg(long, short = 'q', global = true)]
-    quiet: bool,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the release each recipe describes into --out.
@@ -62,6 +42,16 @@ enum Command {
         #[arg(required = true, value_name = "RECIPE")]
         recipes: Vec<PathBuf>,
         #[command(flatten)]
+        out: OutArg,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        jobs: JobsArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        talk: TalkArg,
+        #[command(flatten)]
         fetch: FetchArgs,
     },
     /// Show the build graph with each node's cache key and state, without building.
@@ -71,6 +61,12 @@ enum Command {
         /// Print the full cache key (ActionKey) of one node, to explain a cache miss.
         #[arg(long, value_name = "NODE")]
         explain: Option<String>,
+        #[command(flatten)]
+        out: OutArg,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Prove a release is what its recipe and inputs make: check the inputs, the files, and a clean
     /// rebuild.
@@ -87,6 +83,14 @@ enum Command {
         /// release or the working directory, or in their parents].
         #[arg(long, value_name = "PATH")]
         recipe: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutArg,
+        #[command(flatten)]
+        jobs: JobsArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        talk: TalkArg,
         #[command(flatten)]
         fetch: FetchArgs,
     },
@@ -105,6 +109,10 @@ enum Command {
         /// The old side, then the new side (only the new side with --media).
         #[arg(value_name = "A B", num_args = 1..=2, required = true)]
         sides: Vec<PathBuf>,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
     /// Fill in the missing sha256 and size pins of every local media file in a recipe.
     ///
@@ -117,6 +125,10 @@ enum Command {
         /// Replace pins that do not match their file, printing old → new.
         #[arg(long)]
         update: bool,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
     /// List the tree inside an image (initrd.img, squashfs.img, an ext4 image).
     Ls {
@@ -128,6 +140,8 @@ enum Command {
         /// For a squashfs holding LiveOS/rootfs.img, list the squashfs itself, not the ext4 inside.
         #[arg(long)]
         outer: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Print a file from inside an image to stdout.
     Cat {
@@ -166,6 +180,10 @@ enum Command {
         /// QEMU accelerator; guests may hang under KVM on some hosts.
         #[arg(long, value_enum, default_value_t = AccelArg::Tcg)]
         accel: AccelArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        talk: TalkArg,
     },
     /// Remove cache entries that no release and none of the last builds need.
     ///
@@ -175,6 +193,12 @@ enum Command {
         /// How many of the most recent builds stay gc roots (every build keeps this many too).
         #[arg(long, default_value_t = engine::releases::default_keep_builds(), value_name = "N")]
         keep_builds: usize,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
     /// The releases the cache keeps as gc roots: list them, or drop one.
     Release {
@@ -196,7 +220,12 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ReleaseAction {
     /// List the releases whose gc roots the cache holds.
-    Ls,
+    Ls {
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
     /// Drop the gc root of each named release, so that the next gc frees what only it kept.
     ///
     /// The release directory under --out is left alone. Exit 1 when a name has no root.
@@ -205,6 +234,10 @@ enum ReleaseAction {
         /// prints it (7.x_7.2r5).
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
 }
 
@@ -283,34 +316,132 @@ enum Shell {
     Powershell,
 }
 
-fn default_cache() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("v6build");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("v6build");
-    }
-    PathBuf::from(".v6build-cache")
-}
-
-impl Global {
-    fn config(&self) -> Config {
-        let verbosity = if self.quiet {
-            Verbosity::Quiet
-        } else {
-            match self.verbose {
-                0 => Verbosity::Normal,
-                1 => Verbosity::Verbose,
-                _ => Verbosity::Debug,
+impl Command {
+    /// The subcommand's name and the shared options it takes.
+    fn local(&self) -> (String, Local<'_>) {
+        fn talk(t: &TalkArg) -> Local<'_> {
+            Local {
+                verbose: Some(t),
+                quiet: Some(t.quiet),
+                ..Local::default()
             }
-        };
-        Config {
-            out_dir: self.out.clone(),
-            cache_dir: self.cache.clone().unwrap_or_else(default_cache),
-            jobs: self.jobs.filter(|&j| j > 0),
-            json: self.json,
-            verbosity,
-            fetch: engine::fetch::FetchOptions::default(),
+        }
+        fn quiet(q: &QuietArg) -> Local<'_> {
+            Local {
+                quiet: Some(q.quiet),
+                ..Local::default()
+            }
+        }
+        match self {
+            Command::Build {
+                out,
+                cache,
+                jobs,
+                json,
+                talk: t,
+                ..
+            } => (
+                "build".into(),
+                Local {
+                    out: Some(out),
+                    cache: Some(cache),
+                    jobs: Some(jobs),
+                    json: Some(json),
+                    ..talk(t)
+                },
+            ),
+            Command::Plan {
+                out, cache, json, ..
+            } => (
+                "plan".into(),
+                Local {
+                    out: Some(out),
+                    cache: Some(cache),
+                    json: Some(json),
+                    ..Local::default()
+                },
+            ),
+            Command::Verify {
+                out,
+                jobs,
+                json,
+                talk: t,
+                ..
+            } => (
+                "verify".into(),
+                Local {
+                    out: Some(out),
+                    jobs: Some(jobs),
+                    json: Some(json),
+                    ..talk(t)
+                },
+            ),
+            Command::Diff { json, quiet: q, .. } => (
+                "diff".into(),
+                Local {
+                    json: Some(json),
+                    ..quiet(q)
+                },
+            ),
+            Command::Pin { json, quiet: q, .. } => (
+                "pin".into(),
+                Local {
+                    json: Some(json),
+                    ..quiet(q)
+                },
+            ),
+            Command::Ls { json, .. } => (
+                "ls".into(),
+                Local {
+                    json: Some(json),
+                    ..Local::default()
+                },
+            ),
+            Command::Cat { .. } => ("cat".into(), Local::default()),
+            Command::Boot { json, talk: t, .. } => (
+                "boot".into(),
+                Local {
+                    json: Some(json),
+                    ..talk(t)
+                },
+            ),
+            Command::Gc {
+                cache,
+                json,
+                quiet: q,
+                ..
+            } => (
+                "gc".into(),
+                Local {
+                    cache: Some(cache),
+                    json: Some(json),
+                    ..quiet(q)
+                },
+            ),
+            Command::Release {
+                action: ReleaseAction::Ls { cache, json },
+            } => (
+                "release ls".into(),
+                Local {
+                    cache: Some(cache),
+                    json: Some(json),
+                    ..Local::default()
+                },
+            ),
+            Command::Release {
+                action:
+                    ReleaseAction::Rm {
+                        cache, quiet: q, ..
+                    },
+            } => (
+                "release rm".into(),
+                Local {
+                    cache: Some(cache),
+                    ..quiet(q)
+                },
+            ),
+            Command::Completions { .. } => ("completions".into(), Local::default()),
+            Command::Man { .. } => ("man".into(), Local::default()),
         }
     }
 }
@@ -325,14 +456,23 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut cfg = cli.global.config();
+    let (name, local) = cli.command.local();
+    let mut cfg = match cli.global.config(&name, &local) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     if let Command::Build { fetch, .. } | Command::Verify { fetch, .. } = &cli.command {
         cfg.fetch = fetch.options();
         remove_partial_downloads_on_signals();
     }
     let outcome = match cli.command {
         Command::Build { recipes, .. } => engine::cmd::build(&cfg, &recipes),
-        Command::Plan { recipe, explain } => engine::cmd::plan(&cfg, &recipe, explain.as_deref()),
+        Command::Plan {
+            recipe, explain, ..
+        } => engine::cmd::plan(&cfg, &recipe, explain.as_deref()),
         Command::Verify { target, recipe, .. } => {
             engine::cmd::verify(&cfg, &target, recipe.as_deref())
         }
@@ -340,6 +480,7 @@ pub fn run() -> ExitCode {
             media,
             content,
             mut sides,
+            ..
         } => {
             let b = sides.pop().unwrap_or_default();
             let a = sides.pop();
@@ -351,8 +492,10 @@ pub fn run() -> ExitCode {
             };
             engine::cmd::diff(&cfg, &args)
         }
-        Command::Pin { recipe, update } => engine::cmd::pin(&cfg, &recipe, update),
-        Command::Ls { image, path, outer } => engine::cmd::ls(&cfg, &image, &path, outer),
+        Command::Pin { recipe, update, .. } => engine::cmd::pin(&cfg, &recipe, update),
+        Command::Ls {
+            image, path, outer, ..
+        } => engine::cmd::ls(&cfg, &image, &path, outer),
         Command::Cat { image, path, outer } => engine::cmd::cat(&cfg, &image, &path, outer),
         Command::Boot {
             release,
@@ -361,6 +504,7 @@ pub fn run() -> ExitCode {
             timeout,
             cmdline,
             accel,
+            ..
         } => engine::vmboot::boot(
             &cfg,
             &engine::vmboot::BootOptions {
@@ -375,10 +519,10 @@ pub fn run() -> ExitCode {
                 },
             },
         ),
-        Command::Gc { keep_builds } => engine::cmd::gc(&cfg, keep_builds),
+        Command::Gc { keep_builds, .. } => engine::cmd::gc(&cfg, keep_builds),
         Command::Release { action } => match action {
-            ReleaseAction::Ls => engine::releases::ls(&cfg),
-            ReleaseAction::Rm { names } => engine::releases::rm(&cfg, &names),
+            ReleaseAction::Ls { .. } => engine::releases::ls(&cfg),
+            ReleaseAction::Rm { names, .. } => engine::releases::rm(&cfg, &names),
         },
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -414,20 +558,84 @@ fn remove_partial_downloads_on_signals() {
     });
 }
 
+/// The ENVIRONMENT section of every man page, in roff.
+const MAN_ENVIRONMENT: &str = r#".SH ENVIRONMENT
+.TP
+\fBSOURCE_DATE_EPOCH\fR
+Timestamp (seconds since 1970) for the entries a build creates, when the recipe's \fBrelease\fR has no \fBepoch\fR.
+.TP
+\fBV6BUILD_CACHE\fR
+The cache directory, as \fB\-\-cache\fR. Without either: $XDG_CACHE_HOME/v6build, else ~/.cache/v6build.
+.TP
+\fBNO_COLOR\fR
+When set to anything but the empty string, diagnostics and help are printed without colour. \fBCLICOLOR_FORCE\fR=1 forces colour.
+.TP
+\fBV6BUILD_LIMIT_UNPACKED\fR
+Most bytes an initrd may unpack to (default 1G; a number with K, M or G).
+.TP
+\fBV6BUILD_LIMIT_ENTRIES\fR
+Most entries an initrd may hold (default 500000).
+.TP
+\fBV6BUILD_LIMIT_FILE\fR
+Largest stage2 file an operation may read whole (default 1G).
+.TP
+\fBhttps_proxy\fR, \fBhttp_proxy\fR, \fBno_proxy\fR
+Proxies for media downloads (url=).
+.TP
+\fBSSL_CERT_FILE\fR, \fBSSL_CERT_DIR\fR
+CA certificates for https downloads, instead of the system store.
+"#;
+
+/// Every page: `v6build` and one per subcommand (`v6build-build`,
+/// `v6build-release-rm`, ...), from the built command so that each
+/// subcommand's synopsis names `v6build build` and its global options.
+fn man_pages() -> Vec<(String, clap::Command)> {
+    fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("{prefix}-{}", sub.get_name());
+            out.push((name.clone(), sub.clone().display_name(name.clone())));
+            walk(&name, sub, out);
+        }
+    }
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![(String::from("v6build"), cmd.clone())];
+    walk("v6build", &cmd, &mut pages);
+    pages
+}
+
+/// One man page: clap_mangen's sections with ENVIRONMENT after OPTIONS and
+/// SUBCOMMANDS.
+fn render_man(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+    let has_subcommands = cmd.get_subcommands().next().is_some();
+    let has_extra = cmd.get_after_long_help().is_some() || cmd.get_after_help().is_some();
+    let man = clap_mangen::Man::new(cmd).source(format!("v6build {}", env!("CARGO_PKG_VERSION")));
+    let mut buf = Vec::new();
+    man.render_title(&mut buf)?;
+    man.render_name_section(&mut buf)?;
+    man.render_synopsis_section(&mut buf)?;
+    man.render_description_section(&mut buf)?;
+    man.render_options_section(&mut buf)?;
+    if has_subcommands {
+        man.render_subcommands_section(&mut buf)?;
+    }
+    buf.extend_from_slice(MAN_ENVIRONMENT.as_bytes());
+    if has_extra {
+        man.render_extra_section(&mut buf)?;
+    }
+    man.render_version_section(&mut buf)?;
+    Ok(buf)
+}
+
 fn write_man(dir: &std::path::Path) -> Outcome {
-    let cmd = Cli::command();
     if let Err(e) = std::fs::create_dir_all(dir) {
         return Outcome::Usage(format!("cannot create {}: {e}", dir.display()));
     }
-    let mut pages = vec![(String::from("v6build"), cmd.clone())];
-    for sub in cmd.get_subcommands() {
-        pages.push((format!("v6build-{}", sub.get_name()), sub.clone()));
-    }
-    for (name, page) in pages {
-        let mut buf = Vec::new();
-        if let Err(e) = clap_mangen::Man::new(page).render(&mut buf) {
-            return Outcome::Failure(format!("cannot render man page {name}: {e}"));
-        }
+    for (name, page) in man_pages() {
+        let buf = match render_man(page) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Failure(format!("cannot render man page {name}: {e}")),
+        };
         let path = dir.join(format!("{name}.1"));
         if let Err(e) = std::fs::write(&path, buf) {
             return Outcome::Failure(format!("cannot write {}: {e}", path.display()));

@@ -3,6 +3,7 @@
 //! All behaviour lives in the engine; this file stays thin.
 
 mod args;
+mod opts;
 
 use std::process::ExitCode;
 

@@ -331,3 +331,89 @@ fn grow_auto_fits_a_48_mib_file() {
         );
     }
 }
+
+/// Man pages are titled `v6build-build(1)` etc., their synopsis names the
+/// options that apply, and they have an ENVIRONMENT section; each
+/// subcommand's help shows only its own options, and one that does not
+/// apply is refused, after the subcommand or before it.
+#[test]
+fn man_pages_help_and_options_per_command() {
+    let s = Scratch::new();
+    let man = s.path().join("man");
+    s.ok(&["man", man.to_str().unwrap()]);
+    let build = std::fs::read_to_string(man.join("v6build-build.1")).unwrap();
+    assert!(build.contains(".TH v6build-build 1"), "{build}");
+    assert!(build.contains("\\fBv6build build\\fR"), "{build}");
+    for opt in [
+        "\\-\\-cache",
+        "\\-\\-out",
+        "\\-\\-json",
+        "\\-\\-jobs",
+        "\\-\\-verbose",
+    ] {
+        assert!(build.contains(opt), "{opt}: {build}");
+    }
+    for page in [
+        "v6build.1",
+        "v6build-build.1",
+        "v6build-ls.1",
+        "v6build-release-rm.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(page)).unwrap();
+        assert!(text.contains(".SH ENVIRONMENT"), "{page}");
+        for var in [
+            "SOURCE_DATE_EPOCH",
+            "V6BUILD_CACHE",
+            "NO_COLOR",
+            "V6BUILD_LIMIT_FILE",
+        ] {
+            assert!(text.contains(var), "{page} lacks {var}");
+        }
+    }
+    let ls = String::from_utf8_lossy(&s.ok(&["ls", "--help"]).stdout).into_owned();
+    assert!(ls.contains("--json") && ls.contains("--outer"), "{ls}");
+    for absent in ["--cache", "--out <", "--verbose", "--jobs"] {
+        assert!(!ls.contains(absent), "ls --help shows {absent}:\n{ls}");
+    }
+    let image = "recipes/media/demo/images/pxeboot/initrd.img";
+    let o = s.run(&["cat", "-v", image, "/init"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = s.run(&["-v", "ls", image]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`--verbose` does not apply to `v6build ls`"),
+        "{}",
+        stderr(&o)
+    );
+    // -v means something where it is taken: build names cached nodes.
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let o = s.ok(&["build", "-v", "recipes/demo.kdl"]);
+    assert!(stderr(&o).contains("cached "), "{}", stderr(&o));
+}
+
+/// Recipe diagnostics are coloured only when asked (a terminal, or
+/// CLICOLOR_FORCE), never with NO_COLOR.
+#[test]
+fn diagnostics_follow_no_color() {
+    let s = Scratch::new();
+    std::fs::write(
+        s.path().join("recipes/bad.kdl"),
+        "release \"x\" { dir \"x\"; }\nlayer \"l\" {\n    file /etc/x text=\"y\"\n}\n",
+    )
+    .unwrap();
+    let run = |envs: &[(&str, &str)]| {
+        let mut c = s.cmd(&["plan", "recipes/bad.kdl"]);
+        c.env_remove("NO_COLOR").env_remove("CLICOLOR_FORCE");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        stderr(&o)
+    };
+    let plain = run(&[]);
+    assert!(plain.contains("strings must be quoted"), "{plain}");
+    assert!(!plain.contains('\x1b'), "colour into a pipe: {plain}");
+    assert!(run(&[("CLICOLOR_FORCE", "1")]).contains("\x1b["));
+    assert!(!run(&[("NO_COLOR", "1")]).contains('\x1b'));
+}
