@@ -922,7 +922,7 @@ fn el7_boot_line_is_the_write_ups() {
     let grub = std::fs::read_to_string(s.demo_release().join("grub.cfg")).unwrap();
     let linux = grub
         .lines()
-        .find(|l| l.trim_start().starts_with("linux "))
+        .find(|l| l.trim_start().starts_with("linuxefi "))
         .unwrap();
     for want in [
         " ip=[2401:beef:20::99]:::64:::none ",

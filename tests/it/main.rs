@@ -17,4 +17,5 @@ mod ops;
 mod stage2;
 mod stage2_layout;
 mod stage2_sparse;
+mod tutorial;
 mod verify;

@@ -725,3 +725,30 @@ fn grow_forms_and_unused_layer_warning() {
         assert!(w[0].message().contains("`spare`"), "{}", w[0].message());
     }
 }
+
+/// Issue 17 item 9: a KDL multi-line string drops the newline before its
+/// closing `"""`; an empty last line keeps one (as recipe-reference.md says).
+#[test]
+fn multiline_text_final_newline() {
+    let text_of = |body: &str| {
+        let recipe = format!(
+            "release \"t\" {{ dir \"t\"; }}\nmedia \"m\" {{ initrd \"i.img\"; }}\n\
+             layer \"l\" {{\n    file \"/etc/motd\" text={body}\n}}\ninitrd from=\"m\" {{ layers \"l\"; }}\n"
+        );
+        let dir = scratch(&[("r.kdl", recipe.as_bytes())]);
+        let r = load(&dir.path().join("r.kdl")).expect(&recipe);
+        match &r.layers[0].ops[0].op {
+            Operation::File {
+                content: FileContent::Text(t),
+                ..
+            } => t.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(text_of("\"\"\"\n    one\n    two\n    \"\"\""), "one\ntwo");
+    assert_eq!(
+        text_of("\"\"\"\n    one\n    two\n\n    \"\"\""),
+        "one\ntwo\n"
+    );
+    assert_eq!(text_of("\"one\\ntwo\\n\""), "one\ntwo\n");
+}
