@@ -13,7 +13,7 @@
 //! ├── trees/ab/cdef…         trees, canonical encoding, named by the tree digest
 //! ├── actions/ab/cdef…       action records, named by the ActionKey digest
 //! ├── refs/
-//! │   ├── releases/<name>    gc root of a release directory; kept until removed
+//! │   ├── releases/<name>    gc root of a release directory; kept until `v6build release rm`
 //! │   └── builds/<n>         gc root of build number n; only the newest N are kept
 //! ├── media/<sha256>         media fetched from url=, named by their pinned sha256
 //! │   (<sha256>.part…)       a download in progress; removed by gc
@@ -191,7 +191,10 @@
 //! action records to their outputs and trees to their file contents. Build
 //! roots are numbered by the store (a hard link claims the next free number,
 //! so concurrent builds never share one) and only the newest N (default 10)
-//! are kept.
+//! are kept, by every build and by `gc` (`gc --keep-builds N` changes it for
+//! that run). A release root is named after the release's `dir` with `/` as
+//! `_` (`refs/releases/7.x_7.2r5`) and is kept until `v6build release rm`
+//! drops it; nothing needs to be deleted from `refs/` by hand.
 //!
 //! `gc` converts the process's shared lock on `lock` to an exclusive one. If
 //! another process has the store open it fails with "store in use" rather than

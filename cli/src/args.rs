@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use v6build_driver::{self as engine, Config, Outcome, Verbosity};
+use v6build_driver::{self as engine, Outcome};
+
+use crate::opts::{CacheArg, Global, JobsArg, JsonArg, Local, OutArg, QuietArg, TalkArg};
 
 /// Build Linux network-install images (PXE initrd.img, Anaconda stage2
 /// squashfs.img) from declarative KDL recipes, reproducibly and without root.
@@ -26,28 +28,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Args)]
-struct Global {
-    /// Directory that release directories are written under.
-    #[arg(long, global = true, value_name = "DIR", default_value = "out")]
-    out: PathBuf,
-    /// Content-addressed cache directory [default: $XDG_CACHE_HOME/v6build, or ~/.cache/v6build].
-    #[arg(long, global = true, value_name = "DIR", env = "V6BUILD_CACHE")]
-    cache: Option<PathBuf>,
-    /// Maximum number of threads for building nodes and compressing [default: all cores].
-    #[arg(long, short = 'j', global = true, value_name = "N")]
-    jobs: Option<usize>,
-    /// Print machine-readable JSON on stdout instead of human text.
-    #[arg(long, global = true)]
-    json: bool,
-    /// More output; repeat for more (-vv prints cache keys).
-    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-    /// Less output: only errors.
-    #[arg(long, short = 'q', global = true)]
-    quiet: bool,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Build the release each recipe describes into --out.
@@ -62,6 +42,16 @@ enum Command {
         #[arg(required = true, value_name = "RECIPE")]
         recipes: Vec<PathBuf>,
         #[command(flatten)]
+        out: OutArg,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        jobs: JobsArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        talk: TalkArg,
+        #[command(flatten)]
         fetch: FetchArgs,
     },
     /// Show the build graph with each node's cache key and state, without building.
@@ -73,6 +63,12 @@ enum Command {
         /// operation, an upstream node) changed, to explain a cache miss.
         #[arg(long, value_name = "NODE")]
         explain: Option<String>,
+        #[command(flatten)]
+        out: OutArg,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Prove a release is what its recipe and inputs make: check the inputs, the files, and a clean
     /// rebuild.
@@ -89,6 +85,14 @@ enum Command {
         /// release or the working directory, or in their parents].
         #[arg(long, value_name = "PATH")]
         recipe: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutArg,
+        #[command(flatten)]
+        jobs: JobsArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        talk: TalkArg,
         #[command(flatten)]
         fetch: FetchArgs,
     },
@@ -107,11 +111,26 @@ enum Command {
         /// The old side, then the new side (only the new side with --media).
         #[arg(value_name = "A B", num_args = 1..=2, required = true)]
         sides: Vec<PathBuf>,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
-    /// Fill in or update the sha256 and size of every local media file in a recipe.
+    /// Fill in the missing sha256 and size pins of every local media file in a recipe.
+    ///
+    /// A pin that no longer matches its file is not replaced unless --update is given; without
+    /// it, pin writes nothing and exits 1. Exit 1 also when a media file without url= is missing
+    /// (the pins of the others are still written).
     Pin {
         /// Recipe file (KDL); rewritten in place, comments and layout kept.
         recipe: PathBuf,
+        /// Replace pins that do not match their file, printing old → new.
+        #[arg(long)]
+        update: bool,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
     /// List the tree inside an image (initrd.img, squashfs.img, an ext4 image).
     Ls {
@@ -123,6 +142,8 @@ enum Command {
         /// For a squashfs holding LiveOS/rootfs.img, list the squashfs itself, not the ext4 inside.
         #[arg(long)]
         outer: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Print a file from inside an image to stdout.
     Cat {
@@ -161,12 +182,30 @@ enum Command {
         /// QEMU accelerator; guests may hang under KVM on some hosts.
         #[arg(long, value_enum, default_value_t = AccelArg::Tcg)]
         accel: AccelArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        talk: TalkArg,
     },
     /// Remove cache entries that no release and none of the last builds need.
+    ///
+    /// The roots are every release built (until `v6build release rm` drops it) and the newest
+    /// --keep-builds builds.
     Gc {
-        /// How many of the most recent builds stay gc roots.
-        #[arg(long, default_value_t = 5, value_name = "N")]
+        /// How many of the most recent builds stay gc roots (every build keeps this many too).
+        #[arg(long, default_value_t = engine::releases::default_keep_builds(), value_name = "N")]
         keep_builds: usize,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        json: JsonArg,
+        #[command(flatten)]
+        quiet: QuietArg,
+    },
+    /// The releases the cache keeps as gc roots: list them, or drop one.
+    Release {
+        #[command(subcommand)]
+        action: ReleaseAction,
     },
     /// Print a shell completion script.
     Completions {
@@ -177,6 +216,30 @@ enum Command {
     Man {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseAction {
+    /// List the releases whose gc roots the cache holds.
+    Ls {
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        json: JsonArg,
+    },
+    /// Drop the gc root of each named release, so that the next gc frees what only it kept.
+    ///
+    /// The release directory under --out is left alone. Exit 1 when a name has no root.
+    Rm {
+        /// The release's `dir` from its recipe (7.x/7.2r5), or its root name as `release ls`
+        /// prints it (7.x_7.2r5).
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArg,
+        #[command(flatten)]
+        quiet: QuietArg,
     },
 }
 
@@ -255,34 +318,132 @@ enum Shell {
     Powershell,
 }
 
-fn default_cache() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("v6build");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("v6build");
-    }
-    PathBuf::from(".v6build-cache")
-}
-
-impl Global {
-    fn config(&self) -> Config {
-        let verbosity = if self.quiet {
-            Verbosity::Quiet
-        } else {
-            match self.verbose {
-                0 => Verbosity::Normal,
-                1 => Verbosity::Verbose,
-                _ => Verbosity::Debug,
+impl Command {
+    /// The subcommand's name and the shared options it takes.
+    fn local(&self) -> (String, Local<'_>) {
+        fn talk(t: &TalkArg) -> Local<'_> {
+            Local {
+                verbose: Some(t),
+                quiet: Some(t.quiet),
+                ..Local::default()
             }
-        };
-        Config {
-            out_dir: self.out.clone(),
-            cache_dir: self.cache.clone().unwrap_or_else(default_cache),
-            jobs: self.jobs.filter(|&j| j > 0),
-            json: self.json,
-            verbosity,
-            fetch: engine::fetch::FetchOptions::default(),
+        }
+        fn quiet(q: &QuietArg) -> Local<'_> {
+            Local {
+                quiet: Some(q.quiet),
+                ..Local::default()
+            }
+        }
+        match self {
+            Command::Build {
+                out,
+                cache,
+                jobs,
+                json,
+                talk: t,
+                ..
+            } => (
+                "build".into(),
+                Local {
+                    out: Some(out),
+                    cache: Some(cache),
+                    jobs: Some(jobs),
+                    json: Some(json),
+                    ..talk(t)
+                },
+            ),
+            Command::Plan {
+                out, cache, json, ..
+            } => (
+                "plan".into(),
+                Local {
+                    out: Some(out),
+                    cache: Some(cache),
+                    json: Some(json),
+                    ..Local::default()
+                },
+            ),
+            Command::Verify {
+                out,
+                jobs,
+                json,
+                talk: t,
+                ..
+            } => (
+                "verify".into(),
+                Local {
+                    out: Some(out),
+                    jobs: Some(jobs),
+                    json: Some(json),
+                    ..talk(t)
+                },
+            ),
+            Command::Diff { json, quiet: q, .. } => (
+                "diff".into(),
+                Local {
+                    json: Some(json),
+                    ..quiet(q)
+                },
+            ),
+            Command::Pin { json, quiet: q, .. } => (
+                "pin".into(),
+                Local {
+                    json: Some(json),
+                    ..quiet(q)
+                },
+            ),
+            Command::Ls { json, .. } => (
+                "ls".into(),
+                Local {
+                    json: Some(json),
+                    ..Local::default()
+                },
+            ),
+            Command::Cat { .. } => ("cat".into(), Local::default()),
+            Command::Boot { json, talk: t, .. } => (
+                "boot".into(),
+                Local {
+                    json: Some(json),
+                    ..talk(t)
+                },
+            ),
+            Command::Gc {
+                cache,
+                json,
+                quiet: q,
+                ..
+            } => (
+                "gc".into(),
+                Local {
+                    cache: Some(cache),
+                    json: Some(json),
+                    ..quiet(q)
+                },
+            ),
+            Command::Release {
+                action: ReleaseAction::Ls { cache, json },
+            } => (
+                "release ls".into(),
+                Local {
+                    cache: Some(cache),
+                    json: Some(json),
+                    ..Local::default()
+                },
+            ),
+            Command::Release {
+                action:
+                    ReleaseAction::Rm {
+                        cache, quiet: q, ..
+                    },
+            } => (
+                "release rm".into(),
+                Local {
+                    cache: Some(cache),
+                    ..quiet(q)
+                },
+            ),
+            Command::Completions { .. } => ("completions".into(), Local::default()),
+            Command::Man { .. } => ("man".into(), Local::default()),
         }
     }
 }
@@ -297,14 +458,23 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let mut cfg = cli.global.config();
+    let (name, local) = cli.command.local();
+    let mut cfg = match cli.global.config(&name, &local) {
+        Ok(c) => c,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     if let Command::Build { fetch, .. } | Command::Verify { fetch, .. } = &cli.command {
         cfg.fetch = fetch.options();
         remove_partial_downloads_on_signals();
     }
     let outcome = match cli.command {
         Command::Build { recipes, .. } => crate::cmd::build(&cfg, &recipes),
-        Command::Plan { recipe, explain } => crate::cmd::plan(&cfg, &recipe, explain.as_deref()),
+        Command::Plan {
+            recipe, explain, ..
+        } => crate::cmd::plan(&cfg, &recipe, explain.as_deref()),
         Command::Verify { target, recipe, .. } => {
             crate::cmd::verify(&cfg, &target, recipe.as_deref())
         }
@@ -312,6 +482,7 @@ pub fn run() -> ExitCode {
             media,
             content,
             mut sides,
+            ..
         } => {
             let b = sides.pop().unwrap_or_default();
             let a = sides.pop();
@@ -323,8 +494,10 @@ pub fn run() -> ExitCode {
             };
             crate::cmd::diff(&cfg, &args)
         }
-        Command::Pin { recipe } => crate::cmd::pin(&cfg, &recipe),
-        Command::Ls { image, path, outer } => crate::cmd::ls(&cfg, &image, &path, outer),
+        Command::Pin { recipe, update, .. } => crate::cmd::pin(&cfg, &recipe, update),
+        Command::Ls {
+            image, path, outer, ..
+        } => crate::cmd::ls(&cfg, &image, &path, outer),
         Command::Cat { image, path, outer } => crate::cmd::cat(&cfg, &image, &path, outer),
         Command::Boot {
             release,
@@ -333,6 +506,7 @@ pub fn run() -> ExitCode {
             timeout,
             cmdline,
             accel,
+            ..
         } => engine::vmboot::boot(
             &cfg,
             &engine::vmboot::BootOptions {
@@ -347,7 +521,11 @@ pub fn run() -> ExitCode {
                 },
             },
         ),
-        Command::Gc { keep_builds } => crate::cmd::gc(&cfg, keep_builds),
+        Command::Gc { keep_builds, .. } => crate::cmd::gc(&cfg, keep_builds),
+        Command::Release { action } => match action {
+            ReleaseAction::Ls { .. } => v6build_driver::releases::ls(&cfg),
+            ReleaseAction::Rm { names, .. } => v6build_driver::releases::rm(&cfg, &names),
+        },
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let shell = match shell {
@@ -382,20 +560,84 @@ fn remove_partial_downloads_on_signals() {
     });
 }
 
+/// The ENVIRONMENT section of every man page, in roff.
+const MAN_ENVIRONMENT: &str = r#".SH ENVIRONMENT
+.TP
+\fBSOURCE_DATE_EPOCH\fR
+Timestamp (seconds since 1970) for the entries a build creates, when the recipe's \fBrelease\fR has no \fBepoch\fR.
+.TP
+\fBV6BUILD_CACHE\fR
+The cache directory, as \fB\-\-cache\fR. Without either: $XDG_CACHE_HOME/v6build, else ~/.cache/v6build.
+.TP
+\fBNO_COLOR\fR
+When set to anything but the empty string, diagnostics and help are printed without colour. \fBCLICOLOR_FORCE\fR=1 forces colour.
+.TP
+\fBV6BUILD_LIMIT_UNPACKED\fR
+Most bytes an initrd may unpack to (default 1G; a number with K, M or G).
+.TP
+\fBV6BUILD_LIMIT_ENTRIES\fR
+Most entries an initrd may hold (default 500000).
+.TP
+\fBV6BUILD_LIMIT_FILE\fR
+Largest stage2 file an operation may read whole (default 1G).
+.TP
+\fBhttps_proxy\fR, \fBhttp_proxy\fR, \fBno_proxy\fR
+Proxies for media downloads (url=).
+.TP
+\fBSSL_CERT_FILE\fR, \fBSSL_CERT_DIR\fR
+CA certificates for https downloads, instead of the system store.
+"#;
+
+/// Every page: `v6build` and one per subcommand (`v6build-build`,
+/// `v6build-release-rm`, ...), from the built command so that each
+/// subcommand's synopsis names `v6build build` and its global options.
+fn man_pages() -> Vec<(String, clap::Command)> {
+    fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let name = format!("{prefix}-{}", sub.get_name());
+            out.push((name.clone(), sub.clone().display_name(name.clone())));
+            walk(&name, sub, out);
+        }
+    }
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![(String::from("v6build"), cmd.clone())];
+    walk("v6build", &cmd, &mut pages);
+    pages
+}
+
+/// One man page: clap_mangen's sections with ENVIRONMENT after OPTIONS and
+/// SUBCOMMANDS.
+fn render_man(cmd: clap::Command) -> std::io::Result<Vec<u8>> {
+    let has_subcommands = cmd.get_subcommands().next().is_some();
+    let has_extra = cmd.get_after_long_help().is_some() || cmd.get_after_help().is_some();
+    let man = clap_mangen::Man::new(cmd).source(format!("v6build {}", env!("CARGO_PKG_VERSION")));
+    let mut buf = Vec::new();
+    man.render_title(&mut buf)?;
+    man.render_name_section(&mut buf)?;
+    man.render_synopsis_section(&mut buf)?;
+    man.render_description_section(&mut buf)?;
+    man.render_options_section(&mut buf)?;
+    if has_subcommands {
+        man.render_subcommands_section(&mut buf)?;
+    }
+    buf.extend_from_slice(MAN_ENVIRONMENT.as_bytes());
+    if has_extra {
+        man.render_extra_section(&mut buf)?;
+    }
+    man.render_version_section(&mut buf)?;
+    Ok(buf)
+}
+
 fn write_man(dir: &std::path::Path) -> Outcome {
-    let cmd = Cli::command();
     if let Err(e) = std::fs::create_dir_all(dir) {
         return Outcome::Usage(format!("cannot create {}: {e}", dir.display()));
     }
-    let mut pages = vec![(String::from("v6build"), cmd.clone())];
-    for sub in cmd.get_subcommands() {
-        pages.push((format!("v6build-{}", sub.get_name()), sub.clone()));
-    }
-    for (name, page) in pages {
-        let mut buf = Vec::new();
-        if let Err(e) = clap_mangen::Man::new(page).render(&mut buf) {
-            return Outcome::Failure(format!("cannot render man page {name}: {e}"));
-        }
+    for (name, page) in man_pages() {
+        let buf = match render_man(page) {
+            Ok(b) => b,
+            Err(e) => return Outcome::Failure(format!("cannot render man page {name}: {e}")),
+        };
         let path = dir.join(format!("{name}.1"));
         if let Err(e) = std::fs::write(&path, buf) {
             return Outcome::Failure(format!("cannot write {}: {e}", path.display()));

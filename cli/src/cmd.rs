@@ -10,13 +10,16 @@ use std::time::Instant;
 use serde_json::json;
 use v6build_cache::Store;
 use v6build_driver::build::{self, BuildSummary, NodeState};
-use v6build_driver::{Config, Outcome, Verbosity, recipe_error};
-use v6build_engine::recipe::{self, PinStatus};
+use v6build_driver::{Config, Outcome, Verbosity};
+use v6build_engine::recipe;
 
 use crate::progress::{Mode, Progress};
 
-fn load(path: &Path) -> Result<recipe::Recipe, Outcome> {
-    v6build_driver::load_recipe(path)
+/// Loads a recipe and prints its warnings (not with `-q`).
+fn load(cfg: &Config, path: &Path) -> Result<recipe::Recipe, Outcome> {
+    let r = v6build_driver::load_recipe(path)?;
+    crate::diag::warn(cfg, &recipe::unused_layers(&r));
+    Ok(r)
 }
 
 /// `v6build build`.
@@ -50,7 +53,7 @@ pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
 
 /// `v6build plan`.
 pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
-    let r = match load(path) {
+    let r = match load(cfg, path) {
         Ok(r) => r,
         Err(o) => return o,
     };
@@ -133,17 +136,10 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
             );
         }
         outln!("  {:<13} release {}", "", r.release.dir);
-        let missing = rows
-            .iter()
-            .filter(|(_, s)| *s == NodeState::MediaMissing)
-            .count();
-        if missing > 0 {
-            outln!(
-                "{missing} media file(s) missing; put them where the recipe says, then run `v6build pin`"
-            );
-        }
     }
-    Outcome::Success
+    // Every missing or unpinned media file (the kernel and .treeinfo too),
+    // as diagnostics; exit 1 when there is one.
+    v6build_driver::media_check::plan_outcome(&r)
 }
 
 /// The human form of `plan --explain`: the node, its key document, and
@@ -232,47 +228,9 @@ pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
     d.outcome
 }
 
-/// `v6build pin`.
-pub fn pin(cfg: &Config, path: &Path) -> Outcome {
-    let report = match recipe::pin(path) {
-        Ok(r) => r,
-        Err(e) => return recipe_error(e),
-    };
-    if cfg.json {
-        let v: Vec<serde_json::Value> = report
-            .entries
-            .iter()
-            .map(|e| {
-                json!({ "media": e.media, "role": e.role.node_name(),
-                "sha256": e.sha256.map(|s| s.to_hex()), "status": format!("{:?}", e.status) })
-            })
-            .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "written": report.written, "entries": v }))
-                .unwrap_or_default()
-        );
-    } else if cfg.verbosity >= Verbosity::Normal {
-        for e in &report.entries {
-            let what = match &e.status {
-                PinStatus::Unchanged => "unchanged".to_string(),
-                PinStatus::Added => "pinned".to_string(),
-                PinStatus::Updated { old } => format!("updated (was {old})"),
-                other => format!("{other:?}").to_lowercase(),
-            };
-            eprintln!(
-                "{:<10} {} {}: {}",
-                what,
-                e.media,
-                e.role.node_name(),
-                e.path.display()
-            );
-        }
-        if report.written {
-            eprintln!("wrote {}", report.recipe.display());
-        }
-    }
-    Outcome::Success
+/// `v6build pin`: see [`crate::pin_cmd`].
+pub fn pin(cfg: &Config, path: &Path, update: bool) -> Outcome {
+    crate::pin_cmd::pin(cfg, path, update)
 }
 
 /// `v6build ls`.
@@ -324,7 +282,7 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             ExitCode::from(1)
         }
         Outcome::FailureReport(r) => {
-            eprint!("{}", recipe::render(r.as_ref()));
+            eprint!("{}", crate::diag::render(r.as_ref()));
             ExitCode::from(1)
         }
         Outcome::Usage(msg) => {
@@ -332,7 +290,7 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             ExitCode::from(2)
         }
         Outcome::BadRecipe(r) => {
-            eprint!("{}", recipe::render(r.as_ref()));
+            eprint!("{}", crate::diag::render(r.as_ref()));
             ExitCode::from(2)
         }
         Outcome::InputsChanged(msg) => {

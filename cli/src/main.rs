@@ -14,6 +14,9 @@ macro_rules! outln {
 
 mod args;
 mod cmd;
+mod diag;
+mod opts;
+mod pin_cmd;
 mod progress;
 
 use std::process::ExitCode;

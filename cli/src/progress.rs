@@ -127,4 +127,20 @@ impl BuildEvents for Progress {
     fn note(&self, message: &str) {
         self.println(message);
     }
+
+    fn warning(&self, warning: &v6build_engine::recipe::RecipeError) {
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let text = crate::diag::render(warning);
+        match self.mode {
+            Mode::Bars => {
+                let _ = self.multi.println(text.trim_end());
+            }
+            Mode::Lines | Mode::Silent => {
+                let _guard = self.lock.lock();
+                let _ = write!(std::io::stderr(), "{text}");
+            }
+        }
+    }
 }

@@ -91,16 +91,20 @@ impl BootFiles<'_> {
     }
 
     /// A `grub.cfg` snippet with one menu entry. Every word is quoted for
-    /// GRUB's script language where it needs it ([`grub_word`]).
+    /// GRUB's script language where it needs it ([`grub_word`]). EL7's
+    /// GRUB2 on UEFI (the only firmware that netboots over IPv6) loads the
+    /// kernel with `linuxefi`/`initrdefi`; a newer GRUB2 takes `linux` and
+    /// `initrd`.
     pub fn grub_cfg(&self) -> String {
         let title = format!("Install {} (IPv6 only)", self.release);
         let args: Vec<String> = self.args().iter().map(|a| grub_word(a)).collect();
         format!(
             "# v6build: boot release {release} over the network.\n\
              # Include this from your grub.cfg or use it as the netboot config.\n\
+             # EL7's GRUB2 on UEFI: linuxefi/initrdefi (a newer GRUB2: linux/initrd).\n\
              menuentry {title} --class os {{\n\
-             \tlinux {kernel} {args}\n\
-             \tinitrd {initrd}\n\
+             \tlinuxefi {kernel} {args}\n\
+             \tinitrdefi {initrd}\n\
              }}\n",
             release = comment(self.release),
             title = grub_quoted(&comment(&title)),
@@ -113,11 +117,13 @@ impl BootFiles<'_> {
     /// An iPXE script. iPXE has no quoting: the recipe loader refuses what
     /// iPXE would interpret (`${`, `||`, `&&`, a word starting with `#`,
     /// control characters, and quotes or spaces in `base-url`), and the
-    /// kernel's file name is percent-encoded.
+    /// kernel's file name is percent-encoded. `ifconf -c ipv6` configures
+    /// the interface by IPv6 autoconfiguration (SLAAC) first.
     pub fn ipxe(&self) -> String {
         format!(
             "#!ipxe\n\
              # v6build: boot release {release} over the network.\n\
+             ifconf -c ipv6\n\
              kernel {base}/{kernel} initrd=initrd.img {args}\n\
              initrd {base}/initrd.img\n\
              boot\n",
@@ -144,11 +150,11 @@ mod tests {
         };
         assert_eq!(
             b.grub_cfg(),
-            "# v6build: boot release 7.2r5 over the network.\n# Include this from your grub.cfg or use it as the netboot config.\nmenuentry 'Install 7.2r5 (IPv6 only)' --class os {\n\tlinux (http,[2401:beef:20::20])/7.x/7.2r5/vmlinuz inst.stage2=http://[2401:beef:20::20]/7.x/7.2r5 ip=[2401:beef:20::99]::[2401:beef:20::1]:64:::none\n\tinitrd (http,[2401:beef:20::20])/7.x/7.2r5/initrd.img\n}\n"
+            "# v6build: boot release 7.2r5 over the network.\n# Include this from your grub.cfg or use it as the netboot config.\n# EL7's GRUB2 on UEFI: linuxefi/initrdefi (a newer GRUB2: linux/initrd).\nmenuentry 'Install 7.2r5 (IPv6 only)' --class os {\n\tlinuxefi (http,[2401:beef:20::20])/7.x/7.2r5/vmlinuz inst.stage2=http://[2401:beef:20::20]/7.x/7.2r5 ip=[2401:beef:20::99]::[2401:beef:20::1]:64:::none\n\tinitrdefi (http,[2401:beef:20::20])/7.x/7.2r5/initrd.img\n}\n"
         );
         assert_eq!(
             b.ipxe(),
-            "#!ipxe\n# v6build: boot release 7.2r5 over the network.\nkernel http://[2401:beef:20::20]/7.x/7.2r5/vmlinuz initrd=initrd.img inst.stage2=http://[2401:beef:20::20]/7.x/7.2r5 ip=[2401:beef:20::99]::[2401:beef:20::1]:64:::none\ninitrd http://[2401:beef:20::20]/7.x/7.2r5/initrd.img\nboot\n"
+            "#!ipxe\n# v6build: boot release 7.2r5 over the network.\nifconf -c ipv6\nkernel http://[2401:beef:20::20]/7.x/7.2r5/vmlinuz initrd=initrd.img inst.stage2=http://[2401:beef:20::20]/7.x/7.2r5 ip=[2401:beef:20::99]::[2401:beef:20::1]:64:::none\ninitrd http://[2401:beef:20::20]/7.x/7.2r5/initrd.img\nboot\n"
         );
     }
 
@@ -173,7 +179,7 @@ mod tests {
         };
         let g = b.grub_cfg();
         // Exactly the template's lines: nothing injected a line or a block.
-        assert_eq!(g.lines().count(), 6, "{g}");
+        assert_eq!(g.lines().count(), 7, "{g}");
         assert!(
             g.contains(r"'a='\''b' 'c'\''' '$(x)' ';reboot' '}' insmod evil"),
             "{g}"
@@ -184,6 +190,6 @@ mod tests {
         );
         assert!(g.contains("vmlinuz%20x"), "{g}");
         let i = b.ipxe();
-        assert_eq!(i.lines().count(), 5, "{i}");
+        assert_eq!(i.lines().count(), 6, "{i}");
     }
 }

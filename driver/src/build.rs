@@ -13,7 +13,7 @@ use v6build_fstree::Digest;
 use crate::dag::Node;
 use crate::host_inputs::HostInputs;
 use crate::manifest::{EPOCH_FROM_ENV, EPOCH_FROM_RECIPE, Manifest};
-use crate::nodes::{self, Ctx, Image, NodeError, Out, Work};
+use crate::nodes::{self, Ctx, Image, Out, Work};
 use crate::progress::BuildEvents;
 use crate::release::assemble::Assembly;
 use crate::{Config, Outcome};
@@ -29,6 +29,9 @@ pub enum NodeState {
     MediaMissing,
     /// A media file it needs is present.
     MediaPresent,
+    /// A media file it needs is not on disk but has a `url=` and a pinned
+    /// sha256: the build downloads it.
+    ToFetch,
 }
 
 impl NodeState {
@@ -39,6 +42,7 @@ impl NodeState {
             NodeState::ToBuild => "to build",
             NodeState::MediaMissing => "media missing",
             NodeState::MediaPresent => "media present",
+            NodeState::ToFetch => "to fetch",
         }
     }
 }
@@ -55,6 +59,8 @@ pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
         };
         return if path.exists() || (url.is_some() && sha256.as_ref().is_some_and(fetched)) {
             NodeState::MediaPresent
+        } else if url.is_some() && sha256.is_some() {
+            NodeState::ToFetch
         } else {
             NodeState::MediaMissing
         };
@@ -174,13 +180,6 @@ pub fn node_keys(node: &Node<Work>) -> v6build_cache::NodeKeys {
     }
 }
 
-fn node_error(e: NodeError) -> Outcome {
-    match e {
-        NodeError::Recipe(r) => Outcome::FailureReport(miette::Report::new(*r)),
-        other => Outcome::Failure(other.to_string()),
-    }
-}
-
 /// Upper bound on rebuild attempts after corruption. Each attempt follows
 /// the removal of at least one corrupt object, so the loop ends anyway once
 /// the corrupt objects are gone; the bound only stops a disk that corrupts
@@ -197,7 +196,11 @@ pub fn build_recipes(
 ) -> Result<Vec<BuildSummary>, Outcome> {
     let mut recipes = Vec::new();
     for p in paths {
-        recipes.push((p.clone(), crate::load_recipe(p)?));
+        let r = crate::load_recipe(p)?;
+        for w in v6build_engine::recipe::unused_layers(&r) {
+            events.warning(&w);
+        }
+        recipes.push((p.clone(), r));
     }
     let only: Vec<Recipe> = recipes.iter().map(|(_, r)| r.clone()).collect();
     v6build_engine::recipe::check_duplicate_dirs(&only).map_err(crate::recipe_error)?;
@@ -275,6 +278,10 @@ fn build_once(
     // operations and the manifest all use these bytes.
     let hosts = HostInputs::read(r, store).map_err(Outcome::Failure)?;
     let graph = crate::plan::plan(r, epoch, &hosts).map_err(Outcome::Failure)?;
+    // Every missing or unpinned media file at once, before any work.
+    crate::media_check::before_build(r)?;
+    // Files put into the release directory by hand would be deleted.
+    crate::releases::check_hand_files(out_dir, &r.release.dir)?;
     // The kernel and .treeinfo are copied through, not built: find (or
     // fetch) them before any work.
     let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();
@@ -366,7 +373,7 @@ fn build_once(
                 Ok(out)
             })
         })
-        .map_err(node_error)?;
+        .map_err(|e| crate::media_check::node_failed(r, e))?;
 
     let (release_dir, manifest, roots) = crate::release::assemble::assemble(&Assembly {
         recipe: r,
@@ -382,7 +389,7 @@ fn build_once(
         events,
     })?;
     let bytes_written: u64 = manifest.outputs.iter().map(|o| o.size).sum();
-    let root_name = r.release.dir.replace('/', "_");
+    let root_name = crate::releases::root_name(&r.release.dir);
     // Gc roots are best effort: a failure here loses nothing but cache hits.
     let _ = store.add_root(v6build_cache::RootKind::Release, &root_name, &roots);
     let _ = store.add_build_root(&roots);

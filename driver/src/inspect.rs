@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use v6build_fstree::{BlobStore, Digest, LeafKind, MemBlobs, Node, Tree, TreePath, dump};
+use v6build_fstree::{BlobStore, Digest, LeafKind, MemBlobs, Node, Tree, TreePath};
 
 use crate::{Config, Outcome};
 
@@ -172,8 +172,21 @@ pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), Stri
     let at = |e: std::io::Error| format!("reading {}: {e}", path.display());
     let mut f = open_image(path).map_err(at)?;
     let mut head = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 2048), &mut head).map_err(at)?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut f, crate::what_is::HEAD as u64),
+        &mut head,
+    )
+    .map_err(at)?;
     let ctx = |e: String| format!("{}: {e}", path.display());
+    if sniff(&head) == Format::Initramfs
+        && let Some(what) = crate::what_is::describe(&head)
+    {
+        return Err(format!(
+            "{} is not an image v6build can read (an initramfs, a squashfs or an ext4 image): \
+             it is {what}",
+            path.display()
+        ));
+    }
     match sniff(&head) {
         Format::Squashfs => {
             let img = v6build_squashfs::SquashfsImage::open(open_image(path).map_err(at)?)
@@ -220,70 +233,178 @@ fn with_real_digests(
     for (name, node) in dir.entries() {
         let n = match node {
             Node::Dir(d) => Node::Dir(with_real_digests(d, opened, seen)?),
-            Node::Leaf(l) => {
-                let key = std::sync::Arc::as_ptr(l);
-                if let Some(done) = seen.get(&key) {
-                    Node::Leaf(std::sync::Arc::clone(done))
-                } else {
-                    let mut leaf: v6build_fstree::Leaf = (**l).clone();
-                    if let LeafKind::Regular(c) = &mut leaf.kind {
-                        c.digest = Digest::of(&opened.content(&c.digest)?);
-                    }
-                    let leaf = std::sync::Arc::new(leaf);
-                    seen.insert(key, std::sync::Arc::clone(&leaf));
-                    Node::Leaf(leaf)
-                }
-            }
+            Node::Leaf(l) => Node::Leaf(real_leaf(l, opened, seen)?),
         };
         out.put(name.clone(), n);
     }
     Ok(out)
 }
 
-fn subtree(tree: &Tree, path: &str) -> Result<Tree, Outcome> {
-    let tp =
-        TreePath::parse(path).map_err(|e| Outcome::Usage(format!("bad path {path:?}: {e}")))?;
-    if tp.is_root() {
-        return Ok(tree.clone());
+/// A leaf named by the BLAKE3 of its bytes (one copy per hardlink group).
+fn real_leaf(
+    l: &std::sync::Arc<v6build_fstree::Leaf>,
+    opened: &Opened,
+    seen: &mut std::collections::HashMap<
+        *const v6build_fstree::Leaf,
+        std::sync::Arc<v6build_fstree::Leaf>,
+    >,
+) -> Result<std::sync::Arc<v6build_fstree::Leaf>, String> {
+    let key = std::sync::Arc::as_ptr(l);
+    if let Some(done) = seen.get(&key) {
+        return Ok(std::sync::Arc::clone(done));
     }
-    match tree.get(&tp) {
-        Some(Node::Dir(d)) => Ok(d.clone()),
-        Some(leaf) => {
-            let mut t = Tree::new(tree.meta.clone());
-            t.put(
-                tp.file_name()
-                    .cloned()
-                    .ok_or_else(|| Outcome::Usage("bad path".into()))?,
-                leaf.clone(),
-            );
-            Ok(t)
-        }
-        None => Err(Outcome::Failure(format!(
-            "{path}: no such entry in the image"
-        ))),
+    let mut leaf: v6build_fstree::Leaf = (**l).clone();
+    if let LeafKind::Regular(c) = &mut leaf.kind {
+        c.digest = Digest::of(&opened.content(&c.digest)?);
+    }
+    let leaf = std::sync::Arc::new(leaf);
+    seen.insert(key, std::sync::Arc::clone(&leaf));
+    Ok(leaf)
+}
+
+/// The entries `ls` shows for `node` at `at`: the entry itself, then (for
+/// a directory) everything below it, each with its full path in the image.
+fn listed<'a>(at: &TreePath, node: &'a Node) -> Vec<(TreePath, &'a Node)> {
+    let mut v = vec![(at.clone(), node)];
+    if let Node::Dir(d) = node {
+        d.walk(&mut |rel, n| {
+            let mut full = at.clone();
+            for c in rel.components() {
+                full.push(c.clone());
+            }
+            v.push((full, n));
+        });
+    }
+    v
+}
+
+/// A file type in one lowercase word, for `ls --json`.
+fn type_word(node: &Node) -> &'static str {
+    match node {
+        Node::Dir(_) => "dir",
+        Node::Leaf(l) => match l.kind {
+            LeafKind::Regular(_) => "file",
+            LeafKind::Symlink(_) => "symlink",
+            LeafKind::CharDevice { .. } => "char-device",
+            LeafKind::BlockDevice { .. } => "block-device",
+            LeafKind::Fifo => "fifo",
+            LeafKind::Socket => "socket",
+        },
     }
 }
 
-/// `v6build ls IMAGE [PATH]`.
+/// One `ls --json` entry.
+fn entry_json(path: &TreePath, node: &Node, link_of: Option<&TreePath>) -> serde_json::Value {
+    let m = node.meta();
+    let xattrs: serde_json::Map<String, serde_json::Value> = m
+        .xattrs
+        .iter()
+        .map(|(k, v)| {
+            (
+                v6build_fstree::escape(k),
+                serde_json::Value::String(v6build_fstree::escape(v)),
+            )
+        })
+        .collect();
+    let mut e = serde_json::json!({
+        "path": path.to_string(),
+        "type": type_word(node),
+        "mode": format!("{:04o}", m.perm),
+        "uid": m.uid,
+        "gid": m.gid,
+        "mtime": m.mtime.secs,
+        "xattrs": xattrs,
+    });
+    if let Node::Leaf(l) = node {
+        match &l.kind {
+            LeafKind::Regular(c) => {
+                e["size"] = c.size.into();
+                e["digest"] = c.digest.to_string().into();
+            }
+            LeafKind::Symlink(t) => e["target"] = v6build_fstree::escape(t).into(),
+            LeafKind::CharDevice { major, minor } | LeafKind::BlockDevice { major, minor } => {
+                e["major"] = (*major).into();
+                e["minor"] = (*minor).into();
+            }
+            LeafKind::Fifo | LeafKind::Socket => {}
+        }
+    }
+    if let Some(first) = link_of {
+        e["hardlink_of"] = first.to_string().into();
+    }
+    e
+}
+
+/// `v6build ls IMAGE [PATH]`: every entry at and below PATH with its full
+/// path in the image (what `cat` takes), as text lines or JSON entries.
 pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
     let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
         Err(e) => return Outcome::Failure(e),
     };
-    let sub = match subtree(&tree, path) {
-        Ok(t) => t,
-        Err(o) => return o,
+    let tp = match TreePath::parse(path) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Usage(format!("bad path {path:?}: {e}")),
     };
-    let sub = match with_real_digests(&sub, &opened, &mut Default::default()) {
-        Ok(t) => t,
+    let node = if tp.is_root() {
+        Node::Dir(tree)
+    } else {
+        match tree.get(&tp) {
+            Some(n) => n.clone(),
+            None => return Outcome::Failure(format!("{path}: no such entry in the image")),
+        }
+    };
+    // Only what is listed is read, to name each file by its BLAKE3.
+    let mut seen = Default::default();
+    let node = match &node {
+        Node::Dir(d) => with_real_digests(d, &opened, &mut seen).map(Node::Dir),
+        Node::Leaf(l) => real_leaf(l, &opened, &mut seen).map(Node::Leaf),
+    };
+    let node = match node {
+        Ok(n) => n,
         Err(e) => return Outcome::Failure(format!("{}: {e}", image.display())),
     };
-    let text = dump(&sub);
+    let entries = listed(&tp, &node);
+    // Later names of a hardlink group point at the first one listed.
+    let mut first: std::collections::HashMap<*const v6build_fstree::Leaf, TreePath> =
+        std::collections::HashMap::new();
+    let mut text = String::new();
+    let mut json = Vec::new();
+    for (p, node) in &entries {
+        let link_of = match node {
+            Node::Leaf(l) => {
+                let key = std::sync::Arc::as_ptr(l);
+                match first.get(&key) {
+                    Some(f) => Some(f.clone()),
+                    None => {
+                        first.insert(key, p.clone());
+                        None
+                    }
+                }
+            }
+            Node::Dir(_) => None,
+        };
+        if cfg.json {
+            json.push(entry_json(p, node, link_of.as_ref()));
+            continue;
+        }
+        let line = v6build_fstree::entry_line(p, node);
+        match link_of {
+            Some(f) => {
+                let head = line.lines().next().unwrap_or_default();
+                let shown = format!(" {p}");
+                let cut = head.find(&shown).map_or(head.len(), |i| i + shown.len());
+                text.push_str(&format!("{} => {f}\n", &head[..cut]));
+            }
+            None => text.push_str(&line),
+        }
+    }
     if cfg.json {
-        let lines: Vec<&str> = text.lines().collect();
         outln!(
             "{}",
-            serde_json::json!({ "image": image.display().to_string(), "path": path, "entries": lines })
+            serde_json::to_string_pretty(&serde_json::json!({
+                "image": image.display().to_string(), "path": path, "entries": json }))
+            .unwrap_or_default()
         );
     } else {
         outln!("{}", text.trim_end_matches('\n'));

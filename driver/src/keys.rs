@@ -191,8 +191,8 @@ pub struct Stage2Pack {
     pub compress: Option<Compression>,
     /// squashfs block size.
     pub block_size: Option<u32>,
-    /// Bytes the nested ext4 image may grow by.
-    pub grow: Option<u64>,
+    /// How the nested ext4 image may grow.
+    pub grow: Option<v6build_engine::recipe::Grow>,
     /// What the stage2 is written as.
     pub format: Option<Stage2Format>,
     /// The layout pack checks the base against.

@@ -26,21 +26,25 @@ pub mod diff;
 pub mod error;
 pub mod explain;
 pub mod fetch;
+pub mod grow;
 pub mod host_inputs;
 mod images;
 pub mod inspect;
 pub(crate) mod keys;
 pub mod limits;
 pub mod manifest;
+pub mod media_check;
 pub mod nodes;
 pub mod plan;
 pub mod progress;
 pub(crate) mod refs;
 pub(crate) mod release;
+pub mod releases;
 pub(crate) mod treeinfo;
 pub(crate) mod updates;
 pub mod verify;
 pub mod vmboot;
+pub mod what_is;
 
 use std::path::PathBuf;
 

@@ -38,6 +38,11 @@ pub trait BuildEvents: Sync {
     fn note(&self, message: &str) {
         let _ = message;
     }
+
+    /// A recipe warning (a layer defined but not used), with its span.
+    fn warning(&self, warning: &v6build_engine::recipe::RecipeError) {
+        let _ = warning;
+    }
 }
 
 /// A sink that shows nothing (verify's rebuild, library callers).

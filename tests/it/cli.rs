@@ -93,7 +93,9 @@ fn verify_and_diff_help_give_their_flags_and_exit_codes() {
 #[test]
 fn plan_without_media_says_what_is_missing() {
     let s = Scratch::new();
-    let o = s.ok(&["plan", "recipes/7.2.kdl"]);
+    // The table is printed, then every missing file as a diagnostic: exit 1.
+    let o = s.run(&["plan", "recipes/7.2.kdl"]);
+    assert_eq!(o.status.code(), Some(1));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("media missing"), "{text}");
     for node in [

@@ -380,7 +380,7 @@ fn v6build_patches_real_anaconda_like_gnu_patch() {
     before.extend(
         ["__init__.py", "__init__.pyc", "__init__.pyo", "image.pyc"]
             .iter()
-            .map(|f| format!("/pyanaconda/packaging/{f}")),
+            .map(|f| format!("{site}/pyanaconda/packaging/{f}")),
     );
     let after = paths(&s, &out, site);
     let gone: Vec<&String> = before.difference(&after).collect();
@@ -388,8 +388,8 @@ fn v6build_patches_real_anaconda_like_gnu_patch() {
     assert_eq!(
         gone,
         [
-            "/pyanaconda/packaging/__init__.pyc",
-            "/pyanaconda/packaging/__init__.pyo"
+            &format!("{site}/pyanaconda/packaging/__init__.pyc"),
+            &format!("{site}/pyanaconda/packaging/__init__.pyo")
         ],
         "removed"
     );
@@ -922,7 +922,7 @@ fn el7_boot_line_is_the_write_ups() {
     let grub = std::fs::read_to_string(s.demo_release().join("grub.cfg")).unwrap();
     let linux = grub
         .lines()
-        .find(|l| l.trim_start().starts_with("linux "))
+        .find(|l| l.trim_start().starts_with("linuxefi "))
         .unwrap();
     for want in [
         " ip=[2401:beef:20::99]:::64:::none ",

@@ -509,7 +509,7 @@ fn demo_with(keep: &[&str], treeinfo: Option<&str>) -> Scratch {
     std::fs::write(&path, format!("{}{lines}{}", &text[..at], &text[at..])).unwrap();
     if let Some(t) = treeinfo {
         std::fs::write(s.path().join("recipes/media/demo/.treeinfo"), t).unwrap();
-        s.ok(&["pin", "recipes/demo.kdl"]);
+        s.ok(&["pin", "--update", "recipes/demo.kdl"]);
     }
     s
 }

@@ -262,8 +262,10 @@ fn pinned_size_is_checked_before_hashing() {
         "{}",
         stderr(&o)
     );
-    // `pin` corrects it (and adds the sizes of the other media).
-    cmd(&s, &["pin", "recipes/sized.kdl"]).output().unwrap();
+    // `pin --update` corrects it (and adds the sizes of the other media).
+    cmd(&s, &["pin", "--update", "recipes/sized.kdl"])
+        .output()
+        .unwrap();
     let pinned = std::fs::read_to_string(s.path().join("recipes/sized.kdl")).unwrap();
     assert!(pinned.contains(&format!(" size={len}\n")), "{pinned}");
     let o = cmd(&s, &["build", "recipes/sized.kdl"]).output().unwrap();
@@ -306,8 +308,25 @@ fn kernel_and_treeinfo_are_fetched_and_checked_too() {
         srv.url("/treeinfo"),
     );
     std::fs::write(s.path().join("recipes/net.kdl"), text).unwrap();
+    // Issue 17 item 2: before the fetch `plan` says "to fetch", after it
+    // "media present"; never "media missing", and it exits 0 both times.
+    let plan = |s: &Scratch| {
+        let o = cmd(s, &["plan", "recipes/net.kdl"]).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let before = plan(&s);
+    assert!(
+        before.contains("to fetch") && !before.contains("media missing"),
+        "{before}"
+    );
     let o = cmd(&s, &["build", "recipes/net.kdl"]).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    let after = plan(&s);
+    assert!(
+        after.contains("media present") && !after.contains("media missing"),
+        "{after}"
+    );
     let rel = s.out().join("net/1");
     assert_eq!(std::fs::read(rel.join("vmlinuz")).unwrap(), kernel);
     assert!(rel.join(".treeinfo").exists());

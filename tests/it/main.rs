@@ -4,6 +4,7 @@ mod harness;
 
 mod boot;
 mod cli;
+mod daily;
 mod demo;
 mod diff;
 mod el7_fixes;
@@ -18,4 +19,5 @@ mod ops;
 mod stage2;
 mod stage2_layout;
 mod stage2_sparse;
+mod tutorial;
 mod verify;

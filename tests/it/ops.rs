@@ -32,17 +32,17 @@ layer "xattrs" {
 "#;
 
 const EXPECTED: &[&str] = &[
-    "d0750 0:0 1449187200 /",
-    "-0644 0:0 1449187200 /a-hard size=12",
-    "-0644 0:0 1449187200 /a.txt => /a-hard",
-    "l0777 0:0 1449187200 /link -> a.txt",
-    "-0644 0:0 1449187200 /b.txt size=17",
-    "-0600 7:8 1449187200 /os-release size=10",
-    "d0755 0:0 1449187200 /ov",
-    "d0755 0:0 1449187200 /ov/bin",
-    "-0755 0:0 1449187200 /ov/bin/run.sh size=",
-    "-0644 0:0 1449187200 /ov/keep.txt size=5",
-    "-0755 12:34 1000000000 /tool.sh size=",
+    "d0750 0:0 1449187200 /opt/v6",
+    "-0644 0:0 1449187200 /opt/v6/a-hard size=12",
+    "-0644 0:0 1449187200 /opt/v6/a.txt => /opt/v6/a-hard",
+    "l0777 0:0 1449187200 /opt/v6/link -> a.txt",
+    "-0644 0:0 1449187200 /opt/v6/b.txt size=17",
+    "-0600 7:8 1449187200 /opt/v6/os-release size=10",
+    "d0755 0:0 1449187200 /opt/v6/ov",
+    "d0755 0:0 1449187200 /opt/v6/ov/bin",
+    "-0755 0:0 1449187200 /opt/v6/ov/bin/run.sh size=",
+    "-0644 0:0 1449187200 /opt/v6/ov/keep.txt size=5",
+    "-0755 12:34 1000000000 /opt/v6/tool.sh size=",
 ];
 
 fn setup(s: &Scratch) {

@@ -148,10 +148,11 @@ fn stage2_output_options() {
         std::fs::read(s.path().join("recipes/files/fix-ipv6.service")).unwrap()
     );
 
-    // A squashfs cannot be written uncompressed or with lz4: a clear error.
+    // A squashfs cannot be written uncompressed or with lz4: a clear
+    // error, when the recipe is loaded (a recipe mistake: exit 2).
     let bad = recipe(&s, "bad", "    compress \"lz4\"");
     let o = s.run(&["build", &bad]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(
         crate::harness::stderr(&o).contains("does not write them"),
         "{}",

@@ -51,22 +51,9 @@ impl Ctx<'_> {
             // every use (a wrong file in the cache is replaced).
             return Ok(Out::Media(found));
         }
-        let actual = v6build_engine::recipe::sha256_file(path)
-            .map_err(|e| fail(name, format!("reading {}: {e}", path.display())))?;
-        match sha256 {
-            None => Err(fail(
-                name,
-                format!("{} has no pinned sha256; run `v6build pin`", path.display()),
-            )),
-            Some(want) if *want != actual.to_hex() => Err(fail(
-                name,
-                format!(
-                    "{} has sha256 {} but the recipe pins {want}",
-                    path.display(),
-                    actual.to_hex()
-                ),
-            )),
-            Some(_) => Ok(Out::Media(path.to_path_buf())),
-        }
+        // Hashed and compared with the pin; a problem is a `media::*`
+        // diagnostic at the recipe line.
+        crate::media_check::check_local(self.recipe, media, *role, path)?;
+        Ok(Out::Media(path.to_path_buf()))
     }
 }

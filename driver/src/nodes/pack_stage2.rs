@@ -68,7 +68,7 @@ impl Ctx<'_> {
                 co.timestamp = u32::try_from(self.epoch.max(0)).unwrap_or(u32::MAX);
                 let mut image = v6build_ext4::create(view, self.blobs, &co)
                     .map_err(|e| fail(name, format!("making LiveOS/rootfs.img: {e}")))?;
-                if let Some(g) = grow {
+                if let Some(v6build_engine::recipe::Grow::Bytes(g)) = grow {
                     v6build_ext4::grow(&mut image, g)
                         .map_err(|e| fail(name, format!("growing LiveOS/rootfs.img: {e}")))?;
                 }
@@ -149,7 +149,7 @@ impl Ctx<'_> {
         path: &TreePath,
         content: &Content,
         view: &Tree,
-        grow: Option<u64>,
+        grow: Option<v6build_engine::recipe::Grow>,
     ) -> Result<(Digest, u64), NodeError> {
         let at = blocks
             .file_at(&content.digest)
@@ -168,24 +168,26 @@ impl Ctx<'_> {
         });
         let mut eopts = v6build_ext4::EditOptions::default();
         eopts.known_contents = known;
-        let edit_err = |e: v6build_ext4::Error| fail(name, format!("editing {path}: {e}"));
-        let (bs, changed, len) = match grow {
-            None => {
-                let e =
-                    v6build_ext4::edit_blocks(&at, view, self.blobs, &eopts).map_err(edit_err)?;
-                (e.block_size, e.blocks, e.len)
-            }
-            Some(g) => {
-                let (grown, _) = v6build_ext4::grow_blocks(&at, g)
-                    .map_err(|e| fail(name, format!("growing {path}: {e}")))?;
-                let mut all = grown.blocks.clone();
-                let ov = v6build_ext4::Overlay::new(&at, grown.block_size, grown.blocks, grown.len);
-                let e =
-                    v6build_ext4::edit_blocks(&ov, view, self.blobs, &eopts).map_err(edit_err)?;
-                all.extend(e.blocks);
-                (e.block_size, all, e.len.max(grown.len))
+        // Grown by `g` bytes first (when asked), then edited.
+        let attempt = |g: Option<u64>| -> Result<crate::grow::Edited, v6build_ext4::Error> {
+            match g {
+                None => {
+                    let e = v6build_ext4::edit_blocks(&at, view, self.blobs, &eopts)?;
+                    Ok((e.block_size, e.blocks, e.len))
+                }
+                Some(g) => {
+                    let (grown, _) = v6build_ext4::grow_blocks(&at, g)?;
+                    let mut all = grown.blocks.clone();
+                    let ov =
+                        v6build_ext4::Overlay::new(&at, grown.block_size, grown.blocks, grown.len);
+                    let e = v6build_ext4::edit_blocks(&ov, view, self.blobs, &eopts)?;
+                    all.extend(e.blocks);
+                    Ok((e.block_size, all, e.len.max(grown.len)))
+                }
             }
         };
+        let (bs, changed, len) = crate::grow::edit_with(grow, attempt)
+            .map_err(|e| crate::grow::edit_error(name, path, grow, e))?;
         let writes: BTreeMap<u64, Vec<u8>> = changed
             .into_iter()
             .map(|(b, data)| (b * u64::from(bs), data))

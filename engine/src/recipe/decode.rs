@@ -594,7 +594,7 @@ fn format_octal(v: i128) -> String {
     }
 }
 
-fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last()? {
         (i, 'K' | 'k') => (&s[..i], 1u64 << 10),

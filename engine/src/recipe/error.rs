@@ -119,6 +119,8 @@ pub enum ErrorKind {
     MediaNotPinned,
     /// A media file's sha256 differs from the pinned one.
     MediaMismatch,
+    /// A layer is defined but no output lists it (a warning).
+    UnusedLayer,
     /// A layer operation failed on the image it was applied to (a patch
     /// hunk that does not match, a path that does not exist). Reported by
     /// the build, pointing at the operation.
@@ -149,6 +151,7 @@ impl ErrorKind {
             ErrorKind::MediaNotPinned => "media::not-pinned",
             ErrorKind::MediaMismatch => "media::mismatch",
             ErrorKind::OperationFailed => "build::operation-failed",
+            ErrorKind::UnusedLayer => "recipe::unused-layer",
         }
     }
 
@@ -182,6 +185,7 @@ struct ErrorData {
     labels: Vec<LabeledSpan>,
     help: Option<String>,
     related: Vec<RecipeError>,
+    warning: bool,
 }
 
 impl RecipeError {
@@ -195,6 +199,7 @@ impl RecipeError {
             labels: Vec::new(),
             help: None,
             related: Vec::new(),
+            warning: false,
         }))
     }
 
@@ -229,6 +234,17 @@ impl RecipeError {
         self
     }
 
+    /// Makes this a warning: shown, but nothing fails because of it.
+    pub fn warning(mut self) -> Self {
+        self.0.warning = true;
+        self
+    }
+
+    /// Whether this is a warning ([`RecipeError::warning`]).
+    pub fn is_warning(&self) -> bool {
+        self.0.warning
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.0.kind
@@ -248,6 +264,10 @@ impl RecipeError {
 impl Diagnostic for RecipeError {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(self.0.kind.code()))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        self.0.warning.then_some(miette::Severity::Warning)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -281,10 +301,20 @@ impl Diagnostic for RecipeError {
 /// Renders a diagnostic the way golden tests pin it: unicode, no colour, no
 /// hyperlinks, 100 columns. The CLI may use a terminal-aware handler instead.
 pub fn render(diagnostic: &dyn Diagnostic) -> String {
-    let handler =
-        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(100)
-            .with_links(false);
+    render_with(diagnostic, false)
+}
+
+/// [`render`], with ANSI colours when `color` (miette's unicode theme:
+/// errors red, warnings yellow, help cyan, the code dimmed).
+pub fn render_with(diagnostic: &dyn Diagnostic, color: bool) -> String {
+    let theme = if color {
+        miette::GraphicalTheme::unicode()
+    } else {
+        miette::GraphicalTheme::unicode_nocolor()
+    };
+    let handler = miette::GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false);
     let mut out = String::new();
     // Writing into a String cannot fail; the handler can only fail on a span
     // outside its source, which would be a bug here: fall back to the message

@@ -174,6 +174,10 @@ fn tidy_span(text: &str, span: miette::SourceSpan) -> miette::SourceSpan {
 
 /// Converts a KDL parse failure into a diagnostic on the file.
 fn syntax_error(file: &RecipeFile, id: FileId, err: kdl::KdlError) -> RecipeError {
+    // An unquoted path derails KDL's parser far from the mistake.
+    if let Some(e) = super::checks::unquoted_path_error(file, id) {
+        return e;
+    }
     let mut diags = err.diagnostics.into_iter();
     let Some(first) = diags.next() else {
         return RecipeError::in_file(ErrorKind::Syntax, file, "invalid KDL");

@@ -102,67 +102,113 @@ pub fn media_missing_error(recipe: &Recipe, media: &Media, file: &MediaFile) -> 
 /// file that is missing, unpinned or different is reported.
 pub fn verify_media(recipe: &Recipe) -> Result<Vec<VerifiedMedia>, RecipeError> {
     let mut out = Vec::new();
-    let recipe_name = &recipe.top().display;
     for media in &recipe.media {
         for file in &media.files {
-            let shown = display_path(recipe, file);
-            let actual = match sha256_file(&file.path) {
-                Ok(h) => h,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(media_missing_error(recipe, media, file));
-                }
-                Err(e) => {
-                    return Err(recipe.error_at(
-                        ErrorKind::Io,
-                        file.path_span,
-                        format!("cannot read {shown}: {e}"),
-                        "unreadable",
-                    ));
-                }
-            };
-            let Some(expected) = file.sha256 else {
-                return Err(recipe
-                    .error_at(
-                        ErrorKind::MediaNotPinned,
-                        file.path_span,
-                        format!(
-                            "the {} of media `{}` has no pinned sha256",
-                            file.role.node_name(),
-                            media.name
-                        ),
-                        "no sha256=",
-                    )
-                    .help(format!(
-                        "run `v6build pin {recipe_name}` to record the hash of the file on disk \
-                         (check it against the vendor's published checksums)"
-                    )));
-            };
-            if expected != actual {
-                let span = file.sha256_span.unwrap_or(file.path_span);
-                return Err(recipe
-                    .error_at(
-                        ErrorKind::MediaMismatch,
-                        span,
-                        format!(
-                            "the {} of media `{}` does not match its pinned sha256",
-                            file.role.node_name(),
-                            media.name
-                        ),
-                        "pinned here",
-                    )
-                    .help(format!(
-                        "expected sha256 {expected}\n  actual sha256 {actual} ({shown})\n\
-                         the file changed or is the wrong one; if you replaced it on purpose, \
-                         run `v6build pin {recipe_name}`"
-                    )));
-            }
+            let sha256 = check_media_file(recipe, media, file)?;
             out.push(VerifiedMedia {
                 media: media.name.clone(),
                 role: file.role,
                 path: file.path.clone(),
-                sha256: actual,
+                sha256,
             });
         }
     }
     Ok(out)
+}
+
+/// The "not pinned" diagnostic for a media file without `sha256=`; `actual`
+/// is the file's hash when it was read.
+pub fn media_not_pinned_error(
+    recipe: &Recipe,
+    media: &Media,
+    file: &MediaFile,
+    actual: Option<Sha256>,
+) -> RecipeError {
+    let recipe_name = &recipe.top().display;
+    let shown = display_path(recipe, file);
+    let help = match (actual, &file.url) {
+        (Some(h), _) => format!(
+            "the file on disk has sha256 {h} ({shown}); check it against the vendor's published \
+             checksums, then run `v6build pin {recipe_name}` to record it"
+        ),
+        (None, Some(_)) => "a download is checked against sha256=; add the hash the vendor \
+             publishes (sha256=\"…\"), or put the file at the path and run `v6build pin`"
+            .to_string(),
+        (None, None) => format!(
+            "run `v6build pin {recipe_name}` to record the hash of the file on disk \
+             (check it against the vendor's published checksums)"
+        ),
+    };
+    recipe
+        .error_at(
+            ErrorKind::MediaNotPinned,
+            file.path_span,
+            format!(
+                "the {} of media `{}` is not pinned: it has no sha256=",
+                file.role.node_name(),
+                media.name
+            ),
+            "not pinned",
+        )
+        .help(help)
+}
+
+/// The "does not match its pin" diagnostic, with both hashes.
+pub fn media_mismatch_error(
+    recipe: &Recipe,
+    media: &Media,
+    file: &MediaFile,
+    expected: Sha256,
+    actual: Sha256,
+) -> RecipeError {
+    let recipe_name = &recipe.top().display;
+    let shown = display_path(recipe, file);
+    let span = file.sha256_span.unwrap_or(file.path_span);
+    recipe
+        .error_at(
+            ErrorKind::MediaMismatch,
+            span,
+            format!(
+                "the {} of media `{}` does not match its pinned sha256",
+                file.role.node_name(),
+                media.name
+            ),
+            "pinned here",
+        )
+        .help(format!(
+            "expected sha256 {expected}\n  actual sha256 {actual} ({shown})\n\
+             the file changed or is the wrong one; if you replaced it on purpose, \
+             run `v6build pin --update {recipe_name}`"
+        ))
+}
+
+/// Hashes one local media file and compares it with its pin: its hash, or
+/// the diagnostic for a file that is missing, unreadable, not pinned or
+/// different.
+pub fn check_media_file(
+    recipe: &Recipe,
+    media: &Media,
+    file: &MediaFile,
+) -> Result<Sha256, RecipeError> {
+    let actual = match sha256_file(&file.path) {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(media_missing_error(recipe, media, file));
+        }
+        Err(e) => {
+            return Err(recipe.error_at(
+                ErrorKind::Io,
+                file.path_span,
+                format!("cannot read {}: {e}", display_path(recipe, file)),
+                "unreadable",
+            ));
+        }
+    };
+    match file.sha256 {
+        None => Err(media_not_pinned_error(recipe, media, file, Some(actual))),
+        Some(expected) if expected != actual => {
+            Err(media_mismatch_error(recipe, media, file, expected, actual))
+        }
+        Some(_) => Ok(actual),
+    }
 }

@@ -19,6 +19,8 @@
 //! # Ok::<(), v6build_engine::recipe::RecipeError>(())
 //! ```
 
+mod checks;
+pub use checks::unused_layers;
 mod decode;
 mod error;
 mod limits;
@@ -34,18 +36,19 @@ mod tests;
 
 use std::path::Path;
 
-pub use error::{ErrorKind, FileId, RecipeError, RecipeFile, Span, render};
+pub use error::{ErrorKind, FileId, RecipeError, RecipeFile, Span, render, render_with};
 pub use media::{
-    VerifiedMedia, display_path, media_missing_error, missing_media, sha256_file, verify_media,
+    VerifiedMedia, check_media_file, display_path, media_mismatch_error, media_missing_error,
+    media_not_pinned_error, missing_media, sha256_file, verify_media,
 };
 pub use model::{
-    BootOutput, CompressKind, Compression, FileContent, HostPath, InitrdOutput, Keep, Layer,
+    BootOutput, CompressKind, Compression, FileContent, Grow, HostPath, InitrdOutput, Keep, Layer,
     LayerRef, Media, MediaFile, MediaRole, Mode, Op, Operation, Outputs, Recipe, Release,
     RemoveTarget, ReplacePattern, Sha256, Stage2Format, Stage2Layout, Stage2Output, UpdatesOutput,
     XattrAction,
 };
 pub use ops::DEFAULT_UNIT_DIR;
-pub use pin::{PinEntry, PinReport, PinStatus, pin};
+pub use pin::{PinEntry, PinOptions, PinReport, PinStatus, pin};
 
 /// Reads, decodes and validates the recipe at `path` and every file it
 /// includes. Host files the recipe names (`src=`, `patch`, `overlay`) must

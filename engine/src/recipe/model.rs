@@ -511,6 +511,35 @@ pub struct LayerRef {
     pub span: Span,
 }
 
+/// How much to grow the inner ext4 image of a stage2 (`grow`). In a key it
+/// is a number of bytes, or the string `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grow {
+    /// This many bytes, before the layers are applied.
+    Bytes(u64),
+    /// What the layers lack, plus a margin ([`Grow::auto_margin`]);
+    /// nothing when they fit.
+    Auto,
+}
+
+impl Serialize for Grow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Grow::Bytes(n) => s.serialize_u64(*n),
+            Grow::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl Grow {
+    /// The margin `grow "auto"` adds to what the layers lack: 16 MiB plus
+    /// a tenth of what they lack, so that a later small edit still fits
+    /// and the new block groups' own metadata is covered.
+    pub fn auto_margin(missing: u64) -> u64 {
+        (16 << 20) + missing / 10
+    }
+}
+
 /// A compression method for an output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -638,8 +667,8 @@ pub struct Stage2Output {
     pub compress: Option<Compression>,
     /// Squashfs block size in bytes; `None` keeps the base's.
     pub block_size: Option<u32>,
-    /// Extra free bytes to add to the inner ext4 image.
-    pub grow: Option<u64>,
+    /// Space to add to the inner ext4 image.
+    pub grow: Option<Grow>,
     /// Output layout; `None` keeps the base's.
     pub format: Option<Stage2Format>,
     /// The base layout the recipe expects; `None`: whatever the base is

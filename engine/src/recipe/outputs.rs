@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::decode::{NodeView, Result, duplicate_child, unknown_child};
 use super::error::{ErrorKind, Span};
 use super::model::{
-    BootOutput, CompressKind, Compression, InitrdOutput, LayerRef, Outputs, Stage2Format,
+    BootOutput, CompressKind, Compression, Grow, InitrdOutput, LayerRef, Outputs, Stage2Format,
     Stage2Layout, Stage2Output, UpdatesOutput,
 };
 use super::suggest::did_you_mean;
@@ -56,7 +56,7 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
     let mut append: Option<(bool, Span)> = None;
     let mut segment: Option<(u32, Span)> = None;
     let mut block_size: Option<(u32, Span)> = None;
-    let mut grow: Option<(u64, Span)> = None;
+    let mut grow: Option<(Grow, Span)> = None;
     let mut format: Option<(Stage2Format, Span)> = None;
     let mut layout: Option<(Stage2Layout, Span, Span)> = None;
     for child in n.children() {
@@ -105,6 +105,9 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
                 }
                 layers = Some((refs, c.name_span()));
             }
+            "compress" if n.name() == "stage2" => {
+                compress = Some(super::checks::stage2_compression(&c)?);
+            }
             "compress" => compress = Some(compression(&c)?),
             "append" => append = Some((flag_node(&c)?, c.name_span())),
             "segment" => {
@@ -133,7 +136,7 @@ pub(crate) fn decode_output(outputs: &mut Outputs, n: &NodeView<'_>) -> Result<(
             "grow" => {
                 c.check(1, &[])?;
                 let e = c.req_arg(0, "a size")?;
-                grow = Some((c.size(e)?, c.name_span()));
+                grow = Some((super::checks::grow(&c, e)?, c.name_span()));
             }
             "layout" => {
                 c.check(1, &[])?;
@@ -375,7 +378,7 @@ fn flag_node(c: &NodeView<'_>) -> Result<bool> {
         .map(|v| v.unwrap_or(true))
 }
 
-fn compression(c: &NodeView<'_>) -> Result<Compression> {
+pub(super) fn compression(c: &NodeView<'_>) -> Result<Compression> {
     c.check(1, &["level", "threads"])?;
     let e = c.req_arg(0, "a method")?;
     let name = c.string(e)?;

@@ -1,8 +1,12 @@
 //! `v6build pin`: record the hashes of local media in the recipe file.
 //!
 //! Like nix-prefetch-url, but for files already on disk: each media file
-//! that exists is hashed and its `sha256=` and `size=` are added or updated
-//! (the size bounds a download of the file, see the driver's `fetch`). The recipe
+//! that exists is hashed and a missing `sha256=` or `size=` is added (the
+//! size bounds a download of the file, see the driver's `fetch`). An
+//! existing pin that no longer matches is replaced only with
+//! [`PinOptions::update`], the way a lock file is only rewritten by an
+//! explicit update; without it nothing is written and the mismatches are
+//! reported as [`PinStatus::Refused`]. The recipe
 //! is edited by splicing the new text into the original at the spans the
 //! decoder recorded, so every comment, blank line and indent survives; the
 //! result is written to a temporary file beside the recipe and renamed over
@@ -24,13 +28,48 @@ pub enum PinStatus {
     /// There was no `sha256=` (or no `size=`); it was added.
     Added,
     /// The pinned value (shown as written: the `sha256=`, or the `size=`
-    /// when only that was wrong) was replaced.
+    /// when only that was wrong) was replaced (`pin --update`).
     Updated {
         /// The old value.
         old: String,
+        /// The new value, written the same way.
+        new: String,
     },
-    /// The file is not on disk; its pin (if any) was left alone.
+    /// The pinned value does not match the file, and without
+    /// [`PinOptions::update`] it was not replaced (nothing was written).
+    Refused {
+        /// The pinned value.
+        old: String,
+        /// What the file has now.
+        new: String,
+    },
+    /// The file is not on disk and has no `url=`; its pin (if any) was left
+    /// alone. `pin` fails when a file is missing.
     Missing,
+    /// The file is not on disk but has a `url=`: it is downloaded (and
+    /// checked against its pin) by `build`; its pin was left alone.
+    Remote,
+}
+
+impl PinStatus {
+    /// One lowercase word for text and JSON output.
+    pub fn word(&self) -> &'static str {
+        match self {
+            PinStatus::Unchanged => "unchanged",
+            PinStatus::Added => "pinned",
+            PinStatus::Updated { .. } => "updated",
+            PinStatus::Refused { .. } => "mismatch",
+            PinStatus::Missing => "missing",
+            PinStatus::Remote => "remote",
+        }
+    }
+}
+
+/// How [`pin`] treats pins that are already there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PinOptions {
+    /// Replace a `sha256=` or `size=` that does not match the file.
+    pub update: bool,
 }
 
 /// One media file in a [`PinReport`].
@@ -61,10 +100,30 @@ pub struct PinReport {
     pub written: bool,
 }
 
-/// Fills in or updates the `sha256=` and `size=` of every local media file in the
-/// recipe at `path`, preserving its formatting. Media files that are not on
-/// disk are reported as [`PinStatus::Missing`] and left alone.
-pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
+impl PinReport {
+    /// The entries whose pin did not match and was not replaced.
+    pub fn refused(&self) -> impl Iterator<Item = &PinEntry> {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e.status, PinStatus::Refused { .. }))
+    }
+
+    /// The entries whose file is not on disk and has no `url=`.
+    pub fn missing(&self) -> impl Iterator<Item = &PinEntry> {
+        self.entries
+            .iter()
+            .filter(|e| e.status == PinStatus::Missing)
+    }
+}
+
+/// Fills in the missing `sha256=` and `size=` of every local media file in
+/// the recipe at `path` (and, with [`PinOptions::update`], replaces those
+/// that do not match), preserving its formatting. Media files that are not
+/// on disk are reported as [`PinStatus::Missing`] (or [`PinStatus::Remote`]
+/// when they have a `url=`) and left alone. When a pin does not match and
+/// `update` is off, nothing is written and the report's entries say
+/// [`PinStatus::Refused`].
+pub fn pin(path: &Path, opts: PinOptions) -> Result<PinReport, RecipeError> {
     let recipe = load(
         path,
         LoadOptions {
@@ -108,7 +167,15 @@ pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
                 ),
                 None => None,
             };
+            let changed = |old: String, new: String| {
+                if opts.update {
+                    PinStatus::Updated { old, new }
+                } else {
+                    PinStatus::Refused { old, new }
+                }
+            };
             let mut status = match (hash, file.sha256_span) {
+                (None, _) if file.url.is_some() => PinStatus::Remote,
                 (None, _) => PinStatus::Missing,
                 (Some(h), None) => {
                     let at = file.path_span.offset + file.path_span.len;
@@ -118,8 +185,14 @@ pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
                 (Some(h), Some(_)) if file.sha256 == Some(h) => PinStatus::Unchanged,
                 (Some(h), Some(span)) => {
                     let old = text[span.offset..span.offset + span.len].to_owned();
-                    edits.push((span.offset, span.len, format!("sha256=\"{h}\"")));
-                    PinStatus::Updated { old }
+                    let new = format!("sha256=\"{h}\"");
+                    edits.push((span.offset, span.len, new.clone()));
+                    // A placeholder (`sha256="TODO"`) is no pin: fill it in.
+                    if file.sha256.is_none() {
+                        PinStatus::Added
+                    } else {
+                        changed(old, new)
+                    }
                 }
             };
             // `size=` goes right after `sha256=` (or replaces its old value).
@@ -128,9 +201,10 @@ pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
                 (Some(n), Some(_)) if file.size == Some(n) => {}
                 (Some(n), Some(span)) => {
                     let old = text[span.offset..span.offset + span.len].to_owned();
-                    edits.push((span.offset, span.len, format!("size={n}")));
-                    if status == PinStatus::Unchanged {
-                        status = PinStatus::Updated { old };
+                    let new = format!("size={n}");
+                    edits.push((span.offset, span.len, new.clone()));
+                    if matches!(status, PinStatus::Unchanged | PinStatus::Added) {
+                        status = changed(old, new);
                     }
                 }
                 (Some(n), None) => {
@@ -155,7 +229,10 @@ pub fn pin(path: &Path) -> Result<PinReport, RecipeError> {
             });
         }
     }
-    let written = !edits.is_empty();
+    let refused = entries
+        .iter()
+        .any(|e: &PinEntry| matches!(e.status, PinStatus::Refused { .. }));
+    let written = !edits.is_empty() && !refused;
     if written {
         let new_text = splice(text, edits);
         // The edit only touches property values, but check before replacing

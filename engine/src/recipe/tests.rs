@@ -241,7 +241,7 @@ layer "ops" {
 }
 stage2 from="m" {
     layers "ops"
-    compress "xz" level=9 threads=2
+    compress "zstd" level=9 threads=2
     block-size "128K"
     grow "512M"
     format "squashfs"
@@ -370,10 +370,10 @@ updates from="m" { layers "ops"; compress "gzip"; }
     let c = s.compress.expect("compress");
     assert_eq!(
         (c.kind, c.level, c.threads),
-        (CompressKind::Xz, Some(9), Some(2))
+        (CompressKind::Zstd, Some(9), Some(2))
     );
     assert_eq!(s.block_size, Some(128 << 10));
-    assert_eq!(s.grow, Some(512 << 20));
+    assert_eq!(s.grow, Some(Grow::Bytes(512 << 20)));
     assert_eq!(s.format, Some(Stage2Format::Squashfs));
     assert_eq!(s.layout, Some(Stage2Layout::Plain));
     assert!(s.layout_span.is_some());
@@ -473,19 +473,15 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
     let hi = sha256_file(&dir.path().join("i.img")).expect("hash");
     let hs = sha256_file(&dir.path().join("s.img")).expect("hash");
 
-    let report = pin(&path).expect("pin");
+    let report = pin(&path, PinOptions::default()).expect("pin");
     assert!(report.written);
     let statuses: Vec<&PinStatus> = report.entries.iter().map(|e| &e.status).collect();
+    // A placeholder is no pin: it is filled in without --update.
     assert_eq!(
         statuses,
-        [
-            &PinStatus::Added,
-            &PinStatus::Updated {
-                old: "sha256=\"TODO\"".into()
-            },
-            &PinStatus::Missing
-        ]
+        [&PinStatus::Added, &PinStatus::Added, &PinStatus::Missing]
     );
+    assert_eq!(report.missing().count(), 1);
     let text = std::fs::read_to_string(&path).expect("read");
     let expected = PIN_RECIPE
         .replace(
@@ -511,29 +507,43 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
     );
 
     // Pinning again changes nothing and does not rewrite the file.
-    let again = pin(&path).expect("pin again");
+    let again = pin(&path, PinOptions::default()).expect("pin again");
     assert!(!again.written);
     assert_eq!(again.entries[0].status, PinStatus::Unchanged);
 
-    // A changed media file is re-pinned in place.
+    // A changed media file is not re-pinned without `update`: nothing is
+    // written, and the report says old and new.
     std::fs::write(dir.path().join("s.img"), b"other stage2").expect("write");
     let r = load(&path).expect("loads");
     assert_eq!(
         verify_media(&r).expect_err("stage2 changed").kind(),
         ErrorKind::MediaMismatch
     );
-    let third = pin(&path).expect("pin after change");
-    assert!(
-        matches!(&third.entries[1].status, PinStatus::Updated { old } if old.contains(&hs.to_hex()))
-    );
     let hs2 = sha256_file(&dir.path().join("s.img")).expect("hash");
+    let refused = pin(&path, PinOptions::default()).expect("pin after change");
+    assert!(!refused.written);
+    assert_eq!(
+        refused.entries[1].status,
+        PinStatus::Refused {
+            old: format!("sha256=\"{hs}\""),
+            new: format!("sha256=\"{hs2}\"")
+        }
+    );
+    assert_eq!(refused.refused().count(), 1);
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), expected);
+    // With `update` it is replaced in place.
+    let third = pin(&path, PinOptions { update: true }).expect("pin --update");
+    assert!(third.written);
+    assert!(
+        matches!(&third.entries[1].status, PinStatus::Updated { old, new } if old.contains(&hs.to_hex()) && new.contains(&hs2.to_hex()))
+    );
     assert_eq!(
         std::fs::read_to_string(&path).expect("read"),
         expected.replace(&hs.to_hex(), &hs2.to_hex())
     );
 
     // A recipe pinned before `size=` existed gets its sizes added, and a
-    // wrong size alone is corrected.
+    // wrong size alone is corrected by `update` (and refused without it).
     let text = std::fs::read_to_string(&path).expect("read");
     std::fs::write(
         &path,
@@ -541,12 +551,18 @@ fn pin_adds_and_updates_hashes_and_keeps_formatting() {
             .replacen("size=12", "size=5", 1),
     )
     .expect("write");
-    let fourth = pin(&path).expect("pin sizes");
+    let before = std::fs::read_to_string(&path).expect("read");
+    let no = pin(&path, PinOptions::default()).expect("pin sizes");
+    assert_eq!(no.entries[0].status, PinStatus::Added);
+    assert!(matches!(&no.entries[1].status, PinStatus::Refused { old, .. } if old == "size=5"));
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), before);
+    let fourth = pin(&path, PinOptions { update: true }).expect("pin sizes");
     assert_eq!(fourth.entries[0].status, PinStatus::Added);
     assert_eq!(
         fourth.entries[1].status,
         PinStatus::Updated {
-            old: "size=5".into()
+            old: "size=5".into(),
+            new: "size=12".into()
         }
     );
     assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
@@ -681,4 +697,58 @@ fn many_layers_load() {
     let r = load(&dir.path().join("r.kdl")).expect("loads");
     assert_eq!(r.layers.len(), n);
     assert_eq!(r.outputs.initrd.expect("initrd").layers.len(), n);
+}
+
+/// Issue 17 item 4: `grow "auto"` and `"+N MiB"`, and a warning (not an
+/// error) for a layer of the top file that no output uses.
+#[test]
+fn grow_forms_and_unused_layer_warning() {
+    for (text, want) in [
+        ("\"auto\"", Grow::Auto),
+        ("\"+48 MiB\"", Grow::Bytes(48 << 20)),
+        ("\"+1GiB\"", Grow::Bytes(1 << 30)),
+        ("\"64M\"", Grow::Bytes(64 << 20)),
+        ("4096", Grow::Bytes(4096)),
+    ] {
+        let recipe = format!(
+            "release \"t\" {{ dir \"t\"; }}\nmedia \"m\" {{ stage2 \"s.img\"; }}\n\
+             layer \"used\" {{ dir \"/a\"; }}\nlayer \"spare\" {{ dir \"/b\"; }}\n\
+             stage2 from=\"m\" {{ layers \"used\"; grow {text}; }}\n"
+        );
+        let dir = scratch(&[("r.kdl", recipe.as_bytes())]);
+        let r = load(&dir.path().join("r.kdl")).expect(&recipe);
+        assert_eq!(r.outputs.stage2.as_ref().and_then(|s| s.grow), Some(want));
+        let w = unused_layers(&r);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].is_warning());
+        assert_eq!(w[0].kind(), ErrorKind::UnusedLayer);
+        assert!(w[0].message().contains("`spare`"), "{}", w[0].message());
+    }
+}
+
+/// Issue 17 item 9: a KDL multi-line string drops the newline before its
+/// closing `"""`; an empty last line keeps one (as recipe-reference.md says).
+#[test]
+fn multiline_text_final_newline() {
+    let text_of = |body: &str| {
+        let recipe = format!(
+            "release \"t\" {{ dir \"t\"; }}\nmedia \"m\" {{ initrd \"i.img\"; }}\n\
+             layer \"l\" {{\n    file \"/etc/motd\" text={body}\n}}\ninitrd from=\"m\" {{ layers \"l\"; }}\n"
+        );
+        let dir = scratch(&[("r.kdl", recipe.as_bytes())]);
+        let r = load(&dir.path().join("r.kdl")).expect(&recipe);
+        match &r.layers[0].ops[0].op {
+            Operation::File {
+                content: FileContent::Text(t),
+                ..
+            } => t.clone(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(text_of("\"\"\"\n    one\n    two\n    \"\"\""), "one\ntwo");
+    assert_eq!(
+        text_of("\"\"\"\n    one\n    two\n\n    \"\"\""),
+        "one\ntwo\n"
+    );
+    assert_eq!(text_of("\"one\\ntwo\\n\""), "one\ntwo\n");
 }
