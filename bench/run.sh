@@ -8,10 +8,15 @@
 # table is printed and written between the bench markers of
 # book/src/performance.md.
 #
-# Usage: bench/run.sh [--quick] [--reps N] [--only LIST] [--no-book]
+# Usage: bench/run.sh [--quick] [--reps N] [--only LIST] [--scenarios LIST]
+#                     [--inputs-only] [--no-book]
 #   --quick     one repetition, no padding of the stage2 tree (minbase only)
 #   --reps N    repetitions per scenario (default 3)
 #   --only L    comma-separated inputs: di-gz,di-xz,dracut,el7,plain,rewrite
+#   --scenarios L  comma-separated scenarios to run (default: all), e.g.
+#               floor,cold,noop,add for the floor rows of issue 20 without
+#               the classic pipeline; also V6BENCH_SCENARIOS
+#   --inputs-only  make the inputs and stop
 #   --no-book   do not rewrite book/src/performance.md
 # Needs root (loop mount for the classic EL7 pipeline, debootstrap).
 # Environment: V6BUILD (binary; default built with cargo into
@@ -25,18 +30,23 @@ REPS=3
 QUICK=0
 ONLY="di-gz,di-xz,dracut,el7,plain,rewrite"
 BOOK=1
+SCENS=${V6BENCH_SCENARIOS:-all}
+INPUTS_ONLY=0
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; REPS=1 ;;
         --reps) REPS=$2; shift ;;
         --only) ONLY=$2; shift ;;
+        --scenarios) SCENS=$2; shift ;;
+        --inputs-only) INPUTS_ONLY=1 ;;
         --no-book) BOOK=0 ;;
-        -h|--help) sed -n 2,20p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,26p "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
+scen() { [ "$SCENS" = all ] || [[ ",$SCENS," == *",$1,"* ]]; }
 log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 [ "$(id -u)" = 0 ] || { echo "bench/run.sh needs root (loop mount, debootstrap)" >&2; exit 1; }
@@ -46,7 +56,8 @@ done
 
 mkdir -p "$WORK"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
-if [ -z "${V6BUILD:-}" ]; then
+if [ $INPUTS_ONLY = 1 ]; then V6BUILD=/bin/true
+elif [ -z "${V6BUILD:-}" ]; then
     log "building v6build (release) into $CARGO_TARGET_DIR"
     (cd "$ROOT" && cargo build --release -q -p v6build)
     V6BUILD=$CARGO_TARGET_DIR/release/v6build
@@ -104,10 +115,14 @@ if (want el7 || want plain) && [ ! -f "$TREE.done" ]; then
         if debootstrap --variant=minbase bookworm "$WORK/tree.base.tmp" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
             mv "$WORK/tree.base.tmp" "$WORK/tree.base"
         else
-            log "debootstrap failed (bench/work/debootstrap.log); using a copy of the host's /usr"
-            rm -rf "$WORK/tree.base.tmp"; mkdir -p "$WORK/tree.base"
-            cp -a /usr /etc "$WORK/tree.base/"
-            BASE_KIND="copy of the host's /usr and /etc (debootstrap failed)"
+            # Not all of /usr: on a build host it is gigabytes, and the
+            # tree is meant to be a minbase-sized system before padding.
+            log "debootstrap failed (bench/work/debootstrap.log); using a copy of the host's /etc, /usr/bin, /usr/sbin, /usr/lib/systemd"
+            rm -rf "$WORK/tree.base.tmp"; mkdir -p "$WORK/tree.base/usr/lib"
+            cp -a /etc "$WORK/tree.base/"
+            cp -a /usr/bin /usr/sbin "$WORK/tree.base/usr/"
+            cp -a /usr/lib/systemd "$WORK/tree.base/usr/lib/"
+            BASE_KIND="copy of the host's /etc, /usr/bin, /usr/sbin, /usr/lib/systemd (debootstrap failed)"
         fi
     fi
     cp -a "$WORK/tree.base" "$TREE"
@@ -146,6 +161,8 @@ if want plain && [ ! -f "$MEDIA/plain$SUFFIX/squashfs.img" ]; then
     mksquashfs "$TREE" "$MEDIA/plain$SUFFIX/squashfs.img.tmp" -comp xz -noappend -quiet -no-progress
     mv "$MEDIA/plain$SUFFIX/squashfs.img.tmp" "$MEDIA/plain$SUFFIX/squashfs.img"
 fi
+
+[ $INPUTS_ONLY = 1 ] && { log "inputs made under $MEDIA"; exit 0; }
 
 # --------------------------------------------------------------- recipes
 # One recipe per input and variant, generated here; the layers are the

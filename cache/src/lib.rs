@@ -248,6 +248,7 @@
 mod action;
 mod error;
 mod gc;
+mod ident;
 mod meta;
 mod object;
 mod refs;
@@ -257,6 +258,7 @@ mod store;
 pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, Output, OutputKind};
 pub use error::{CacheError, Corruption, ObjectKind};
 pub use gc::GcReport;
+pub use ident::{FileIdentity, KnownHashes, SETTLE};
 pub use meta::{STORE_VERSION, StoreMeta};
 pub use refs::{Root, RootKind};
 pub use store::{BlobReader, SMALL_BLOB, Store, StoreOptions};

@@ -491,6 +491,7 @@ fn build_once(
         .map_err(|e| Outcome::Failure(format!("cannot start release {}: {e}", r.release.dir)))?;
     let mut roots: Vec<Digest> = Vec::new();
     let mut layers = Vec::new();
+    let release_phases = crate::phase_stats::Phases::default();
     for (id, node) in graph.nodes().iter().enumerate() {
         if !matches!(node.work, Work::Media { .. }) {
             roots.push(node.key);
@@ -513,8 +514,11 @@ fn build_once(
             let mut reader = store
                 .open(d)
                 .map_err(|e| Outcome::Failure(format!("reading {rel} from the cache: {e}")))?;
-            w.add(rel, &mut reader)
+            let written = release_phases
+                .copying(|| w.add(rel, &mut reader))
                 .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
+            release_phases.read(written.size);
+            release_phases.written(written.size);
         }
     }
     // Every path the manifest records is relative to the recipe root, so
@@ -680,7 +684,10 @@ fn build_once(
         bytes_written,
         node_seconds: states.iter().map(|(k, (_, s))| (k.clone(), *s)).collect(),
         node_states: states.iter().map(|(k, (w, _))| (k.clone(), *w)).collect(),
-        node_stats: ctx.stats.lock().map(|s| s.clone()).unwrap_or_default(),
+        node_stats: {
+            release_phases.note(&ctx.stats, "release");
+            ctx.stats.lock().map(|s| s.clone()).unwrap_or_default()
+        },
         seconds: started.elapsed().as_secs_f64(),
         manifest,
     })

@@ -27,6 +27,8 @@ pub mod inspect;
 pub mod keys;
 pub mod limits;
 pub mod manifest;
+pub mod media_hash;
+pub mod phase_stats;
 pub mod pipeline;
 pub mod progress;
 pub mod refs;

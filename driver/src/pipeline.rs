@@ -631,8 +631,11 @@ impl Ctx<'_> {
                     // every use (a wrong file in the cache is replaced).
                     return Ok(Out::Media(found));
                 }
-                let actual = v6build_engine::recipe::sha256_file(path)
+                let phases = crate::phase_stats::Phases::default();
+                let (actual, how) = crate::media_hash::media_sha256(self.store, path, &phases)
                     .map_err(|e| fail(name, format!("reading {}: {e}", path.display())))?;
+                self.note(name, "sha256", json!(how.name()));
+                phases.note(&self.stats, name);
                 match sha256 {
                     None => Err(fail(
                         name,
@@ -790,6 +793,10 @@ impl Ctx<'_> {
                 let tree = crate::refs::read_ext4(&fs, &rootfs)
                     .map_err(|e| fail(name, format!("reading {path}: {e}")))?;
                 if let Some(b) = self.blobs.base_holding(&rootfs) {
+                    let phases = crate::phase_stats::Phases::default();
+                    phases.read(b.bytes_read());
+                    phases.decompressed(b.bytes_decompressed());
+                    phases.note(&self.stats, name);
                     self.note(
                         name,
                         "base_blocks_decompressed",
@@ -941,10 +948,19 @@ impl Ctx<'_> {
             "base_blocks_decompressed",
             json!(blocks.blocks_decompressed()),
         );
+        let phases = crate::phase_stats::Phases::default();
+        phases.read(blocks.bytes_read());
+        phases.decompressed(blocks.bytes_decompressed());
+        phases.compressed(report.bytes_compressed_out);
+        phases.written(report.bytes_written);
         let mut r = tmp.reopen().map_err(|e| fail(name, e))?;
-        self.store
-            .put_blob_reader(&mut r)
-            .map_err(|e| fail(name, e))
+        let stored = phases
+            .copying(|| self.store.put_blob_reader(&mut r))
+            .map_err(|e| fail(name, e))?;
+        phases.read(stored.1);
+        phases.written(stored.1);
+        phases.note(&self.stats, name);
+        Ok(stored)
     }
 
     /// Edits the nested ext4 image in place, reading it through the
