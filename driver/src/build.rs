@@ -8,7 +8,7 @@ use std::time::Instant;
 use serde_json::json;
 use v6build_cache::Store;
 use v6build_engine::recipe::{ErrorKind, Media, MediaFile, MediaRole, Recipe};
-use v6build_fstree::{BlobStore, Digest};
+use v6build_fstree::Digest;
 
 use crate::dag::Node;
 use crate::manifest::{
@@ -492,6 +492,7 @@ fn build_once(
     let mut roots: Vec<Digest> = Vec::new();
     let mut layers = Vec::new();
     let release_phases = crate::phase_stats::Phases::default();
+    let mut release_placed = Vec::new();
     for (id, node) in graph.nodes().iter().enumerate() {
         if !matches!(node.work, Work::Media { .. }) {
             roots.push(node.key);
@@ -505,20 +506,16 @@ fn build_once(
                 });
             }
         }
-        if let (Work::Pack(image), Out::Blob(d, _)) = (&node.work, &outputs[id]) {
+        if let (Work::Pack(image), Out::Blob(d, size)) = (&node.work, &outputs[id]) {
             let rel = match image {
                 Image::Initrd => "initrd.img",
                 Image::Stage2 => "LiveOS/squashfs.img",
                 Image::Updates => "updates.img",
             };
-            let mut reader = store
-                .open(d)
-                .map_err(|e| Outcome::Failure(format!("reading {rel} from the cache: {e}")))?;
-            let written = release_phases
-                .copying(|| w.add(rel, &mut reader))
-                .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
-            release_phases.read(written.size);
-            release_phases.written(written.size);
+            let (_, placed) =
+                crate::release_reuse::add_blob(&mut w, store, rel, d, *size, &release_phases)
+                    .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
+            release_placed.push((rel, placed));
         }
     }
     // Every path the manifest records is relative to the recipe root, so
@@ -686,6 +683,16 @@ fn build_once(
         node_states: states.iter().map(|(k, (w, _))| (k.clone(), *w)).collect(),
         node_stats: {
             release_phases.note(&ctx.stats, "release");
+            if let Ok(mut s) = ctx.stats.lock()
+                && let Some(e) = s.get_mut("release")
+            {
+                for (rel, placed) in &release_placed {
+                    e["images"][*rel] = serde_json::json!(match placed {
+                        crate::release_reuse::Placed::Linked => "linked",
+                        crate::release_reuse::Placed::Copied => "copied",
+                    });
+                }
+            }
             ctx.stats.lock().map(|s| s.clone()).unwrap_or_default()
         },
         seconds: started.elapsed().as_secs_f64(),

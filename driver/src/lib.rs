@@ -33,6 +33,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod refs;
 pub mod release;
+pub mod release_reuse;
 pub mod treeinfo;
 pub mod updates;
 pub mod verify;

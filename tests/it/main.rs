@@ -14,6 +14,7 @@ mod fetch;
 mod issue16_mem;
 mod ops;
 mod stage2;
+mod stage2_floor;
 mod stage2_layout;
 mod stage2_sparse;
 mod verify;

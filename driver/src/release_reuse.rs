@@ -1,0 +1,114 @@
+//! Putting a built image into the release without copying it again when
+//! the release being replaced already holds exactly those bytes.
+//!
+//! When v6build writes an image into a release, it hashes the bytes as it
+//! writes them (SHA-256 for `SHA256SUMS`, BLAKE3 for the manifest) and
+//! records both in the store by the new file's identity (see
+//! [`v6build_cache::FileIdentity`]). The next build that puts the same
+//! store blob at the same place finds the previous release's file, and if
+//! its identity is unchanged and its record names that blob, hard-links it
+//! into the new release instead of copying and hashing it: a no-op rebuild
+//! then costs a few `stat` calls, whatever the image's size.
+//!
+//! The record is trusted for the same reason a media record is: any write,
+//! `chmod`, `touch` or replacement changes the file's ctime or inode, so a
+//! file someone touched is copied afresh. Nothing is followed: the old
+//! file is opened with `O_NOFOLLOW`, and the linked file must be the inode
+//! that was checked, else it is removed and the blob copied.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+
+use v6build_cache::{FileIdentity, KnownHashes, Store};
+use v6build_fstree::Digest;
+
+use crate::phase_stats::Phases;
+use crate::release::{ReleaseWriter, Written};
+
+/// How [`add_blob`] placed a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Hard-linked from the release it replaces.
+    Linked,
+    /// Copied from the store.
+    Copied,
+}
+
+/// Records what v6build just wrote at `path` (its own bytes, hashed as
+/// they were written).
+fn remember(store: &Store, path: &std::path::Path, w: &Written) {
+    if let (Ok(md), Some(sha)) = (
+        fs::symlink_metadata(path),
+        hex::decode(&w.sha256)
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok()),
+    ) && md.file_type().is_file()
+    {
+        let known = KnownHashes {
+            sha256: sha,
+            blake3: Some(w.blake3),
+        };
+        // A record is a shortcut; failing to write one costs only speed.
+        let _ = store.remember_hashes(&FileIdentity::of(&md), &known, false);
+    }
+}
+
+/// Tries to link the previous release's file at `old` to `new`: only if
+/// its identity is recorded as holding `digest` (`size` bytes).
+fn try_link(
+    store: &Store,
+    old: &std::path::Path,
+    new: &std::path::Path,
+    digest: &Digest,
+    size: u64,
+) -> Option<Written> {
+    let f = v6build_engine::host::open_regular(old).ok()?;
+    let md = f.metadata().ok()?;
+    let id = FileIdentity::of(&md);
+    let k = store.known_hashes(&id)?;
+    if k.blake3 != Some(*digest) || id.size != size {
+        return None;
+    }
+    fs::hard_link(old, new).ok()?;
+    // The name may have been swapped between the check and the link: the
+    // new name must be the inode that was checked.
+    let linked = fs::symlink_metadata(new).ok();
+    if !linked.is_some_and(|l| l.is_file() && l.dev() == md.dev() && l.ino() == md.ino()) {
+        let _ = fs::remove_file(new);
+        return None;
+    }
+    let w = Written {
+        size,
+        sha256: hex::encode(k.sha256),
+        blake3: *digest,
+    };
+    // Linking changed the inode's ctime: record it under its new identity.
+    remember(store, new, &w);
+    Some(w)
+}
+
+/// Puts store blob `digest` (`size` bytes) at `rel` in the release:
+/// linked from the release being replaced when that file is recorded as
+/// holding these bytes, else copied from the store (verified as it is
+/// read) and hashed as it is written. Counts bytes and time in `phases`.
+pub fn add_blob(
+    w: &mut ReleaseWriter,
+    store: &Store,
+    rel: &str,
+    digest: &Digest,
+    size: u64,
+    phases: &Phases,
+) -> io::Result<(Written, Placed)> {
+    let (old, new) = w.paths_of(rel)?;
+    if let Some(written) = try_link(store, &old, &new, digest, size) {
+        w.push_output(rel, &written);
+        return Ok((written, Placed::Linked));
+    }
+    let mut reader = store.open_blob(digest).map_err(io::Error::other)?;
+    let written = phases.copying(|| w.add(rel, &mut reader))?;
+    phases.read(written.size);
+    phases.written(written.size);
+    remember(store, &new, &written);
+    Ok((written, Placed::Copied))
+}
