@@ -256,6 +256,7 @@
 #![warn(missing_docs)]
 
 mod action;
+mod blob_file;
 mod error;
 mod gc;
 mod ident;
@@ -266,6 +267,7 @@ mod safe;
 mod store;
 
 pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, Output, OutputKind};
+pub use blob_file::BlobFile;
 pub use error::{CacheError, Corruption, ObjectKind};
 pub use gc::GcReport;
 pub use ident::{FileIdentity, KnownHashes, SETTLE};

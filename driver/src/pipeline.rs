@@ -13,8 +13,7 @@
 //! their bytes, and rewriting the squashfs with block reuse.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -904,8 +903,8 @@ impl Ctx<'_> {
                 view.clone()
             }
         };
-        let tmp = tempfile_in(self.store.root()).map_err(|e| fail(name, e))?;
-        let mut file = tmp.reopen().map_err(|e| fail(name, e))?;
+        // Written in place into the store (one write, one hashing read).
+        let mut file = self.store.blob_file().map_err(|e| fail(name, e))?;
         let cache = crate::blocks::StoreBlockCache { store: self.store };
         let report = match extra {
             Some((digest, bytes)) => {
@@ -932,12 +931,7 @@ impl Ctx<'_> {
                 &mut file,
             ),
         }
-        .map_err(|e| {
-            fail(
-                name,
-                format!("writing the new squashfs ({}): {e}", tmp.path.display()),
-            )
-        })?;
+        .map_err(|e| fail(name, format!("writing the new squashfs ({file:?}): {e}")))?;
         self.note(
             name,
             "squashfs",
@@ -953,12 +947,10 @@ impl Ctx<'_> {
         phases.decompressed(blocks.bytes_decompressed());
         phases.compressed(report.bytes_compressed_out);
         phases.written(report.bytes_written);
-        let mut r = tmp.reopen().map_err(|e| fail(name, e))?;
         let stored = phases
-            .copying(|| self.store.put_blob_reader(&mut r))
+            .hashing(|| file.commit())
             .map_err(|e| fail(name, e))?;
         phases.read(stored.1);
-        phases.written(stored.1);
         phases.note(&self.stats, name);
         Ok(stored)
     }
@@ -1249,44 +1241,6 @@ fn nested_outer(root: &v6build_fstree::Meta, epoch: i64, c: Content) -> Result<T
     )
     .map_err(|e| e.to_string())?;
     Ok(t)
-}
-
-/// A named temporary file inside the store's own directory, removed on drop.
-fn tempfile_in(root: &Path) -> io::Result<TempFile> {
-    let dir = root.join("tmp");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "pack-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    // Created exclusively: never through a link planted under the name.
-    File::options().write(true).create_new(true).open(&path)?;
-    Ok(TempFile { path })
-}
-
-/// A temporary file removed when dropped.
-#[derive(Debug)]
-struct TempFile {
-    path: PathBuf,
-}
-
-impl TempFile {
-    fn reopen(&self) -> io::Result<File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
 }
 
 /// Records a node's output in the action cache.
