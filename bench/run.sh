@@ -123,6 +123,7 @@ if (want el7 || want plain) && [ ! -f "$TREE.done" ]; then
             cp -a /usr/bin /usr/sbin "$WORK/tree.base/usr/"
             cp -a /usr/lib/systemd "$WORK/tree.base/usr/lib/"
             BASE_KIND="copy of the host's /etc, /usr/bin, /usr/sbin, /usr/lib/systemd (debootstrap failed)"
+            echo "$BASE_KIND" > "$WORK/tree.base.kind"
         fi
     fi
     cp -a "$WORK/tree.base" "$TREE"
@@ -140,6 +141,7 @@ if (want el7 || want plain) && [ ! -f "$TREE.done" ]; then
     fi
     touch "$TREE.done"
 fi
+[ -f "$WORK/tree.base.kind" ] && BASE_KIND=$(cat "$WORK/tree.base.kind")
 TREE_MIB=$( [ -d "$TREE" ] && du -sm "$TREE" | cut -f1 || echo 0)
 TREE_FILES=$( [ -d "$TREE" ] && find "$TREE" | wc -l || echo 0)
 
@@ -311,6 +313,19 @@ EOF
     measure "$CUR" classic bash "$WORK/classic-stage2.sh"
 }
 
+# The physical floor of issue 20: `cp` of the image plus `sha256sum` of
+# the copy (what publishing it takes at least), in one timed script.
+floor() { # media
+    mkdir -p "$SCR"
+    cat > "$WORK/floor.sh" <<EOF
+set -euo pipefail
+cp "$1" "$SCR/floor.img"
+sha256sum "$SCR/floor.img" >/dev/null
+EOF
+    measure "$CUR" floor bash "$WORK/floor.sh"
+    rm -f "$SCR/floor.img"
+}
+
 bump() { # file: a real one-line change, different on every call
     echo "# bench edit $(date +%s%N)" >> "$1"
 }
@@ -346,14 +361,20 @@ run_stage2() { # name media el7|plain
     for v in base add; do stage2_recipe "$1" "$2" $v; done
     for r in $(seq "$REPS"); do
         log "== $1 repetition $r/$REPS"
-        SCEN=classic; classic_stage2 "$2" "$3"
+        if scen classic; then SCEN=classic; classic_stage2 "$2" "$3"; fi
         rm -rf "$SCR"
+        # Issue 20's physical floor: copy the image once and hash it once.
+        if scen floor; then SCEN=floor; floor "$2"; fi
         cp "$ROOT/recipes/files/fix-ipv6-only.sh" "$RCP/files/"
-        SCEN=cold; v6 "$RCP/$1-base.kdl" cold
-        SCEN=noop; v6 "$RCP/$1-base.kdl"
-        bump "$RCP/files/fix-ipv6-only.sh"
-        SCEN=change; v6 "$RCP/$1-base.kdl"
-        SCEN=add; v6 "$RCP/$1-add.kdl" cold
+        if scen cold || scen noop || scen change; then
+            SCEN=cold; v6 "$RCP/$1-base.kdl" cold
+        fi
+        if scen noop; then SCEN=noop; v6 "$RCP/$1-base.kdl"; fi
+        if scen change; then
+            bump "$RCP/files/fix-ipv6-only.sh"
+            SCEN=change; v6 "$RCP/$1-base.kdl"
+        fi
+        if scen add; then SCEN=add; v6 "$RCP/$1-add.kdl" cold; fi
     done
     cp "$ROOT/recipes/files/fix-ipv6-only.sh" "$RCP/files/"
     rm -rf "$CACHE" "$OUT" "$SCR"
