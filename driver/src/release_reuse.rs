@@ -105,10 +105,79 @@ pub fn add_blob(
         w.push_output(rel, &written);
         return Ok((written, Placed::Linked));
     }
-    let mut reader = store.open_blob(digest).map_err(io::Error::other)?;
-    let written = phases.copying(|| w.add(rel, &mut reader))?;
+    let reader = store.open_blob(digest).map_err(io::Error::other)?;
+    let written = phases.copying(|| copy_verified(reader, &new, digest))?;
+    if written.size != size {
+        return Err(io::Error::other(format!(
+            "the store's {digest} holds {} bytes, the build recorded {size}",
+            written.size
+        )));
+    }
+    w.push_output(rel, &written);
     phases.read(written.size);
     phases.written(written.size);
     remember(store, &new, &written);
     Ok((written, Placed::Copied))
+}
+
+/// Bytes copied per step of [`copy_verified`].
+const STEP: usize = 4 << 20;
+
+/// Copies a store blob to `dst` (created exclusively) and fsyncs it. The
+/// reader checks the blob's BLAKE3 as it streams and fails the read that
+/// reaches the end when the bytes are not `digest`'s, so the BLAKE3 is not
+/// computed a second time here; the SHA-256 is, on one core while the
+/// previous step is written on another.
+fn copy_verified(
+    mut src: v6build_cache::BlobReader,
+    dst: &std::path::Path,
+    digest: &Digest,
+) -> io::Result<Written> {
+    use sha2::Digest as _;
+    use std::io::{Read as _, Write as _};
+    let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dst.display()));
+    let mut f = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(at)?;
+    let mut sha = sha2::Sha256::new();
+    let fill = |src: &mut v6build_cache::BlobReader, buf: &mut Vec<u8>| -> io::Result<()> {
+        buf.resize(STEP, 0);
+        let mut n = 0;
+        while n < STEP {
+            match src.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(n);
+        Ok(())
+    };
+    let mut cur = Vec::with_capacity(STEP);
+    let mut next = Vec::with_capacity(STEP);
+    fill(&mut src, &mut cur)?;
+    let mut size = 0u64;
+    while !cur.is_empty() {
+        // Hash and write this step while the next one is read.
+        let (w, r) = rayon::join(
+            || -> io::Result<()> {
+                sha.update(&cur);
+                f.write_all(&cur).map_err(at)
+            },
+            || fill(&mut src, &mut next),
+        );
+        w?;
+        r?;
+        size += cur.len() as u64;
+        std::mem::swap(&mut cur, &mut next);
+    }
+    f.sync_all().map_err(at)?;
+    Ok(Written {
+        size,
+        sha256: hex::encode(sha.finalize()),
+        blake3: *digest,
+    })
 }
