@@ -50,6 +50,7 @@ fn stage2_noop_rebuild_reads_no_media_and_relinks_the_release() {
 
     // No-op: no media byte read, the release's images linked, not copied.
     let noop = s.build_json(RECIPE);
+    assert_eq!(noop["nodes_run"], 0, "every node but the media cached");
     assert_eq!(media(&noop, "stage2"), ("identity".to_string(), 0));
     assert_eq!(media(&noop, "initrd").1, 0);
     assert_eq!(placed(&noop, "LiveOS/squashfs.img"), "linked");
