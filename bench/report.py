@@ -189,15 +189,15 @@ def phases(res):
             rows.append(
                 f"| {node} | {float(s):.3f} | " if s is not None else f"| {node} | | "
             )
-            rows[-1] += f"{mib('bytes_read')} | {mib('bytes_decompressed')} | {mib('bytes_compressed')} | {mib('bytes_written')} | {sec('hash_seconds')} | {sec('copy_seconds')} |"
+            rows[-1] += f"{mib('bytes_read')} | {mib('bytes_decompressed')} | {mib('bytes_compressed')} | {mib('bytes_written')} | {sec('hash_seconds')} | {sec('copy_seconds')} | {sec('sync_seconds')} |"
         if not rows:
             continue
         total = data.get("seconds")
         head = f"Per-phase breakdown, {inp} / {scen} (last run"
         head += f", {float(total):.2f} s in all):" if total is not None else "):"
         out += [head, "",
-                "| Node | Seconds | Read (MiB) | Decompressed (MiB) | Compressed (MiB) | Written (MiB) | Hashing (s) | Copying (s) |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| Node | Seconds | Read (MiB) | Decompressed (MiB) | Compressed (MiB) | Written (MiB) | Hashing (s) | Copying (s) | fsync (s) |",
+                "|---|---|---|---|---|---|---|---|---|"]
         out += rows
         out.append("")
     return out

@@ -143,6 +143,41 @@ impl BlobFile<'_> {
     }
 }
 
+/// A blob stored raw, opened for a copy the kernel makes
+/// ([`Store::raw_blob`]). Its bytes are *not* verified: the copy must be
+/// hashed and compared with the digest before it is trusted.
+#[derive(Debug)]
+pub struct RawBlob {
+    /// The entry file.
+    pub file: std::fs::File,
+    /// Where the blob's bytes start in it.
+    pub offset: u64,
+    /// Their length.
+    pub len: u64,
+}
+
+impl Store {
+    /// The entry of blob `digest` when it is stored raw (not zstd), for a
+    /// copy with `copy_file_range`; `None` when it is absent, compressed
+    /// or its header does not describe it. See [`RawBlob`].
+    pub fn raw_blob(&self, digest: &Digest) -> Option<RawBlob> {
+        let path = self.object_path(ObjectKind::Blob, digest);
+        let (mut file, md) = crate::safe::open_entry(&path).ok()?;
+        let mut h = [0u8; HEADER_LEN];
+        file.read_exact(&mut h).ok()?;
+        let header = Header::parse(&h).ok()?;
+        let ok = header.encoding == Encoding::Raw
+            && header.kind == ObjectKind::Blob
+            && header.digest == *digest
+            && md.len() == HEADER_LEN as u64 + header.len;
+        ok.then_some(RawBlob {
+            file,
+            offset: HEADER_LEN as u64,
+            len: header.len,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +203,12 @@ mod tests {
         assert_eq!(digest, Digest::of(&body));
         assert_eq!(len, body.len() as u64);
         assert_eq!(s.get_blob(&digest).unwrap(), body);
+        let raw = s.raw_blob(&digest).unwrap();
+        assert_eq!(
+            (raw.offset, raw.len),
+            (HEADER_LEN as u64, body.len() as u64)
+        );
+        assert!(s.raw_blob(&Digest::of(b"absent")).is_none());
         // The same bytes again: already stored, nothing left in tmp/.
         let mut again = s.blob_file().unwrap();
         again.write_all(&body).unwrap();

@@ -267,7 +267,7 @@ mod safe;
 mod store;
 
 pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, Output, OutputKind};
-pub use blob_file::BlobFile;
+pub use blob_file::{BlobFile, RawBlob};
 pub use error::{CacheError, Corruption, ObjectKind};
 pub use gc::GcReport;
 pub use ident::{FileIdentity, KnownHashes, SETTLE};

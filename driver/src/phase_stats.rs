@@ -11,7 +11,9 @@
 //! - `hash_seconds`: wall time spent hashing (SHA-256, BLAKE3) where the
 //!   hashing is a phase of its own, not interleaved with a write;
 //! - `copy_seconds`: wall time spent copying bytes that are not rebuilt
-//!   (base blocks into the new image, an output into the release).
+//!   (base blocks into the new image, an output into the release);
+//! - `sync_seconds`: wall time spent in `fsync` (a release's files are
+//!   made durable before the release is renamed into place).
 //!
 //! The figures describe a run; they never feed into an output.
 
@@ -31,6 +33,7 @@ pub struct Phases {
     written: AtomicU64,
     hash_ns: AtomicU64,
     copy_ns: AtomicU64,
+    sync_ns: AtomicU64,
 }
 
 fn nanos(t: Instant) -> u64 {
@@ -74,6 +77,14 @@ impl Phases {
         r
     }
 
+    /// Runs `f`, counting its wall time as syncing to disk.
+    pub fn syncing<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        self.sync_ns.fetch_add(nanos(t), Ordering::Relaxed);
+        r
+    }
+
     /// The `phases` object.
     pub fn to_json(&self) -> Value {
         let secs = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / 1e9;
@@ -84,6 +95,7 @@ impl Phases {
             "bytes_written": self.written.load(Ordering::Relaxed),
             "hash_seconds": secs(&self.hash_ns),
             "copy_seconds": secs(&self.copy_ns),
+            "sync_seconds": secs(&self.sync_ns),
         })
     }
 
@@ -112,6 +124,7 @@ mod tests {
         let v = p.hashing(|| 42);
         assert_eq!(v, 42);
         p.copying(|| ());
+        p.syncing(|| ());
         let stats = Mutex::new(BTreeMap::new());
         stats
             .lock()
@@ -127,5 +140,6 @@ mod tests {
         assert_eq!(ph["bytes_decompressed"], 4);
         assert!(ph["hash_seconds"].as_f64().unwrap() >= 0.0);
         assert!(ph["copy_seconds"].as_f64().unwrap() >= 0.0);
+        assert!(ph["sync_seconds"].as_f64().unwrap() >= 0.0);
     }
 }

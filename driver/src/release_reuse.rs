@@ -105,8 +105,13 @@ pub fn add_blob(
         w.push_output(rel, &written);
         return Ok((written, Placed::Linked));
     }
-    let reader = store.open_blob(digest).map_err(io::Error::other)?;
-    let written = phases.copying(|| copy_verified(reader, &new, digest))?;
+    let written = match kernel_copy(store, &new, digest, phases)? {
+        Some(w) => w,
+        None => {
+            let reader = store.open_blob(digest).map_err(io::Error::other)?;
+            copy_verified(reader, &new, digest, phases)?
+        }
+    };
     if written.size != size {
         return Err(io::Error::other(format!(
             "the store's {digest} holds {} bytes, the build recorded {size}",
@@ -118,6 +123,97 @@ pub fn add_blob(
     phases.written(written.size);
     remember(store, &new, &written);
     Ok((written, Placed::Copied))
+}
+
+/// Copies a raw store blob with `copy_file_range` (std's `io::copy`
+/// between files uses it; the kernel copies without the bytes passing
+/// through this process, and would share the blocks on a file system with
+/// reflinks were the offsets block-aligned), then reads the copy once,
+/// hashing SHA-256 and BLAKE3 side by side. The BLAKE3 must be the
+/// digest: otherwise the copy is removed and `None` returned, and the
+/// caller copies through the verifying reader, which reports the corrupt
+/// entry. `None` too when the blob is not stored raw.
+fn kernel_copy(
+    store: &Store,
+    dst: &std::path::Path,
+    digest: &Digest,
+    phases: &Phases,
+) -> io::Result<Option<Written>> {
+    use std::io::{Read as _, Seek as _};
+    let Some(mut raw) = store.raw_blob(digest) else {
+        return Ok(None);
+    };
+    let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dst.display()));
+    let mut f = fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(at)?;
+    raw.file.seek(io::SeekFrom::Start(raw.offset))?;
+    let copied = phases
+        .copying(|| io::copy(&mut (&raw.file).take(raw.len), &mut f))
+        .map_err(at)?;
+    phases.written(copied);
+    f.seek(io::SeekFrom::Start(0)).map_err(at)?;
+    let hashed = phases.hashing(|| hash_both(&mut f)).map_err(at)?;
+    phases.read(hashed.size);
+    if copied != raw.len || hashed.size != raw.len || hashed.blake3 != *digest {
+        drop(f);
+        fs::remove_file(dst).map_err(at)?;
+        return Ok(None);
+    }
+    phases.syncing(|| f.sync_all()).map_err(at)?;
+    Ok(Some(hashed))
+}
+
+/// SHA-256 and BLAKE3 of everything `r` yields, the two hashes on two
+/// cores while the next step is read.
+fn hash_both(r: &mut (dyn std::io::Read + Send)) -> io::Result<Written> {
+    use sha2::Digest as _;
+    let mut sha = sha2::Sha256::new();
+    let mut b3 = blake3::Hasher::new();
+    let mut cur = Vec::with_capacity(STEP);
+    let mut next = Vec::with_capacity(STEP);
+    let mut size = 0u64;
+    fill(r, &mut cur)?;
+    while !cur.is_empty() {
+        let ((), ((), got)) = rayon::join(
+            || sha.update(&cur),
+            || {
+                rayon::join(
+                    || {
+                        b3.update(&cur);
+                    },
+                    || fill(r, &mut next),
+                )
+            },
+        );
+        got?;
+        size += cur.len() as u64;
+        std::mem::swap(&mut cur, &mut next);
+    }
+    Ok(Written {
+        size,
+        sha256: hex::encode(sha.finalize()),
+        blake3: b3.finalize().into(),
+    })
+}
+
+/// Fills `buf` with up to [`STEP`] bytes of `r` (fewer only at its end).
+fn fill(r: &mut (dyn std::io::Read + Send), buf: &mut Vec<u8>) -> io::Result<()> {
+    buf.resize(STEP, 0);
+    let mut n = 0;
+    while n < STEP {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(n);
+    Ok(())
 }
 
 /// Bytes copied per step of [`copy_verified`].
@@ -132,9 +228,10 @@ fn copy_verified(
     mut src: v6build_cache::BlobReader,
     dst: &std::path::Path,
     digest: &Digest,
+    phases: &Phases,
 ) -> io::Result<Written> {
     use sha2::Digest as _;
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dst.display()));
     let mut f = fs::File::options()
         .write(true)
@@ -142,39 +239,28 @@ fn copy_verified(
         .open(dst)
         .map_err(at)?;
     let mut sha = sha2::Sha256::new();
-    let fill = |src: &mut v6build_cache::BlobReader, buf: &mut Vec<u8>| -> io::Result<()> {
-        buf.resize(STEP, 0);
-        let mut n = 0;
-        while n < STEP {
-            match src.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        buf.truncate(n);
-        Ok(())
-    };
     let mut cur = Vec::with_capacity(STEP);
     let mut next = Vec::with_capacity(STEP);
-    fill(&mut src, &mut cur)?;
     let mut size = 0u64;
-    while !cur.is_empty() {
-        // Hash and write this step while the next one is read.
-        let (w, r) = rayon::join(
-            || -> io::Result<()> {
-                sha.update(&cur);
-                f.write_all(&cur).map_err(at)
-            },
-            || fill(&mut src, &mut next),
-        );
-        w?;
-        r?;
-        size += cur.len() as u64;
-        std::mem::swap(&mut cur, &mut next);
-    }
-    f.sync_all().map_err(at)?;
+    phases.copying(|| -> io::Result<()> {
+        fill(&mut src, &mut cur)?;
+        while !cur.is_empty() {
+            // Hash and write this step while the next one is read.
+            let (w, r) = rayon::join(
+                || -> io::Result<()> {
+                    sha.update(&cur);
+                    f.write_all(&cur).map_err(at)
+                },
+                || fill(&mut src, &mut next),
+            );
+            w?;
+            r?;
+            size += cur.len() as u64;
+            std::mem::swap(&mut cur, &mut next);
+        }
+        Ok(())
+    })?;
+    phases.syncing(|| f.sync_all()).map_err(at)?;
     Ok(Written {
         size,
         sha256: hex::encode(sha.finalize()),

@@ -74,6 +74,30 @@ fn stage2_noop_rebuild_reads_no_media_and_relinks_the_release() {
     assert_eq!(std::fs::read(&img).unwrap(), good);
     assert_eq!(output_hashes(&s.demo_release()), want);
 
+    // The store's copy of the image corrupted (and the release gone, so
+    // nothing can be linked): the kernel copy's hash check catches it, the
+    // entry is reported and rebuilt, and the release is still right.
+    let obj = find_object(&s.cache().join("objects"), good.len() as u64 + 80)
+        .expect("the stage2 image in the store, stored raw");
+    let mut o = std::fs::read(&obj).unwrap();
+    let mid = o.len() / 2;
+    o[mid] ^= 0x55;
+    std::fs::write(&obj, &o).unwrap();
+    std::fs::remove_dir_all(s.demo_release()).unwrap();
+    let healed = s.run(&["build", RECIPE]);
+    assert!(
+        healed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&healed.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&healed.stderr).contains("corrupt"),
+        "{}",
+        String::from_utf8_lossy(&healed.stderr)
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), good);
+    assert_eq!(output_hashes(&s.demo_release()), want);
+
     // Media touched (same bytes, new ctime): hashed again, same release.
     let f = std::fs::File::options().write(true).open(&stage2).unwrap();
     f.set_modified(std::time::SystemTime::now()).unwrap();
@@ -94,4 +118,20 @@ fn stage2_noop_rebuild_reads_no_media_and_relinks_the_release() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// The store entry file of exactly `len` bytes under `dir`.
+fn find_object(dir: &std::path::Path, len: u64) -> Option<std::path::PathBuf> {
+    for e in std::fs::read_dir(dir).ok()? {
+        let e = e.ok()?;
+        let ft = e.file_type().ok()?;
+        if ft.is_dir() {
+            if let Some(p) = find_object(&e.path(), len) {
+                return Some(p);
+            }
+        } else if e.metadata().ok()?.len() == len {
+            return Some(e.path());
+        }
+    }
+    None
 }
