@@ -17,6 +17,9 @@
 #               floor,cold,noop,add for the floor rows of issue 20 without
 #               the classic pipeline; also V6BENCH_SCENARIOS
 #   --inputs-only  make the inputs and stop
+#   --xfs       also run the el7/plain stage2 scenarios with the media, the
+#               cache, the output and the scratch dir on XFS (a loop-mounted
+#               image under bench/work; rows el7-xfs, plain-xfs)
 #   --no-book   do not rewrite book/src/performance.md
 # Needs root (loop mount for the classic EL7 pipeline, debootstrap).
 # Environment: V6BUILD (binary; default built with cargo into
@@ -32,6 +35,7 @@ ONLY="di-gz,di-xz,dracut,el7,plain,rewrite"
 BOOK=1
 SCENS=${V6BENCH_SCENARIOS:-all}
 INPUTS_ONLY=0
+XFS=0
 while [ $# -gt 0 ]; do
     case $1 in
         --quick) QUICK=1; REPS=1 ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY=$2; shift ;;
         --scenarios) SCENS=$2; shift ;;
         --inputs-only) INPUTS_ONLY=1 ;;
+        --xfs) XFS=1 ;;
         --no-book) BOOK=0 ;;
         -h|--help) sed -n 2,26p "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -249,7 +254,7 @@ WANTED_BY=$(sed -n 's/^WantedBy=//p' "$RCP/files/fix-ipv6.service" | head -1)
 RES=$WORK/results
 mkdir -p "$RES"
 rm -f "$RES/.t" "$RES/.out" "$RES/.err"
-for i in ${ONLY//,/ }; do rm -f "$RES/$i".*; done
+for i in ${ONLY//,/ }; do rm -f "$RES/$i".*; [ $XFS = 1 ] && rm -f "$RES/$i-xfs".*; done
 SCR=$WORK/scratch
 OUT=$WORK/out
 CACHE=$WORK/cache
@@ -416,6 +421,31 @@ want di-xz && run_initrd di-xz "$MEDIA/di-xz/initrd.img" xz
 want dracut && [ -f "$MEDIA/dracut/initrd.img" ] && run_initrd dracut "$MEDIA/dracut/initrd.img" xz
 want el7 && run_stage2 el7 "$MEDIA/el7$SUFFIX/squashfs.img" el7
 want plain && run_stage2 plain "$MEDIA/plain$SUFFIX/squashfs.img" plain
+if [ $XFS = 1 ] && (want el7 || want plain); then
+    # The same scenarios with every file they touch on XFS (reflink=1):
+    # copy_file_range may share blocks there instead of copying them.
+    command -v mkfs.xfs >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q xfsprogs >/dev/null 2>&1 || true
+    XMNT=$WORK/xfs-mnt
+    mkdir -p "$XMNT"
+    mountpoint -q "$XMNT" || {
+        rm -f "$WORK/xfs.img"; truncate -s 4G "$WORK/xfs.img"
+        mkfs.xfs -q -f -m reflink=1 "$WORK/xfs.img"
+        mount -o loop "$WORK/xfs.img" "$XMNT"
+    }
+    trap 'umount "$XMNT" 2>/dev/null || true' EXIT
+    SCR=$XMNT/scratch OUT=$XMNT/out CACHE=$XMNT/cache
+    mkdir -p "$XMNT/media" "$XMNT/recipes"
+    cp -r "$RCP/files" "$XMNT/recipes/"
+    RCP_EXT4=$RCP; RCP=$XMNT/recipes
+    for i in el7 plain; do
+        want $i || continue
+        mkdir -p "$XMNT/media/$i"
+        cp "$MEDIA/$i$SUFFIX/squashfs.img" "$XMNT/media/$i/squashfs.img"
+        run_stage2 "$i-xfs" "$XMNT/media/$i/squashfs.img" "$i"
+    done
+    RCP=$RCP_EXT4
+    umount "$XMNT"; trap - EXIT
+fi
 want rewrite && run_rewrite "$MEDIA/plain$SUFFIX/squashfs.img"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 ELAPSED=$(( $(date -u +%s) - START ))

@@ -109,7 +109,10 @@ pub fn add_blob(
         Some(w) => w,
         None => {
             let reader = store.open_blob(digest).map_err(io::Error::other)?;
-            copy_verified(reader, &new, digest, phases)?
+            let w = copy_verified(reader, &new, digest, phases)?;
+            phases.read(w.size);
+            phases.written(w.size);
+            w
         }
     };
     if written.size != size {
@@ -119,8 +122,6 @@ pub fn add_blob(
         )));
     }
     w.push_output(rel, &written);
-    phases.read(written.size);
-    phases.written(written.size);
     remember(store, &new, &written);
     Ok((written, Placed::Copied))
 }
