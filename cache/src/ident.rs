@@ -185,7 +185,7 @@ impl Store {
         };
         rec.check = rec.checksum();
         let json = serde_json::to_vec(&rec).map_err(|e| {
-            CacheError::io("encoding", &self.ident_path(id), std::io::Error::other(e))
+            CacheError::io("encoding", self.ident_path(id), std::io::Error::other(e))
         })?;
         let dest = self.ident_path(id);
         let mut t = crate::object::TempFile::create(&self.root().join("tmp"))?;
