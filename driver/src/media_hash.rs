@@ -16,7 +16,7 @@
 //!   on every use, never taken from a record: the cache directory is not
 //!   trusted with the bytes it holds (book: Robustness).
 
-use std::io::{self, Read as _};
+use std::io;
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
@@ -66,21 +66,11 @@ pub fn media_sha256(
         return Ok((v6build_engine::recipe::Sha256(k.sha256), Source::Identity));
     }
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    phases.hashing(|| -> io::Result<()> {
-        loop {
-            let n = match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            total += n as u64;
-            hasher.update(&buf[..n]);
-        }
-        Ok(())
-    })?;
+    // `Sha256` is an `io::Write`: `io::copy` reads through the 1 MiB
+    // buffer and retries interrupted reads.
+    let mut r = io::BufReader::with_capacity(1 << 20, &mut f);
+    let total = phases.hashing(|| io::copy(&mut r, &mut hasher))?;
+    drop(r);
     phases.read(total);
     let sha: [u8; 32] = hasher.finalize().into();
     // The file may have changed while it was read: record only what the
