@@ -512,10 +512,10 @@ fn build_once(
                 Image::Stage2 => "LiveOS/squashfs.img",
                 Image::Updates => "updates.img",
             };
-            let (_, placed) =
+            let added =
                 crate::release_reuse::add_blob(&mut w, store, rel, d, *size, &release_phases)
                     .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
-            release_placed.push((rel, placed));
+            release_placed.push((rel, added));
         }
     }
     // Every path the manifest records is relative to the recipe root, so
@@ -667,6 +667,9 @@ fn build_once(
     let release_dir = w
         .commit(&manifest.to_bytes())
         .map_err(|e| Outcome::Failure(format!("writing the release directory: {e}")))?;
+    for (rel, added) in &release_placed {
+        crate::release_reuse::remember_committed(store, &release_dir, rel, added);
+    }
     let root_name = r.release.dir.replace('/', "_");
     // Gc roots are best effort: a failure here loses nothing but cache hits.
     let _ = store.add_root(v6build_cache::RootKind::Release, &root_name, &roots);
@@ -686,8 +689,8 @@ fn build_once(
             if let Ok(mut s) = ctx.stats.lock()
                 && let Some(e) = s.get_mut("release")
             {
-                for (rel, placed) in &release_placed {
-                    e["images"][*rel] = serde_json::json!(match placed {
+                for (rel, added) in &release_placed {
+                    e["images"][*rel] = serde_json::json!(match added.placed {
                         crate::release_reuse::Placed::Linked => "linked",
                         crate::release_reuse::Placed::Copied => "copied",
                     });

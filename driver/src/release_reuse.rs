@@ -37,20 +37,46 @@ pub enum Placed {
 
 /// Records what v6build just wrote at `path` (its own bytes, hashed as
 /// they were written).
-fn remember(store: &Store, path: &std::path::Path, w: &Written) {
-    if let (Ok(md), Some(sha)) = (
-        fs::symlink_metadata(path),
-        hex::decode(&w.sha256)
-            .ok()
-            .and_then(|v| <[u8; 32]>::try_from(v).ok()),
-    ) && md.file_type().is_file()
-    {
-        let known = KnownHashes {
-            sha256: sha,
-            blake3: Some(w.blake3),
-        };
-        // A record is a shortcut; failing to write one costs only speed.
-        let _ = store.remember_hashes(&FileIdentity::of(&md), &known, false);
+fn remember(store: &Store, path: &std::path::Path, w: &Written) -> Option<FileIdentity> {
+    let md = fs::symlink_metadata(path).ok()?;
+    let sha = <[u8; 32]>::try_from(hex::decode(&w.sha256).ok()?).ok()?;
+    if !md.file_type().is_file() {
+        return None;
+    }
+    let id = FileIdentity::of(&md);
+    let known = KnownHashes {
+        sha256: sha,
+        blake3: Some(w.blake3),
+    };
+    // A record is a shortcut; failing to write one costs only speed.
+    store.remember_hashes(&id, &known, false).ok()?;
+    Some(id)
+}
+
+/// An image placed into a release by [`add_blob`].
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// Its size and hashes.
+    pub written: Written,
+    /// Linked or copied.
+    pub placed: Placed,
+    /// The identity recorded for it, if one was.
+    pub id: Option<FileIdentity>,
+}
+
+/// Records an image of a release just renamed into place again: moving
+/// the replaced release away unlinked its names of the same inodes, which
+/// set their ctime, so the record made while the release was assembled no
+/// longer matches. Only the same inode, same size and same mtime (which a
+/// link or unlink leaves alone and any write sets) is recorded again.
+pub fn remember_committed(store: &Store, release: &std::path::Path, rel: &str, a: &Added) {
+    let path = release.join(rel);
+    let (Some(was), Ok(md)) = (a.id, fs::symlink_metadata(&path)) else {
+        return;
+    };
+    let now = FileIdentity::of(&md);
+    if (now.dev, now.ino, now.size, now.mtime_ns) == (was.dev, was.ino, was.size, was.mtime_ns) {
+        remember(store, &path, &a.written);
     }
 }
 
@@ -62,7 +88,7 @@ fn try_link(
     new: &std::path::Path,
     digest: &Digest,
     size: u64,
-) -> Option<Written> {
+) -> Option<(Written, Option<FileIdentity>)> {
     let f = v6build_engine::host::open_regular(old).ok()?;
     let md = f.metadata().ok()?;
     let id = FileIdentity::of(&md);
@@ -84,8 +110,8 @@ fn try_link(
         blake3: *digest,
     };
     // Linking changed the inode's ctime: record it under its new identity.
-    remember(store, new, &w);
-    Some(w)
+    let id = remember(store, new, &w);
+    Some((w, id))
 }
 
 /// Puts store blob `digest` (`size` bytes) at `rel` in the release:
@@ -99,11 +125,15 @@ pub fn add_blob(
     digest: &Digest,
     size: u64,
     phases: &Phases,
-) -> io::Result<(Written, Placed)> {
+) -> io::Result<Added> {
     let (old, new) = w.paths_of(rel)?;
-    if let Some(written) = try_link(store, &old, &new, digest, size) {
+    if let Some((written, id)) = try_link(store, &old, &new, digest, size) {
         w.push_output(rel, &written);
-        return Ok((written, Placed::Linked));
+        return Ok(Added {
+            written,
+            placed: Placed::Linked,
+            id,
+        });
     }
     let written = match kernel_copy(store, &new, digest, phases)? {
         Some(w) => w,
@@ -122,8 +152,12 @@ pub fn add_blob(
         )));
     }
     w.push_output(rel, &written);
-    remember(store, &new, &written);
-    Ok((written, Placed::Copied))
+    let id = remember(store, &new, &written);
+    Ok(Added {
+        written,
+        placed: Placed::Copied,
+        id,
+    })
 }
 
 /// Copies a raw store blob with `copy_file_range` (std's `io::copy`

@@ -63,6 +63,14 @@ fn stage2_noop_rebuild_reads_no_media_and_relinks_the_release() {
         sums
     );
 
+    // And again: the records follow the images through each release swap.
+    for _ in 0..2 {
+        let again = s.build_json(RECIPE);
+        assert_eq!(placed(&again, "LiveOS/squashfs.img"), "linked");
+        assert_eq!(media(&again, "stage2").1, 0);
+    }
+    assert_eq!(std::fs::metadata(&img).unwrap().ino(), ino);
+
     // A release image changed in place (same size) is not linked again:
     // the next build copies the store's bytes.
     let mut bytes = std::fs::read(&img).unwrap();
