@@ -21,6 +21,8 @@ INPUTS = [
     ("dracut", "dracut initrd, xz"),
     ("el7", "EL7-shaped stage2 (ext4 in squashfs, xz)"),
     ("plain", "plain squashfs stage2 (xz)"),
+    ("el7-xfs", "EL7-shaped stage2, everything on XFS (loop, reflink=1)"),
+    ("plain-xfs", "plain squashfs stage2, everything on XFS (loop, reflink=1)"),
     ("rewrite", "plain squashfs stage2, full rewrite (xz, 256 KiB blocks)"),
 ]
 # Inputs whose classic row is not the unpack/add/repack pipeline.
@@ -29,6 +31,7 @@ CLASSIC_LABEL = {
 }
 SCENARIOS = [
     ("classic", "classic pipeline (unpack, add, repack)"),
+    ("floor", "floor: `cp` + `sha256sum` of the input image (issue 20)"),
     ("cold", "v6build cold build (empty cache)"),
     ("cold-tree", "v6build cold build, the base being the same tree stored uncompressed (mksquashfs -noI -noD -noF -noX), empty cache"),
     ("noop", "v6build no-op rebuild"),
@@ -41,18 +44,30 @@ INITRD = {"di-gz", "di-xz", "dracut"}
 
 
 def target(inp, scen):
-    """The speed target of issues 4/5/6 for this row, as (text, check)."""
-    if scen in ("classic", "noop"):
+    """The speed targets of issues 4/5/6/20 for this row, as (text, check);
+    check(wall, ratio to classic, ratio to the floor) says whether all are met
+    (a ratio is None when its reference was not measured in this run)."""
+    if scen in ("classic", "floor"):
+        return "", None
+    if scen == "noop":
+        if inp.startswith("el7"):
+            return "≤ 0.2 s (issue 20)", lambda wall, ratio, fl: wall <= 0.2
         return "", None
     if inp in INITRD:
         if scen in ("append", "append-warm"):
-            return "< 1 s (issue 4)", lambda wall, ratio: wall < 1.0
-        return "≤ 0.5× (issue 4)", lambda wall, ratio: ratio <= 0.5
+            return "< 1 s (issue 4)", lambda wall, ratio, fl: wall < 1.0
+        return "≤ 0.5× (issue 4)", lambda wall, ratio, fl: None if ratio is None else ratio <= 0.5
     if inp == "rewrite":
-        return "≤ 1.0× mksquashfs (issue 5)", lambda wall, ratio: ratio <= 1.0
-    if inp == "el7":
-        return "≤ 0.1× (issue 6)", lambda wall, ratio: ratio <= 0.1
-    return "≤ 0.1× (issue 5)", lambda wall, ratio: ratio <= 0.1
+        return "≤ 1.0× mksquashfs (issue 5)", lambda wall, ratio, fl: None if ratio is None else ratio <= 1.0
+    base = inp.removesuffix("-xfs")
+    issue = "issue 6" if base == "el7" else "issue 5"
+    floor_row = (base == "el7" and scen == "cold") or (base == "plain" and scen == "add")
+    if floor_row:
+        def check(wall, ratio, fl):
+            oks = [r <= lim for r, lim in ((ratio, 0.1), (fl, 2.0)) if r is not None]
+            return all(oks) if oks else None
+        return f"≤ 0.1× ({issue}); ≤ 2× floor (issue 20)", check
+    return f"≤ 0.1× ({issue})", lambda wall, ratio, fl: None if ratio is None else ratio <= 0.1
 
 
 def load(res, inp, scen):
@@ -97,14 +112,16 @@ def top_nodes(res, inp, scen, n=3):
 
 def table(res):
     out = [
-        "| Input | Scenario | Wall (s) | CPU user+sys (s) | Peak RSS (MiB) | v6build/classic (wall) | v6build/classic (CPU) | Target (wall) | Met | Slowest nodes (last run) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Input | Scenario | Wall (s) | CPU user+sys (s) | Peak RSS (MiB) | v6build/classic (wall) | v6build/classic (CPU) | v6build/floor (wall) | Target (wall) | Met | Slowest nodes (last run) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for inp, iname in INPUTS:
         classic, _ = load(res, inp, "classic")
         if not classic and not os.path.exists(os.path.join(res, f"{inp}.cold")) \
                 and not os.path.exists(os.path.join(res, f"{inp}.cold.fail")):
             continue
+        floor, _ = load(res, inp, "floor")
+        fwall = statistics.median(r[0] for r in floor) if floor else None
         cwall = statistics.median(r[0] for r in classic) if classic else None
         ccpu = statistics.median(r[1] for r in classic) if classic else None
         for scen, sname in SCENARIOS:
@@ -115,25 +132,30 @@ def table(res):
                 continue
             ttext, check = target(inp, scen)
             if not rows:
-                out.append(f"| {iname} | {sname} | FAILED ({fails}×) | | | | | {ttext} | no | |")
+                out.append(f"| {iname} | {sname} | FAILED ({fails}×) | | | | | | {ttext} | no | |")
                 continue
             wall = statistics.median(r[0] for r in rows)
             cpu = statistics.median(r[1] for r in rows)
             rss = statistics.median(r[2] for r in rows)
             ratio = wall / cwall if cwall else None
-            rtext = "1" if scen == "classic" else (f"{ratio:.3f}×" if ratio is not None else "")
+            rtext = "1" if scen == "classic" else "" if scen == "floor" else (f"{ratio:.3f}×" if ratio is not None else "")
             cratio = cpu / ccpu if ccpu else None
-            ctext = "1" if scen == "classic" else (f"{cratio:.3f}×" if cratio is not None else "")
+            ctext = "1" if scen == "classic" else "" if scen == "floor" else (f"{cratio:.3f}×" if cratio is not None else "")
+            fratio = wall / fwall if fwall and scen not in ("classic", "floor") else None
+            ftext = "1" if scen == "floor" else (f"{fratio:.2f}×" if fratio is not None else "")
             met = ""
-            if check and ratio is not None:
-                met = "yes" if check(wall, ratio) else "**no**"
+            if check:
+                ok = check(wall, ratio, fratio)
+                met = "n/a (reference not run)" if ok is None else "yes" if ok else "**no**"
             note = top_nodes(res, inp, scen) if scen != "classic" else ""
             if fails:
                 note = f"{fails} run(s) failed; " + note
             n = len(rows)
             out.append(
-                f"| {iname} | {sname} | {fmt(wall)} (n={n}) | {fmt(cpu)} | {rss:.0f} | {rtext} | {ctext} | {ttext} | {met} | {note} |"
+                f"| {iname} | {sname} | {fmt(wall)} (n={n}) | {fmt(cpu)} | {rss:.0f} | {rtext} | {ctext} | {ftext} | {ttext} | {met} | {note} |"
             )
+    out.append("")
+    out.extend(phases(res))
     runs = []
     for inp, iname in INPUTS:
         mp = os.path.join(res, f"{inp}.meta")
@@ -141,6 +163,48 @@ def table(res):
             with open(mp) as f:
                 runs.append(f"- {iname}: measured {f.read().strip()}.")
     return "\n".join(out) + "\n\n" + "\n".join(runs) + "\n"
+
+
+PHASE_ROWS = [("el7", "cold"), ("el7", "noop"), ("plain", "add"), ("el7-xfs", "cold")]
+
+
+def phases(res):
+    """Per-phase breakdown (issue 20) of the last run of a few rows, from
+    the `phases` of `node_stats` in v6build's --json summary."""
+    out = []
+    for inp, scen in PHASE_ROWS:
+        path = os.path.join(res, f"{inp}.{scen}.json")
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        stats = data.get("node_stats") or {}
+        secs = data.get("node_seconds") or {}
+        rows = []
+        for node in sorted(set(stats) | set(secs)):
+            ph = (stats.get(node) or {}).get("phases")
+            s = secs.get(node)
+            if ph is None and (s is None or float(s) < 0.01):
+                continue
+            ph = ph or {}
+            mib = lambda k: f"{ph[k] / 1048576:.1f}" if k in ph else ""
+            sec = lambda k: f"{ph[k]:.3f}" if k in ph else ""
+            rows.append(
+                f"| {node} | {float(s):.3f} | " if s is not None else f"| {node} | | "
+            )
+            rows[-1] += f"{mib('bytes_read')} | {mib('bytes_decompressed')} | {mib('bytes_compressed')} | {mib('bytes_written')} | {sec('hash_seconds')} | {sec('copy_seconds')} | {sec('sync_seconds')} |"
+        if not rows:
+            continue
+        total = data.get("seconds")
+        head = f"Per-phase breakdown, {inp} / {scen} (last run"
+        head += f", {float(total):.2f} s in all):" if total is not None else "):"
+        out += [head, "",
+                "| Node | Seconds | Read (MiB) | Decompressed (MiB) | Compressed (MiB) | Written (MiB) | Hashing (s) | Copying (s) | fsync (s) |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        out += rows
+        out.append("")
+    return out
 
 
 BEGIN = "<!-- bench:begin (written by bench/run.sh; do not edit by hand) -->"

@@ -17,6 +17,7 @@
 //! │   └── builds/<n>         gc root of build number n; only the newest N are kept
 //! ├── media/<sha256>         media fetched from url=, named by their pinned sha256
 //! │   (<sha256>.part…)       a download in progress; removed by gc
+//! ├── ids/<blake3(dev,ino)>  hashes of a media or release file, by file identity (below)
 //! └── tmp/                   files being written; never read, cleared by gc
 //! ```
 //!
@@ -69,7 +70,8 @@
 //!
 //! * `media/<sha256>`: a download whose size and sha256 matched the pin
 //!   when it was stored. It is **not** trusted for that: every build hashes
-//!   it again before use, exactly as it hashes local media, and deletes and
+//!   it again before use (local media are hashed once per file identity,
+//!   see `ids/`; downloads never), and deletes and
 //!   re-fetches it when it is not a regular file (opened with `O_NOFOLLOW`
 //!   and `O_NONBLOCK`, so a symlink or FIFO planted there is neither
 //!   followed nor waited on) or does not match. A `media/` that is itself
@@ -85,6 +87,14 @@
 //!
 //! Media are inputs, not build results: no root names them, and the
 //! recipe's pin, not the store, says which bytes they must be.
+//!
+//! ## ids/
+//!
+//! One small JSON record per file v6build hashed outside the store: a local
+//! media file, or an image it wrote into a release (see `ident.rs`). A
+//! record is used only while the file's identity (device, inode, size,
+//! mtime, ctime) is unchanged; downloads under `media/` never get one.
+//! `gc` leaves `ids/` alone.
 //!
 //! ## Entry files
 //!
@@ -257,8 +267,10 @@
 #![warn(missing_docs)]
 
 mod action;
+mod blob_file;
 mod error;
 mod gc;
+mod ident;
 mod meta;
 mod object;
 mod refs;
@@ -266,8 +278,10 @@ mod safe;
 mod store;
 
 pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, NodeKeys, Output, OutputKind};
+pub use blob_file::{BlobFile, RawBlob};
 pub use error::{CacheError, Corruption, ObjectKind};
 pub use gc::GcReport;
+pub use ident::{FileIdentity, KnownHashes, SETTLE};
 pub use meta::{STORE_VERSION, StoreMeta};
 pub use refs::{Root, RootKind};
 pub use store::{BlobReader, SMALL_BLOB, Store, StoreOptions};

@@ -27,6 +27,7 @@ pub(crate) const FIXED_DIRS: &[&str] = &[
     "refs/releases",
     "refs/builds",
     "media",
+    "ids",
 ];
 
 /// The store's own files, relative to its root.

@@ -40,6 +40,7 @@ const OWN_NAMES: &[&str] = &[
     "actions",
     "refs",
     "media",
+    "ids",
 ];
 
 /// How a store is opened.

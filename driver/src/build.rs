@@ -387,6 +387,7 @@ fn build_once(
         epoch,
         epoch_source,
         events,
+        stats: &ctx.stats,
     })?;
     let bytes_written: u64 = manifest.outputs.iter().map(|o| o.size).sum();
     let root_name = crate::releases::root_name(&r.release.dir);

@@ -151,7 +151,13 @@ pub fn node_failed(r: &Recipe, e: NodeError) -> Outcome {
 
 /// Hashes the local media file `media`/`role` at `path` for a media node
 /// and compares it with its pin; a problem is its `media::*` diagnostic.
-pub fn check_local(r: &Recipe, media: &str, role: MediaRole, path: &Path) -> Result<(), NodeError> {
+pub fn check_local(
+    r: &Recipe,
+    media: &str,
+    role: MediaRole,
+    path: &Path,
+    hashed: std::io::Result<recipe::Sha256>,
+) -> Result<(), NodeError> {
     let found = r.media_named(media).and_then(|m| {
         m.files
             .iter()
@@ -164,7 +170,7 @@ pub fn check_local(r: &Recipe, media: &str, role: MediaRole, path: &Path) -> Res
             format!("{} is not a media file of the recipe", path.display()),
         ));
     };
-    recipe::check_media_file(r, m, f)
+    recipe::check_media_digest(r, m, f, hashed)
         .map(drop)
         .map_err(|d| NodeError::Recipe(Box::new(d)))
 }

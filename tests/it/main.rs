@@ -17,6 +17,7 @@ mod host_edit;
 mod issue16_mem;
 mod ops;
 mod stage2;
+mod stage2_floor;
 mod stage2_layout;
 mod stage2_sparse;
 mod tutorial;

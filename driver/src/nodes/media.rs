@@ -53,7 +53,14 @@ impl Ctx<'_> {
         }
         // Hashed and compared with the pin; a problem is a `media::*`
         // diagnostic at the recipe line.
-        crate::media_check::check_local(self.recipe, media, *role, path)?;
+        // The hash is remembered by file identity (see media_hash.rs).
+        let phases = crate::phase_stats::Phases::default();
+        let hashed = crate::media_hash::media_sha256(self.store, path, &phases);
+        if let Ok((_, how)) = &hashed {
+            self.note(name, "sha256", serde_json::json!(how.name()));
+        }
+        phases.note(&self.stats, name);
+        crate::media_check::check_local(self.recipe, media, *role, path, hashed.map(|(h, _)| h))?;
         Ok(Out::Media(path.to_path_buf()))
     }
 }

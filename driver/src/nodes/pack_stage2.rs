@@ -3,9 +3,7 @@
 //! rewriting the squashfs with block reuse.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
@@ -88,8 +86,8 @@ impl Ctx<'_> {
                 view.clone()
             }
         };
-        let tmp = tempfile_in(self.store.root()).map_err(|e| fail(name, e))?;
-        let mut file = tmp.reopen().map_err(|e| fail(name, e))?;
+        // Written in place into the store (one write, one hashing read).
+        let mut file = self.store.blob_file().map_err(|e| fail(name, e))?;
         let cache = crate::blocks::StoreBlockCache { store: self.store };
         let report = match extra {
             Some((digest, bytes)) => {
@@ -116,12 +114,7 @@ impl Ctx<'_> {
                 &mut file,
             ),
         }
-        .map_err(|e| {
-            fail(
-                name,
-                format!("writing the new squashfs ({}): {e}", tmp.path.display()),
-            )
-        })?;
+        .map_err(|e| fail(name, format!("writing the new squashfs ({file:?}): {e}")))?;
         self.note(
             name,
             "squashfs",
@@ -132,10 +125,17 @@ impl Ctx<'_> {
             "base_blocks_decompressed",
             json!(blocks.blocks_decompressed()),
         );
-        let mut r = tmp.reopen().map_err(|e| fail(name, e))?;
-        self.store
-            .put_blob_reader(&mut r)
-            .map_err(|e| fail(name, e))
+        let phases = crate::phase_stats::Phases::default();
+        phases.read(blocks.bytes_read());
+        phases.decompressed(blocks.bytes_decompressed());
+        phases.compressed(report.bytes_compressed_out);
+        phases.written(report.bytes_written);
+        let stored = phases
+            .hashing(|| file.commit())
+            .map_err(|e| fail(name, e))?;
+        phases.read(stored.1);
+        phases.note(&self.stats, name);
+        Ok(stored)
     }
 
     /// Edits the nested ext4 image in place, reading it through the
@@ -290,40 +290,3 @@ fn nested_outer(root: &v6build_fstree::Meta, epoch: i64, c: Content) -> Result<T
     Ok(t)
 }
 
-/// A named temporary file inside the store's own directory, removed on drop.
-fn tempfile_in(root: &Path) -> io::Result<TempFile> {
-    let dir = root.join("tmp");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "pack-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    // Created exclusively: never through a link planted under the name.
-    File::options().write(true).create_new(true).open(&path)?;
-    Ok(TempFile { path })
-}
-
-/// A temporary file removed when dropped.
-#[derive(Debug)]
-struct TempFile {
-    path: PathBuf,
-}
-
-impl TempFile {
-    fn reopen(&self) -> io::Result<File> {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}

@@ -88,6 +88,10 @@ impl Ctx<'_> {
                 let tree = crate::refs::read_ext4(&fs, &rootfs)
                     .map_err(|e| fail(name, format!("reading {path}: {e}")))?;
                 if let Some(b) = self.blobs.base_holding(&rootfs) {
+                    let phases = crate::phase_stats::Phases::default();
+                    phases.read(b.bytes_read());
+                    phases.decompressed(b.bytes_decompressed());
+                    phases.note(&self.stats, name);
                     self.note(
                         name,
                         "base_blocks_decompressed",

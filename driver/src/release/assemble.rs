@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use v6build_cache::Store;
 use v6build_engine::recipe::{ErrorKind, Media, MediaFile, MediaRole, Recipe};
-use v6build_fstree::{BlobStore, Digest};
+use v6build_fstree::Digest;
 
 use super::ReleaseWriter;
 use crate::Outcome;
@@ -43,6 +43,8 @@ pub(crate) struct Assembly<'a> {
     pub epoch_source: &'a str,
     /// Where notes go.
     pub events: &'a dyn BuildEvents,
+    /// The build's `node_stats`: assembly adds its `release` entry.
+    pub stats: &'a std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Writes the release directory; returns it, its manifest and the node
@@ -60,12 +62,15 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
         epoch,
         epoch_source,
         events,
+        stats,
     } = *a;
     // Assemble the release.
     let mut w = ReleaseWriter::begin(out_dir, &r.release.dir)
         .map_err(|e| Outcome::Failure(format!("cannot start release {}: {e}", r.release.dir)))?;
     let mut roots: Vec<Digest> = Vec::new();
     let mut layers = Vec::new();
+    let release_phases = crate::phase_stats::Phases::default();
+    let mut release_placed = Vec::new();
     for (id, node) in graph.nodes().iter().enumerate() {
         if !matches!(node.work, Work::Media { .. }) {
             roots.push(node.key);
@@ -79,17 +84,18 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
                 });
             }
         }
-        if let (Work::Pack(image), Out::Blob(d, _)) = (&node.work, &outputs[id]) {
+        if let (Work::Pack(image), Out::Blob(d, size)) = (&node.work, &outputs[id]) {
             let rel = match image {
                 Image::Initrd => "initrd.img",
                 Image::Stage2 => "LiveOS/squashfs.img",
                 Image::Updates => "updates.img",
             };
-            let mut reader = store
-                .open(d)
-                .map_err(|e| Outcome::Failure(format!("reading {rel} from the cache: {e}")))?;
-            w.add(rel, &mut reader)
-                .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
+            // Hard-linked from the release being replaced when unchanged,
+            // else copied (copy_file_range) and hashed in one read.
+            let added =
+                crate::release_reuse::add_blob(&mut w, store, rel, d, *size, &release_phases)
+                    .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
+            release_placed.push((rel, added));
         }
     }
     // Every path the manifest records is relative to the recipe root, so
@@ -243,6 +249,20 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
     let release_dir = w
         .commit(&manifest.to_bytes())
         .map_err(|e| Outcome::Failure(format!("writing the release directory: {e}")))?;
+    for (rel, added) in &release_placed {
+        crate::release_reuse::remember_committed(store, &release_dir, rel, added);
+    }
+    release_phases.note(stats, "release");
+    if let Ok(mut s) = stats.lock()
+        && let Some(e) = s.get_mut("release")
+    {
+        for (rel, added) in &release_placed {
+            e["images"][*rel] = serde_json::json!(match added.placed {
+                crate::release_reuse::Placed::Linked => "linked",
+                crate::release_reuse::Placed::Copied => "copied",
+            });
+        }
+    }
     Ok((release_dir, manifest, roots))
 }
 

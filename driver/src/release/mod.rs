@@ -204,6 +204,27 @@ impl ReleaseWriter {
         Ok(w)
     }
 
+    /// Where `rel` is in the release being replaced, and where it goes in
+    /// the new one (its parent directories made).
+    pub(crate) fn paths_of(&self, rel: &str) -> io::Result<(PathBuf, PathBuf)> {
+        check_rel(rel)?;
+        let path = self.tmp.join(rel);
+        if let Some(p) = path.parent() {
+            fs::create_dir_all(p)?;
+        }
+        Ok((self.dest.join(rel), path))
+    }
+
+    /// Lists a file placed at `rel` by other means than [`ReleaseWriter::add`].
+    pub(crate) fn push_output(&mut self, rel: &str, w: &Written) {
+        self.outputs.push(Output {
+            path: rel.to_string(),
+            size: w.size,
+            sha256: w.sha256.clone(),
+            blake3: w.blake3.to_string(),
+        });
+    }
+
     /// Adds a file from bytes.
     pub fn add_bytes(&mut self, rel: &str, bytes: &[u8]) -> io::Result<Written> {
         self.add(rel, &mut io::Cursor::new(bytes))

@@ -190,7 +190,19 @@ pub fn check_media_file(
     media: &Media,
     file: &MediaFile,
 ) -> Result<Sha256, RecipeError> {
-    let actual = match sha256_file(&file.path) {
+    check_media_digest(recipe, media, file, sha256_file(&file.path))
+}
+
+/// [`check_media_file`] with the file's SHA-256 (or the error reading it)
+/// computed by the caller (the driver remembers media hashes by file
+/// identity).
+pub fn check_media_digest(
+    recipe: &Recipe,
+    media: &Media,
+    file: &MediaFile,
+    hashed: std::io::Result<Sha256>,
+) -> Result<Sha256, RecipeError> {
+    let actual = match hashed {
         Ok(h) => h,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(media_missing_error(recipe, media, file));

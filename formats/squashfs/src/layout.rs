@@ -180,6 +180,10 @@ pub(crate) struct BlockSource {
     pub block_size: u32,
     /// Data and fragment blocks decompressed so far.
     pub decompressed: AtomicU64,
+    /// Stored bytes of data and fragment blocks read from the image so far.
+    pub bytes_read: AtomicU64,
+    /// Bytes those decompressions produced.
+    pub bytes_decompressed: AtomicU64,
     /// The last few fragment blocks decompressed, by position: many small
     /// files share one, and each is read on its own.
     pub fragments: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
@@ -206,7 +210,9 @@ impl BlockSource {
                 loc.pos
             )));
         }
-        self.src.read_vec(loc.pos, size)
+        let v = self.src.read_vec(loc.pos, size)?;
+        self.bytes_read.fetch_add(size as u64, Ordering::Relaxed);
+        Ok(v)
     }
 
     /// The uncompressed bytes of a stored block; `expect` is the exact
@@ -227,9 +233,13 @@ impl BlockSource {
             raw
         } else {
             self.decompressed.fetch_add(1, Ordering::Relaxed);
-            self.comp
+            let d = self
+                .comp
                 .decompress(&raw, expect.unwrap_or(self.block_size as usize))
-                .map_err(|e| corrupt(format!("{what} at {}: {e}", loc.pos)))?
+                .map_err(|e| corrupt(format!("{what} at {}: {e}", loc.pos)))?;
+            self.bytes_decompressed
+                .fetch_add(d.len() as u64, Ordering::Relaxed);
+            d
         };
         if let Some(n) = expect
             && data.len() != n

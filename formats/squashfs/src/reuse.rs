@@ -63,6 +63,8 @@ impl BaseBlocks {
                 comp,
                 block_size,
                 decompressed: AtomicU64::new(0),
+                bytes_read: AtomicU64::new(0),
+                bytes_decompressed: AtomicU64::new(0),
                 fragments: std::sync::Mutex::new(Vec::new()),
             }),
             by_hash: HashMap::new(),
@@ -181,6 +183,18 @@ impl BaseBlocks {
     /// so far.
     pub fn blocks_decompressed(&self) -> u64 {
         self.src.decompressed.load(Ordering::Relaxed)
+    }
+
+    /// Stored bytes of data and fragment blocks read from the base so far
+    /// (copied blocks included).
+    pub fn bytes_read(&self) -> u64 {
+        self.src.bytes_read.load(Ordering::Relaxed)
+    }
+
+    /// Bytes the decompressions counted by
+    /// [`BaseBlocks::blocks_decompressed`] produced.
+    pub fn bytes_decompressed(&self) -> u64 {
+        self.src.bytes_decompressed.load(Ordering::Relaxed)
     }
 }
 

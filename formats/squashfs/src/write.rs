@@ -117,6 +117,18 @@ pub struct WriteReport {
     pub inodes: u32,
     /// `bytes_used` of the image (before padding).
     pub bytes_used: u64,
+    /// Stored bytes of the blocks copied from the base.
+    #[serde(default)]
+    pub bytes_copied: u64,
+    /// Uncompressed bytes of the blocks compressed here.
+    #[serde(default)]
+    pub bytes_compressed_in: u64,
+    /// What compressing them produced (stored raw when it did not pay).
+    #[serde(default)]
+    pub bytes_compressed_out: u64,
+    /// Bytes written, padding included.
+    #[serde(default)]
+    pub bytes_written: u64,
 }
 
 /// Where a file's data went.
@@ -336,6 +348,7 @@ pub fn write<W: Write + Seek>(
     w.report.fragments = sb.fragments;
     w.report.inodes = total;
     w.report.bytes_used = bytes_used;
+    w.report.bytes_written = bytes_used + pad;
     Ok(w.report)
 }
 
@@ -664,9 +677,16 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
         let bs = self.opts.block_size;
         for (job, done) in results {
             let done = done?;
-            match done {
+            match &done {
                 Done::Cached(_) => self.report.blocks_cached += 1,
-                Done::Compressed(_) => self.report.blocks_compressed += 1,
+                Done::Compressed(c) => {
+                    self.report.blocks_compressed += 1;
+                    self.report.bytes_compressed_in += job.data.len() as u64;
+                    self.report.bytes_compressed_out += match c {
+                        CachedBlock::Compressed(z) => z.len() as u64,
+                        CachedBlock::Incompressible => job.data.len() as u64,
+                    };
+                }
                 _ => {}
             }
             let (word, bytes): (u32, Option<Vec<u8>>) = match done {
@@ -681,6 +701,7 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
                     }
                     // OK to unwrap: Reuse is produced only when base is Some.
                     let raw = self.base.unwrap().raw(loc)?;
+                    self.report.bytes_copied += raw.len() as u64;
                     (loc.word, Some(raw))
                 }
                 Done::Cached(c) | Done::Compressed(c) => match c {
