@@ -4,9 +4,7 @@
 //! of the recipe, so a new checkout without media hears about all of its
 //! files in one run instead of one per run.
 
-use std::path::Path;
-
-use v6build_engine::recipe::{self, ErrorKind, Media, MediaFile, MediaRole, Recipe, RecipeError};
+use v6build_engine::recipe::{self, ErrorKind, Media, MediaFile, Recipe, RecipeError};
 
 use crate::Outcome;
 use crate::nodes::NodeError;
@@ -147,30 +145,4 @@ pub fn node_failed(r: &Recipe, e: NodeError) -> Outcome {
         NodeError::Recipe(d) => Outcome::FailureReport(miette::Report::new(*d)),
         other => Outcome::Failure(other.to_string()),
     }
-}
-
-/// Hashes the local media file `media`/`role` at `path` for a media node
-/// and compares it with its pin; a problem is its `media::*` diagnostic.
-pub fn check_local(
-    r: &Recipe,
-    media: &str,
-    role: MediaRole,
-    path: &Path,
-    hashed: std::io::Result<recipe::Sha256>,
-) -> Result<(), NodeError> {
-    let found = r.media_named(media).and_then(|m| {
-        m.files
-            .iter()
-            .find(|f| f.role == role && f.path == path)
-            .map(|f| (m, f))
-    });
-    let Some((m, f)) = found else {
-        return Err(crate::nodes::fail(
-            &format!("media/{media}/{}", role.node_name()),
-            format!("{} is not a media file of the recipe", path.display()),
-        ));
-    };
-    recipe::check_media_digest(r, m, f, hashed)
-        .map(drop)
-        .map_err(|d| NodeError::Recipe(Box::new(d)))
 }

@@ -122,7 +122,7 @@ fn stage2_noop_rebuild_reads_no_media_and_relinks_the_release() {
     let o = s.run(&["build", RECIPE]);
     assert!(!o.status.success());
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("but the recipe pins"),
+        String::from_utf8_lossy(&o.stderr).contains("does not match its pinned sha256"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

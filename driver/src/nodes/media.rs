@@ -60,7 +60,33 @@ impl Ctx<'_> {
             self.note(name, "sha256", serde_json::json!(how.name()));
         }
         phases.note(&self.stats, name);
-        crate::media_check::check_local(self.recipe, media, *role, path, hashed.map(|(h, _)| h))?;
+        check_local(self.recipe, media, *role, path, hashed.map(|(h, _)| h))?;
         Ok(Out::Media(path.to_path_buf()))
     }
+}
+
+/// Hashes the local media file `media`/`role` at `path` for a media node
+/// and compares it with its pin; a problem is its `media::*` diagnostic.
+pub(super) fn check_local(
+    r: &v6build_engine::recipe::Recipe,
+    media: &str,
+    role: MediaRole,
+    path: &Path,
+    hashed: std::io::Result<v6build_engine::recipe::Sha256>,
+) -> Result<(), NodeError> {
+    let found = r.media_named(media).and_then(|m| {
+        m.files
+            .iter()
+            .find(|f| f.role == role && f.path == path)
+            .map(|f| (m, f))
+    });
+    let Some((m, f)) = found else {
+        return Err(fail(
+            &format!("media/{media}/{}", role.node_name()),
+            format!("{} is not a media file of the recipe", path.display()),
+        ));
+    };
+    v6build_engine::recipe::check_media_digest(r, m, f, hashed)
+        .map(drop)
+        .map_err(|d| NodeError::Recipe(Box::new(d)))
 }

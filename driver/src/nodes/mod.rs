@@ -21,6 +21,7 @@ use v6build_fstree::Digest;
 
 pub use crate::error::DriverError;
 
+mod grow;
 mod layer;
 mod media;
 mod pack;

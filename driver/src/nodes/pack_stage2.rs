@@ -169,7 +169,7 @@ impl Ctx<'_> {
         let mut eopts = v6build_ext4::EditOptions::default();
         eopts.known_contents = known;
         // Grown by `g` bytes first (when asked), then edited.
-        let attempt = |g: Option<u64>| -> Result<crate::grow::Edited, v6build_ext4::Error> {
+        let attempt = |g: Option<u64>| -> Result<super::grow::Edited, v6build_ext4::Error> {
             match g {
                 None => {
                     let e = v6build_ext4::edit_blocks(&at, view, self.blobs, &eopts)?;
@@ -186,8 +186,8 @@ impl Ctx<'_> {
                 }
             }
         };
-        let (bs, changed, len) = crate::grow::edit_with(grow, attempt)
-            .map_err(|e| crate::grow::edit_error(name, path, grow, e))?;
+        let (bs, changed, len) = super::grow::edit_with(grow, attempt)
+            .map_err(|e| super::grow::edit_error(name, path, grow, e))?;
         let writes: BTreeMap<u64, Vec<u8>> = changed
             .into_iter()
             .map(|(b, data)| (b * u64::from(bs), data))
@@ -289,4 +289,3 @@ fn nested_outer(root: &v6build_fstree::Meta, epoch: i64, c: Content) -> Result<T
     .map_err(|e| e.to_string())?;
     Ok(t)
 }
-

@@ -92,9 +92,8 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
             };
             // Hard-linked from the release being replaced when unchanged,
             // else copied (copy_file_range) and hashed in one read.
-            let added =
-                crate::release_reuse::add_blob(&mut w, store, rel, d, *size, &release_phases)
-                    .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
+            let added = super::reuse::add_blob(&mut w, store, rel, d, *size, &release_phases)
+                .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
             release_placed.push((rel, added));
         }
     }
@@ -250,7 +249,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
         .commit(&manifest.to_bytes())
         .map_err(|e| Outcome::Failure(format!("writing the release directory: {e}")))?;
     for (rel, added) in &release_placed {
-        crate::release_reuse::remember_committed(store, &release_dir, rel, added);
+        super::reuse::remember_committed(store, &release_dir, rel, added);
     }
     release_phases.note(stats, "release");
     if let Ok(mut s) = stats.lock()
@@ -258,8 +257,8 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
     {
         for (rel, added) in &release_placed {
             e["images"][*rel] = serde_json::json!(match added.placed {
-                crate::release_reuse::Placed::Linked => "linked",
-                crate::release_reuse::Placed::Copied => "copied",
+                super::reuse::Placed::Linked => "linked",
+                super::reuse::Placed::Copied => "copied",
             });
         }
     }

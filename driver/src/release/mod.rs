@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use crate::manifest::Output;
 
 pub(crate) mod assemble;
+pub(crate) mod reuse;
 
 /// Hashes of one written file.
 #[derive(Debug, Clone)]

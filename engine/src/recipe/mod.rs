@@ -38,8 +38,8 @@ use std::path::Path;
 
 pub use error::{ErrorKind, FileId, RecipeError, RecipeFile, Span, render, render_with};
 pub use media::{
-    VerifiedMedia, check_media_digest, check_media_file, display_path, media_mismatch_error, media_missing_error,
-    media_not_pinned_error, missing_media, sha256_file, verify_media,
+    VerifiedMedia, check_media_digest, check_media_file, display_path, media_mismatch_error,
+    media_missing_error, media_not_pinned_error, missing_media, sha256_file, verify_media,
 };
 pub use model::{
     BootOutput, CompressKind, Compression, FileContent, Grow, HostPath, InitrdOutput, Keep, Layer,

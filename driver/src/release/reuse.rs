@@ -23,8 +23,8 @@ use std::os::unix::fs::MetadataExt as _;
 use v6build_cache::{FileIdentity, KnownHashes, Store};
 use v6build_fstree::Digest;
 
+use super::{ReleaseWriter, Written};
 use crate::phase_stats::Phases;
-use crate::release::{ReleaseWriter, Written};
 
 /// How [`add_blob`] placed a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

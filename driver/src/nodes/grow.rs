@@ -4,20 +4,11 @@
 use v6build_engine::recipe::Grow;
 use v6build_fstree::TreePath;
 
-use crate::nodes::NodeError;
+use super::NodeError;
 
 /// An edit of the nested image: block size, the changed blocks by
 /// number, and the image's new length.
-pub type Edited = (u32, std::collections::BTreeMap<u64, Vec<u8>>, u64);
-
-/// How `grow` enters a node's cache key (a number as before, or "auto").
-pub fn key(g: Option<Grow>) -> serde_json::Value {
-    match g {
-        None => serde_json::Value::Null,
-        Some(Grow::Bytes(n)) => n.into(),
-        Some(Grow::Auto) => "auto".into(),
-    }
-}
+pub(super) type Edited = (u32, std::collections::BTreeMap<u64, Vec<u8>>, u64);
 
 /// Runs `attempt` (grow by the bytes given, then edit) as `grow` says. With
 /// `grow "auto"`: first without growing; when the edit lacks space, again
@@ -25,7 +16,7 @@ pub fn key(g: Option<Grow>) -> serde_json::Value {
 /// times (new block groups carry their own metadata, which a first guess
 /// may not cover). Deterministic: the same tree and base give the same
 /// growth.
-pub fn edit_with<T>(
+pub(super) fn edit_with<T>(
     grow: Option<Grow>,
     attempt: impl Fn(Option<u64>) -> Result<T, v6build_ext4::Error>,
 ) -> Result<T, v6build_ext4::Error> {
@@ -68,7 +59,7 @@ pub fn edit_with<T>(
 
 /// The error of an edit of the nested image; one that lacks space says how
 /// much and how to fix it.
-pub fn edit_error(
+pub(super) fn edit_error(
     node: &str,
     path: &TreePath,
     grow: Option<Grow>,
@@ -102,5 +93,5 @@ pub fn edit_error(
         }
         _ => format!("editing {path}: {e}"),
     };
-    crate::nodes::fail(node, message)
+    super::fail(node, message)
 }
