@@ -251,6 +251,7 @@ mod gc;
 mod meta;
 mod object;
 mod refs;
+pub mod remote;
 mod safe;
 mod store;
 
