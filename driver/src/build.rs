@@ -144,6 +144,8 @@ pub struct BuildSummary {
     pub seconds: f64,
     /// The manifest written.
     pub manifest: Manifest,
+    /// What the remote cache did (`null` without one): see `remote::Fleet::to_json`.
+    pub remote: serde_json::Value,
 }
 
 impl BuildSummary {
@@ -159,6 +161,8 @@ impl BuildSummary {
             "node_states": self.node_states,
             "node_stats": self.node_stats,
             "outputs": self.manifest.outputs,
+            "nodes_remote": self.node_states.values().filter(|w| **w == "remote").count(),
+            "remote": self.remote,
         })
     }
 }
@@ -354,9 +358,11 @@ pub fn build_at(
 ) -> Result<BuildSummary, Outcome> {
     let started = Instant::now();
     let mut attempt = 0;
+    crate::remote::reset_skipping();
     loop {
         attempt += 1;
         let result = build_once(cfg, store, path, r, out_dir, epoch);
+        crate::remote::report_warnings(cfg, store);
         let corrupt = store.take_corruptions();
         if !cfg.json && cfg.verbosity > Verbosity::Quiet {
             for c in &corrupt {
@@ -365,6 +371,8 @@ pub fn build_at(
         }
         match result {
             Err(_) if !corrupt.is_empty() && attempt < MAX_ATTEMPTS => continue,
+            // A node needed an input the remote pass skipped: again, skipping nothing.
+            Err(_) if crate::remote::skipping_spoiled() && attempt < MAX_ATTEMPTS => continue,
             Err(o) => return Err(o),
             Ok(mut s) => {
                 s.seconds = started.elapsed().as_secs_f64();
@@ -427,6 +435,8 @@ fn build_once(
             blobs.register_initrd(media, *parse, None);
         }
     };
+    // Which nodes the local store or the remote serve, and which need not run.
+    let mut fleet = crate::remote::prepare(store, &graph)?;
     let ctx = Ctx {
         recipe: r,
         store,
@@ -438,7 +448,13 @@ fn build_once(
     };
     let outputs = pool
         .install(|| {
-            graph.run(|_, node, inputs| {
+            graph.run(|id, node, inputs| {
+                if fleet.skipped(id) {
+                    if let Ok(mut s) = states.lock() {
+                        s.insert(node.name.clone(), ("skipped", 0.0));
+                    }
+                    return Ok(crate::remote::Fleet::placeholder(node));
+                }
                 if cfg.verbosity >= Verbosity::Debug {
                     progress.println(&format!(
                         "key {} {}\n{}",
@@ -453,12 +469,19 @@ fn build_once(
                 {
                     register(node, inputs, &out);
                     if let Ok(mut s) = states.lock() {
-                        s.insert(node.name.clone(), ("cached", 0.0));
+                        s.insert(node.name.clone(), (fleet.hit_word(id), 0.0));
                     }
                     if cfg.verbosity >= Verbosity::Verbose {
                         progress.println(&format!("cached {} {}", node.name, node.key.short(16)));
                     }
                     return Ok(out);
+                }
+                if fleet.needs_skipped(node) {
+                    return Err(NodeError::Other {
+                        node: node.name.clone(),
+                        message: "an input the remote pass skipped is needed after all; retrying"
+                            .into(),
+                    });
                 }
                 let task = progress.start(&node.name);
                 let result = ctx.run(&node.name, &node.work, inputs);
@@ -661,6 +684,7 @@ fn build_once(
         media,
         layers,
         outputs: w.outputs(),
+        reused: fleet.signers(&graph),
     };
     let bytes_written: u64 = manifest.outputs.iter().map(|o| o.size).sum();
     let release_dir = w
@@ -671,6 +695,9 @@ fn build_once(
     let _ = store.add_root(v6build_cache::RootKind::Release, &root_name, &roots);
     let _ = store.add_build_root(&roots);
     let states = states.into_inner().unwrap_or_default();
+    fleet.push(cfg, store, &graph)?;
+    let words: BTreeMap<String, &str> = states.iter().map(|(k, (w, _))| (k.clone(), *w)).collect();
+    let remote = fleet.to_json(&graph, &words);
     let nodes_run = states.values().filter(|(w, _)| *w == "run").count();
     let nodes_cached = states.values().filter(|(w, _)| *w == "cached").count();
     Ok(BuildSummary {
@@ -683,5 +710,6 @@ fn build_once(
         node_stats: ctx.stats.lock().map(|s| s.clone()).unwrap_or_default(),
         seconds: started.elapsed().as_secs_f64(),
         manifest,
+        remote,
     })
 }

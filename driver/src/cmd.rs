@@ -51,6 +51,10 @@ pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
         Ok(s) => s,
         Err(o) => return o,
     };
+    if let Err(o) = crate::remote::attach(cfg, &store) {
+        crate::remote::report_warnings(cfg, &store);
+        return o;
+    }
     let mut summaries = Vec::new();
     for (path, r) in &recipes {
         match build::build(cfg, &store, path, r, &cfg.out_dir) {

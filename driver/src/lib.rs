@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod refs;
 pub mod release;
+pub mod remote;
 pub mod treeinfo;
 pub mod updates;
 pub mod verify;
@@ -66,6 +67,8 @@ pub struct Config {
     pub verbosity: Verbosity,
     /// How media with `url=` are downloaded.
     pub fetch: fetch::FetchOptions,
+    /// The remote cache (`--remote` and friends).
+    pub remote: remote::RemoteConfig,
 }
 
 /// The result of a command, mapped to an exit code by [`cmd::report`].

@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
         json: false,
         verbosity: Verbosity::Quiet,
         fetch: Default::default(),
+        remote: Default::default(),
     };
     match v6build_driver::cmd::build(&cfg, &[recipe_path]) {
         Outcome::Success | Outcome::Failure(_) | Outcome::FailureReport(_) => {}

@@ -13,6 +13,7 @@ mod faults;
 mod fetch;
 mod issue16_mem;
 mod ops;
+mod remote;
 mod stage2;
 mod stage2_layout;
 mod stage2_sparse;
