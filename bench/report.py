@@ -36,13 +36,14 @@ SCENARIOS = [
     ("add", "v6build add a 1 KiB file, cold cache"),
     ("append", "v6build append mode, cold cache"),
     ("append-warm", "v6build append mode after changing one src file (base already unpacked)"),
+    ("remote-warm", "v6build remote warm: empty local cache, every pack a hit in a remote cache (nginx on ::1) that a cold build pushed"),
 ]
 INITRD = {"di-gz", "di-xz", "dracut"}
 
 
 def target(inp, scen):
     """The speed target of issues 4/5/6 for this row, as (text, check)."""
-    if scen in ("classic", "noop"):
+    if scen in ("classic", "noop", "remote-warm"):
         return "", None
     if inp in INITRD:
         if scen in ("append", "append-warm"):
@@ -88,6 +89,12 @@ def top_nodes(res, inp, scen, n=3):
             data = json.load(f)
     except (OSError, ValueError):
         return ""
+    remote = data.get("remote")
+    if isinstance(remote, dict) and "downloaded" in remote:
+        cold = load(res, inp, "cold")[0]
+        vs = f" (cold local build: {fmt(statistics.median(r[0] for r in cold))} s)" if cold else ""
+        return (f"{remote['downloaded'] / 1048576:.1f} MiB downloaded, "
+                f"{data.get('nodes_run')} nodes run{vs}")
     ns = data.get("node_seconds")
     if isinstance(ns, dict):
         items = sorted(ns.items(), key=lambda kv: -float(kv[1]))[:n]

@@ -25,9 +25,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use v6build_cache::Store;
-use v6build_cache::remote::{
-    Backend, HttpBackend, Remote, RemoteOptions, SecretKey, TrustedKeys,
-};
+use v6build_cache::remote::{Backend, HttpBackend, Remote, RemoteOptions, SecretKey, TrustedKeys};
 
 use crate::dag::{Graph, Node, NodeId};
 use crate::pipeline::{self, Out, Work};
@@ -68,7 +66,12 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey, Outcome> {
     let mut text = String::new();
     v6build_engine::host::open_regular(path)
         .and_then(|f| f.take(4096).read_to_string(&mut text).map_err(Into::into))
-        .map_err(|e| usage(format!("cannot read the signing key {}: {e}", path.display())))?;
+        .map_err(|e| {
+            usage(format!(
+                "cannot read the signing key {}: {e}",
+                path.display()
+            ))
+        })?;
     SecretKey::parse(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
 }
 
@@ -163,6 +166,11 @@ fn backend(cfg: &Config, url: &str) -> Result<Box<dyn Backend>, Outcome> {
             .new_agent();
         return Ok(Box::new(HttpBackend::new(url, agent, authorization(url))));
     }
+    if url.starts_with("s3://") {
+        let b = v6build_cache::remote::S3Backend::from_url(url)
+            .map_err(|e| usage(format!("--remote: {e}")))?;
+        return Ok(Box::new(b));
+    }
     Err(usage(format!(
         "--remote {url:?}: give an http://, https:// or s3:// URL"
     )))
@@ -173,7 +181,9 @@ pub fn attach(cfg: &Config, store: &Store) -> Result<(), Outcome> {
     let rc = &cfg.remote;
     let Some(url) = &rc.url else {
         if rc.push || rc.required {
-            return Err(usage("--remote-push and --remote-required need --remote URL"));
+            return Err(usage(
+                "--remote-push and --remote-required need --remote URL",
+            ));
         }
         return Ok(());
     };
@@ -334,9 +344,15 @@ impl Fleet {
             .collect()
     }
 
-    /// Uploads every record (and its objects) of the nodes that ran or
-    /// hit in this build, when the remote is set to push.
-    pub fn push(&mut self, cfg: &Config, store: &Store, graph: &Graph<Work>) -> Result<(), Outcome> {
+    /// Uploads every record (and its objects) of this build's nodes that
+    /// the local store holds whole (skipped nodes too, when a former
+    /// build left them), when the remote is set to push.
+    pub fn push(
+        &mut self,
+        cfg: &Config,
+        store: &Store,
+        graph: &Graph<Work>,
+    ) -> Result<(), Outcome> {
         let Some(remote) = self.remote.clone() else {
             return Ok(());
         };
@@ -344,7 +360,7 @@ impl Fleet {
             return Ok(());
         }
         for (id, node) in graph.nodes().iter().enumerate() {
-            if self.nodes[id].skip || matches!(node.work, Work::Media { .. }) {
+            if matches!(node.work, Work::Media { .. }) {
                 continue;
             }
             let before = remote.uploaded();
@@ -441,7 +457,10 @@ mod tests {
             netrc_lookup(text, "cache.example"),
             Some(("ci".into(), "s3cret".into()))
         );
-        assert_eq!(netrc_lookup(text, "nowhere"), Some(("anon".into(), "x".into())));
+        assert_eq!(
+            netrc_lookup(text, "nowhere"),
+            Some(("anon".into(), "x".into()))
+        );
         assert_eq!(netrc_lookup("machine a login b password c", "z"), None);
     }
 }

@@ -97,7 +97,10 @@ http {{
                     std::fs::read_to_string(n.dir.path().join("error.log")).unwrap_or_default()
                 );
             }
-            assert!(started.elapsed() < Duration::from_secs(30), "nginx did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "nginx did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(n)
@@ -343,7 +346,10 @@ fn poisoned_remote_entries_are_refused() {
     let b = Scratch::new();
     let ob = build(&b, &["--remote", &url, "--trusted-key", &public]);
     let vb = json_of(&ob);
-    assert_eq!(vb["remote"]["nodes"]["stage2/pack"]["state"], "built", "{vb:#}");
+    assert_eq!(
+        vb["remote"]["nodes"]["stage2/pack"]["state"], "built",
+        "{vb:#}"
+    );
     let w = remote_warnings(&ob);
     assert!(
         w.iter().any(|l| l.contains("failed verification")),
@@ -366,9 +372,14 @@ fn poisoned_remote_entries_are_refused() {
     let c = Scratch::new();
     let oc = build(&c, &["--remote", &url, "--trusted-key", &public]);
     let vc = json_of(&oc);
-    assert_eq!(vc["remote"]["nodes"]["initrd/pack"]["state"], "built", "{vc:#}");
+    assert_eq!(
+        vc["remote"]["nodes"]["initrd/pack"]["state"], "built",
+        "{vc:#}"
+    );
     assert!(
-        remote_warnings(&oc).iter().any(|l| l.contains("not signed")),
+        remote_warnings(&oc)
+            .iter()
+            .any(|l| l.contains("not signed")),
         "{}",
         stderr(&oc)
     );
@@ -384,7 +395,10 @@ fn poisoned_remote_entries_are_refused() {
     let d = Scratch::new();
     let od = build(&d, &["--remote", &url, "--trusted-key", &public]);
     let vd = json_of(&od);
-    assert_eq!(vd["remote"]["nodes"]["initrd/pack"]["state"], "built", "{vd:#}");
+    assert_eq!(
+        vd["remote"]["nodes"]["initrd/pack"]["state"], "built",
+        "{vd:#}"
+    );
     assert!(
         remote_warnings(&od)
             .iter()
@@ -489,7 +503,8 @@ fn concurrent_pushes_leave_a_usable_remote() {
     for p in walk(&nginx.root()) {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
-            name == "meta.json" || (name.len() == 62 && name.bytes().all(|b| b.is_ascii_hexdigit())),
+            name == "meta.json"
+                || (name.len() == 62 && name.bytes().all(|b| b.is_ascii_hexdigit())),
             "{}",
             p.display()
         );
@@ -500,11 +515,162 @@ fn concurrent_pushes_leave_a_usable_remote() {
 #[test]
 fn remote_flags_are_checked() {
     let s = Scratch::new();
-    let o = s.run(&["build", "--remote", "http://[::1]:9/x", "--remote-push", DEMO]);
+    let o = s.run(&[
+        "build",
+        "--remote",
+        "http://[::1]:9/x",
+        "--remote-push",
+        DEMO,
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--sign-key"), "{}", stderr(&o));
-    let o = s.run(&["build", "--remote", "http://[::1]:9/x", "--trusted-key", "nope", DEMO]);
+    let o = s.run(&[
+        "build",
+        "--remote",
+        "http://[::1]:9/x",
+        "--trusted-key",
+        "nope",
+        DEMO,
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = s.run(&["build", "--remote", "ftp://x/y", DEMO]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// moto's S3 server on [::1], killed on drop.
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start(t: &str) -> Option<Moto> {
+        let Some(bin) = v6build_testkit::which("moto_server") else {
+            skip(
+                t,
+                "moto_server is not installed (pip install 'moto[server]')",
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("[::1]:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(dir.path().join("moto.log")).unwrap();
+        let mut child = Command::new(bin)
+            .args(["-H", "::1", "-p", &port.to_string()])
+            .current_dir(dir.path())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("::1", port)).is_err() {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!(
+                    "moto_server exited ({st}): {}",
+                    std::fs::read_to_string(dir.path().join("moto.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "moto_server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Moto {
+            port,
+            child,
+            _dir: dir,
+        })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://[::1]:{}", self.port)
+    }
+
+    /// Creates a bucket with a bare PUT (moto checks no signature).
+    pub fn create_bucket(&self, name: &str) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(("::1", self.port)).unwrap();
+        write!(
+            s,
+            "PUT /{name} HTTP/1.1\r\nHost: [::1]:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.port
+        )
+        .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The same acceptance as over nginx, against an S3 server: runner B
+/// runs nothing and downloads only the packs.
+#[test]
+fn s3_remote_warm_build() {
+    let t = "s3_remote_warm_build";
+    let Some(moto) = Moto::start(t) else {
+        return;
+    };
+    moto.create_bucket("v6build-test");
+    let url = "s3://v6build-test/fleet";
+    let env = |c: &mut Command| {
+        c.env("AWS_ENDPOINT_URL_S3", moto.endpoint())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_ENDPOINT_URL");
+    };
+    let a = Scratch::new();
+    let (secret, public) = keygen(&a, "ci-s3");
+    let mut args = vec!["build", "--json"];
+    args.extend(push_args(url, &secret, &public));
+    args.push(DEMO);
+    let mut ca = a.cmd(&args);
+    env(&mut ca);
+    let oa = ca.output().unwrap();
+    let va = json_of(&oa);
+    assert!(remote_warnings(&oa).is_empty(), "{}", stderr(&oa));
+    assert!(va["remote"]["uploaded"].as_u64().unwrap() > 0, "{va:#}");
+
+    let b = Scratch::new();
+    let mut cb = b.cmd(&[
+        "build",
+        "--json",
+        "--remote",
+        url,
+        "--trusted-key",
+        &public,
+        DEMO,
+    ]);
+    env(&mut cb);
+    let ob = cb.output().unwrap();
+    let vb = json_of(&ob);
+    assert!(remote_warnings(&ob).is_empty(), "{}", stderr(&ob));
+    assert_eq!(vb["nodes_run"], 0, "{vb:#}");
+    assert_eq!(
+        release_files(&a.demo_release()),
+        release_files(&b.demo_release())
+    );
+    for (name, n) in vb["remote"]["nodes"].as_object().unwrap() {
+        let down = n["downloaded"].as_u64().unwrap();
+        if name.ends_with("/pack") {
+            assert_eq!(n["state"], "remote hit", "{name}");
+            assert!(down > 0);
+        } else {
+            assert_eq!(down, 0, "{name}: {vb:#}");
+        }
+    }
 }

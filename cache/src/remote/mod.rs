@@ -24,6 +24,7 @@
 //!   locally, unless the caller made the remote required.
 
 mod http;
+mod s3;
 pub mod sign;
 
 use std::fs::File;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use v6build_fstree::Digest;
 
 pub use http::HttpBackend;
+pub use s3::S3Backend;
 pub use sign::{KeyError, PublicKey, RecordSignature, SecretKey, TrustedKeys};
 
 use crate::action::{ActionRecord, StoredRecord};
@@ -222,7 +224,12 @@ impl Remote {
         &self,
         mut f: impl FnMut() -> Result<T, BackendError>,
     ) -> Result<Option<T>, RemoteError> {
-        if let Some(why) = self.down.lock().map_err(|_| self.error("poisoned"))?.clone() {
+        if let Some(why) = self
+            .down
+            .lock()
+            .map_err(|_| self.error("poisoned"))?
+            .clone()
+        {
             return if self.opts.required {
                 Err(self.error(why))
             } else {
@@ -274,8 +281,8 @@ impl Remote {
         match got {
             None => Ok(()),
             Some(None) if push => {
-                let mut m = TempFile::create(&store.tmp_dir())
-                    .map_err(|e| self.error(e.to_string()))?;
+                let mut m =
+                    TempFile::create(&store.tmp_dir()).map_err(|e| self.error(e.to_string()))?;
                 let bytes = serde_json::to_vec_pretty(&StoreMeta::current())
                     .map_err(|e| self.error(e.to_string()))?;
                 io::Write::write_all(m.file(), &bytes).map_err(|e| self.error(e.to_string()))?;
@@ -293,12 +300,12 @@ impl Remote {
                 let bytes = std::fs::read(t.path()).map_err(|e| self.error(e.to_string()))?;
                 let meta: Result<StoreMeta, String> =
                     serde_json::from_slice(&bytes).map_err(|e| e.to_string());
-                match meta.and_then(|m| {
-                    m.check(Path::new("meta.json"))
-                        .map_err(|e| e.to_string())
-                }) {
+                match meta.and_then(|m| m.check(Path::new("meta.json")).map_err(|e| e.to_string()))
+                {
                     Ok(()) => Ok(()),
-                    Err(why) => self.mark_down::<()>(format!("its meta.json: {why}")).map(|_| ()),
+                    Err(why) => self
+                        .mark_down::<()>(format!("its meta.json: {why}"))
+                        .map(|_| ()),
                 }
             }
         }
@@ -329,13 +336,18 @@ impl Remote {
     /// trusted key signed; it is then also in the local store. A record
     /// that is damaged, unsigned, signed by an unknown key or badly signed
     /// is ignored with a warning.
-    pub fn fetch_action(&self, store: &Store, key: &Digest) -> Result<Option<RemoteHit>, RemoteError> {
+    pub fn fetch_action(
+        &self,
+        store: &Store,
+        key: &Digest,
+    ) -> Result<Option<RemoteHit>, RemoteError> {
         let kind = ObjectKind::Action;
         let path = entry_path(kind, key);
         let Some(t) = self.download(store, &path, MAX_SMALL)? else {
             return Ok(None);
         };
-        let payload = match ObjectReader::open(t.path(), kind, key).and_then(ObjectReader::read_all) {
+        let payload = match ObjectReader::open(t.path(), kind, key).and_then(ObjectReader::read_all)
+        {
             Ok(p) => p,
             Err(f) => {
                 self.warn(format!(
@@ -361,7 +373,11 @@ impl Remote {
         let Some(sig) = &rec.signature else {
             return refused("it is not signed".into());
         };
-        let signer = match self.opts.trusted.check(&signed_bytes(key, &rec.record), sig) {
+        let signer = match self
+            .opts
+            .trusted
+            .check(&signed_bytes(key, &rec.record), sig)
+        {
             Ok(k) => k.to_text(),
             Err(why) => return refused(why),
         };
@@ -395,8 +411,11 @@ impl Remote {
             ));
             return Ok(false);
         }
-        t.persist(&store.object_path(kind, digest), store.options.fsync_entries)
-            .map_err(|e| self.error(e.to_string()))?;
+        t.persist(
+            &store.object_path(kind, digest),
+            store.options.fsync_entries,
+        )
+        .map_err(|e| self.error(e.to_string()))?;
         Ok(true)
     }
 
@@ -430,7 +449,12 @@ impl Remote {
 
     /// Uploads one local entry unless the remote has it. `false` when the
     /// local entry is missing (a reference, or collected).
-    fn push_object(&self, store: &Store, kind: ObjectKind, digest: &Digest) -> Result<bool, RemoteError> {
+    fn push_object(
+        &self,
+        store: &Store,
+        kind: ObjectKind,
+        digest: &Digest,
+    ) -> Result<bool, RemoteError> {
         let local = store.object_path(kind, digest);
         if verify_entry(&local, kind, digest).is_err() {
             return Ok(false);
@@ -442,7 +466,10 @@ impl Remote {
         let (mut file, md) = crate::safe::open_entry(&local)
             .map_err(|e| self.error(format!("reading {}: {e}", local.display())))?;
         let len = md.len();
-        if self.call(|| self.backend.put(&path, &mut file, len))?.is_some() {
+        if self
+            .call(|| self.backend.put(&path, &mut file, len))?
+            .is_some()
+        {
             self.uploaded.fetch_add(len, Ordering::Relaxed);
         }
         Ok(true)
@@ -491,14 +518,23 @@ impl Remote {
         };
         let payload = serde_json::to_vec(&signed).map_err(|e| self.error(e.to_string()))?;
         let mut t = TempFile::create(&store.tmp_dir()).map_err(|e| self.error(e.to_string()))?;
-        crate::object::write_object(&mut t, ObjectKind::Action, &payload, Digest::of(&payload), true)
-            .map_err(|e| self.error(e.to_string()))?;
+        crate::object::write_object(
+            &mut t,
+            ObjectKind::Action,
+            &payload,
+            Digest::of(&payload),
+            true,
+        )
+        .map_err(|e| self.error(e.to_string()))?;
         let len = t
             .file()
             .stream_position()
             .map_err(|e| self.error(e.to_string()))?;
         let path = entry_path(ObjectKind::Action, key);
-        if self.call(|| self.backend.put(&path, t.file(), len))?.is_some() {
+        if self
+            .call(|| self.backend.put(&path, t.file(), len))?
+            .is_some()
+        {
             self.uploaded.fetch_add(len, Ordering::Relaxed);
         }
         Ok(())

@@ -28,7 +28,9 @@ pub const SIGNATURE_DOMAIN: &[u8] = b"v6build-action-record-signature/1\n";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Not `NAME:BASE64`, a bad name, or the wrong length.
-    #[error("not a v6build {what} key ({reason}); expected NAME:BASE64 as `v6build key generate` writes")]
+    #[error(
+        "not a v6build {what} key ({reason}); expected NAME:BASE64 as `v6build key generate` writes"
+    )]
     Malformed {
         /// `secret` or `public`.
         what: &'static str,
@@ -255,7 +257,10 @@ impl TrustedKeys {
     pub fn check(&self, message: &[u8], sig: &RecordSignature) -> Result<&PublicKey, String> {
         let named: Vec<&PublicKey> = self.0.iter().filter(|k| k.name == sig.key).collect();
         if named.is_empty() {
-            return Err(format!("signed by {:?}, which is not a trusted key", sig.key));
+            return Err(format!(
+                "signed by {:?}, which is not a trusted key",
+                sig.key
+            ));
         }
         named
             .into_iter()
@@ -294,7 +299,9 @@ mod tests {
         let e = trusted.check(b"hello", &other.sign(b"hello")).unwrap_err();
         assert!(e.contains("does not verify"), "{e}");
         let stranger = SecretKey::generate("evil").unwrap();
-        let e = trusted.check(b"hello", &stranger.sign(b"hello")).unwrap_err();
+        let e = trusted
+            .check(b"hello", &stranger.sign(b"hello"))
+            .unwrap_err();
         assert!(e.contains("not a trusted key"), "{e}");
     }
 
