@@ -65,7 +65,7 @@ pub fn read_secret_key(path: &Path) -> Result<SecretKey, Outcome> {
     use std::io::Read;
     let mut text = String::new();
     v6build_engine::host::open_regular(path)
-        .and_then(|f| f.take(4096).read_to_string(&mut text).map_err(Into::into))
+        .and_then(|f| f.take(4096).read_to_string(&mut text))
         .map_err(|e| {
             usage(format!(
                 "cannot read the signing key {}: {e}",
