@@ -343,20 +343,9 @@ fn poisoned_remote_entries_are_refused() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&obj, &bytes).unwrap();
-    let b = Scratch::new();
-    let ob = build(&b, &["--remote", &url, "--trusted-key", &public]);
-    let vb = json_of(&ob);
-    assert_eq!(
-        vb["remote"]["nodes"]["stage2/pack"]["state"], "built",
-        "{vb:#}"
-    );
-    let w = remote_warnings(&ob);
-    assert!(
-        w.iter().any(|l| l.contains("failed verification")),
-        "{}",
-        stderr(&ob)
-    );
-    assert_eq!(release_files(&b.demo_release()), clean);
+    refused_and_rebuilt(&url, &public, "stage2/pack", "failed verification", &clean);
+    bytes[mid] ^= 0x40;
+    std::fs::write(&obj, &bytes).unwrap();
 
     // 2. The initrd's record re-pointed at the (valid) stage2 image,
     // unsigned: written by a local store, copied over the remote's.
@@ -369,44 +358,40 @@ fn poisoned_remote_entries_are_refused() {
             .unwrap();
     }
     std::fs::copy(entry(&m.cache(), "actions", &initrd_key), &record_path).unwrap();
+    refused_and_rebuilt(&url, &public, "initrd/pack", "not signed", &clean);
+
+    // 3. The same lie, signed: runner M (whose local cache holds the lie)
+    // pushes it with a key of the trusted key's name but not its secret,
+    // then with a key of another name.
+    for (name, why) in [("ci-a", "does not verify"), ("evil", "not a trusted key")] {
+        std::fs::write(&record_path, &honest_record).unwrap();
+        let (evil_secret, evil_public) = keygen(&m, name);
+        json_of(&build(&m, &push_args(&url, &evil_secret, &evil_public)));
+        assert_ne!(std::fs::read(&record_path).unwrap(), honest_record);
+        std::fs::remove_dir_all(m.path().join("keys")).unwrap();
+        refused_and_rebuilt(&url, &public, "initrd/pack", why, &clean);
+    }
+}
+
+/// A runner with an empty cache trusting `public` builds `node` itself,
+/// warns with `why`, and makes the `clean` release.
+fn refused_and_rebuilt(
+    url: &str,
+    public: &str,
+    node: &str,
+    why: &str,
+    clean: &[(String, Vec<u8>)],
+) {
     let c = Scratch::new();
-    let oc = build(&c, &["--remote", &url, "--trusted-key", &public]);
+    let oc = build(&c, &["--remote", url, "--trusted-key", public]);
     let vc = json_of(&oc);
-    assert_eq!(
-        vc["remote"]["nodes"]["initrd/pack"]["state"], "built",
-        "{vc:#}"
-    );
+    assert_eq!(vc["remote"]["nodes"][node]["state"], "built", "{vc:#}");
     assert!(
-        remote_warnings(&oc)
-            .iter()
-            .any(|l| l.contains("not signed")),
+        remote_warnings(&oc).iter().any(|l| l.contains(why)),
         "{}",
         stderr(&oc)
     );
     assert_eq!(release_files(&c.demo_release()), clean);
-
-    // 3. The same lie, signed by a key the readers do not trust: runner M
-    // (whose local cache holds the lie) pushes it with its own key.
-    std::fs::write(&record_path, &honest_record).unwrap();
-    let (evil_secret, evil_public) = keygen(&m, "ci-a");
-    let om = build(&m, &push_args(&url, &evil_secret, &evil_public));
-    json_of(&om);
-    assert_ne!(std::fs::read(&record_path).unwrap(), honest_record);
-    let d = Scratch::new();
-    let od = build(&d, &["--remote", &url, "--trusted-key", &public]);
-    let vd = json_of(&od);
-    assert_eq!(
-        vd["remote"]["nodes"]["initrd/pack"]["state"], "built",
-        "{vd:#}"
-    );
-    assert!(
-        remote_warnings(&od)
-            .iter()
-            .any(|l| l.contains("does not verify")),
-        "{}",
-        stderr(&od)
-    );
-    assert_eq!(release_files(&d.demo_release()), clean);
 }
 
 /// A remote that is down, or that dies between the records and the
