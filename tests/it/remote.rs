@@ -422,6 +422,22 @@ fn remote_down_costs_one_warning() {
     assert_eq!(vb["nodes_run"], va["nodes_run"]);
     assert_eq!(release_files(&b.demo_release()), clean);
 
+    // Answering garbage (an error page with 200) for every object.
+    let Some(garbage) = Nginx::start(
+        t,
+        "location /cache/objects/ { default_type text/html; return 200 \"<html>busy</html>\"; }\n",
+    ) else {
+        return;
+    };
+    crate::harness::copy_dir(&good.root(), &garbage.root());
+    let g = Scratch::new();
+    let og = build(&g, &["--remote", &garbage.url(), "--trusted-key", &public]);
+    let vg = json_of(&og);
+    assert_eq!(remote_warnings(&og).len(), 1, "{}", stderr(&og));
+    assert!(stderr(&og).contains("not a store entry"), "{}", stderr(&og));
+    assert_eq!(vg["remote"]["down"], true);
+    assert_eq!(release_files(&g.demo_release()), clean);
+
     // Stopped altogether, pushing too.
     good.stop();
     let c = Scratch::new();

@@ -326,6 +326,19 @@ impl Remote {
         })? {
             Some(Some(n)) => {
                 self.downloaded.fetch_add(n, Ordering::Relaxed);
+                // Not even an entry's magic: the server answers with
+                // something else (an error page, a captive portal), so it
+                // is dropped whole, with one warning, not entry by entry.
+                let mut magic = [0u8; 4];
+                let entry = t.file().rewind().is_ok()
+                    && io::Read::read_exact(t.file(), &mut magic).is_ok()
+                    && &magic == crate::object::MAGIC;
+                if !entry {
+                    self.mark_down::<()>(format!(
+                        "it answered {path} with something that is not a store entry"
+                    ))?;
+                    return Ok(None);
+                }
                 Ok(Some(t))
             }
             _ => Ok(None),
