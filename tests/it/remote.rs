@@ -234,18 +234,25 @@ fn pack_nodes(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A fresh nginx that runner A (key `ci-a`) pushed the demo to: the
+/// server, runner A, its public key and its build summary.
+fn pushed(t: &str) -> Option<(Nginx, Scratch, String, Value)> {
+    let nginx = Nginx::start(t, "")?;
+    let a = Scratch::new();
+    let (secret, public) = keygen(&a, "ci-a");
+    let va = json_of(&build(&a, &push_args(&nginx.url(), &secret, &public)));
+    Some((nginx, a, public, va))
+}
+
 /// Runner A pushes; runner B, with an empty cache, runs nothing, gets the
 /// same bytes, and downloads only the packs' records and images.
 #[test]
 fn remote_warm_build_downloads_only_the_final_outputs() {
-    let t = "remote_warm_build_downloads_only_the_final_outputs";
-    let Some(nginx) = Nginx::start(t, "") else {
+    let Some((nginx, a, public, va)) = pushed("remote_warm_build_downloads_only_the_final_outputs")
+    else {
         return;
     };
     let url = nginx.url();
-    let a = Scratch::new();
-    let (secret, public) = keygen(&a, "ci-a");
-    let va = json_of(&build(&a, &push_args(&url, &secret, &public)));
     assert!(va["nodes_run"].as_u64().unwrap() > 0);
     assert!(va["remote"]["uploaded"].as_u64().unwrap() > 0, "{va:#}");
     assert!(nginx.root().join("meta.json").is_file());
@@ -317,14 +324,10 @@ fn remote_warm_build_downloads_only_the_final_outputs() {
 /// with a warning and the release is the clean build's, byte for byte.
 #[test]
 fn poisoned_remote_entries_are_refused() {
-    let t = "poisoned_remote_entries_are_refused";
-    let Some(nginx) = Nginx::start(t, "") else {
+    let Some((nginx, a, public, _)) = pushed("poisoned_remote_entries_are_refused") else {
         return;
     };
     let url = nginx.url();
-    let a = Scratch::new();
-    let (secret, public) = keygen(&a, "ci-a");
-    json_of(&build(&a, &push_args(&url, &secret, &public)));
     let clean = release_files(&a.demo_release());
     let initrd_key = key_of(&a, "initrd/pack");
     let stage2_key = key_of(&a, "stage2/pack");
