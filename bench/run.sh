@@ -363,9 +363,36 @@ run_initrd() { # name media comp-kind(gz|xz)
     rm -rf "$CACHE" "$OUT" "$SCR"
 }
 
+# The remote cache of issue 18: an nginx (WebDAV PUT) on ::1 with its
+# files in $WORK/nginx, started for the EL7 row and stopped on exit.
+NGINX_PID=""
+start_nginx() {
+    local d=$WORK/nginx port
+    rm -rf "$d" && mkdir -p "$d/www/cache" "$d/body" "$d/keys"
+    port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)); print(s.getsockname()[1])')
+    cat > "$d/nginx.conf" <<EOF
+daemon off; master_process off; worker_processes 1;
+pid $d/nginx.pid; error_log $d/error.log;
+events { worker_connections 256; }
+http {
+    access_log off; client_body_temp_path $d/body; client_max_body_size 0;
+    proxy_temp_path $d/p; fastcgi_temp_path $d/f; uwsgi_temp_path $d/u; scgi_temp_path $d/s;
+    server { listen [::1]:$port; root $d/www;
+        location /cache/ { dav_methods PUT; create_full_put_path on; } }
+}
+EOF
+    nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" & NGINX_PID=$!
+    trap '[ -n "$NGINX_PID" ] && kill $NGINX_PID 2>/dev/null || true' EXIT
+    REMOTE=http://[::1]:$port/cache
+    "$V6BUILD" key generate bench --dir "$d/keys" > "$d/keys/public"
+    sleep 1
+}
+
 run_stage2() { # name media el7|plain
     CUR=$1; meta "$1"
     for v in base add; do stage2_recipe "$1" "$2" $v; done
+    local remote=0
+    if [ "$1" = el7 ] && command -v nginx >/dev/null; then start_nginx; remote=1; fi
     for r in $(seq "$REPS"); do
         log "== $1 repetition $r/$REPS"
         if scen classic; then SCEN=classic; classic_stage2 "$2" "$3"; fi
@@ -373,8 +400,19 @@ run_stage2() { # name media el7|plain
         # Issue 20's physical floor: copy the image once and hash it once.
         if scen floor; then SCEN=floor; floor "$2"; fi
         cp "$ROOT/recipes/files/fix-ipv6-only.sh" "$RCP/files/"
-        if scen cold || scen noop || scen change; then
+        if scen cold || scen noop || scen change || scen remote-warm; then
             SCEN=cold; v6 "$RCP/$1-base.kdl" cold
+        fi
+        if [ $remote = 1 ] && scen remote-warm; then
+            # Push what the cold build made (untimed), then build from an
+            # empty cache with the remote alone.
+            "$V6BUILD" -q build --cache "$CACHE" --out "$OUT" --remote "$REMOTE" --remote-push \
+                --sign-key "$WORK/nginx/keys/bench.secret" "$RCP/$1-base.kdl"
+            rm -rf "$CACHE.remote"
+            SCEN=remote-warm; measure "$CUR" "$SCEN" "$V6BUILD" -j "$JOBS" --json build "$RCP/$1-base.kdl" \
+                --cache "$CACHE.remote" --out "$OUT" --remote "$REMOTE" \
+                --trusted-key "$(cat "$WORK/nginx/keys/public")"
+            rm -rf "$CACHE.remote"
         fi
         if scen noop; then SCEN=noop; v6 "$RCP/$1-base.kdl"; fi
         if scen change; then

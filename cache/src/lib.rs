@@ -187,6 +187,25 @@
 //!   bytes. No root refers to them, so `gc` drops them; that only costs speed.
 //!   A warm cache and a cold one give the same bytes.
 //!
+//! ## Remote stores
+//!
+//! A remote cache ([CI fleet](ci-fleet.md)) has this same layout under its
+//! base URL or S3 prefix: `meta.json`, then `objects/`, `trees/` and
+//! `actions/` fanned out the same way, every entry the same file, byte for
+//! byte. It has no `lock`, `refs/`, `media/` or `tmp/`: nothing is locked
+//! or collected there. A remote can therefore be seeded by copying a local
+//! store's `meta.json`, `objects/`, `trees/` and `actions/`, except that
+//! readers accept an action record from a remote only when it is signed:
+//! one pushed by `--remote-push` carries, in its JSON payload, a third
+//! member beside `key` and `record`,
+//! `"signature":{"key":"<name>","sig":"<base64 of 64 bytes>"}`, an ed25519
+//! signature by the named key over `v6build-action-record-signature/1\n`
+//! followed by the payload's JSON without the signature. Local reads ignore
+//! the member. An entry taken from a remote is downloaded into `tmp/`,
+//! verified as a local read is (and a record's signature checked against
+//! the trusted keys), then renamed into place, so the local store only ever
+//! holds verified entries; a remote record keeps its signature there.
+//!
 //! ## Roots and gc
 //!
 //! A root file lists the digests it keeps alive and ends with a checksum:
@@ -274,6 +293,7 @@ mod ident;
 mod meta;
 mod object;
 mod refs;
+pub mod remote;
 mod safe;
 mod store;
 

@@ -34,7 +34,7 @@ use crate::ObjectKind;
 
 /// Length of the object header.
 pub(crate) const HEADER_LEN: usize = 80;
-const MAGIC: &[u8; 4] = b"V6BO";
+pub(crate) const MAGIC: &[u8; 4] = b"V6BO";
 const HEADER_VERSION: u8 = 1;
 
 /// zstd level for stored objects. Store contents never reach a release, so

@@ -121,6 +121,8 @@ pub struct Store {
     pub(crate) lock: File,
     pub(crate) options: StoreOptions,
     meta: StoreMeta,
+    /// The remote tier under this store, if any (`crate::remote`).
+    remote: std::sync::OnceLock<Arc<crate::remote::Remote>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -194,6 +196,7 @@ impl Store {
             lock,
             options,
             meta,
+            remote: std::sync::OnceLock::new(),
         })
     }
 
@@ -205,6 +208,17 @@ impl Store {
     /// The parsed `meta.json`.
     pub fn meta(&self) -> &StoreMeta {
         &self.meta
+    }
+
+    /// Puts `remote` under this store: callers then fall back to it on a
+    /// local miss (see `crate::remote`). Only the first call has effect.
+    pub fn set_remote(&self, remote: Arc<crate::remote::Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// The remote tier, if one was set.
+    pub fn remote(&self) -> Option<&Arc<crate::remote::Remote>> {
+        self.remote.get()
     }
 
     pub(crate) fn tmp_dir(&self) -> PathBuf {

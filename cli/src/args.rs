@@ -53,6 +53,8 @@ enum Command {
         talk: TalkArg,
         #[command(flatten)]
         fetch: FetchArgs,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show the build graph with each node's cache key and state, without building.
     Plan {
@@ -208,6 +210,11 @@ enum Command {
         action: ReleaseAction,
     },
     /// Print a shell completion script.
+    /// Manage the ed25519 keys that sign action records pushed to a remote cache.
+    Key {
+        #[command(subcommand)]
+        action: KeyCommand,
+    },
     Completions {
         /// The shell.
         shell: Shell,
@@ -241,6 +248,60 @@ enum ReleaseAction {
         #[command(flatten)]
         quiet: QuietArg,
     },
+}
+
+/// `v6build key` subcommands.
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Write a new key pair: NAME.secret (mode 0600; `NAME:BASE64` of the 32-byte seed and the
+    /// 32-byte public key) and NAME.public (`NAME:BASE64` of the public key, what readers list in
+    /// --trusted-key). Prints the public key.
+    Generate {
+        /// The key's name (1 to 64 of A-Z a-z 0-9 . _ -), recorded in every signature.
+        name: String,
+        /// Directory to write the two files in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+/// The shared remote cache under --cache (HTTP(S) WebDAV or S3; see the book's CI fleet chapter).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Remote cache")]
+struct RemoteArgs {
+    /// Remote cache: http://HOST/PATH, https://HOST/PATH or s3://BUCKET/PREFIX. Credentials come
+    /// from netrc or V6BUILD_REMOTE_TOKEN (HTTP) and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (S3).
+    #[arg(long, value_name = "URL", env = "V6BUILD_REMOTE")]
+    remote: Option<String>,
+    /// Upload what this build made or used to the remote after it succeeds (needs --sign-key).
+    #[arg(long, env = "V6BUILD_REMOTE_PUSH")]
+    remote_push: bool,
+    /// Fail the build when the remote cannot be used, instead of building locally with a warning.
+    #[arg(long)]
+    remote_required: bool,
+    /// Sign pushed action records with this secret key file (`v6build key generate`).
+    #[arg(long, value_name = "FILE", env = "V6BUILD_SIGN_KEY")]
+    sign_key: Option<PathBuf>,
+    /// Accept remote action records signed by this public key (NAME:BASE64); repeat for several.
+    /// Added to the keys in V6BUILD_TRUSTED_KEYS (separated by spaces or commas).
+    #[arg(long = "trusted-key", value_name = "KEY")]
+    trusted_keys: Vec<String>,
+}
+
+impl RemoteArgs {
+    fn config(&self) -> engine::remote::RemoteConfig {
+        let mut trusted_keys = self.trusted_keys.clone();
+        if let Some(env) = std::env::var_os(engine::remote::TRUSTED_KEYS_ENV) {
+            trusted_keys.push(env.to_string_lossy().into_owned());
+        }
+        engine::remote::RemoteConfig {
+            url: self.remote.clone().filter(|u| !u.is_empty()),
+            push: self.remote_push,
+            required: self.remote_required,
+            sign_key: self.sign_key.clone(),
+            trusted_keys,
+        }
+    }
 }
 
 /// How media with `url=` are downloaded (into the cache's media/ directory).
@@ -444,6 +505,7 @@ impl Command {
             ),
             Command::Completions { .. } => ("completions".into(), Local::default()),
             Command::Man { .. } => ("man".into(), Local::default()),
+            Command::Key { .. } => ("key generate".into(), Local::default()),
         }
     }
 }
@@ -470,6 +532,9 @@ pub fn run() -> ExitCode {
         cfg.fetch = fetch.options();
         remove_partial_downloads_on_signals();
     }
+    if let Command::Build { remote, .. } = &cli.command {
+        cfg.remote = remote.config();
+    }
     let outcome = match cli.command {
         Command::Build { recipes, .. } => crate::cmd::build(&cfg, &recipes),
         Command::Plan {
@@ -494,6 +559,16 @@ pub fn run() -> ExitCode {
             };
             crate::cmd::diff(&cfg, &args)
         }
+        Command::Key {
+            action: KeyCommand::Generate { name, dir },
+        } => match engine::remote::generate_key(&name, &dir) {
+            Ok(public) => {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stdout().lock(), "{public}");
+                Outcome::Success
+            }
+            Err(o) => o,
+        },
         Command::Pin { recipe, update, .. } => crate::cmd::pin(&cfg, &recipe, update),
         Command::Ls {
             image, path, outer, ..

@@ -165,6 +165,7 @@ impl Global {
             json: self.json || local.json.is_some_and(|j| j.json),
             verbosity,
             fetch: v6build_driver::fetch::FetchOptions::default(),
+            remote: v6build_driver::remote::RemoteConfig::default(),
         })
     }
 }

@@ -128,6 +128,22 @@ impl BuildEvents for Progress {
         self.println(message);
     }
 
+    fn warn(&self, message: &str) {
+        if self.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let text = format!("warning: {message}");
+        match self.mode {
+            Mode::Bars => {
+                let _ = self.multi.println(&text);
+            }
+            Mode::Lines | Mode::Silent => {
+                let _guard = self.lock.lock();
+                let _ = writeln!(std::io::stderr(), "{text}");
+            }
+        }
+    }
+
     fn warning(&self, warning: &v6build_engine::recipe::RecipeError) {
         if self.verbosity == Verbosity::Quiet {
             return;

@@ -148,6 +148,8 @@ pub struct BuildSummary {
     pub seconds: f64,
     /// The manifest written.
     pub manifest: Manifest,
+    /// What the remote cache did (`null` without one): see `remote::Fleet::to_json`.
+    pub remote: serde_json::Value,
 }
 
 impl BuildSummary {
@@ -163,6 +165,8 @@ impl BuildSummary {
             "node_states": self.node_states,
             "node_stats": self.node_stats,
             "outputs": self.manifest.outputs,
+            "nodes_remote": self.node_states.values().filter(|w| **w == "remote").count(),
+            "remote": self.remote,
         })
     }
 }
@@ -205,6 +209,9 @@ pub fn build_recipes(
     let only: Vec<Recipe> = recipes.iter().map(|(_, r)| r.clone()).collect();
     v6build_engine::recipe::check_duplicate_dirs(&only).map_err(crate::recipe_error)?;
     let store = crate::open_store(cfg)?;
+    let attached = crate::remote::attach(cfg, &store);
+    crate::remote::report_warnings(&store, events);
+    attached?;
     let mut summaries = Vec::new();
     for (path, r) in &recipes {
         summaries.push(build(cfg, &store, path, r, &cfg.out_dir, events)?);
@@ -243,9 +250,11 @@ pub fn build_at(
 ) -> Result<BuildSummary, Outcome> {
     let started = Instant::now();
     let mut attempt = 0;
+    crate::remote::reset_skipping();
     loop {
         attempt += 1;
         let result = build_once(cfg, store, path, r, out_dir, epoch, events);
+        crate::remote::report_warnings(store, events);
         let corrupt = store.take_corruptions();
         for c in &corrupt {
             events.note(&format!(
@@ -254,6 +263,8 @@ pub fn build_at(
         }
         match result {
             Err(_) if !corrupt.is_empty() && attempt < MAX_ATTEMPTS => continue,
+            // A node needed an input the remote pass skipped: again, skipping nothing.
+            Err(_) if crate::remote::skipping_spoiled() && attempt < MAX_ATTEMPTS => continue,
             Err(o) => return Err(o),
             Ok(mut s) => {
                 s.seconds = started.elapsed().as_secs_f64();
@@ -323,6 +334,8 @@ fn build_once(
             blobs.register_initrd(media, *parse, None);
         }
     };
+    // Which nodes the local store or the remote serve, and which need not run.
+    let mut fleet = crate::remote::prepare(store, &graph)?;
     let ctx = Ctx {
         recipe: r,
         store,
@@ -335,7 +348,13 @@ fn build_once(
     };
     let outputs = pool
         .install(|| {
-            graph.run(|_, node, inputs| {
+            graph.run(|id, node, inputs| {
+                if fleet.skipped(id) {
+                    if let Ok(mut s) = states.lock() {
+                        s.insert(node.name.clone(), ("skipped", 0.0));
+                    }
+                    return Ok(crate::remote::Fleet::placeholder(node));
+                }
                 events.node_key(&node.name, &node.key, &node.action);
                 if !matches!(node.work, Work::Media { .. })
                     && let Ok(Some(rec)) = store.get_action(&node.key)
@@ -343,10 +362,16 @@ fn build_once(
                 {
                     register(node, inputs, &out);
                     if let Ok(mut s) = states.lock() {
-                        s.insert(node.name.clone(), ("cached", 0.0));
+                        s.insert(node.name.clone(), (fleet.hit_word(id), 0.0));
                     }
                     events.node_cached(&node.name, &node.key);
                     return Ok(out);
+                }
+                if fleet.needs_skipped(node) {
+                    return Err(nodes::fail(
+                        &node.name,
+                        "an input the remote pass skipped is needed after all; retrying",
+                    ));
                 }
                 events.node_started(&node.name);
                 let began = Instant::now();
@@ -388,6 +413,7 @@ fn build_once(
         epoch_source,
         events,
         stats: &ctx.stats,
+        reused: fleet.signers(&graph),
     })?;
     let bytes_written: u64 = manifest.outputs.iter().map(|o| o.size).sum();
     let root_name = crate::releases::root_name(&r.release.dir);
@@ -395,6 +421,9 @@ fn build_once(
     let _ = store.add_root(v6build_cache::RootKind::Release, &root_name, &roots);
     let _ = store.add_build_root(&roots);
     let states = states.into_inner().unwrap_or_default();
+    fleet.push(cfg, store, &graph)?;
+    let words: BTreeMap<String, &str> = states.iter().map(|(k, (w, _))| (k.clone(), *w)).collect();
+    let remote = fleet.to_json(&graph, &words);
     let nodes_run = states.values().filter(|(w, _)| *w == "run").count();
     let nodes_cached = states.values().filter(|(w, _)| *w == "cached").count();
     Ok(BuildSummary {
@@ -407,5 +436,6 @@ fn build_once(
         node_stats: ctx.stats.lock().map(|s| s.clone()).unwrap_or_default(),
         seconds: started.elapsed().as_secs_f64(),
         manifest,
+        remote,
     })
 }

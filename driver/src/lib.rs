@@ -41,6 +41,7 @@ pub mod progress;
 pub(crate) mod refs;
 pub(crate) mod release;
 pub mod releases;
+pub mod remote;
 pub(crate) mod treeinfo;
 pub(crate) mod updates;
 pub mod verify;
@@ -77,6 +78,8 @@ pub struct Config {
     pub verbosity: Verbosity,
     /// How media with `url=` are downloaded.
     pub fetch: fetch::FetchOptions,
+    /// The remote cache (`--remote` and friends).
+    pub remote: remote::RemoteConfig,
 }
 
 /// The result of a command; the binary maps it to an exit code.

@@ -37,6 +37,11 @@ pub struct Manifest {
     pub layers: Vec<LayerKey>,
     /// Every file in the release directory except this manifest.
     pub outputs: Vec<Output>,
+    /// Nodes whose outputs came from a remote cache, by node name, each
+    /// with the trusted key (`name:base64`) that signed its record. Absent
+    /// when nothing came from a remote.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reused: std::collections::BTreeMap<String, String>,
 }
 
 /// Name and directory of a release.

@@ -39,6 +39,12 @@ pub trait BuildEvents: Sync {
         let _ = message;
     }
 
+    /// A warning in words (the remote cache went down, a remote entry was
+    /// refused). Shown even with `--json` (on stderr), not with `-q`.
+    fn warn(&self, message: &str) {
+        let _ = message;
+    }
+
     /// A recipe warning (a layer defined but not used), with its span.
     fn warning(&self, warning: &v6build_engine::recipe::RecipeError) {
         let _ = warning;

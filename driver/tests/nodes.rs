@@ -102,6 +102,7 @@ fn every_node_kind_records_and_restores_its_output() {
         json: false,
         verbosity: Verbosity::Quiet,
         fetch: Default::default(),
+        remote: Default::default(),
     };
     let recipe = repo().join("recipes/demo.kdl");
     let summary =

@@ -60,6 +60,7 @@ fuzz_target!(|data: &[u8]| {
         json: false,
         verbosity: Verbosity::Quiet,
         fetch: Default::default(),
+        remote: Default::default(),
     };
     let events = v6build_driver::progress::NoEvents;
     match v6build_driver::build::build_recipes(&cfg, &[recipe_path], &events) {

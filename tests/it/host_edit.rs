@@ -41,6 +41,7 @@ fn config(s: &Scratch, cache: &str) -> Config {
         json: false,
         verbosity: Verbosity::Quiet,
         fetch: Default::default(),
+        remote: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@ mod fetch;
 mod host_edit;
 mod issue16_mem;
 mod ops;
+mod remote;
 mod stage2;
 mod stage2_floor;
 mod stage2_layout;

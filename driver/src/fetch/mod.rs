@@ -110,6 +110,15 @@ pub struct Pin<'a> {
     pub size: Option<u64>,
 }
 
+/// The CA roots and proxy a download of `url` would use, for the other
+/// HTTP client of the same machines: the remote cache (`crate::remote`).
+pub(crate) fn roots_and_proxy(
+    url: &str,
+    opts: &FetchOptions,
+) -> Result<(ureq::tls::RootCerts, Option<ureq::Proxy>), FetchError> {
+    Ok((net::roots(url, opts)?, net::proxy_for(url)?))
+}
+
 /// Where a fetched media file with this pin lives in the cache.
 pub fn cached_path(cache_root: &Path, sha256: &str) -> PathBuf {
     cache_root.join("media").join(sha256)

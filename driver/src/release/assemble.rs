@@ -45,6 +45,8 @@ pub(crate) struct Assembly<'a> {
     pub events: &'a dyn BuildEvents,
     /// The build's `node_stats`: assembly adds its `release` entry.
     pub stats: &'a std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Which key signed each node reused from a remote cache (manifest `reused`).
+    pub reused: std::collections::BTreeMap<String, String>,
 }
 
 /// Writes the release directory; returns it, its manifest and the node
@@ -63,6 +65,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
         epoch_source,
         events,
         stats,
+        ref reused,
     } = *a;
     // Assemble the release.
     let mut w = ReleaseWriter::begin(out_dir, &r.release.dir)
@@ -244,6 +247,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
         media,
         layers,
         outputs: w.outputs(),
+        reused: reused.clone(),
     };
     let release_dir = w
         .commit(&manifest.to_bytes())
