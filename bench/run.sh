@@ -403,23 +403,24 @@ run_stage2() { # name media el7|plain
         if scen cold || scen noop || scen change || scen remote-warm; then
             SCEN=cold; v6 "$RCP/$1-base.kdl" cold
         fi
-        if [ $remote = 1 ] && scen remote-warm; then
-            # Push what the cold build made (untimed), then build from an
-            # empty cache with the remote alone.
-            "$V6BUILD" -q build --cache "$CACHE" --out "$OUT" --remote "$REMOTE" --remote-push \
-                --sign-key "$WORK/nginx/keys/bench.secret" "$RCP/$1-base.kdl"
-            rm -rf "$CACHE.remote"
-            SCEN=remote-warm; measure "$CUR" "$SCEN" "$V6BUILD" -j "$JOBS" --json build "$RCP/$1-base.kdl" \
-                --cache "$CACHE.remote" --out "$OUT" --remote "$REMOTE" \
-                --trusted-key "$(cat "$WORK/nginx/keys/public")"
-            rm -rf "$CACHE.remote"
-        fi
         if scen noop; then SCEN=noop; v6 "$RCP/$1-base.kdl"; fi
         if scen change; then
             bump "$RCP/files/fix-ipv6-only.sh"
             SCEN=change; v6 "$RCP/$1-base.kdl"
         fi
         if scen add; then SCEN=add; v6 "$RCP/$1-add.kdl" cold; fi
+        if [ $remote = 1 ] && scen remote-warm; then
+            # Push what the cold build made (untimed), then build from an
+            # empty cache with the remote alone. Own out dir: the no-op
+            # row's release (and its identity records) stay untouched.
+            "$V6BUILD" -q build --cache "$CACHE" --out "$OUT.remote" --remote "$REMOTE" --remote-push \
+                --sign-key "$WORK/nginx/keys/bench.secret" "$RCP/$1-base.kdl"
+            rm -rf "$CACHE.remote"
+            SCEN=remote-warm; measure "$CUR" "$SCEN" "$V6BUILD" -j "$JOBS" --json build "$RCP/$1-base.kdl" \
+                --cache "$CACHE.remote" --out "$OUT.remote" --remote "$REMOTE" \
+                --trusted-key "$(cat "$WORK/nginx/keys/public")"
+            rm -rf "$CACHE.remote" "$OUT.remote"
+        fi
     done
     cp "$ROOT/recipes/files/fix-ipv6-only.sh" "$RCP/files/"
     rm -rf "$CACHE" "$OUT" "$SCR"
