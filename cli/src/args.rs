@@ -598,8 +598,12 @@ pub fn run() -> ExitCode {
         ),
         Command::Gc { keep_builds, .. } => crate::cmd::gc(&cfg, keep_builds),
         Command::Release { action } => match action {
-            ReleaseAction::Ls { .. } => v6build_driver::releases::ls(&cfg),
-            ReleaseAction::Rm { names, .. } => v6build_driver::releases::rm(&cfg, &names),
+            ReleaseAction::Ls { .. } => {
+                v6build_driver::releases::ls(&cfg, &mut std::io::stdout().lock())
+            }
+            ReleaseAction::Rm { names, .. } => {
+                v6build_driver::releases::rm(&cfg, &names, &mut std::io::stderr().lock())
+            }
         },
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

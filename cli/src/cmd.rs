@@ -235,12 +235,12 @@ pub fn pin(cfg: &Config, path: &Path, update: bool) -> Outcome {
 
 /// `v6build ls`.
 pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    v6build_driver::inspect::ls(cfg, image, path, outer)
+    v6build_driver::inspect::ls(cfg, image, path, outer, &mut std::io::stdout().lock())
 }
 
 /// `v6build cat`.
 pub fn cat(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    v6build_driver::inspect::cat(cfg, image, path, outer)
+    v6build_driver::inspect::cat(cfg, image, path, outer, &mut std::io::stdout().lock())
 }
 
 /// `v6build gc`.

@@ -337,7 +337,8 @@ fn entry_json(path: &TreePath, node: &Node, link_of: Option<&TreePath>) -> serde
 
 /// `v6build ls IMAGE [PATH]`: every entry at and below PATH with its full
 /// path in the image (what `cat` takes), as text lines or JSON entries.
-pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
+/// The listing (text, or one JSON document with `--json`) goes to `out`.
+pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Write) -> Outcome {
     let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
         Err(e) => return Outcome::Failure(e),
@@ -399,21 +400,24 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
             None => text.push_str(&line),
         }
     }
-    if cfg.json {
-        outln!(
+    // A closed pipe (`v6build ls … | head`) is not an error.
+    let _ = if cfg.json {
+        writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "image": image.display().to_string(), "path": path, "entries": json }))
             .unwrap_or_default()
-        );
+        )
     } else {
-        outln!("{}", text.trim_end_matches('\n'));
-    }
+        writeln!(out, "{}", text.trim_end_matches('\n'))
+    };
     Outcome::Success
 }
 
 /// `v6build cat IMAGE PATH`.
-pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
+/// The file's bytes go to `out`.
+pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Write) -> Outcome {
     let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
         Err(e) => return Outcome::Failure(e),
@@ -426,7 +430,6 @@ pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
         Some(Node::Leaf(l)) => match &l.kind {
             LeafKind::Regular(c) => match opened.content(&c.digest) {
                 Ok(b) => {
-                    let mut out = std::io::stdout().lock();
                     if let Err(e) = out.write_all(&b).and_then(|_| out.flush()) {
                         return Outcome::Failure(format!("writing stdout: {e}"));
                     }

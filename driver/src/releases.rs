@@ -39,7 +39,7 @@ fn open(cfg: &Config) -> Result<Store, Outcome> {
 }
 
 /// `v6build release ls`: the releases the cache keeps (their gc roots).
-pub fn ls(cfg: &Config) -> Outcome {
+pub fn ls(cfg: &Config, out: &mut dyn std::io::Write) -> Outcome {
     let store = match open(cfg) {
         Ok(s) => s,
         Err(o) => return o,
@@ -58,13 +58,14 @@ pub fn ls(cfg: &Config) -> Outcome {
             .iter()
             .map(|(n, d)| json!({ "name": n, "digests": d }))
             .collect();
-        outln!(
+        let _ = writeln!(
+            out,
             "{}",
             serde_json::to_string_pretty(&json!({ "releases": v })).unwrap_or_default()
         );
     } else {
         for (n, d) in &names {
-            outln!("{n}  ({d} roots)");
+            let _ = writeln!(out, "{n}  ({d} roots)");
         }
     }
     Outcome::Success
@@ -74,7 +75,8 @@ pub fn ls(cfg: &Config) -> Outcome {
 /// next `gc` frees what only it kept. NAME is the recipe's `dir` (`7.x/7.2r5`)
 /// or the root's name as `release ls` prints it (`7.x_7.2r5`). A name with
 /// no root is an error (exit 1) after the others are removed.
-pub fn rm(cfg: &Config, names: &[String]) -> Outcome {
+/// What it did goes to `err` (not with `-q` or `--json`).
+pub fn rm(cfg: &Config, names: &[String], err: &mut dyn std::io::Write) -> Outcome {
     let store = match open(cfg) {
         Ok(s) => s,
         Err(o) => return o,
@@ -85,7 +87,8 @@ pub fn rm(cfg: &Config, names: &[String]) -> Outcome {
         match store.remove_root(RootKind::Release, &root) {
             Ok(true) => {
                 if cfg.verbosity >= Verbosity::Normal && !cfg.json {
-                    eprintln!(
+                    let _ = writeln!(
+                        err,
                         "removed the gc root of release {root}; `v6build gc` frees what only it \
                          kept (the release directory under --out is left alone)"
                     );
