@@ -68,20 +68,14 @@ struct Sum {
 }
 
 fn sum_file(p: &Path) -> Result<Sum, String> {
-    let mut f = std::fs::File::open(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    let reading = |e: std::io::Error| format!("reading {}: {e}", p.display());
+    let mut f = std::fs::File::open(p).map_err(reading)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading {}: {e}", p.display())),
-        };
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
+    let size = v6build_fstree::host::for_each_chunk(&mut f, |b| {
+        h.update(b);
+        Ok(())
+    })
+    .map_err(reading)?;
     Ok(Sum {
         size,
         sha256: hex::encode(h.finalize()),

@@ -80,20 +80,11 @@ pub fn copy_hashed(src: &mut dyn Read, dst: &Path) -> io::Result<Written> {
     let mut f = File::create(dst).map_err(at)?;
     let mut sha = Sha256::new();
     let mut b3 = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        sha.update(&buf[..n]);
-        b3.update(&buf[..n]);
-        f.write_all(&buf[..n]).map_err(at)?;
-        size += n as u64;
-    }
+    let size = v6build_fstree::host::for_each_chunk(src, |b| {
+        sha.update(b);
+        b3.update(b);
+        f.write_all(b).map_err(at)
+    })?;
     f.sync_all().map_err(at)?;
     Ok(Written {
         size,

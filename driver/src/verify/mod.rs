@@ -20,7 +20,6 @@
 //! inputs changed or missing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
@@ -362,19 +361,11 @@ fn hash_file(p: &Path) -> std::io::Result<(u64, String, String)> {
     let mut f = v6build_engine::host::open_regular(p)?;
     let mut sha = Sha256::new();
     let mut b3 = blake3::Hasher::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        sha.update(&buf[..n]);
-        b3.update(&buf[..n]);
-        size += n as u64;
-    }
+    let size = v6build_fstree::host::for_each_chunk(&mut f, |b| {
+        sha.update(b);
+        b3.update(b);
+        Ok(())
+    })?;
     Ok((
         size,
         hex::encode(sha.finalize()),

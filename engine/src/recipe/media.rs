@@ -5,7 +5,6 @@
 //! file that does not match. Files are streamed, so a 400 MB squashfs.img
 //! costs a buffer, not its size in memory.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::Digest as _;
@@ -20,16 +19,10 @@ use super::model::{Media, MediaFile, MediaRole, Recipe, Sha256};
 pub fn sha256_file(path: &Path) -> std::io::Result<Sha256> {
     let mut f = crate::host::open_regular(path)?;
     let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-    }
+    v6build_fstree::host::for_each_chunk(&mut f, |b| {
+        hasher.update(b);
+        Ok(())
+    })?;
     Ok(Sha256(hasher.finalize().into()))
 }
 

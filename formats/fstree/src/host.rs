@@ -85,6 +85,28 @@ pub fn open_regular(path: &Path) -> io::Result<(File, Metadata)> {
     Ok((file, md))
 }
 
+/// Reads `r` to its end in 1 MiB chunks, handing each to `each`, and
+/// returns the number of bytes read. An interrupted read is retried; any
+/// other error (from the reader or from `each`) ends the read. The one
+/// loop behind every hash-while-reading of a host or release file.
+pub fn for_each_chunk(
+    r: &mut dyn io::Read,
+    mut each: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(size),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        each(&buf[..n])?;
+        size += n as u64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
