@@ -166,21 +166,31 @@ fn rel_parts(p: &std::path::Path, base: &std::path::Path) -> Vec<String> {
 /// The recipe root of a build: the recipe's directory, raised just far
 /// enough to hold every path in `paths` (normalised, absolute). Paths are
 /// then recorded relative to it, so no `..` and no host prefix appear.
+///
+/// A path under an `allow-outside` directory the recipe writes as an
+/// absolute path is the exception: it stays where it is when the recipe
+/// tree moves, so it is recorded absolute and does not raise the root
+/// (raising it would put the build path into every recorded path).
 #[derive(Debug, Clone)]
 pub struct RecipeRoot {
     dir: std::path::PathBuf,
+    fixed: Vec<std::path::PathBuf>,
 }
 
 impl RecipeRoot {
-    /// The root for `recipe` (the top recipe file) and the files it reads.
+    /// The root for `recipe` (the top recipe file) and the files it reads;
+    /// `fixed` are the recipe's absolute `allow-outside` directories.
     pub fn new<'a>(
         recipe: &std::path::Path,
         paths: impl IntoIterator<Item = &'a std::path::Path>,
+        fixed: &[std::path::PathBuf],
     ) -> Self {
         let mut dir = normalise(recipe);
         dir.pop();
+        let fixed: Vec<std::path::PathBuf> = fixed.iter().map(|f| normalise(f)).collect();
         let up = paths
             .into_iter()
+            .filter(|p| !under_fixed(&fixed, &dir, p))
             .map(|p| {
                 rel_parts(p, &dir)
                     .iter()
@@ -192,7 +202,7 @@ impl RecipeRoot {
         for _ in 0..up {
             dir.pop();
         }
-        RecipeRoot { dir }
+        RecipeRoot { dir, fixed }
     }
 
     /// The root of a recorded manifest whose `recipe.path` is `recorded`,
@@ -202,7 +212,17 @@ impl RecipeRoot {
         for _ in 0..recorded.split('/').count() {
             dir.pop();
         }
-        RecipeRoot { dir }
+        RecipeRoot {
+            dir,
+            fixed: Vec::new(),
+        }
+    }
+
+    /// The same root, with the recipe's absolute `allow-outside`
+    /// directories (whose paths are recorded absolute).
+    pub fn with_fixed(mut self, fixed: &[std::path::PathBuf]) -> Self {
+        self.fixed = fixed.iter().map(|f| normalise(f)).collect();
+        self
     }
 
     /// The root directory on this host.
@@ -210,21 +230,35 @@ impl RecipeRoot {
         &self.dir
     }
 
-    /// `p` as recorded: relative to the root, `/`-separated.
+    /// `p` as recorded: relative to the root, `/`-separated; or absolute
+    /// when it lies under an absolute `allow-outside` directory and not
+    /// under the root.
     pub fn rel(&self, p: &std::path::Path) -> String {
+        if under_fixed(&self.fixed, &self.dir, p) {
+            return normalise(p).to_string_lossy().into_owned();
+        }
         rel_parts(p, &self.dir).join("/")
     }
 
-    /// The host path of a recorded relative path, or `None` when the
-    /// recorded path is not a plain relative path (a tampered manifest).
+    /// The host path of a recorded path, or `None` when it is neither a
+    /// plain relative path nor a plain absolute path under one of the
+    /// recipe's absolute `allow-outside` directories (a tampered
+    /// manifest).
     pub fn resolve(&self, recorded: &str) -> Option<std::path::PathBuf> {
-        let ok = !recorded.is_empty()
-            && !recorded.starts_with('/')
-            && recorded
-                .split('/')
-                .all(|c| !c.is_empty() && c != "." && c != "..");
-        ok.then(|| self.dir.join(recorded))
+        let plain =
+            |s: &str| !s.is_empty() && s.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        if let Some(abs) = recorded.strip_prefix('/') {
+            let p = std::path::PathBuf::from(recorded);
+            return (plain(abs) && under_fixed(&self.fixed, &self.dir, &p)).then_some(p);
+        }
+        plain(recorded).then(|| self.dir.join(recorded))
     }
+}
+
+/// Whether normalised `p` lies under one of `fixed` and not under `dir`.
+fn under_fixed(fixed: &[std::path::PathBuf], dir: &std::path::Path, p: &std::path::Path) -> bool {
+    let p = normalise(p);
+    !p.starts_with(dir) && fixed.iter().any(|f| p.starts_with(f))
 }
 
 #[cfg(test)]
@@ -240,7 +274,7 @@ mod tests {
             "/r/elsewhere/../x/recipes/./demo.kdl",
         ] {
             let files = [Path::new("/r/x/recipes/files/a.sh")];
-            let root = RecipeRoot::new(Path::new(spelling), files.iter().copied());
+            let root = RecipeRoot::new(Path::new(spelling), files.iter().copied(), &[]);
             assert_eq!(root.dir(), Path::new("/r/x/recipes"), "{spelling}");
             assert_eq!(root.rel(Path::new(spelling)), "demo.kdl");
             assert_eq!(root.rel(files[0]), "files/a.sh");
@@ -250,7 +284,11 @@ mod tests {
     #[test]
     fn root_rises_to_hold_an_outside_input() {
         let files = [Path::new("/r/x/recipes/../shared/common.kdl")];
-        let root = RecipeRoot::new(Path::new("/r/x/recipes/demo.kdl"), files.iter().copied());
+        let root = RecipeRoot::new(
+            Path::new("/r/x/recipes/demo.kdl"),
+            files.iter().copied(),
+            &[],
+        );
         assert_eq!(root.dir(), Path::new("/r/x"));
         assert_eq!(
             root.rel(Path::new("/r/x/recipes/demo.kdl")),
@@ -265,5 +303,39 @@ mod tests {
             back.resolve("a/b"),
             Some(Path::new("/elsewhere/a/b").to_path_buf())
         );
+    }
+
+    #[test]
+    fn absolute_allow_outside_paths_stay_absolute_and_do_not_raise_the_root() {
+        let fixed = [Path::new("/srv/media").to_path_buf()];
+        let media = Path::new("/srv/media/el7/squashfs.img");
+        let files = [Path::new("/b/one/recipes/files/a.sh"), media];
+        let root = RecipeRoot::new(
+            Path::new("/b/one/recipes/demo.kdl"),
+            files.iter().copied(),
+            &fixed,
+        );
+        assert_eq!(root.dir(), Path::new("/b/one/recipes"));
+        assert_eq!(root.rel(files[0]), "files/a.sh");
+        assert_eq!(root.rel(media), "/srv/media/el7/squashfs.img");
+        // The same recipe elsewhere records the same strings.
+        let moved = RecipeRoot::new(
+            Path::new("/other/deeper/recipes/demo.kdl"),
+            [Path::new("/other/deeper/recipes/files/a.sh"), media],
+            &fixed,
+        );
+        assert_eq!(moved.rel(media), root.rel(media));
+        // verify resolves an absolute recorded path only under the
+        // recipe's absolute allow-outside directories.
+        let back = RecipeRoot::of_recorded(Path::new("/b/one/recipes/demo.kdl"), "demo.kdl");
+        assert_eq!(back.resolve("/srv/media/el7/squashfs.img"), None);
+        let back = back.with_fixed(&fixed);
+        assert_eq!(
+            back.resolve("/srv/media/el7/squashfs.img"),
+            Some(media.to_path_buf())
+        );
+        assert_eq!(back.resolve("/etc/shadow"), None);
+        assert_eq!(back.resolve("/srv/media/../../etc/shadow"), None);
+        assert_eq!(back.resolve("/srv/media//x"), None);
     }
 }

@@ -297,3 +297,59 @@ fn kernel_mounts_the_demo_rootfs() {
         panic!("kernel view of rootfs.img: {e}");
     }
 }
+
+/// Media named by absolute path under an absolute `allow-outside`
+/// directory stay put when the recipe tree moves, so the manifest records
+/// them absolute and does not raise the recipe root over the build path:
+/// the same recipe built at two depths gives the same manifest, and each
+/// release verifies.
+#[test]
+fn absolute_allow_outside_media_keep_the_manifest_free_of_the_build_path() {
+    let media = tempfile::tempdir().unwrap();
+    crate::harness::copy_dir(
+        &crate::harness::repo().join("recipes/media/demo"),
+        &media.path().join("demo"),
+    );
+    let abs = std::fs::canonicalize(media.path()).unwrap();
+    let text = std::fs::read_to_string(crate::harness::repo().join("recipes/demo.kdl"))
+        .unwrap()
+        .replace("\"media/demo/", &format!("\"{}/demo/", abs.display()));
+    let text = format!("allow-outside \"{}\"\n{text}", abs.display());
+    let a = Scratch::new();
+    let b = Scratch::new();
+    let deep = b.path().join("x/y/z");
+    crate::harness::copy_dir(&b.path().join("recipes"), &deep.join("recipes"));
+    std::fs::write(a.path().join("recipes/moved.kdl"), &text).unwrap();
+    std::fs::write(deep.join("recipes/moved.kdl"), &text).unwrap();
+    a.ok(&["build", "recipes/moved.kdl"]);
+    b.ok(&["build", "x/y/z/recipes/moved.kdl"]);
+    let ma = std::fs::read_to_string(a.demo_release().join("manifest.json")).unwrap();
+    let mb = std::fs::read_to_string(b.demo_release().join("manifest.json")).unwrap();
+    assert_eq!(ma, mb, "the manifest depends on the build path");
+    let m: serde_json::Value = serde_json::from_str(&ma).unwrap();
+    assert_eq!(m["recipe"]["path"], "moved.kdl");
+    let stage2 = m["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["role"] == "stage2")
+        .unwrap();
+    assert_eq!(
+        stage2["path"].as_str().unwrap(),
+        format!("{}/demo/LiveOS/squashfs.img", abs.display())
+    );
+    let schema: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(crate::harness::repo().join("book/src/manifest.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+    let errors: Vec<String> = validator.iter_errors(&m).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "manifest breaks the schema: {errors:?}");
+    let mut bad = m.clone();
+    bad["media"][1]["path"] = format!("{}/../demo/LiveOS/squashfs.img", abs.display()).into();
+    assert!(!validator.is_valid(&bad), "the schema takes a `..`");
+    for (s, recipe) in [(&a, "recipes/moved.kdl"), (&b, "x/y/z/recipes/moved.kdl")] {
+        let o = s.run(&["verify", "--recipe", recipe, "out/demo/1.0"]);
+        assert!(o.status.success(), "verify failed:\n{}", stderr(&o));
+    }
+}

@@ -121,6 +121,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
                     .flat_map(|m| m.files.iter())
                     .map(|f| f.path.as_path()),
             ),
+        &r.fixed_roots,
     );
     let mut media = Vec::new();
     for m in &r.media {

@@ -272,8 +272,14 @@ fn check_inputs(
     m: &Manifest,
     report: &mut Report,
 ) -> Result<Option<v6build_engine::recipe::Recipe>, Outcome> {
-    let root = RecipeRoot::of_recorded(recipe, &m.recipe.path);
     let found = blake3_file(recipe);
+    // The unchanged recipe names its absolute `allow-outside` directories,
+    // the only places an absolute recorded path may point into.
+    let early = (found.as_deref() == Some(m.recipe.blake3.as_str()))
+        .then(|| v6build_engine::recipe::load(recipe).ok())
+        .flatten();
+    let fixed = early.as_ref().map(|r| r.fixed_roots.as_slice());
+    let root = RecipeRoot::of_recorded(recipe, &m.recipe.path).with_fixed(fixed.unwrap_or(&[]));
     if found.as_deref() != Some(m.recipe.blake3.as_str()) {
         report.inputs.push(InputProblem {
             path: m.recipe.path.clone(),
@@ -289,7 +295,8 @@ fn check_inputs(
     for i in &m.inputs {
         let Some(p) = root.resolve(&i.path) else {
             report.tampered.push(format!(
-                "manifest input path {:?} is not a plain relative path",
+                "manifest input path {:?} is not a plain relative path \
+                 (nor under an absolute allow-outside directory of the recipe)",
                 i.path
             ));
             continue;
@@ -319,7 +326,10 @@ fn check_inputs(
     if !report.inputs.is_empty() {
         return Ok(None);
     }
-    let r = v6build_engine::recipe::load(recipe).map_err(crate::recipe_error)?;
+    let r = match early {
+        Some(r) => r,
+        None => v6build_engine::recipe::load(recipe).map_err(crate::recipe_error)?,
+    };
     // Media are checked against the recipe's pins (the recipe is the
     // authority; the manifest's copy of the pins is compared in step 3).
     for mf in r.media.iter().flat_map(|x| x.files.iter()) {

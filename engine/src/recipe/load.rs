@@ -94,6 +94,8 @@ struct Loader {
     outputs: Outputs,
     /// Where host inputs may resolve to (see `crate::host`).
     roots: HostRoots,
+    /// `allow-outside` directories written as absolute paths.
+    fixed_roots: Vec<PathBuf>,
     /// Span of the `root` node, once seen.
     root_span: Option<Span>,
 }
@@ -112,6 +114,7 @@ pub(crate) fn load(path: &Path, opts: LoadOptions) -> Result<Recipe> {
         media_index: HashMap::new(),
         outputs: Outputs::default(),
         roots: HostRoots::default(),
+        fixed_roots: Vec::new(),
         root_span: None,
     };
     let cannot = |e: std::io::Error| {
@@ -426,6 +429,9 @@ impl Loader {
             self.root_span = Some(n.name_span());
             self.roots.set_root(dir);
         } else {
+            if Path::new(written).is_absolute() && !self.fixed_roots.contains(&dir) {
+                self.fixed_roots.push(dir.clone());
+            }
             self.roots.allow(dir);
         }
         Ok(())
@@ -868,6 +874,7 @@ impl Loader {
             outputs: self.outputs,
             files: self.files,
             host_roots: self.roots.dirs().to_vec(),
+            fixed_roots: self.fixed_roots,
         })
     }
 }

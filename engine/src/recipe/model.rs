@@ -36,6 +36,11 @@ pub struct Recipe {
     /// `src=`, `patch`, `overlay`) has been resolved and checked against
     /// them; see [`crate::host`].
     pub host_roots: Vec<PathBuf>,
+    /// The `allow-outside` directories written as absolute paths
+    /// (canonical). A host path under one of them does not move with the
+    /// recipe, so the manifest records it absolute rather than relative to
+    /// the recipe root (which would then hold the build path).
+    pub fixed_roots: Vec<PathBuf>,
 }
 
 impl Recipe {
