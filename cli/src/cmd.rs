@@ -225,7 +225,12 @@ pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
             eprintln!("{n}");
         }
     }
-    d.outcome
+    // As diff(1): 1 means "different", so trouble (an unreadable, non-regular
+    // or corrupt input) is 2, never mistaken for a difference.
+    match d.outcome {
+        Outcome::Failure(msg) => Outcome::Usage(msg),
+        other => other,
+    }
 }
 
 /// `v6build pin`: see [`crate::pin_cmd`].

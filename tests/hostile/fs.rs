@@ -405,3 +405,62 @@ fn out_with_symlinked_component() {
     assert!(e.contains("is a symbolic link"), "{e}");
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+/// `diff` reads two release directories without following a link or
+/// blocking on a FIFO inside either: a release whose `initrd.img` was
+/// replaced by a FIFO, or by a link to a file outside it, gives a clear
+/// error naming the entry. A path named on the command line is followed
+/// once (as `ls -H` does): a link to a release compares as the release.
+#[test]
+fn diff_does_not_follow_links_or_block_on_fifos_in_a_release() {
+    let s = Scratch::new();
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let a = s.demo_release();
+    let outside = s.path().join("outside.img");
+    fs::write(&outside, b"TOPSECRET not an image\n").unwrap();
+    let cases: [(&str, &dyn Fn(&Path), &str); 3] = [
+        ("FIFO", &|p| mkfifo(p), "FIFO"),
+        (
+            "link out",
+            &|p| symlink(&outside, p).unwrap(),
+            "symbolic link",
+        ),
+        (
+            "link in",
+            &|p| symlink("LiveOS/squashfs.img", p).unwrap(),
+            "symbolic link",
+        ),
+    ];
+    for (what, plant, expect) in cases {
+        let b = s.path().join(format!("b-{}", what.replace(' ', "-")));
+        crate::harness::copy_dir(&a, &b);
+        fs::remove_file(b.join("initrd.img")).unwrap();
+        plant(&b.join("initrd.img"));
+        for args in [
+            vec!["diff", a.to_str().unwrap(), b.to_str().unwrap()],
+            vec!["diff", "--json", b.to_str().unwrap(), a.to_str().unwrap()],
+        ] {
+            let o = guarded(s.cmd(&args), what);
+            let e = stderr(&o);
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert_eq!(o.status.code(), Some(2), "{what}: {args:?}:\n{out}{e}");
+            assert!(
+                e.contains(expect) || out.contains(expect),
+                "{what}: expected {expect:?}:\n{out}{e}"
+            );
+            assert!(
+                e.contains("initrd.img") || out.contains("initrd.img"),
+                "{what}: the entry is not named:\n{out}{e}"
+            );
+            assert!(!e.contains("TOPSECRET") && !out.contains("TOPSECRET"));
+        }
+    }
+    // The command line's own link is followed: the same release twice.
+    let link = s.path().join("release-link");
+    symlink(&a, &link).unwrap();
+    let o = guarded(
+        s.cmd(&["diff", a.to_str().unwrap(), link.to_str().unwrap()]),
+        "link to the release",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

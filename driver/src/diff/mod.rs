@@ -67,9 +67,29 @@ struct Sum {
     sha256: String,
 }
 
+/// Opens an artifact for reading: a regular file, never through a
+/// symbolic link and never blocking on a FIFO or device. (A path given on
+/// the command line was resolved once, in [`path_side`]; the entries of a
+/// release directory are not followed.)
+pub(super) fn open_artifact(p: &Path) -> Result<std::fs::File, String> {
+    v6build_fstree::host::open_regular(p)
+        .map(|(f, _)| f)
+        .map_err(|e| format!("reading {}: {e}", p.display()))
+}
+
+/// All of an artifact's bytes (an initramfs, or a small file shown as a
+/// unified diff), read as [`open_artifact`] opens it.
+pub(super) fn read_artifact(p: &Path) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    open_artifact(p)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("reading {}: {e}", p.display()))?;
+    Ok(bytes)
+}
+
 fn sum_file(p: &Path) -> Result<Sum, String> {
     let reading = |e: std::io::Error| format!("reading {}: {e}", p.display());
-    let mut f = std::fs::File::open(p).map_err(reading)?;
+    let mut f = open_artifact(p)?;
     let mut h = Sha256::new();
     let size = v6build_fstree::host::for_each_chunk(&mut f, |b| {
         h.update(b);
@@ -143,21 +163,25 @@ fn media_side(recipe: &Path) -> Result<Side, Outcome> {
     })
 }
 
-fn path_side(p: &Path) -> Result<Side, Outcome> {
+fn path_side(given: &Path) -> Result<Side, Outcome> {
+    // A path named on the command line is followed once, here (as `ls -H`
+    // does); nothing inside a release directory is followed.
+    let p = &std::fs::canonicalize(given)
+        .map_err(|e| Outcome::Usage(format!("{}: {e}", given.display())))?;
     let meta = std::fs::metadata(p).map_err(|e| Outcome::Usage(format!("{}: {e}", p.display())))?;
     if meta.is_dir() {
         Ok(Side {
-            label: p.display().to_string(),
+            label: given.display().to_string(),
             artifacts: release_files(p).map_err(Outcome::Failure)?,
             single: false,
         })
     } else if meta.is_file() {
-        let name = p
+        let name = given
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
         Ok(Side {
-            label: p.display().to_string(),
+            label: given.display().to_string(),
             artifacts: BTreeMap::from([(name, p.to_path_buf())]),
             single: true,
         })
@@ -225,8 +249,8 @@ fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detai
     }
     let mut unified = None;
     if content && sa.size <= CONTENT_DIFF_MAX && sb.size <= CONTENT_DIFF_MAX {
-        let ba = std::fs::read(a).map_err(|e| format!("reading {}: {e}", a.display()))?;
-        let bb = std::fs::read(b).map_err(|e| format!("reading {}: {e}", b.display()))?;
+        let ba = read_artifact(a)?;
+        let bb = read_artifact(b)?;
         if let (Some(ta), Some(tb)) = (small_text(&ba), small_text(&bb)) {
             unified = Some(unified_diff(
                 &format!("a/{name}"),

@@ -70,7 +70,7 @@ pub(super) struct Image {
 }
 
 pub(super) fn head(p: &Path) -> Result<Vec<u8>, String> {
-    let mut f = std::fs::File::open(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+    let mut f = super::open_artifact(p)?;
     let mut h = Vec::new();
     f.by_ref()
         .take(2048)
@@ -107,7 +107,7 @@ pub(super) fn open_image(p: &Path, keep: bool) -> Result<Image, String> {
         Format::Initramfs => {
             // An initramfs is one stream: parse it once, for both the tree
             // and the segment layout. Contents are kept only for --content.
-            let bytes = std::fs::read(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+            let bytes = super::read_artifact(p)?;
             let blobs = MemBlobs::new();
             let hash_only = v6build_fstree::HashOnly;
             let store: &dyn v6build_fstree::BlobStore = if keep { &blobs } else { &hash_only };
