@@ -418,7 +418,8 @@ fn diff_does_not_follow_links_or_block_on_fifos_in_a_release() {
     let a = s.demo_release();
     let outside = s.path().join("outside.img");
     fs::write(&outside, b"TOPSECRET not an image\n").unwrap();
-    let cases: [(&str, &dyn Fn(&Path), &str); 3] = [
+    type Plant<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Plant, &str); 3] = [
         ("FIFO", &|p| mkfifo(p), "FIFO"),
         (
             "link out",
