@@ -28,7 +28,7 @@ use v6build_cache::Store;
 use v6build_cache::remote::{Backend, HttpBackend, Remote, RemoteOptions, SecretKey, TrustedKeys};
 
 use crate::dag::{Graph, Node, NodeId};
-use crate::nodes::{self, Out, Work};
+use crate::nodes::{Out, TreeOut, TreeRef, Work};
 use crate::{Config, Outcome};
 
 /// Environment variable listing trusted public keys (`name:base64`,
@@ -268,7 +268,7 @@ pub fn prepare(store: &Store, graph: &Graph<Work>) -> Result<Fleet, Outcome> {
             nodes[id].skip = true;
             continue;
         }
-        if matches!(node.work, Work::Media { .. }) {
+        if matches!(node.work, Work::Media(_)) {
             continue;
         }
         // A prediction, as `plan` makes: references into a base are taken
@@ -277,13 +277,17 @@ pub fn prepare(store: &Store, graph: &Graph<Work>) -> Result<Fleet, Outcome> {
             .get_action(&node.key)
             .ok()
             .flatten()
-            .is_some_and(|rec| nodes::from_record(store, &|_| true, &rec).is_some());
+            .is_some_and(|rec| node.work.kind().restore(store, &|_| true, &rec).is_some());
         let mut hit = local;
         if !local {
             let before = remote.downloaded();
             if let Some(h) = remote.fetch_action(store, &node.key).map_err(fail)?
                 && remote.fetch_outputs(store, &h.record).map_err(fail)?
-                && nodes::from_record(store, &|_| true, &h.record).is_some()
+                && node
+                    .work
+                    .kind()
+                    .restore(store, &|_| true, &h.record)
+                    .is_some()
             {
                 nodes[id].signer = Some(h.signer);
                 hit = true;
@@ -311,7 +315,9 @@ impl Fleet {
     /// What a skipped node yields: nothing reads it (its consumers are
     /// cache hits), and a tree that is not in the store if anything did.
     pub fn placeholder(node: &Node<Work>) -> Out {
-        Out::Tree(node.key)
+        Out::Tree(TreeOut {
+            tree: TreeRef(node.key),
+        })
     }
 
     /// Whether `node` reads a skipped node, so cannot run in this attempt.
@@ -360,7 +366,7 @@ impl Fleet {
             return Ok(());
         }
         for (id, node) in graph.nodes().iter().enumerate() {
-            if matches!(node.work, Work::Media { .. }) {
+            if matches!(node.work, Work::Media(_)) {
                 continue;
             }
             let before = remote.uploaded();

@@ -16,7 +16,7 @@ use crate::host_inputs::HostInputs;
 use crate::manifest::{
     FileDigest, LayerKey, Manifest, MediaInput, RecipeRoot, ReleaseInfo, SCHEMA_VERSION,
 };
-use crate::nodes::{Image, Out, Work};
+use crate::nodes::{Image, Layer, Out, PackOut, Work};
 use crate::progress::BuildEvents;
 
 /// What a finished build hands to [`assemble`].
@@ -75,10 +75,10 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
     let release_phases = crate::phase_stats::Phases::default();
     let mut release_placed = Vec::new();
     for (id, node) in graph.nodes().iter().enumerate() {
-        if !matches!(node.work, Work::Media { .. }) {
+        if !matches!(node.work, Work::Media(_)) {
             roots.push(node.key);
         }
-        if let Work::Layer(image, steps) = &node.work {
+        if let Work::Layer(Layer { image, steps }) = &node.work {
             for step in steps {
                 layers.push(LayerKey {
                     name: r.layers[step.layer].name.clone(),
@@ -87,8 +87,9 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
                 });
             }
         }
-        if let (Work::Pack(image), Out::Blob(d, size)) = (&node.work, &outputs[id]) {
-            let rel = match image {
+        if let (Work::Pack(pack), Out::Pack(PackOut { image: blob })) = (&node.work, &outputs[id]) {
+            let (d, size) = (&blob.digest, &blob.size);
+            let rel = match pack.image {
                 Image::Initrd => "initrd.img",
                 Image::Stage2 => "LiveOS/squashfs.img",
                 Image::Updates => "updates.img",
