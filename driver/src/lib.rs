@@ -7,16 +7,6 @@
 //! reports progress to a [`progress::BuildEvents`] sink; the `v6build`
 //! binary (`cli`) decides what to print and the exit code.
 
-/// Prints a line on stdout, ignoring a closed pipe (`v6build ls … | head`
-/// must not panic or report an error). Still used by the inspection
-/// commands (`ls`, `cat`, `diff`, `verify`, `boot`), which print as they go.
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
-    }};
-}
-
 mod apply;
 pub(crate) mod blocks;
 pub(crate) mod boot;

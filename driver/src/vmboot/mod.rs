@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Config, Outcome, Verbosity};
+use crate::Outcome;
 
 mod http;
 use http::*;
@@ -39,6 +39,94 @@ pub const DEFAULT_TIMEOUT: u64 = 600;
 
 /// Console lines shown when a boot fails.
 const TAIL_LINES: usize = 50;
+
+/// What a boot reports while it runs, from the boot's own thread and the
+/// HTTP server's. The library never prints: `cli` supplies a sink that
+/// shows what its verbosity asks for. Every method has an empty default.
+pub trait BootEvents: Send + Sync {
+    /// The release is served and QEMU is about to start.
+    fn serving(&self, serving: &Serving<'_>) {
+        let _ = serving;
+    }
+
+    /// Marker `index` (of `of`) appeared on the console `seconds` after
+    /// QEMU started.
+    fn marker_seen(&self, index: usize, of: usize, marker: &str, seconds: f64) {
+        let _ = (index, of, marker, seconds);
+    }
+
+    /// A whole line of the guest's console.
+    fn console_line(&self, line: &str) {
+        let _ = line;
+    }
+
+    /// The HTTP server answered `method target` with `status` (`200`, ...).
+    fn http(&self, method: &str, target: &str, status: &str) {
+        let _ = (method, target, status);
+    }
+}
+
+/// A sink that shows nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBootEvents;
+
+impl BootEvents for NoBootEvents {}
+
+/// What [`BootEvents::serving`] reports.
+#[derive(Debug)]
+pub struct Serving<'a> {
+    /// The release directory.
+    pub release: &'a Path,
+    /// Its URL as the guest sees it.
+    pub served: &'a str,
+    /// The host port on `[::1]`.
+    pub port: u16,
+    /// How many markers the boot waits for.
+    pub markers: usize,
+    /// Seconds before it gives up.
+    pub timeout: u64,
+    /// The accelerator.
+    pub accel: Accel,
+}
+
+/// How a boot that ran QEMU ended.
+#[derive(Debug, Clone)]
+pub struct BootReport {
+    /// The markers waited for, in order.
+    pub markers: Vec<String>,
+    /// When each marker seen was seen, in seconds after QEMU started.
+    pub times: Vec<f64>,
+    /// Seconds the boot took.
+    pub seconds: f64,
+    /// The QEMU command line, shell-quoted.
+    pub qemu: String,
+    /// Why the boot failed, if it did.
+    pub failure: Option<BootFailure>,
+}
+
+/// Why a boot failed, and what its user needs to look into it.
+#[derive(Debug, Clone)]
+pub struct BootFailure {
+    /// One line: what went wrong and the first marker not seen.
+    pub message: String,
+    /// The last console lines and how to reproduce the boot by hand.
+    pub details: String,
+}
+
+impl BootReport {
+    /// The `--json` form.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ok": self.failure.is_none(),
+            "seconds": self.seconds,
+            "markers": self.markers.iter().enumerate().map(|(i, m)| serde_json::json!({
+                "text": m,
+                "seconds": self.times.get(i),
+            })).collect::<Vec<_>>(),
+            "qemu": self.qemu,
+        })
+    }
+}
 
 /// What a release keeps of its recipe's `boot` block (`boot.json`), so
 /// `v6build boot RELEASE` needs no flags.
@@ -77,7 +165,8 @@ pub enum Accel {
 }
 
 impl Accel {
-    fn name(self) -> &'static str {
+    /// The `--accel` value.
+    pub fn name(self) -> &'static str {
         match self {
             Accel::Tcg => "tcg",
             Accel::Kvm => "kvm",
@@ -325,16 +414,14 @@ struct Tail {
 }
 
 impl Tail {
-    fn feed(&mut self, bytes: &[u8], echo: bool) {
+    fn feed(&mut self, bytes: &[u8], events: &dyn BootEvents) {
         for &b in bytes {
             if b == b'\n' {
                 let line = String::from_utf8_lossy(&self.partial)
                     .trim_end_matches('\r')
                     .to_string();
                 self.partial.clear();
-                if echo {
-                    eprintln!("console: {line}");
-                }
+                events.console_line(&line);
                 if self.lines.len() == TAIL_LINES {
                     self.lines.pop_front();
                 }
@@ -372,14 +459,10 @@ enum Event {
     Closed,
 }
 
-/// `v6build boot`.
-pub fn boot(cfg: &Config, opts: &BootOptions) -> Outcome {
-    match run(cfg, opts) {
-        Ok(o) | Err(o) => o,
-    }
-}
-
-fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
+/// `v6build boot`: serves the release, boots it in QEMU and waits for
+/// every marker. A boot that ran returns its report (failed or not);
+/// `Err` is a boot that could not start (bad usage, no QEMU).
+pub fn boot(opts: &BootOptions, events: &Arc<dyn BootEvents>) -> Result<BootReport, Outcome> {
     let release = &opts.release;
     if !release.is_dir() {
         return Err(Outcome::Usage(format!(
@@ -426,9 +509,7 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
     }
     let root = std::fs::canonicalize(release)
         .map_err(|e| Outcome::Usage(format!("{}: {e}", release.display())))?;
-    let verbose = cfg.verbosity >= Verbosity::Verbose;
-    let quiet = cfg.verbosity == Verbosity::Quiet;
-    let (_server, port) = serve(root, verbose)
+    let (_server, port) = serve(root, Arc::clone(events))
         .map_err(|e| Outcome::Failure(format!("cannot serve the release on [::1]: {e}")))?;
     let served = format!("http://[{GUEST_HOST}]:{port}");
     let cmdline = kernel_cmdline(spec.as_ref(), &served, opts.cmdline.as_deref());
@@ -438,14 +519,14 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         .map(|a| sh_quote(a))
         .collect::<Vec<_>>()
         .join(" ");
-    if !quiet && !cfg.json {
-        outln!(
-            "boot: serving {} at {served} (host [::1]:{port}), {} marker(s), timeout {timeout} s, accel {}",
-            release.display(),
-            markers.len(),
-            opts.accel.name()
-        );
-    }
+    events.serving(&Serving {
+        release,
+        served: &served,
+        port,
+        markers: markers.len(),
+        timeout,
+        accel: opts.accel,
+    });
     let start = Instant::now();
     // Through util-linux's setpriv where there is one, so that QEMU also
     // dies when this process is killed outright (SIGKILL, SIGTERM) and no
@@ -518,18 +599,11 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         }
         match rx.recv_timeout(deadline - now) {
             Ok(Event::Console(bytes)) => {
-                tail.feed(&bytes, verbose);
+                tail.feed(&bytes, events.as_ref());
                 for i in scan.feed(&bytes) {
                     let secs = start.elapsed().as_secs_f64();
                     times.push(secs);
-                    if !quiet && !cfg.json {
-                        outln!(
-                            "boot: [{}/{}] {:?} after {secs:.1} s",
-                            i + 1,
-                            markers.len(),
-                            markers[i]
-                        );
-                    }
+                    events.marker_seen(i, markers.len(), &markers[i], secs);
                 }
                 if scan.done() {
                     break String::new();
@@ -553,37 +627,28 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         }
     };
     drop(qemu);
-    let elapsed = start.elapsed().as_secs_f64();
-    if cfg.json {
-        let v = serde_json::json!({
-            "ok": failure.is_empty(),
-            "seconds": elapsed,
-            "markers": markers.iter().enumerate().map(|(i, m)| serde_json::json!({
-                "text": m,
-                "seconds": times.get(i),
-            })).collect::<Vec<_>>(),
-            "qemu": reproduce,
-        });
-        outln!("{v}");
-    }
-    if failure.is_empty() {
-        if !quiet && !cfg.json {
-            outln!("boot: every marker seen in {elapsed:.1} s");
-        }
-        return Ok(Outcome::Success);
-    }
-    let missing = &markers[scan.seen()];
-    eprint!(
-        "boot: last {TAIL_LINES} console lines:\n{}boot: to reproduce, serve the release on [::1]:{port} \
-         (e.g. python3 -m http.server --bind ::1 --directory {} {port}) and run:\n  {reproduce}\n",
-        tail.render(),
-        sh_quote(&release.display().to_string())
-    );
-    Err(Outcome::Failure(format!(
-        "{failure}: marker {}/{} {missing:?} not seen",
-        scan.seen() + 1,
-        markers.len()
-    )))
+    let seconds = start.elapsed().as_secs_f64();
+    let failure = (!failure.is_empty()).then(|| BootFailure {
+        message: format!(
+            "{failure}: marker {}/{} {:?} not seen",
+            scan.seen() + 1,
+            markers.len(),
+            markers[scan.seen()]
+        ),
+        details: format!(
+            "boot: last {TAIL_LINES} console lines:\n{}boot: to reproduce, serve the release on [::1]:{port} \
+             (e.g. python3 -m http.server --bind ::1 --directory {} {port}) and run:\n  {reproduce}\n",
+            tail.render(),
+            sh_quote(&release.display().to_string())
+        ),
+    });
+    Ok(BootReport {
+        markers,
+        times,
+        seconds,
+        qemu: reproduce,
+        failure,
+    })
 }
 
 #[cfg(test)]
