@@ -1,5 +1,6 @@
 //! Running a recipe's graph against the cache and writing its release.
 
+use crate::error::DriverError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -94,15 +95,15 @@ fn copied_media(
         f.size,
         &cfg.fetch,
     )
-    .map_err(|e| Outcome::Failure(format!("{} media `{media}`: {e}", f.role.node_name())))?;
+    .map_err(|e| crate::failed(format!("{} media `{media}`", f.role.node_name()), e))?;
     if found.is_some() {
         return Ok(found);
     }
     if f.role == MediaRole::Kernel {
-        return Err(Outcome::Failure(format!(
+        return Err(Outcome::Error(DriverError::Check(format!(
             "kernel media `{media}` is missing at {}; put the file there and run `v6build pin`",
             f.path.display()
-        )));
+        ))));
     }
     Ok(None)
 }
@@ -285,8 +286,8 @@ fn build_once(
     let (epoch, epoch_source) = epoch_and_source(r, recorded_epoch)?;
     // Every host file the layers name is read here, once: keys, layer
     // operations and the manifest all use these bytes.
-    let hosts = HostInputs::read(r, store).map_err(Outcome::Failure)?;
-    let graph = crate::plan::plan(r, epoch, &hosts).map_err(Outcome::Failure)?;
+    let hosts = HostInputs::read(r, store)?;
+    let graph = crate::plan::plan(r, epoch, &hosts)?;
     // Every missing or unpinned media file at once, before any work.
     crate::media_check::before_build(r)?;
     // Files put into the release directory by hand would be deleted.
@@ -309,7 +310,7 @@ fn build_once(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Outcome::Failure(format!("cannot start {threads} threads: {e}")))?;
+        .map_err(|e| crate::failed(format!("cannot start {threads} threads"), e))?;
     let states: Mutex<BTreeMap<String, (&'static str, f64)>> = Mutex::new(BTreeMap::new());
     let blobs = crate::refs::Blobs::new(store);
     let claim = |d: &Digest| blobs.is_reference(d);

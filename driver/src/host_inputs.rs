@@ -8,6 +8,7 @@
 //! cannot be cached under a key computed from other bytes than the ones
 //! applied, and the manifest records the digest of what was applied.
 
+use crate::error::DriverError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,7 @@ pub struct HostInputs {
 impl HostInputs {
     /// Reads every host input of every layer of `recipe` once, putting the
     /// bytes in `blobs`.
-    pub fn read(recipe: &Recipe, blobs: &dyn BlobStore) -> Result<Self, String> {
+    pub fn read(recipe: &Recipe, blobs: &dyn BlobStore) -> Result<Self, DriverError> {
         let mut by_path = BTreeMap::new();
         for layer in &recipe.layers {
             for op in &layer.ops {
@@ -54,7 +55,10 @@ impl HostInputs {
                         continue;
                     }
                     let input = read_one(&h.path, dir, blobs).map_err(|e| {
-                        format!("reading the inputs of layer `{}`: {e}", layer.name)
+                        DriverError::context(
+                            format!("reading the inputs of layer `{}`", layer.name),
+                            e,
+                        )
                     })?;
                     by_path.insert(h.path.clone(), input);
                 }

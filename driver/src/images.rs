@@ -3,6 +3,7 @@
 //! base initrd within the memory limits. Used by the nodes that unpack
 //! bases and by `ls`/`cat`/`diff`, which open the same images.
 
+use crate::error::DriverError;
 use std::io::Read;
 use std::path::Path;
 
@@ -141,37 +142,42 @@ pub(crate) fn stage2_shape(
 /// Reads a base initrd whole, refusing a file larger than the unpacked
 /// limit before allocating for it (no initrd is larger than what it
 /// unpacks to, give or take its headers).
-pub(crate) fn read_initrd(path: &Path, limits: &crate::limits::Limits) -> Result<Vec<u8>, String> {
+pub(crate) fn read_initrd(
+    path: &Path,
+    limits: &crate::limits::Limits,
+) -> Result<Vec<u8>, DriverError> {
+    let at = || path.display().to_string();
     // O_NOFOLLOW|O_NONBLOCK, regular files only (engine::host).
-    let f =
-        v6build_engine::host::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let f = v6build_engine::host::open_regular(path).map_err(|e| DriverError::context(at(), e))?;
     let len = f
         .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|e| DriverError::context(at(), e))?
         .len();
     if len > limits.max_unpacked {
-        return Err(format!(
+        return Err(DriverError::LimitExceeded(format!(
             "{} is {len} bytes, which exceeds limit {} bytes for an initrd (set with {}=SIZE)",
             path.display(),
             limits.max_unpacked,
             crate::limits::ENV_UNPACKED
-        ));
+        )));
     }
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|_| format!("{}: out of memory for {len} bytes", path.display()))?;
+        .map_err(|_| {
+            DriverError::LimitExceeded(format!("{}: out of memory for {len} bytes", at()))
+        })?;
     // Bounded too, in case the file grows after the length was checked.
     f.take(limits.max_unpacked.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| DriverError::context(at(), e))?;
     if bytes.len() as u64 > limits.max_unpacked {
-        return Err(format!(
+        return Err(DriverError::LimitExceeded(format!(
             "{} grew past limit {} bytes for an initrd while it was read (set with {}=SIZE)",
             path.display(),
             limits.max_unpacked,
             crate::limits::ENV_UNPACKED
-        ));
+        )));
     }
     Ok(bytes)
 }

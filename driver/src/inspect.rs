@@ -1,6 +1,7 @@
 //! `v6build ls` and `v6build cat`: look inside an image without unpacking
 //! it to disk. The format is recognised by its magic.
 
+use crate::error::DriverError;
 use std::io::Write;
 use std::path::Path;
 
@@ -341,7 +342,7 @@ fn entry_json(path: &TreePath, node: &Node, link_of: Option<&TreePath>) -> serde
 pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Write) -> Outcome {
     let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
-        Err(e) => return Outcome::Failure(e),
+        Err(e) => return Outcome::Error(DriverError::Check(e)),
     };
     let tp = match TreePath::parse(path) {
         Ok(p) => p,
@@ -352,7 +353,11 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Wri
     } else {
         match tree.get(&tp) {
             Some(n) => n.clone(),
-            None => return Outcome::Failure(format!("{path}: no such entry in the image")),
+            None => {
+                return Outcome::Error(DriverError::Check(format!(
+                    "{path}: no such entry in the image"
+                )));
+            }
         }
     };
     // Only what is listed is read, to name each file by its BLAKE3.
@@ -363,7 +368,7 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Wri
     };
     let node = match node {
         Ok(n) => n,
-        Err(e) => return Outcome::Failure(format!("{}: {e}", image.display())),
+        Err(e) => return crate::failed(format!("{}", image.display()), e),
     };
     let entries = listed(&tp, &node);
     // Later names of a hardlink group point at the first one listed.
@@ -420,7 +425,7 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Wri
 pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Write) -> Outcome {
     let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
-        Err(e) => return Outcome::Failure(e),
+        Err(e) => return Outcome::Error(DriverError::Check(e)),
     };
     let tp = match TreePath::parse(path) {
         Ok(p) => p,
@@ -431,19 +436,23 @@ pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn W
             LeafKind::Regular(c) => match opened.content(&c.digest) {
                 Ok(b) => {
                     if let Err(e) = out.write_all(&b).and_then(|_| out.flush()) {
-                        return Outcome::Failure(format!("writing stdout: {e}"));
+                        return crate::failed("writing stdout", e);
                     }
                     Outcome::Success
                 }
-                Err(e) => Outcome::Failure(format!("{path}: {e}")),
+                Err(e) => crate::failed(path.to_string(), e),
             },
-            LeafKind::Symlink(t) => Outcome::Failure(format!(
+            LeafKind::Symlink(t) => Outcome::Error(DriverError::Check(format!(
                 "{path} is a symlink to {}; cat its target",
                 v6build_fstree::escape(t)
-            )),
-            _ => Outcome::Failure(format!("{path} is not a regular file")),
+            ))),
+            _ => Outcome::Error(DriverError::Check(format!("{path} is not a regular file"))),
         },
-        Some(Node::Dir(_)) => Outcome::Failure(format!("{path} is a directory; use `v6build ls`")),
-        None => Outcome::Failure(format!("{path}: no such entry in the image")),
+        Some(Node::Dir(_)) => Outcome::Error(DriverError::Check(format!(
+            "{path} is a directory; use `v6build ls`"
+        ))),
+        None => Outcome::Error(DriverError::Check(format!(
+            "{path}: no such entry in the image"
+        ))),
     }
 }

@@ -9,6 +9,7 @@ use v6build_engine::recipe::{MediaRole, Recipe};
 use v6build_fstree::Digest;
 
 use crate::dag::{Graph, NodeId};
+use crate::error::DriverError;
 use crate::keys::{EpochParams, LayerDoc, LayerParams};
 use crate::nodes::{
     Image, InitrdPack, Layer, LayerStep, Media, Pack, PackParams, Scan, Stage2Pack, Unpack,
@@ -40,19 +41,19 @@ pub fn plan(
     recipe: &Recipe,
     epoch: i64,
     hosts: &crate::host_inputs::HostInputs,
-) -> Result<Graph<Work>, String> {
+) -> Result<Graph<Work>, DriverError> {
     let mut g = Graph::default();
     let chain = |g: &mut Graph<Work>,
                  image: Image,
                  from: Option<&str>,
                  layers: &[String],
                  pack_params: PackParams|
-     -> Result<(), String> {
+     -> Result<(), DriverError> {
         let mut deps_for_pack = Vec::new();
         let start = if let Some(from) = from {
             let media = recipe
                 .media_named(from)
-                .ok_or_else(|| format!("unknown media `{from}`"))?;
+                .ok_or_else(|| DriverError::Check(format!("unknown media `{from}`")))?;
             let role = match image {
                 Image::Initrd => MediaRole::Initrd,
                 _ => MediaRole::Stage2,
@@ -64,9 +65,9 @@ pub fn plan(
             } else {
                 image
             };
-            let file = media
-                .file(role)
-                .ok_or_else(|| format!("media `{from}` has no {} file", image.name()))?;
+            let file = media.file(role).ok_or_else(|| {
+                DriverError::Check(format!("media `{from}` has no {} file", image.name()))
+            })?;
             let sha = file.sha256.map(|s| s.to_hex());
             let m = add(
                 g,
@@ -120,9 +121,10 @@ pub fn plan(
                 .layers
                 .iter()
                 .position(|l| &l.name == name)
-                .ok_or_else(|| format!("unknown layer `{name}`"))?;
-            let doc = LayerDoc::new(&recipe.layers[idx], hosts)
-                .map_err(|e| format!("reading the inputs of layer `{name}`: {e}"))?;
+                .ok_or_else(|| DriverError::Check(format!("unknown layer `{name}`")))?;
+            let doc = LayerDoc::new(&recipe.layers[idx], hosts).map_err(|e| {
+                DriverError::context(format!("reading the inputs of layer `{name}`"), e)
+            })?;
             let tree = prev.map(|p| g.node(p).key);
             let layer_image = if image == Image::Updates {
                 Image::Stage2

@@ -240,7 +240,8 @@ impl InitrdSource {
         self.loaded
             .get_or_init(|| {
                 let limits = crate::limits::Limits::from_env().map_err(|e| e.to_string())?;
-                let bytes = crate::images::read_initrd(&self.media, &limits)?;
+                let bytes =
+                    crate::images::read_initrd(&self.media, &limits).map_err(|e| e.to_string())?;
                 let (_, kept) = v6build_cpio::Initramfs::parse_kept(&bytes, &limits.cpio())
                     .map_err(|e| {
                         format!(

@@ -148,7 +148,7 @@ fn backend(cfg: &Config, url: &str) -> Result<Box<dyn Backend>, Outcome> {
     if url.starts_with("http://") || url.starts_with("https://") {
         crate::fetch::check_url(url).map_err(|e| usage(format!("--remote: {e}")))?;
         let (roots, proxy) = crate::fetch::roots_and_proxy(url, &cfg.fetch)
-            .map_err(|e| Outcome::Failure(format!("--remote: {e}")))?;
+            .map_err(|e| crate::failed("--remote", e))?;
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(roots)
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -211,7 +211,7 @@ pub fn attach(cfg: &Config, store: &Store) -> Result<(), Outcome> {
     );
     remote
         .connect(store, rc.push)
-        .map_err(|e| Outcome::Failure(e.to_string()))?;
+        .map_err(|e| Outcome::Error(e.into()))?;
     store.set_remote(Arc::new(remote));
     Ok(())
 }
@@ -261,7 +261,7 @@ pub fn prepare(store: &Store, graph: &Graph<Work>) -> Result<Fleet, Outcome> {
     let skipping = !skipping_spoiled();
     let consumers = graph.consumers();
     let mut needed: Vec<bool> = consumers.iter().map(|&c| c == 0 || !skipping).collect();
-    let fail = |e: v6build_cache::remote::RemoteError| Outcome::Failure(e.to_string());
+    let fail = |e: v6build_cache::remote::RemoteError| Outcome::Error(e.into());
     for id in (0..n).rev() {
         let node = graph.node(id);
         if !needed[id] {
@@ -372,7 +372,7 @@ impl Fleet {
             let before = remote.uploaded();
             remote
                 .push_action(store, &node.key)
-                .map_err(|e| Outcome::Failure(e.to_string()))?;
+                .map_err(|e| Outcome::Error(e.into()))?;
             self.nodes[id].uploaded = remote.uploaded() - before;
         }
         Ok(())
@@ -437,10 +437,10 @@ pub fn generate_key(name: &str, dir: &Path) -> Result<String, Outcome> {
             .create_new(true)
             .mode(mode)
             .open(&path)
-            .map_err(|e| Outcome::Failure(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| crate::failed(format!("cannot create {}", path.display()), e))?;
         f.write_all(format!("{text}\n").as_bytes())
             .and_then(|()| f.sync_all())
-            .map_err(|e| Outcome::Failure(format!("writing {}: {e}", path.display())))
+            .map_err(|e| crate::failed(format!("writing {}", path.display()), e))
     };
     let public = key.public().to_text();
     write(dir.join(format!("{name}.secret")), key.to_text(), 0o600)?;

@@ -14,6 +14,7 @@
 //! are the same on both sides). Other files are compared by size and
 //! sha256, with a unified diff for small text files under `--content`.
 
+use crate::error::DriverError;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -123,12 +124,12 @@ fn media_side(recipe: &Path) -> Result<Side, Outcome> {
             };
             if role_used {
                 if !f.path.is_file() {
-                    return Err(Outcome::Failure(format!(
+                    return Err(Outcome::Error(DriverError::Check(format!(
                         "media {} {} is not on disk at {}",
                         m.name,
                         f.role.node_name(),
                         f.path.display()
-                    )));
+                    ))));
                 }
                 artifacts
                     .entry(release_path(f.role, &f.path))
@@ -479,7 +480,7 @@ pub fn diff(args: &DiffArgs) -> Differences {
         match r {
             Ok(Some(d)) => changed.push((n, d)),
             Ok(None) => {}
-            Err(e) => return Outcome::Failure(e).into(),
+            Err(e) => return Outcome::Error(DriverError::Check(e)).into(),
         }
     }
     let v: Vec<Value> = changed.iter().map(|(n, d)| detail_json(n, d)).collect();

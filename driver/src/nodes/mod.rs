@@ -166,38 +166,14 @@ impl Out {
     }
 }
 
-/// A failure while running a node.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// A recipe-level failure (an operation that does not apply), with a span.
-    #[error("{0}")]
-    Recipe(Box<v6build_engine::recipe::RecipeError>),
-    /// Anything else, with the kind of failure its source made.
-    #[error("{node}: {source}")]
-    Failed {
-        /// Node name.
-        node: String,
-        /// What went wrong.
-        #[source]
-        source: DriverError,
-    },
-}
+/// A failure while running a node: a [`DriverError`], whose context is
+/// the node's name (see [`fail`]), or a recipe error with the span of the
+/// operation that failed.
+pub type NodeError = DriverError;
 
-impl NodeError {
-    /// The cause of a failure that is not a recipe error.
-    pub fn cause(&self) -> Option<&DriverError> {
-        match self {
-            NodeError::Failed { source, .. } => Some(source),
-            NodeError::Recipe(_) => None,
-        }
-    }
-}
-
+/// `source`, as the failure of node `node` (`NODE: SOURCE`).
 pub(crate) fn fail(node: &str, source: impl Into<DriverError>) -> NodeError {
-    NodeError::Failed {
-        node: node.to_string(),
-        source: source.into(),
-    }
+    DriverError::context(node, source)
 }
 
 /// Everything a running node needs.
