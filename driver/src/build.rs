@@ -1,6 +1,5 @@
 //! Running a recipe's graph against the cache and writing its release.
 
-use crate::error::DriverError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -12,6 +11,7 @@ use v6build_engine::recipe::{MediaFile, MediaRole, Recipe};
 use v6build_fstree::Digest;
 
 use crate::dag::Node;
+use crate::error::DriverError;
 use crate::host_inputs::HostInputs;
 use crate::manifest::{EPOCH_FROM_ENV, EPOCH_FROM_RECIPE, Manifest};
 use crate::nodes::{self, Ctx, Media, Out, Work};

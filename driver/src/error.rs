@@ -56,6 +56,10 @@ pub enum DriverError {
         #[source]
         source: Box<DriverError>,
     },
+    /// A file that is none of the formats the driver reads (the message
+    /// says what it is instead).
+    #[error("{0}")]
+    Unsupported(String),
     /// A memory limit exceeded before the allocation it guards (the
     /// message names the limit and the variable that sets it).
     #[error("{0}")]
@@ -151,6 +155,7 @@ impl DriverError {
             DriverError::Fetch(_) => ErrorKind::Fetch,
             DriverError::Limit(_) | DriverError::LimitExceeded(_) => ErrorKind::Limit,
             DriverError::Recipe(_) => ErrorKind::Recipe,
+            DriverError::Unsupported(_) => ErrorKind::Unsupported,
             DriverError::Check(_) => ErrorKind::Check,
         }
     }

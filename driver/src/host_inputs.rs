@@ -8,13 +8,14 @@
 //! cannot be cached under a key computed from other bytes than the ones
 //! applied, and the manifest records the digest of what was applied.
 
-use crate::error::DriverError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use v6build_engine::ops::OverlaySource;
 use v6build_engine::recipe::{Operation, Recipe};
 use v6build_fstree::{BlobStore, Content, Digest};
+
+use crate::error::DriverError;
 
 /// One host input as it was read.
 #[derive(Debug, Clone)]

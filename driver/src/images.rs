@@ -3,11 +3,12 @@
 //! base initrd within the memory limits. Used by the nodes that unpack
 //! bases and by `ls`/`cat`/`diff`, which open the same images.
 
-use crate::error::DriverError;
 use std::io::Read;
 use std::path::Path;
 
 use v6build_fstree::{BlobStore, Content, LeafKind, Node, Tree, TreePath};
+
+use crate::error::DriverError;
 
 /// The kinds of image `ls`/`cat` understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

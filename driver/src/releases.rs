@@ -9,13 +9,13 @@
 //! root keeps). The release directory under `--out` is the user's: `rm`
 //! leaves it alone, and the next `gc` frees what only that release kept.
 
-use crate::error::DriverError;
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde_json::json;
 use v6build_cache::{RootKind, Store, StoreOptions};
 
+use crate::error::DriverError;
 use crate::{Config, Outcome, Verbosity};
 
 /// How many build roots `gc` keeps unless told otherwise: the number every

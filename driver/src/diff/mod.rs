@@ -14,26 +14,20 @@
 //! are the same on both sides). Other files are compared by size and
 //! sha256, with a unified diff for small text files under `--content`.
 
-use crate::error::DriverError;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rayon::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use v6build_engine::recipe::MediaRole;
-use v6build_fstree::{Digest, LeafKind, MemBlobs, Node, Tree, TreePath, escape};
 
 use crate::Outcome;
-use crate::inspect::{Format, Opened, sniff};
+use crate::error::DriverError;
 
 mod shortcut;
-use shortcut::*;
 
 mod tree;
-use tree::*;
+use tree::{Detail, EntryDiff, SegInfo, is_image, open_image, small_text, tree_diff, unified_diff};
 
 /// Files larger than this are never shown as a unified diff.
 pub const CONTENT_DIFF_MAX: u64 = 64 * 1024;
@@ -68,8 +62,8 @@ struct Sum {
     sha256: String,
 }
 
-fn sum_file(p: &Path) -> Result<Sum, String> {
-    let reading = |e: std::io::Error| format!("reading {}: {e}", p.display());
+fn sum_file(p: &Path) -> Result<Sum, DriverError> {
+    let reading = |e: std::io::Error| DriverError::context(format!("reading {}", p.display()), e);
     let mut f = std::fs::File::open(p).map_err(reading)?;
     let mut h = Sha256::new();
     let size = v6build_fstree::host::for_each_chunk(&mut f, |b| {
@@ -85,8 +79,9 @@ fn sum_file(p: &Path) -> Result<Sum, String> {
 
 /// Every file below `dir` that is not a directory, by `/`-separated
 /// relative path. Symlinks are listed by their own path and never followed.
-fn release_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
-    let entries = crate::release::release_entries(dir).map_err(|e| format!("reading {e}"))?;
+fn release_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, DriverError> {
+    let entries =
+        crate::release::release_entries(dir).map_err(|e| DriverError::context("reading", e))?;
     Ok(entries.into_iter().map(|(r, e)| (r, e.path)).collect())
 }
 
@@ -149,7 +144,7 @@ fn path_side(p: &Path) -> Result<Side, Outcome> {
     if meta.is_dir() {
         Ok(Side {
             label: p.display().to_string(),
-            artifacts: release_files(p).map_err(Outcome::Failure)?,
+            artifacts: release_files(p).map_err(Outcome::Error)?,
             single: false,
         })
     } else if meta.is_file() {
@@ -199,7 +194,7 @@ fn pair_single(single: &mut Side, other: &Side) {
     }
 }
 
-fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detail>, String> {
+fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detail>, DriverError> {
     let (sa, sb) = rayon::join(|| sum_file(a), || sum_file(b));
     let (sa, sb) = (sa?, sb?);
     if sa == sb {
@@ -226,8 +221,11 @@ fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detai
     }
     let mut unified = None;
     if content && sa.size <= CONTENT_DIFF_MAX && sb.size <= CONTENT_DIFF_MAX {
-        let ba = std::fs::read(a).map_err(|e| format!("reading {}: {e}", a.display()))?;
-        let bb = std::fs::read(b).map_err(|e| format!("reading {}: {e}", b.display()))?;
+        let read = |p: &Path| {
+            std::fs::read(p)
+                .map_err(|e| DriverError::context(format!("reading {}", p.display()), e))
+        };
+        let (ba, bb) = (read(a)?, read(b)?);
         if let (Some(ta), Some(tb)) = (small_text(&ba), small_text(&bb)) {
             unified = Some(unified_diff(
                 &format!("a/{name}"),
@@ -260,7 +258,7 @@ pub struct ImageChange {
 }
 
 /// The entries that differ between two images (for `verify`'s report).
-pub fn diff_images(a: &Path, b: &Path) -> Result<Vec<ImageChange>, String> {
+pub fn diff_images(a: &Path, b: &Path) -> Result<Vec<ImageChange>, DriverError> {
     let (ia, ib) = (open_image(a, false)?, open_image(b, false)?);
     Ok(tree_diff(&ia, &ib, false)?
         .0
@@ -463,7 +461,7 @@ pub fn diff(args: &DiffArgs) -> Differences {
         names.extend(b.artifacts.keys().filter(|k| !a.artifacts.contains_key(*k)));
     }
     names.sort();
-    let results: Vec<(String, Result<Option<Detail>, String>)> = names
+    let results: Vec<(String, Result<Option<Detail>, DriverError>)> = names
         .iter()
         .map(|n| {
             let r = match (a.artifacts.get(*n), b.artifacts.get(*n)) {
@@ -480,7 +478,7 @@ pub fn diff(args: &DiffArgs) -> Differences {
         match r {
             Ok(Some(d)) => changed.push((n, d)),
             Ok(None) => {}
-            Err(e) => return Outcome::Error(DriverError::Check(e)).into(),
+            Err(e) => return Outcome::Error(e).into(),
         }
     }
     let v: Vec<Value> = changed.iter().map(|(n, d)| detail_json(n, d)).collect();

@@ -3,7 +3,6 @@
 //! the boot files, `SHA256SUMS` and the manifest, written into a fresh
 //! directory and put in place in one rename ([`super::ReleaseWriter`]).
 
-use crate::error::DriverError;
 use std::path::{Path, PathBuf};
 
 use v6build_cache::Store;
@@ -13,6 +12,7 @@ use v6build_fstree::Digest;
 use super::ReleaseWriter;
 use crate::Outcome;
 use crate::dag::Graph;
+use crate::error::DriverError;
 use crate::host_inputs::HostInputs;
 use crate::manifest::{
     FileDigest, LayerKey, Manifest, MediaInput, RecipeRoot, ReleaseInfo, SCHEMA_VERSION,

@@ -19,18 +19,18 @@
 //! Exit codes: 0 reproduced, 1 tampered or not reproduced, 2 usage, 3
 //! inputs changed or missing.
 
-use crate::error::DriverError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use crate::error::DriverError;
 use crate::manifest::{Manifest, RecipeRoot, SCHEMA_VERSION};
 use crate::{Config, Outcome, Verbosity};
 
 mod files;
-use files::*;
+use files::{check_files, value_diff};
 
 /// Exit code for "inputs changed or missing".
 pub const EXIT_INPUTS_CHANGED: u8 = 3;

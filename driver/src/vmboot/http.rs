@@ -2,8 +2,16 @@
 //! the guest (range requests, no symlinks out of the release), and the
 //! QEMU child that is killed when dropped.
 
-#[allow(unused_imports)]
-use super::*;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::BootEvents;
 
 /// Kills and reaps QEMU however the boot ends (return, error, panic).
 pub(super) struct Qemu(pub(super) Child);

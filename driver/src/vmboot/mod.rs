@@ -9,27 +9,24 @@
 //! `http://[fec0::2]:PORT/…`. The console is read from QEMU's stdout and
 //! searched for each marker in order.
 
-use crate::error::DriverError;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Outcome;
+use crate::error::DriverError;
 
 mod events;
 mod http;
 pub use events::{BootEvents, BootFailure, BootReport, NoBootEvents, Serving};
-use http::*;
+use http::{Qemu, serve};
 
 /// The file in a release that records the recipe's `boot` block.
 pub const BOOT_JSON: &str = "boot.json";

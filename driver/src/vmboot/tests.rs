@@ -1,3 +1,8 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use super::http::{Range, parse_range, resolve, serve};
+
 use super::*;
 
 #[test]
