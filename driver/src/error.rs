@@ -74,6 +74,10 @@ pub enum DriverError {
         #[source]
         source: Box<DriverError>,
     },
+    /// A failure remembered and reported again (a base that failed to
+    /// open once fails every reader the same way).
+    #[error(transparent)]
+    Shared(std::sync::Arc<DriverError>),
     /// A check of the driver's own (a pin that does not match, a base of
     /// the wrong layout, a limit exceeded), said in words.
     #[error("{0}")]
@@ -114,6 +118,11 @@ impl DriverError {
         }
     }
 
+    /// A remembered failure, to report again.
+    pub fn shared(e: &std::sync::Arc<DriverError>) -> DriverError {
+        DriverError::Shared(std::sync::Arc::clone(e))
+    }
+
     /// The kind of the failure at the bottom of the context chain.
     pub fn kind(&self) -> ErrorKind {
         use v6build_cache::CacheError as C;
@@ -121,6 +130,7 @@ impl DriverError {
             DriverError::Context { source, .. } | DriverError::Explained { source, .. } => {
                 source.kind()
             }
+            DriverError::Shared(e) => e.kind(),
             DriverError::Cache(C::Corrupt(_) | C::InvalidTree(_)) => ErrorKind::Corrupt,
             DriverError::Cache(C::Io { .. } | C::Input(_)) => ErrorKind::Io,
             DriverError::Cache(C::Unsupported { .. }) => ErrorKind::Unsupported,
@@ -167,6 +177,7 @@ impl DriverError {
             DriverError::Context { source, .. } | DriverError::Explained { source, .. } => {
                 source.recipe()
             }
+            DriverError::Shared(e) => e.recipe(),
             DriverError::Recipe(e) => Some(e),
             _ => None,
         }

@@ -109,33 +109,33 @@ pub(crate) fn stage2_shape(
     outer: &Tree,
     store: &dyn BlobStore,
     expect: Option<v6build_engine::recipe::Stage2Layout>,
-) -> Result<Shape, String> {
+) -> Result<Shape, DriverError> {
     use v6build_engine::recipe::Stage2Layout;
     let found = NESTED_IMAGES.iter().find_map(|p| {
         let path = TreePath::parse(p).ok()?;
         outer.get(&path).map(|n| (path, n))
     });
     match (found, expect) {
-        (None, Some(Stage2Layout::El7)) => Err(format!(
+        (None, Some(Stage2Layout::El7)) => Err(DriverError::Check(format!(
             "the recipe says layout \"el7\", but the base squashfs has no {}",
             NESTED_IMAGES.join(" or ")
-        )),
+        ))),
         (None, _) => Ok(Shape::Plain),
         (Some((path, node)), expect) => match (not_ext4(node, store), expect) {
-            (None, Some(Stage2Layout::Plain)) => Err(format!(
+            (None, Some(Stage2Layout::Plain)) => Err(DriverError::Check(format!(
                 "the recipe says layout \"plain\", but the base squashfs wraps an ext4 image at {path} (an EL7-style stage2); say layout \"el7\" or drop `layout`"
-            )),
+            ))),
             (None, _) => match node {
                 Node::Leaf(l) => match &l.kind {
                     LeafKind::Regular(c) => Ok(Shape::Nested(path, *c)),
-                    _ => Err(format!("{path} is not a regular file")),
+                    _ => Err(DriverError::Check(format!("{path} is not a regular file"))),
                 },
-                Node::Dir(_) => Err(format!("{path} is a directory")),
+                Node::Dir(_) => Err(DriverError::Check(format!("{path} is a directory"))),
             },
             (Some(_), Some(Stage2Layout::Plain)) => Ok(Shape::Plain),
-            (Some(why), _) => Err(format!(
+            (Some(why), _) => Err(DriverError::Check(format!(
                 "the base squashfs has {path}, which makes it an EL7-style stage2, but {path} is not a valid ext4 image: {why}; if this stage2 really holds its tree directly, say layout \"plain\" in the stage2 output"
-            )),
+            ))),
         },
     }
 }

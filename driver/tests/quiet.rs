@@ -3,7 +3,9 @@
 //! `vmboot::BootEvents`, a writer for `ls`/`cat`), and `cli` prints. So no
 //! source file of the crate, its unit tests included, names a print macro
 //! or the process's stdout/stderr. Read from the source text, so a new
-//! `eprintln!` fails here, not in review.
+//! `eprintln!` fails here, not in review. Its errors are typed
+//! (`DriverError`, which keeps the kind a codec, the cache or the recipe
+//! gave them): no function of it returns a `String` as its error.
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +73,45 @@ fn driver_never_prints() {
     assert!(
         bad.is_empty(),
         "the driver prints (report through a sink or return data):\n{}",
+        bad.join("\n")
+    );
+}
+
+/// A `Result` whose error type is `String`, outside `//` comments.
+fn string_errors(text: &str) -> Vec<usize> {
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or_default();
+        if let Some(i) = code.find("Result<")
+            && code[i..].replace(' ', "").contains(",String>")
+        {
+            found.push(n + 1);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_scan_sees_a_string_error() {
+    assert_eq!(string_errors("fn f() -> Result<u8, String> {"), [1]);
+    assert_eq!(string_errors("fn f() -> Result<u8, DriverError> {"), []);
+    assert_eq!(string_errors("// Result<u8, String>"), []);
+}
+
+#[test]
+fn driver_returns_no_string_errors() {
+    let mut files = Vec::new();
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let mut bad = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for line in string_errors(&text) {
+            bad.push(format!("{}:{line}", f.display()));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "String errors in the driver (use DriverError):\n{}",
         bad.join("\n")
     );
 }
