@@ -23,6 +23,19 @@ fn repo() -> PathBuf {
 
 const EPOCH: i64 = 1449187200;
 
+/// A quiet build into `dir`'s `out` with its own cache.
+fn quiet_config(dir: &Path) -> Config {
+    Config {
+        out_dir: dir.join("out"),
+        cache_dir: dir.join("cache"),
+        jobs: Some(2),
+        json: false,
+        verbosity: Verbosity::Quiet,
+        fetch: Default::default(),
+        remote: Default::default(),
+    }
+}
+
 #[test]
 fn demo_plan_has_one_chain_per_image_with_layers_collapsed() {
     let r = v6build_engine::recipe::load(&repo().join("recipes/demo.kdl")).unwrap();
@@ -110,15 +123,7 @@ fn an_updates_output_shares_the_stage2_nodes() {
 #[test]
 fn every_node_kind_records_and_restores_its_output() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        out_dir: dir.path().join("out"),
-        cache_dir: dir.path().join("cache"),
-        jobs: Some(2),
-        json: false,
-        verbosity: Verbosity::Quiet,
-        fetch: Default::default(),
-        remote: Default::default(),
-    };
+    let cfg = quiet_config(dir.path());
     let recipe = repo().join("recipes/demo.kdl");
     let summary =
         v6build_driver::build::build_recipes(&cfg, std::slice::from_ref(&recipe), &NoEvents)
@@ -245,15 +250,7 @@ fn every_node_kind_records_and_restores_its_output() {
 #[test]
 fn a_record_with_an_unknown_output_is_a_miss() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        out_dir: dir.path().join("out"),
-        cache_dir: dir.path().join("cache"),
-        jobs: Some(2),
-        json: false,
-        verbosity: Verbosity::Quiet,
-        fetch: Default::default(),
-        remote: Default::default(),
-    };
+    let cfg = quiet_config(dir.path());
     let recipe = repo().join("recipes/demo.kdl");
     let build = || {
         v6build_driver::build::build_recipes(&cfg, std::slice::from_ref(&recipe), &NoEvents)

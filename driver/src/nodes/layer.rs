@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use v6build_cache::{ActionKey, ActionRecord, Store};
 use v6build_fstree::{Digest, Tree};
 
-use super::record::{from_record, tree_usable};
+use super::record::restore_tree;
 use super::{Ctx, Image, NodeError, NodeKind, Out, TreeOut, TreeRef, fail, tree_input};
 
 /// A layer node: a run of layers in order. [`crate::plan::plan`]
@@ -99,7 +99,6 @@ impl NodeKind for Layer {
         claim: &dyn Fn(&Digest) -> bool,
         rec: &ActionRecord,
     ) -> Option<Out> {
-        let o: TreeOut = from_record(rec)?;
-        tree_usable(store, claim, &o.tree).then_some(Out::Tree(o))
+        restore_tree(store, claim, rec)
     }
 }

@@ -176,6 +176,17 @@ pub(super) fn tree_usable(store: &Store, claim: &dyn Fn(&Digest) -> bool, t: &Tr
     })
 }
 
+/// A [`TreeOut`] record restored, if its tree is usable (see
+/// [`tree_usable`]).
+pub(super) fn restore_tree(
+    store: &Store,
+    claim: &dyn Fn(&Digest) -> bool,
+    rec: &ActionRecord,
+) -> Option<super::Out> {
+    let o: TreeOut = from_record(rec)?;
+    tree_usable(store, claim, &o.tree).then_some(super::Out::Tree(o))
+}
+
 /// A tree that reads back verified; its files are references into a base
 /// (checked when they are read).
 pub(super) fn tree_present(store: &Store, t: &TreeRef) -> bool {

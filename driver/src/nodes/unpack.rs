@@ -11,7 +11,7 @@ use serde_json::json;
 use v6build_cache::{ActionKey, ActionRecord, Store};
 use v6build_fstree::{Digest, Tree};
 
-use super::record::{blob_present, from_record, tree_present, tree_usable};
+use super::record::{blob_present, from_record, restore_tree, tree_present};
 use super::{
     BlobRef, Ctx, Image, NodeError, NodeKind, Out, TreeOut, TreeRef, UnpackInitrdOut, fail,
     media_path, scan_input,
@@ -84,8 +84,7 @@ impl NodeKind for Unpack {
             return (tree_present(store, &o.tree) && blob_present(store, &o.parse))
                 .then_some(Out::UnpackInitrd(o));
         }
-        let o: TreeOut = from_record(rec)?;
-        tree_usable(store, claim, &o.tree).then_some(Out::Tree(o))
+        restore_tree(store, claim, rec)
     }
 }
 
