@@ -199,6 +199,7 @@ pub struct Ctx<'a> {
     pub stats: std::sync::Mutex<BTreeMap<String, Value>>,
 }
 
+/// The media file among a node's inputs.
 fn media_path(inputs: &[&Out]) -> Option<PathBuf> {
     inputs.iter().find_map(|o| match o {
         Out::Media(m) => Some(m.path.clone()),
@@ -224,17 +225,12 @@ fn tree_input(inputs: &[&Out]) -> Option<Digest> {
     inputs.iter().rev().find_map(|o| o.tree())
 }
 
-/// The media file among a node's inputs.
-pub fn media_input(inputs: &[&Out]) -> Option<PathBuf> {
-    media_path(inputs)
-}
-
 impl Ctx<'_> {
     /// Tells the reference resolver about a base a node's output describes
     /// (a scanned stage2, an unpacked initrd), before any node that reads
     /// its references runs: for a node that ran and for one restored.
     pub fn register(&self, inputs: &[&Out], out: &Out) {
-        let Some(media) = media_input(inputs) else {
+        let Some(media) = media_path(inputs) else {
             return;
         };
         match out {
