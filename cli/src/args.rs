@@ -582,7 +582,7 @@ pub fn run() -> ExitCode {
             cmdline,
             accel,
             ..
-        } => engine::vmboot::boot(
+        } => crate::boot_cmd::boot(
             &cfg,
             &engine::vmboot::BootOptions {
                 release,

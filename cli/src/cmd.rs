@@ -64,11 +64,11 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
     // Host inputs are hashed, not kept: plan writes nothing.
     let hosts = match v6build_driver::host_inputs::HostInputs::read(&r, &v6build_fstree::HashOnly) {
         Ok(h) => h,
-        Err(e) => return Outcome::Failure(e),
+        Err(e) => return Outcome::from(e),
     };
     let graph = match v6build_driver::plan::plan(&r, epoch, &hosts) {
         Ok(g) => g,
-        Err(e) => return Outcome::Failure(e),
+        Err(e) => return Outcome::from(e),
     };
     // The cache is only read; a missing one means everything is to build.
     let store = Store::open(&cfg.cache_dir).ok();
@@ -229,6 +229,7 @@ pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
     // or corrupt input) is 2, never mistaken for a difference.
     match d.outcome {
         Outcome::Failure(msg) => Outcome::Usage(msg),
+        Outcome::Error(e) => Outcome::Usage(e.to_string()),
         other => other,
     }
 }
@@ -303,5 +304,11 @@ pub fn report(_cfg: &Config, outcome: Outcome) -> ExitCode {
             ExitCode::from(3)
         }
         Outcome::Differs => ExitCode::from(1),
+        // Every kind of typed failure is a failed command (a mistake in
+        // the recipe text arrives as `BadRecipe`, exit 2).
+        Outcome::Error(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }

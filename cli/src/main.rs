@@ -13,6 +13,7 @@ macro_rules! outln {
 }
 
 mod args;
+mod boot_cmd;
 mod cmd;
 mod diag;
 mod opts;

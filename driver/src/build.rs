@@ -11,9 +11,10 @@ use v6build_engine::recipe::{MediaFile, MediaRole, Recipe};
 use v6build_fstree::Digest;
 
 use crate::dag::Node;
+use crate::error::DriverError;
 use crate::host_inputs::HostInputs;
 use crate::manifest::{EPOCH_FROM_ENV, EPOCH_FROM_RECIPE, Manifest};
-use crate::nodes::{self, Ctx, Image, Out, Work};
+use crate::nodes::{self, Ctx, Media, Out, Work};
 use crate::progress::BuildEvents;
 use crate::release::assemble::Assembly;
 use crate::{Config, Outcome};
@@ -49,9 +50,9 @@ impl NodeState {
 
 /// A node's state, looking only (never writing) at the cache.
 pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
-    if let Work::Media {
+    if let Work::Media(Media {
         path, url, sha256, ..
-    } = &node.work
+    }) = &node.work
     {
         // A fetched file counts as present (the build still re-hashes it).
         let fetched = |sha: &String| {
@@ -67,7 +68,9 @@ pub fn node_state(store: Option<&Store>, node: &Node<Work>) -> NodeState {
     }
     match store.and_then(|s| s.get_action(&node.key).ok().flatten().map(|r| (s, r))) {
         // A prediction: references into a base are taken as resolvable.
-        Some((s, rec)) if nodes::from_record(s, &|_| true, &rec).is_some() => NodeState::Cached,
+        Some((s, rec)) if node.work.kind().restore(s, &|_| true, &rec).is_some() => {
+            NodeState::Cached
+        }
         _ => NodeState::ToBuild,
     }
 }
@@ -92,15 +95,15 @@ fn copied_media(
         f.size,
         &cfg.fetch,
     )
-    .map_err(|e| Outcome::Failure(format!("{} media `{media}`: {e}", f.role.node_name())))?;
+    .map_err(|e| crate::failed(format!("{} media `{media}`", f.role.node_name()), e))?;
     if found.is_some() {
         return Ok(found);
     }
     if f.role == MediaRole::Kernel {
-        return Err(Outcome::Failure(format!(
+        return Err(Outcome::Error(DriverError::Check(format!(
             "kernel media `{media}` is missing at {}; put the file there and run `v6build pin`",
             f.path.display()
-        )));
+        ))));
     }
     Ok(None)
 }
@@ -174,13 +177,9 @@ impl BuildSummary {
 /// The key documents a node's action record keeps for `plan --explain`:
 /// each layer's key for a layer node, the node's key otherwise.
 pub fn node_keys(node: &Node<Work>) -> v6build_cache::NodeKeys {
-    let keys = match &node.work {
-        Work::Layer(_, steps) => steps.iter().map(|s| s.action.clone()).collect(),
-        _ => vec![node.action.clone()],
-    };
     v6build_cache::NodeKeys {
         name: node.name.clone(),
-        keys,
+        keys: node.work.key_docs(&node.action),
     }
 }
 
@@ -287,8 +286,8 @@ fn build_once(
     let (epoch, epoch_source) = epoch_and_source(r, recorded_epoch)?;
     // Every host file the layers name is read here, once: keys, layer
     // operations and the manifest all use these bytes.
-    let hosts = HostInputs::read(r, store).map_err(Outcome::Failure)?;
-    let graph = crate::plan::plan(r, epoch, &hosts).map_err(Outcome::Failure)?;
+    let hosts = HostInputs::read(r, store)?;
+    let graph = crate::plan::plan(r, epoch, &hosts)?;
     // Every missing or unpinned media file at once, before any work.
     crate::media_check::before_build(r)?;
     // Files put into the release directory by hand would be deleted.
@@ -311,29 +310,10 @@ fn build_once(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
-        .map_err(|e| Outcome::Failure(format!("cannot start {threads} threads: {e}")))?;
+        .map_err(|e| crate::failed(format!("cannot start {threads} threads"), e))?;
     let states: Mutex<BTreeMap<String, (&'static str, f64)>> = Mutex::new(BTreeMap::new());
     let blobs = crate::refs::Blobs::new(store);
     let claim = |d: &Digest| blobs.is_reference(d);
-    // A scanned base (cached or just run) is registered before any node
-    // that reads its references runs.
-    let register = |node: &Node<Work>, inputs: &[&Out], out: &Out| {
-        if let (Work::Scan { .. }, Out::Scan { outer, blocks }) = (&node.work, out)
-            && let Some(media) = nodes::media_input(inputs)
-        {
-            let nested = store
-                .get_tree(outer)
-                .ok()
-                .and_then(|t| crate::images::nested_candidate(&t))
-                .map(|c| c.digest);
-            blobs.register_scan(media, *blocks, nested);
-        }
-        if let (Work::Unpack(Image::Initrd), Out::Parsed { parse, .. }) = (&node.work, out)
-            && let Some(media) = nodes::media_input(inputs)
-        {
-            blobs.register_initrd(media, *parse, None);
-        }
-    };
     // Which nodes the local store or the remote serve, and which need not run.
     let mut fleet = crate::remote::prepare(store, &graph)?;
     let ctx = Ctx {
@@ -356,11 +336,11 @@ fn build_once(
                     return Ok(crate::remote::Fleet::placeholder(node));
                 }
                 events.node_key(&node.name, &node.key, &node.action);
-                if !matches!(node.work, Work::Media { .. })
-                    && let Ok(Some(rec)) = store.get_action(&node.key)
-                    && let Some(out) = nodes::from_record(store, &claim, &rec)
+                let kind = node.work.kind();
+                if let Ok(Some(rec)) = store.get_action(&node.key)
+                    && let Some(out) = kind.restore(store, &claim, &rec)
                 {
-                    register(node, inputs, &out);
+                    ctx.register(inputs, &out);
                     if let Ok(mut s) = states.lock() {
                         s.insert(node.name.clone(), (fleet.hit_word(id), 0.0));
                     }
@@ -375,19 +355,19 @@ fn build_once(
                 }
                 events.node_started(&node.name);
                 let began = Instant::now();
-                let result = ctx.run(&node.name, &node.work, inputs);
+                let result = kind.run(&ctx, &node.name, inputs);
                 let took = began.elapsed();
                 let outcome = if result.is_ok() { "done" } else { "FAILED" };
                 events.node_finished(&node.name, outcome, took);
                 let out = result?;
-                register(node, inputs, &out);
-                if let Some(mut rec) = nodes::record(&out) {
+                ctx.register(inputs, &out);
+                if let Some(mut rec) = out.record() {
                     rec.node = Some(node_keys(node));
                     store
                         .put_action(&node.key, &rec)
                         .map_err(|e| nodes::fail(&node.name, e))?;
                 }
-                let word = if matches!(node.work, Work::Media { .. }) {
+                let word = if matches!(out, Out::Media(_)) {
                     "checked"
                 } else {
                     "run"

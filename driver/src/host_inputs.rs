@@ -15,6 +15,8 @@ use v6build_engine::ops::OverlaySource;
 use v6build_engine::recipe::{Operation, Recipe};
 use v6build_fstree::{BlobStore, Content, Digest};
 
+use crate::error::DriverError;
+
 /// One host input as it was read.
 #[derive(Debug, Clone)]
 pub(crate) enum HostInput {
@@ -44,7 +46,7 @@ pub struct HostInputs {
 impl HostInputs {
     /// Reads every host input of every layer of `recipe` once, putting the
     /// bytes in `blobs`.
-    pub fn read(recipe: &Recipe, blobs: &dyn BlobStore) -> Result<Self, String> {
+    pub fn read(recipe: &Recipe, blobs: &dyn BlobStore) -> Result<Self, DriverError> {
         let mut by_path = BTreeMap::new();
         for layer in &recipe.layers {
             for op in &layer.ops {
@@ -54,7 +56,10 @@ impl HostInputs {
                         continue;
                     }
                     let input = read_one(&h.path, dir, blobs).map_err(|e| {
-                        format!("reading the inputs of layer `{}`: {e}", layer.name)
+                        DriverError::context(
+                            format!("reading the inputs of layer `{}`", layer.name),
+                            e,
+                        )
                     })?;
                     by_path.insert(h.path.clone(), input);
                 }

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use v6build_fstree::{BlobStore, Content, LeafKind, Node, Tree, TreePath};
 
+use crate::error::DriverError;
+
 /// The kinds of image `ls`/`cat` understand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -107,33 +109,33 @@ pub(crate) fn stage2_shape(
     outer: &Tree,
     store: &dyn BlobStore,
     expect: Option<v6build_engine::recipe::Stage2Layout>,
-) -> Result<Shape, String> {
+) -> Result<Shape, DriverError> {
     use v6build_engine::recipe::Stage2Layout;
     let found = NESTED_IMAGES.iter().find_map(|p| {
         let path = TreePath::parse(p).ok()?;
         outer.get(&path).map(|n| (path, n))
     });
     match (found, expect) {
-        (None, Some(Stage2Layout::El7)) => Err(format!(
+        (None, Some(Stage2Layout::El7)) => Err(DriverError::Check(format!(
             "the recipe says layout \"el7\", but the base squashfs has no {}",
             NESTED_IMAGES.join(" or ")
-        )),
+        ))),
         (None, _) => Ok(Shape::Plain),
         (Some((path, node)), expect) => match (not_ext4(node, store), expect) {
-            (None, Some(Stage2Layout::Plain)) => Err(format!(
+            (None, Some(Stage2Layout::Plain)) => Err(DriverError::Check(format!(
                 "the recipe says layout \"plain\", but the base squashfs wraps an ext4 image at {path} (an EL7-style stage2); say layout \"el7\" or drop `layout`"
-            )),
+            ))),
             (None, _) => match node {
                 Node::Leaf(l) => match &l.kind {
                     LeafKind::Regular(c) => Ok(Shape::Nested(path, *c)),
-                    _ => Err(format!("{path} is not a regular file")),
+                    _ => Err(DriverError::Check(format!("{path} is not a regular file"))),
                 },
-                Node::Dir(_) => Err(format!("{path} is a directory")),
+                Node::Dir(_) => Err(DriverError::Check(format!("{path} is a directory"))),
             },
             (Some(_), Some(Stage2Layout::Plain)) => Ok(Shape::Plain),
-            (Some(why), _) => Err(format!(
+            (Some(why), _) => Err(DriverError::Check(format!(
                 "the base squashfs has {path}, which makes it an EL7-style stage2, but {path} is not a valid ext4 image: {why}; if this stage2 really holds its tree directly, say layout \"plain\" in the stage2 output"
-            )),
+            ))),
         },
     }
 }
@@ -141,37 +143,42 @@ pub(crate) fn stage2_shape(
 /// Reads a base initrd whole, refusing a file larger than the unpacked
 /// limit before allocating for it (no initrd is larger than what it
 /// unpacks to, give or take its headers).
-pub(crate) fn read_initrd(path: &Path, limits: &crate::limits::Limits) -> Result<Vec<u8>, String> {
+pub(crate) fn read_initrd(
+    path: &Path,
+    limits: &crate::limits::Limits,
+) -> Result<Vec<u8>, DriverError> {
+    let at = || path.display().to_string();
     // O_NOFOLLOW|O_NONBLOCK, regular files only (engine::host).
-    let f =
-        v6build_engine::host::open_regular(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let f = v6build_engine::host::open_regular(path).map_err(|e| DriverError::context(at(), e))?;
     let len = f
         .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?
+        .map_err(|e| DriverError::context(at(), e))?
         .len();
     if len > limits.max_unpacked {
-        return Err(format!(
+        return Err(DriverError::LimitExceeded(format!(
             "{} is {len} bytes, which exceeds limit {} bytes for an initrd (set with {}=SIZE)",
             path.display(),
             limits.max_unpacked,
             crate::limits::ENV_UNPACKED
-        ));
+        )));
     }
     let mut bytes = Vec::new();
     bytes
         .try_reserve_exact(usize::try_from(len).unwrap_or(usize::MAX))
-        .map_err(|_| format!("{}: out of memory for {len} bytes", path.display()))?;
+        .map_err(|_| {
+            DriverError::LimitExceeded(format!("{}: out of memory for {len} bytes", at()))
+        })?;
     // Bounded too, in case the file grows after the length was checked.
     f.take(limits.max_unpacked.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| DriverError::context(at(), e))?;
     if bytes.len() as u64 > limits.max_unpacked {
-        return Err(format!(
+        return Err(DriverError::LimitExceeded(format!(
             "{} grew past limit {} bytes for an initrd while it was read (set with {}=SIZE)",
             path.display(),
             limits.max_unpacked,
             crate::limits::ENV_UNPACKED
-        ));
+        )));
     }
     Ok(bytes)
 }

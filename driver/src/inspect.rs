@@ -6,27 +6,28 @@ use std::path::Path;
 
 use v6build_fstree::{BlobStore, Digest, LeafKind, MemBlobs, Node, Tree, TreePath};
 
+use crate::error::DriverError;
 use crate::{Config, Outcome};
 
 pub use crate::images::{Format, sniff};
 
 /// Reads the tree of any supported image. A squashfs that wraps
 /// `LiveOS/rootfs.img` yields the ext4 tree inside unless `outer`.
-pub fn read_image(path: &Path, blobs: &MemBlobs, outer: bool) -> Result<Tree, String> {
+pub fn read_image(path: &Path, blobs: &MemBlobs, outer: bool) -> Result<Tree, DriverError> {
     let mut bytes = Vec::new();
     open_image(path)
         .and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut bytes))
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
-    read_bytes(bytes, blobs, outer).map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| DriverError::context(format!("reading {}", path.display()), e))?;
+    read_bytes(bytes, blobs, outer).map_err(|e| DriverError::context(path.display().to_string(), e))
 }
 
 /// Reads the tree of an image held in memory.
-pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree, String> {
+pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree, DriverError> {
     match sniff(&bytes) {
         Format::Squashfs => {
             let img = v6build_squashfs::SquashfsImage::open(std::io::Cursor::new(bytes))
-                .map_err(|e| e.to_string())?;
-            let tree = img.read_tree(blobs).map_err(|e| e.to_string())?;
+                .map_err(DriverError::from)?;
+            let tree = img.read_tree(blobs).map_err(DriverError::from)?;
             if outer {
                 return Ok(tree);
             }
@@ -35,7 +36,7 @@ pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree,
                 if let Some(Node::Leaf(l)) = tree.get(&tp)
                     && let LeafKind::Regular(c) = &l.kind
                 {
-                    let inner = blobs.get(&c.digest).map_err(|e| e.to_string())?;
+                    let inner = blobs.get(&c.digest).map_err(DriverError::from)?;
                     if sniff(&inner) == Format::Ext4 {
                         return read_bytes(inner, blobs, true);
                     }
@@ -44,16 +45,19 @@ pub fn read_bytes(bytes: Vec<u8>, blobs: &MemBlobs, outer: bool) -> Result<Tree,
             Ok(tree)
         }
         Format::Ext4 => {
-            let fs = v6build_ext4::Ext4::open(bytes).map_err(|e| e.to_string())?;
-            fs.read_tree(blobs).map_err(|e| e.to_string())
+            let fs = v6build_ext4::Ext4::open(bytes).map_err(DriverError::from)?;
+            fs.read_tree(blobs).map_err(DriverError::from)
         }
         Format::Initramfs => {
             let ird = v6build_cpio::Initramfs::parse(&bytes, blobs, &Default::default())
-                .map_err(|e| e.to_string())?;
+                .map_err(DriverError::from)?;
             Ok(ird.merged())
         }
     }
 }
+
+/// A reference that names no file of the opened image.
+const NO_SUCH_FILE: &str = "no such file in the image";
 
 /// An image opened for `ls`/`cat`: its tree, with file contents read only
 /// when asked for. A squashfs (and the ext4 image nested in it) is read
@@ -76,10 +80,10 @@ pub(crate) enum Opened {
 impl Opened {
     /// The BLAKE3 of a file's bytes, streamed (`diff` compares files this
     /// way without holding them). An initramfs's digests are already real.
-    pub(crate) fn content_digest(&self, d: &Digest) -> Result<Digest, String> {
+    pub(crate) fn content_digest(&self, d: &Digest) -> Result<Digest, DriverError> {
         match self {
             Opened::Squash(b) => {
-                let at = b.file_at(d).ok_or("no such file in the image")?;
+                let at = b.file_at(d).ok_or(NO_SUCH_FILE)?;
                 let mut h = blake3::Hasher::new();
                 let mut buf = vec![0u8; 1 << 20];
                 let mut pos = 0u64;
@@ -87,7 +91,7 @@ impl Opened {
                     let n = usize::try_from(at.len() - pos)
                         .unwrap_or(usize::MAX)
                         .min(buf.len());
-                    at.read_at(pos, &mut buf[..n]).map_err(|e| e.to_string())?;
+                    at.read_at(pos, &mut buf[..n]).map_err(DriverError::from)?;
                     h.update(&buf[..n]);
                     pos += n as u64;
                 }
@@ -97,14 +101,14 @@ impl Opened {
                 if *d == Digest::of(b"") {
                     return Ok(*d);
                 }
-                let ino = crate::refs::ext4_ino(seed, d).ok_or("no such file in the image")?;
-                let inode = fs.inode(ino).map_err(|e| e.to_string())?;
+                let ino = crate::refs::ext4_ino(seed, d).ok_or(NO_SUCH_FILE)?;
+                let inode = fs.inode(ino).map_err(DriverError::from)?;
                 let mut h = blake3::Hasher::new();
                 std::io::copy(
-                    &mut fs.open_file(&inode).map_err(|e| e.to_string())?,
+                    &mut fs.open_file(&inode).map_err(DriverError::from)?,
                     &mut h,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(DriverError::from)?;
                 Ok(h.finalize().into())
             }
             Opened::Mem(_) => Ok(*d),
@@ -122,30 +126,31 @@ impl Opened {
         }
     }
 
-    pub(crate) fn content(&self, d: &Digest) -> Result<Vec<u8>, String> {
+    pub(crate) fn content(&self, d: &Digest) -> Result<Vec<u8>, DriverError> {
         match self {
             Opened::Squash(b) => {
-                let at = b.file_at(d).ok_or("no such file in the image")?;
-                let n = usize::try_from(at.len()).map_err(|e| e.to_string())?;
+                let at = b.file_at(d).ok_or(NO_SUCH_FILE)?;
+                let n = usize::try_from(at.len())
+                    .map_err(|_| DriverError::LimitExceeded(format!("{} bytes", at.len())))?;
                 let mut v = vec![0u8; n];
-                at.read_at(0, &mut v).map_err(|e| e.to_string())?;
+                at.read_at(0, &mut v).map_err(DriverError::from)?;
                 Ok(v)
             }
             Opened::Ext4(fs, seed, _) => {
                 if *d == Digest::of(b"") {
                     return Ok(Vec::new());
                 }
-                let ino = crate::refs::ext4_ino(seed, d).ok_or("no such file in the image")?;
-                let inode = fs.inode(ino).map_err(|e| e.to_string())?;
+                let ino = crate::refs::ext4_ino(seed, d).ok_or(NO_SUCH_FILE)?;
+                let inode = fs.inode(ino).map_err(DriverError::from)?;
                 let mut v = Vec::new();
                 std::io::Read::read_to_end(
-                    &mut fs.open_file(&inode).map_err(|e| e.to_string())?,
+                    &mut fs.open_file(&inode).map_err(DriverError::from)?,
                     &mut v,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(DriverError::from)?;
                 Ok(v)
             }
-            Opened::Mem(m) => m.get(d).map_err(|e| e.to_string()),
+            Opened::Mem(m) => m.get(d).map_err(DriverError::from),
         }
     }
 }
@@ -153,10 +158,10 @@ impl Opened {
 fn ext4_tree(
     at: std::sync::Arc<dyn v6build_ext4::ReadAt + Send + Sync>,
     nested_in: Option<std::sync::Arc<v6build_squashfs::FileAt>>,
-) -> Result<(Tree, Opened), String> {
-    let fs = v6build_ext4::Ext4::open(at).map_err(|e| e.to_string())?;
+) -> Result<(Tree, Opened), DriverError> {
+    let fs = v6build_ext4::Ext4::open(at).map_err(DriverError::from)?;
     let seed = Digest::of(b"v6build inspect");
-    let tree = crate::refs::read_ext4(&fs, &seed).map_err(|e| e.to_string())?;
+    let tree = crate::refs::read_ext4(&fs, &seed).map_err(DriverError::from)?;
     Ok((tree, Opened::Ext4(fs, seed, nested_in)))
 }
 
@@ -168,8 +173,8 @@ pub(crate) fn open_image(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// Opens an image lazily (see [`Opened`]).
-pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), String> {
-    let at = |e: std::io::Error| format!("reading {}: {e}", path.display());
+pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), DriverError> {
+    let at = |e: std::io::Error| DriverError::context(format!("reading {}", path.display()), e);
     let mut f = open_image(path).map_err(at)?;
     let mut head = Vec::new();
     std::io::Read::read_to_end(
@@ -177,33 +182,33 @@ pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), Stri
         &mut head,
     )
     .map_err(at)?;
-    let ctx = |e: String| format!("{}: {e}", path.display());
+    let ctx = |e: DriverError| DriverError::context(path.display().to_string(), e);
     if sniff(&head) == Format::Initramfs
         && let Some(what) = crate::what_is::describe(&head)
     {
-        return Err(format!(
+        return Err(DriverError::Unsupported(format!(
             "{} is not an image v6build can read (an initramfs, a squashfs or an ext4 image): \
              it is {what}",
             path.display()
-        ));
+        )));
     }
     match sniff(&head) {
         Format::Squashfs => {
             let img = v6build_squashfs::SquashfsImage::open(open_image(path).map_err(at)?)
-                .map_err(|e| ctx(e.to_string()))?;
-            let (tree, blocks) = img.read_tree_lazy(b"").map_err(|e| ctx(e.to_string()))?;
+                .map_err(|e| ctx(e.into()))?;
+            let (tree, blocks) = img.read_tree_lazy(b"").map_err(|e| ctx(e.into()))?;
             if !outer
                 && let Some(c) = crate::images::nested_candidate(&tree)
                 && let Some(fa) = blocks.file_at(&c.digest)
             {
                 let mut h = vec![0u8; 2048.min(usize::try_from(fa.len()).unwrap_or(0))];
-                fa.read_at(0, &mut h).map_err(|e| ctx(e.to_string()))?;
+                fa.read_at(0, &mut h).map_err(|e| ctx(e.into()))?;
                 if sniff(&h) == Format::Ext4 {
                     return ext4_tree(
                         std::sync::Arc::new(crate::refs::SquashAt(fa)),
                         blocks.file_at(&c.digest).map(std::sync::Arc::new),
                     )
-                    .map_err(|e| ctx(format!("LiveOS/rootfs.img: {e}")));
+                    .map_err(|e| ctx(DriverError::context("LiveOS/rootfs.img", e)));
                 }
             }
             Ok((tree, Opened::Squash(blocks)))
@@ -228,7 +233,7 @@ fn with_real_digests(
         *const v6build_fstree::Leaf,
         std::sync::Arc<v6build_fstree::Leaf>,
     >,
-) -> Result<v6build_fstree::Directory, String> {
+) -> Result<v6build_fstree::Directory, DriverError> {
     let mut out = v6build_fstree::Directory::new(dir.meta.clone());
     for (name, node) in dir.entries() {
         let n = match node {
@@ -248,7 +253,7 @@ fn real_leaf(
         *const v6build_fstree::Leaf,
         std::sync::Arc<v6build_fstree::Leaf>,
     >,
-) -> Result<std::sync::Arc<v6build_fstree::Leaf>, String> {
+) -> Result<std::sync::Arc<v6build_fstree::Leaf>, DriverError> {
     let key = std::sync::Arc::as_ptr(l);
     if let Some(done) = seen.get(&key) {
         return Ok(std::sync::Arc::clone(done));
@@ -341,7 +346,7 @@ fn entry_json(path: &TreePath, node: &Node, link_of: Option<&TreePath>) -> serde
 pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Write) -> Outcome {
     let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
-        Err(e) => return Outcome::Failure(e),
+        Err(e) => return Outcome::Error(e),
     };
     let tp = match TreePath::parse(path) {
         Ok(p) => p,
@@ -352,7 +357,11 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Wri
     } else {
         match tree.get(&tp) {
             Some(n) => n.clone(),
-            None => return Outcome::Failure(format!("{path}: no such entry in the image")),
+            None => {
+                return Outcome::Error(DriverError::Check(format!(
+                    "{path}: no such entry in the image"
+                )));
+            }
         }
     };
     // Only what is listed is read, to name each file by its BLAKE3.
@@ -363,7 +372,7 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Wri
     };
     let node = match node {
         Ok(n) => n,
-        Err(e) => return Outcome::Failure(format!("{}: {e}", image.display())),
+        Err(e) => return crate::failed(format!("{}", image.display()), e),
     };
     let entries = listed(&tp, &node);
     // Later names of a hardlink group point at the first one listed.
@@ -420,7 +429,7 @@ pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Wri
 pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn Write) -> Outcome {
     let (tree, opened) = match open_lazy(image, outer) {
         Ok(t) => t,
-        Err(e) => return Outcome::Failure(e),
+        Err(e) => return Outcome::Error(e),
     };
     let tp = match TreePath::parse(path) {
         Ok(p) => p,
@@ -431,19 +440,23 @@ pub fn cat(_cfg: &Config, image: &Path, path: &str, outer: bool, out: &mut dyn W
             LeafKind::Regular(c) => match opened.content(&c.digest) {
                 Ok(b) => {
                     if let Err(e) = out.write_all(&b).and_then(|_| out.flush()) {
-                        return Outcome::Failure(format!("writing stdout: {e}"));
+                        return crate::failed("writing stdout", e);
                     }
                     Outcome::Success
                 }
-                Err(e) => Outcome::Failure(format!("{path}: {e}")),
+                Err(e) => crate::failed(path.to_string(), e),
             },
-            LeafKind::Symlink(t) => Outcome::Failure(format!(
+            LeafKind::Symlink(t) => Outcome::Error(DriverError::Check(format!(
                 "{path} is a symlink to {}; cat its target",
                 v6build_fstree::escape(t)
-            )),
-            _ => Outcome::Failure(format!("{path} is not a regular file")),
+            ))),
+            _ => Outcome::Error(DriverError::Check(format!("{path} is not a regular file"))),
         },
-        Some(Node::Dir(_)) => Outcome::Failure(format!("{path} is a directory; use `v6build ls`")),
-        None => Outcome::Failure(format!("{path}: no such entry in the image")),
+        Some(Node::Dir(_)) => Outcome::Error(DriverError::Check(format!(
+            "{path} is a directory; use `v6build ls`"
+        ))),
+        None => Outcome::Error(DriverError::Check(format!(
+            "{path}: no such entry in the image"
+        ))),
     }
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use serde::Serialize;
 use v6build_cache::ActionKey;
-use v6build_engine::recipe::{Compression, Layer, Operation, Stage2Format, Stage2Layout};
+use v6build_engine::recipe::{Layer, Operation};
 use v6build_fstree::Digest;
 
 use crate::host_inputs::HostInputs;
@@ -74,31 +74,6 @@ pub fn action_key(op: &str, params: impl Serialize, inputs: BTreeMap<String, Dig
         tool_version: crate::tool_version(),
         format_versions: format_versions(),
     }
-}
-
-/// A media file: the pin and the path as written.
-#[derive(Debug, Serialize)]
-pub struct MediaParams<'a> {
-    /// Pinned sha256 (hex), if any.
-    pub sha256: Option<String>,
-    /// The path as the recipe writes it.
-    pub path: &'a str,
-}
-
-/// A stage2 scan: what the scan keeps of the base.
-#[derive(Debug, Serialize)]
-pub struct ScanParams {
-    /// Always `references`: files are named by reference digests.
-    pub contents: &'static str,
-}
-
-/// An initrd unpack: it saves its parse, and contents stay in the base.
-#[derive(Debug, Serialize)]
-pub struct InitrdUnpackParams {
-    /// Always `parse`.
-    pub saves: &'static str,
-    /// Always `in the base`.
-    pub contents: &'static str,
 }
 
 /// One layer applied to a tree.
@@ -162,46 +137,4 @@ impl<'a> LayerDoc<'a> {
             host_inputs,
         })
     }
-}
-
-/// A pack node: the output's codec parameters and the epoch.
-#[derive(Debug, Serialize)]
-pub struct PackParams<T> {
-    /// The output's parameters.
-    pub output: T,
-    /// Seconds since 1970.
-    pub epoch: i64,
-}
-
-/// `output "initrd"`'s codec parameters.
-#[derive(Debug, Serialize)]
-pub struct InitrdPack {
-    /// Compression of the new segment(s).
-    pub compress: Option<Compression>,
-    /// Whether the layers go in an appended segment.
-    pub append: bool,
-    /// Which segment layers edit.
-    pub segment: Option<u32>,
-}
-
-/// `output "stage2"`'s codec parameters.
-#[derive(Debug, Serialize)]
-pub struct Stage2Pack {
-    /// squashfs compression.
-    pub compress: Option<Compression>,
-    /// squashfs block size.
-    pub block_size: Option<u32>,
-    /// How the nested ext4 image may grow.
-    pub grow: Option<v6build_engine::recipe::Grow>,
-    /// What the stage2 is written as.
-    pub format: Option<Stage2Format>,
-    /// The layout pack checks the base against.
-    pub layout: Option<Stage2Layout>,
-}
-
-/// `output "updates"`'s codec parameters.
-#[derive(Debug, Serialize)]
-pub struct UpdatesPack {
-    /// Compression of the updates image.
-    pub compress: Option<Compression>,
 }

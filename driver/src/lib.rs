@@ -7,16 +7,6 @@
 //! reports progress to a [`progress::BuildEvents`] sink; the `v6build`
 //! binary (`cli`) decides what to print and the exit code.
 
-/// Prints a line on stdout, ignoring a closed pipe (`v6build ls … | head`
-/// must not panic or report an error). Still used by the inspection
-/// commands (`ls`, `cat`, `diff`, `verify`, `boot`), which print as they go.
-macro_rules! outln {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
-    }};
-}
-
 mod apply;
 pub(crate) mod blocks;
 pub(crate) mod boot;
@@ -101,6 +91,20 @@ pub enum Outcome {
     /// Exit 1 with nothing more to print: `diff` found differences and has
     /// already printed them.
     Differs,
+    /// Exit 1: a typed failure (`cli` says `error: ` and its message; its
+    /// kind is [`error::DriverError::kind`]).
+    Error(error::DriverError),
+}
+
+impl From<error::DriverError> for Outcome {
+    /// A recipe error as its diagnostic (exit 2 for a mistake in the
+    /// recipe text, 1 otherwise); anything else as [`Outcome::Error`].
+    fn from(e: error::DriverError) -> Outcome {
+        match e {
+            error::DriverError::Recipe(r) => recipe_error(*r),
+            other => Outcome::Error(other),
+        }
+    }
 }
 
 /// The version string recorded in manifests and cache keys.
@@ -126,9 +130,14 @@ pub fn load_recipe(path: &std::path::Path) -> Result<v6build_engine::recipe::Rec
 /// Opens (creating if needed) the cache `cfg` names.
 pub fn open_store(cfg: &Config) -> Result<v6build_cache::Store, Outcome> {
     v6build_cache::Store::open(&cfg.cache_dir).map_err(|e| {
-        Outcome::Failure(format!(
-            "cannot open the cache {}: {e}",
-            cfg.cache_dir.display()
-        ))
+        crate::failed(
+            format!("cannot open the cache {}", cfg.cache_dir.display()),
+            e,
+        )
     })
+}
+
+/// A failed command: `e`, while doing `what` (`error: WHAT: E`).
+pub(crate) fn failed(what: impl Into<String>, e: impl Into<error::DriverError>) -> Outcome {
+    Outcome::Error(error::DriverError::context(what, e))
 }

@@ -143,6 +143,6 @@ pub fn node_failed(r: &Recipe, e: NodeError) -> Outcome {
     }
     match e {
         NodeError::Recipe(d) => Outcome::FailureReport(miette::Report::new(*d)),
-        other => Outcome::Failure(other.to_string()),
+        other => Outcome::Error(other),
     }
 }

@@ -6,18 +6,33 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use v6build_engine::recipe::{MediaRole, Recipe};
+use v6build_fstree::Digest;
 
-use crate::dag::Graph;
-use crate::keys::{
-    EpochParams, InitrdPack, InitrdUnpackParams, LayerDoc, LayerParams, MediaParams, PackParams,
-    ScanParams, Stage2Pack, UpdatesPack, action_key,
+use crate::dag::{Graph, NodeId};
+use crate::error::DriverError;
+use crate::keys::{EpochParams, LayerDoc, LayerParams};
+use crate::nodes::{
+    Image, InitrdPack, Layer, LayerStep, Media, Pack, PackParams, Scan, Stage2Pack, Unpack,
+    UpdatesPack, Work,
 };
-use crate::nodes::{Image, LayerStep, Work};
 
-/// A pack node's parameters as the JSON its key holds.
+/// A layer's key parameters as the JSON its key holds.
 fn params(p: impl serde::Serialize) -> Value {
     // OK to fall back: the parameter structs are plain data and serialise.
     serde_json::to_value(p).unwrap_or(Value::Null)
+}
+
+/// Adds `work` reading `deps` (whose keys are `inputs`, by role), keyed by
+/// its kind.
+fn add(
+    g: &mut Graph<Work>,
+    name: String,
+    deps: Vec<NodeId>,
+    inputs: BTreeMap<String, Digest>,
+    work: Work,
+) -> NodeId {
+    let action = work.kind().key(inputs);
+    g.add(name, deps, action, work)
 }
 
 /// The graph a recipe stands for. Needs no media present; the host files
@@ -26,19 +41,19 @@ pub fn plan(
     recipe: &Recipe,
     epoch: i64,
     hosts: &crate::host_inputs::HostInputs,
-) -> Result<Graph<Work>, String> {
+) -> Result<Graph<Work>, DriverError> {
     let mut g = Graph::default();
     let chain = |g: &mut Graph<Work>,
                  image: Image,
                  from: Option<&str>,
                  layers: &[String],
-                 pack_params: Value|
-     -> Result<(), String> {
+                 pack_params: PackParams|
+     -> Result<(), DriverError> {
         let mut deps_for_pack = Vec::new();
         let start = if let Some(from) = from {
             let media = recipe
                 .media_named(from)
-                .ok_or_else(|| format!("unknown media `{from}`"))?;
+                .ok_or_else(|| DriverError::Check(format!("unknown media `{from}`")))?;
             let role = match image {
                 Image::Initrd => MediaRole::Initrd,
                 _ => MediaRole::Stage2,
@@ -50,64 +65,47 @@ pub fn plan(
             } else {
                 image
             };
-            let file = media
-                .file(role)
-                .ok_or_else(|| format!("media `{from}` has no {} file", image.name()))?;
+            let file = media.file(role).ok_or_else(|| {
+                DriverError::Check(format!("media `{from}` has no {} file", image.name()))
+            })?;
             let sha = file.sha256.map(|s| s.to_hex());
-            let mkey = action_key(
-                "media",
-                MediaParams {
-                    sha256: sha.clone(),
-                    path: &file.written,
-                },
-                BTreeMap::new(),
-            );
-            let m = g.add(
+            let m = add(
+                g,
                 format!("media/{from}/{}", src_image.name()),
                 vec![],
-                mkey,
-                Work::Media {
+                BTreeMap::new(),
+                Work::Media(Media {
                     media: from.to_string(),
                     role,
                     path: file.path.clone(),
+                    written: file.written.clone(),
                     sha256: sha.clone(),
                     url: file.url.clone(),
                     size: file.size,
-                },
+                }),
             );
             deps_for_pack.push(m);
             let mut source = m;
             if src_image == Image::Stage2 {
                 let mk = g.node(m).key;
-                source = g.add(
-                    "stage2/scan",
+                source = add(
+                    g,
+                    "stage2/scan".to_string(),
                     vec![m],
-                    action_key(
-                        "scan-stage2",
-                        ScanParams {
-                            contents: "references",
-                        },
-                        [("media".to_string(), mk)].into(),
-                    ),
-                    Work::Scan {
+                    [("media".to_string(), mk)].into(),
+                    Work::Scan(Scan {
                         source: sha.clone(),
-                    },
+                    }),
                 );
                 deps_for_pack.push(source);
             }
             let sk = g.node(source).key;
-            let unpack = g.add(
+            let unpack = add(
+                g,
                 format!("{}/unpack", src_image.name()),
                 vec![source],
-                action_key(
-                    &format!("unpack-{}", src_image.name()),
-                    (src_image == Image::Initrd).then_some(InitrdUnpackParams {
-                        saves: "parse",
-                        contents: "in the base",
-                    }),
-                    [("media".to_string(), sk)].into(),
-                ),
-                Work::Unpack(src_image),
+                [("media".to_string(), sk)].into(),
+                Work::Unpack(Unpack { image: src_image }),
             );
             // An initrd pack repacks from the unpack's saved parse.
             if src_image == Image::Initrd && image == Image::Initrd && !layers.is_empty() {
@@ -123,36 +121,33 @@ pub fn plan(
                 .layers
                 .iter()
                 .position(|l| &l.name == name)
-                .ok_or_else(|| format!("unknown layer `{name}`"))?;
-            let doc = LayerDoc::new(&recipe.layers[idx], hosts)
-                .map_err(|e| format!("reading the inputs of layer `{name}`: {e}"))?;
-            let mut inputs = BTreeMap::new();
-            if let Some(p) = prev {
-                inputs.insert("tree".to_string(), g.node(p).key);
-            }
+                .ok_or_else(|| DriverError::Check(format!("unknown layer `{name}`")))?;
+            let doc = LayerDoc::new(&recipe.layers[idx], hosts).map_err(|e| {
+                DriverError::context(format!("reading the inputs of layer `{name}`"), e)
+            })?;
+            let tree = prev.map(|p| g.node(p).key);
             let layer_image = if image == Image::Updates {
                 Image::Stage2
             } else {
                 image
             };
-            let action = action_key(
-                "layer",
-                LayerParams {
+            let step = LayerStep::new(
+                idx,
+                params(LayerParams {
                     layer: doc,
                     ctx: EpochParams { epoch },
-                },
-                inputs,
+                }),
+                tree,
             );
-            let step = LayerStep {
-                layer: idx,
-                key: action.digest(),
-                action: action.clone(),
-            };
-            let id = g.add(
+            let id = add(
+                g,
                 format!("{}/layer/{name}", layer_image.name()),
                 prev.into_iter().collect(),
-                action,
-                Work::Layer(layer_image, vec![step]),
+                tree.map(|t| ("tree".to_string(), t)).into_iter().collect(),
+                Work::Layer(Layer {
+                    image: layer_image,
+                    steps: vec![step],
+                }),
             );
             prev = Some(id);
         }
@@ -169,18 +164,16 @@ pub fn plan(
             deps.push(p);
             inputs.insert("tree".to_string(), g.node(p).key);
         }
-        g.add(
+        add(
+            g,
             format!("{}/pack", image.name()),
             deps,
-            action_key(
-                &format!("pack-{}", image.name()),
-                PackParams {
-                    output: pack_params,
-                    epoch,
-                },
-                inputs,
-            ),
-            Work::Pack(image),
+            inputs,
+            Work::Pack(Pack {
+                image,
+                params: pack_params,
+                epoch,
+            }),
         );
         Ok(())
     };
@@ -188,7 +181,7 @@ pub fn plan(
         refs.iter().map(|r| r.name.clone()).collect()
     };
     if let Some(o) = &recipe.outputs.initrd {
-        let params = params(InitrdPack {
+        let params = PackParams::Initrd(InitrdPack {
             compress: o.compress,
             append: o.append,
             segment: o.segment,
@@ -204,7 +197,7 @@ pub fn plan(
     if let Some(o) = &recipe.outputs.stage2 {
         // Pack checks the base against `layout`: a new layout must rerun
         // it even with the rest cached.
-        let params = params(Stage2Pack {
+        let params = PackParams::Stage2(Stage2Pack {
             compress: o.compress,
             block_size: o.block_size,
             grow: o.grow,
@@ -220,7 +213,7 @@ pub fn plan(
         )?;
     }
     if let Some(o) = &recipe.outputs.updates {
-        let params = params(UpdatesPack {
+        let params = PackParams::Updates(UpdatesPack {
             compress: o.compress,
         });
         chain(
@@ -235,7 +228,7 @@ pub fn plan(
 }
 
 /// Merges every layer node whose tree only the next layer reads into that
-/// next layer's node (see [`Work::Layer`]). A layer whose tree is shared
+/// next layer's node (see [`Layer`]). A layer whose tree is shared
 /// (two outputs that apply the same first layers to the same base, or an
 /// output that ends there) ends a run and keeps its own node, so shared
 /// work is still done once. The merged node keeps the last layer's key
@@ -247,17 +240,17 @@ fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
     // absorbed[p]: p's only reader is a layer node that takes p's place.
     let mut absorbed = vec![false; nodes.len()];
     for n in &nodes {
-        if let (Work::Layer(..), [p]) = (&n.work, n.deps.as_slice())
-            && matches!(nodes[*p].work, Work::Layer(..))
+        if let (Work::Layer(_), [p]) = (&n.work, n.deps.as_slice())
+            && matches!(nodes[*p].work, Work::Layer(_))
             && consumers[*p] == 1
         {
             absorbed[*p] = true;
         }
     }
     let mut out: Graph<Work> = Graph::default();
-    let mut new_id: Vec<Option<crate::dag::NodeId>> = vec![None; nodes.len()];
+    let mut new_id: Vec<Option<NodeId>> = vec![None; nodes.len()];
     // A run in progress: its first node's name, its layers, its inputs.
-    type Run = (String, Vec<LayerStep>, Vec<crate::dag::NodeId>);
+    type Run = (String, Vec<LayerStep>, Vec<NodeId>);
     let mut pending: Vec<Option<Run>> = (0..nodes.len()).map(|_| None).collect();
     for (i, n) in nodes.into_iter().enumerate() {
         let crate::dag::Node {
@@ -268,7 +261,7 @@ fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
             ..
         } = n;
         let (name, work, deps) = match work {
-            Work::Layer(image, steps) => {
+            Work::Layer(Layer { image, steps }) => {
                 // Continue the run this layer's input belongs to, if any.
                 let (first, mut all, deps) = match deps.as_slice() {
                     [p] if absorbed[*p] => pending[*p].take().unwrap_or_default(),
@@ -285,7 +278,7 @@ fn collapse_layers(g: Graph<Work>) -> Graph<Work> {
                 } else {
                     name
                 };
-                (name, Work::Layer(image, all), deps)
+                (name, Work::Layer(Layer { image, steps: all }), deps)
             }
             w => (name, w, deps),
         };

@@ -44,6 +44,8 @@ use v6build_cache::Store;
 use v6build_fstree::{BlobStore, Digest, HoleRead};
 use v6build_squashfs::{BaseBlocks, FileAt};
 
+use crate::error::DriverError;
+
 /// Domain of [`ext4_ref`].
 const EXT4_REF_TAG: &[u8] = b"v6build ext4 ref v1\0";
 
@@ -159,26 +161,28 @@ impl Read for AtReader {
 struct SquashSource {
     media: PathBuf,
     blocks: Digest,
-    loaded: OnceLock<Result<Arc<BaseBlocks>, String>>,
+    loaded: OnceLock<Result<Arc<BaseBlocks>, Arc<DriverError>>>,
 }
 
 impl SquashSource {
-    fn get(&self, store: &Store) -> Result<&Arc<BaseBlocks>, String> {
+    fn get(&self, store: &Store) -> Result<&Arc<BaseBlocks>, DriverError> {
         self.loaded
             .get_or_init(|| {
+                let media = || self.media.display().to_string();
+                let map = || format!("block map {}", self.blocks);
                 let f = v6build_engine::host::open_regular(&self.media)
-                    .map_err(|e| format!("{}: {e}", self.media.display()))?;
+                    .map_err(|e| DriverError::context(media(), e))?;
                 let img = v6build_squashfs::SquashfsImage::open(f)
-                    .map_err(|e| format!("{}: {e}", self.media.display()))?;
+                    .map_err(|e| DriverError::context(media(), e))?;
                 let saved = store
                     .get_blob(&self.blocks)
-                    .map_err(|e| format!("block map {}: {e}", self.blocks))?;
+                    .map_err(|e| DriverError::context(map(), e))?;
                 BaseBlocks::load(&saved, &img)
                     .map(Arc::new)
-                    .map_err(|e| format!("block map {}: {e}", self.blocks))
+                    .map_err(|e| Arc::new(DriverError::context(map(), e)))
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(DriverError::shared)
     }
 }
 
@@ -186,23 +190,28 @@ impl SquashSource {
 struct Ext4Source {
     rootfs: Digest,
     squash: Arc<SquashSource>,
-    loaded: OnceLock<Result<Arc<v6build_ext4::Ext4<SquashAt>>, String>>,
+    loaded: OnceLock<Result<Arc<v6build_ext4::Ext4<SquashAt>>, Arc<DriverError>>>,
 }
 
 impl Ext4Source {
-    fn get(&self, store: &Store) -> Result<&Arc<v6build_ext4::Ext4<SquashAt>>, String> {
+    fn get(&self, store: &Store) -> Result<&Arc<v6build_ext4::Ext4<SquashAt>>, DriverError> {
         self.loaded
             .get_or_init(|| {
                 let blocks = self.squash.get(store)?;
-                let at = blocks
-                    .file_at(&self.rootfs)
-                    .ok_or_else(|| format!("the base has no file {}", self.rootfs))?;
+                let at = blocks.file_at(&self.rootfs).ok_or_else(|| {
+                    DriverError::Check(format!("the base has no file {}", self.rootfs))
+                })?;
                 v6build_ext4::Ext4::open(SquashAt(at))
                     .map(Arc::new)
-                    .map_err(|e| format!("nested image {}: {e}", self.rootfs))
+                    .map_err(|e| {
+                        Arc::new(DriverError::context(
+                            format!("nested image {}", self.rootfs),
+                            e,
+                        ))
+                    })
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(DriverError::shared)
     }
 }
 
@@ -212,8 +221,8 @@ impl Ext4Source {
 struct InitrdSource {
     media: PathBuf,
     parse: Digest,
-    digests: OnceLock<Result<std::collections::HashSet<Digest>, String>>,
-    loaded: OnceLock<Result<v6build_cpio::KeptContents, String>>,
+    digests: OnceLock<Result<std::collections::HashSet<Digest>, DriverError>>,
+    loaded: OnceLock<Result<v6build_cpio::KeptContents, Arc<DriverError>>>,
 }
 
 impl InitrdSource {
@@ -222,9 +231,9 @@ impl InitrdSource {
             .get_or_init(|| {
                 let saved = store
                     .get_blob(&self.parse)
-                    .map_err(|e| format!("saved parse {}: {e}", self.parse))?;
+                    .map_err(|e| DriverError::context(format!("saved parse {}", self.parse), e))?;
                 let parsed = v6build_cpio::Initramfs::load(&saved)
-                    .map_err(|e| format!("saved parse {}: {e}", self.parse))?;
+                    .map_err(|e| DriverError::context(format!("saved parse {}", self.parse), e))?;
                 Ok(parsed
                     .segments
                     .iter()
@@ -236,23 +245,26 @@ impl InitrdSource {
             .is_ok_and(|set| set.contains(d))
     }
 
-    fn get(&self) -> Result<&v6build_cpio::KeptContents, String> {
+    fn get(&self) -> Result<&v6build_cpio::KeptContents, DriverError> {
         self.loaded
             .get_or_init(|| {
-                let limits = crate::limits::Limits::from_env().map_err(|e| e.to_string())?;
-                let bytes = crate::images::read_initrd(&self.media, &limits)?;
+                let limits = crate::limits::Limits::from_env().map_err(|e| Arc::new(e.into()))?;
+                let bytes = crate::images::read_initrd(&self.media, &limits).map_err(Arc::new)?;
                 let (_, kept) = v6build_cpio::Initramfs::parse_kept(&bytes, &limits.cpio())
                     .map_err(|e| {
-                        format!(
-                            "{}: {}",
-                            self.media.display(),
-                            crate::limits::cpio_message(&e)
-                        )
+                        Arc::new(DriverError::Explained {
+                            message: format!(
+                                "{}: {}",
+                                self.media.display(),
+                                crate::limits::cpio_message(&e)
+                            ),
+                            source: Box::new(e.into()),
+                        })
                     })?;
                 Ok(kept)
             })
             .as_ref()
-            .map_err(Clone::clone)
+            .map_err(DriverError::shared)
     }
 }
 
@@ -389,7 +401,7 @@ impl<'a> Blobs<'a> {
     pub fn nested_ext4(
         &self,
         rootfs: &Digest,
-    ) -> Option<Result<Arc<v6build_ext4::Ext4<SquashAt>>, String>> {
+    ) -> Option<Result<Arc<v6build_ext4::Ext4<SquashAt>>, DriverError>> {
         let e: Vec<_> = self.ext4.lock().ok()?.clone();
         let src = e.iter().find(|x| x.rootfs == *rootfs)?;
         Some(src.get(self.store).cloned())

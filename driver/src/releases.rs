@@ -15,6 +15,7 @@ use std::path::Path;
 use serde_json::json;
 use v6build_cache::{RootKind, Store, StoreOptions};
 
+use crate::error::DriverError;
 use crate::{Config, Outcome, Verbosity};
 
 /// How many build roots `gc` keeps unless told otherwise: the number every
@@ -31,10 +32,10 @@ pub fn root_name(release_dir: &str) -> String {
 
 fn open(cfg: &Config) -> Result<Store, Outcome> {
     Store::open(&cfg.cache_dir).map_err(|e| {
-        Outcome::Failure(format!(
-            "cannot open the cache {}: {e}",
-            cfg.cache_dir.display()
-        ))
+        crate::failed(
+            format!("cannot open the cache {}", cfg.cache_dir.display()),
+            e,
+        )
     })
 }
 
@@ -46,7 +47,7 @@ pub fn ls(cfg: &Config, out: &mut dyn std::io::Write) -> Outcome {
     };
     let roots = match store.roots() {
         Ok(r) => r,
-        Err(e) => return Outcome::Failure(format!("reading the gc roots: {e}")),
+        Err(e) => return crate::failed("reading the gc roots", e),
     };
     let names: Vec<(String, usize)> = roots
         .iter()
@@ -95,16 +96,16 @@ pub fn rm(cfg: &Config, names: &[String], err: &mut dyn std::io::Write) -> Outco
                 }
             }
             Ok(false) => unknown.push(root),
-            Err(e) => return Outcome::Failure(format!("removing the root of {name}: {e}")),
+            Err(e) => return crate::failed(format!("removing the root of {name}"), e),
         }
     }
     if unknown.is_empty() {
         Outcome::Success
     } else {
-        Outcome::Failure(format!(
+        Outcome::Error(DriverError::Check(format!(
             "no release root named {}; `v6build release ls` lists them",
             unknown.join(", ")
-        ))
+        )))
     }
 }
 
@@ -118,13 +119,13 @@ pub fn check_hand_files(out_dir: &Path, rel_dir: &str) -> Result<(), Outcome> {
         return Ok(());
     };
     if !md.is_dir() {
-        return Err(Outcome::Failure(format!(
+        return Err(Outcome::Error(DriverError::Check(format!(
             "{} is in the way of the release: it is not a directory; move it away",
             dest.display()
-        )));
+        ))));
     }
     let entries = crate::release::release_entries(&dest)
-        .map_err(|e| Outcome::Failure(format!("reading {}: {e}", dest.display())))?;
+        .map_err(|e| crate::failed(format!("reading {}", dest.display()), e))?;
     let mut known: BTreeSet<String> = BTreeSet::new();
     if let Ok(bytes) = std::fs::read(dest.join("manifest.json"))
         && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -143,7 +144,7 @@ pub fn check_hand_files(out_dir: &Path, rel_dir: &str) -> Result<(), Outcome> {
     }
     let shown: Vec<&str> = foreign.iter().take(10).map(|s| s.as_str()).collect();
     let more = foreign.len().saturating_sub(shown.len());
-    Err(Outcome::Failure(format!(
+    Err(Outcome::Error(DriverError::Check(format!(
         "{} holds {} file(s) that are not part of the release v6build wrote there: {}{}; \
          a build replaces the whole directory and would delete them, so nothing was built. \
          Move them out of the release directory (serve them from a sibling directory), \
@@ -156,5 +157,5 @@ pub fn check_hand_files(out_dir: &Path, rel_dir: &str) -> Result<(), Outcome> {
         } else {
             String::new()
         }
-    )))
+    ))))
 }

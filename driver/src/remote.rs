@@ -28,7 +28,7 @@ use v6build_cache::Store;
 use v6build_cache::remote::{Backend, HttpBackend, Remote, RemoteOptions, SecretKey, TrustedKeys};
 
 use crate::dag::{Graph, Node, NodeId};
-use crate::nodes::{self, Out, Work};
+use crate::nodes::{Out, TreeOut, TreeRef, Work};
 use crate::{Config, Outcome};
 
 /// Environment variable listing trusted public keys (`name:base64`,
@@ -148,7 +148,7 @@ fn backend(cfg: &Config, url: &str) -> Result<Box<dyn Backend>, Outcome> {
     if url.starts_with("http://") || url.starts_with("https://") {
         crate::fetch::check_url(url).map_err(|e| usage(format!("--remote: {e}")))?;
         let (roots, proxy) = crate::fetch::roots_and_proxy(url, &cfg.fetch)
-            .map_err(|e| Outcome::Failure(format!("--remote: {e}")))?;
+            .map_err(|e| crate::failed("--remote", e))?;
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(roots)
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -211,7 +211,7 @@ pub fn attach(cfg: &Config, store: &Store) -> Result<(), Outcome> {
     );
     remote
         .connect(store, rc.push)
-        .map_err(|e| Outcome::Failure(e.to_string()))?;
+        .map_err(|e| Outcome::Error(e.into()))?;
     store.set_remote(Arc::new(remote));
     Ok(())
 }
@@ -261,14 +261,14 @@ pub fn prepare(store: &Store, graph: &Graph<Work>) -> Result<Fleet, Outcome> {
     let skipping = !skipping_spoiled();
     let consumers = graph.consumers();
     let mut needed: Vec<bool> = consumers.iter().map(|&c| c == 0 || !skipping).collect();
-    let fail = |e: v6build_cache::remote::RemoteError| Outcome::Failure(e.to_string());
+    let fail = |e: v6build_cache::remote::RemoteError| Outcome::Error(e.into());
     for id in (0..n).rev() {
         let node = graph.node(id);
         if !needed[id] {
             nodes[id].skip = true;
             continue;
         }
-        if matches!(node.work, Work::Media { .. }) {
+        if matches!(node.work, Work::Media(_)) {
             continue;
         }
         // A prediction, as `plan` makes: references into a base are taken
@@ -277,13 +277,17 @@ pub fn prepare(store: &Store, graph: &Graph<Work>) -> Result<Fleet, Outcome> {
             .get_action(&node.key)
             .ok()
             .flatten()
-            .is_some_and(|rec| nodes::from_record(store, &|_| true, &rec).is_some());
+            .is_some_and(|rec| node.work.kind().restore(store, &|_| true, &rec).is_some());
         let mut hit = local;
         if !local {
             let before = remote.downloaded();
             if let Some(h) = remote.fetch_action(store, &node.key).map_err(fail)?
                 && remote.fetch_outputs(store, &h.record).map_err(fail)?
-                && nodes::from_record(store, &|_| true, &h.record).is_some()
+                && node
+                    .work
+                    .kind()
+                    .restore(store, &|_| true, &h.record)
+                    .is_some()
             {
                 nodes[id].signer = Some(h.signer);
                 hit = true;
@@ -311,7 +315,9 @@ impl Fleet {
     /// What a skipped node yields: nothing reads it (its consumers are
     /// cache hits), and a tree that is not in the store if anything did.
     pub fn placeholder(node: &Node<Work>) -> Out {
-        Out::Tree(node.key)
+        Out::Tree(TreeOut {
+            tree: TreeRef(node.key),
+        })
     }
 
     /// Whether `node` reads a skipped node, so cannot run in this attempt.
@@ -360,13 +366,13 @@ impl Fleet {
             return Ok(());
         }
         for (id, node) in graph.nodes().iter().enumerate() {
-            if matches!(node.work, Work::Media { .. }) {
+            if matches!(node.work, Work::Media(_)) {
                 continue;
             }
             let before = remote.uploaded();
             remote
                 .push_action(store, &node.key)
-                .map_err(|e| Outcome::Failure(e.to_string()))?;
+                .map_err(|e| Outcome::Error(e.into()))?;
             self.nodes[id].uploaded = remote.uploaded() - before;
         }
         Ok(())
@@ -431,10 +437,10 @@ pub fn generate_key(name: &str, dir: &Path) -> Result<String, Outcome> {
             .create_new(true)
             .mode(mode)
             .open(&path)
-            .map_err(|e| Outcome::Failure(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| crate::failed(format!("cannot create {}", path.display()), e))?;
         f.write_all(format!("{text}\n").as_bytes())
             .and_then(|()| f.sync_all())
-            .map_err(|e| Outcome::Failure(format!("writing {}: {e}", path.display())))
+            .map_err(|e| crate::failed(format!("writing {}", path.display()), e))
     };
     let public = key.public().to_text();
     write(dir.join(format!("{name}.secret")), key.to_text(), 0o600)?;

@@ -5,11 +5,12 @@
 //! Anaconda puts the updates directory first on `sys.path`, so the new
 //! `.py` is found there and the old directory's `.pyc` is never loaded.
 
+use crate::error::DriverError;
 use v6build_fstree::{Directory, Node, Tree, TreePath};
 
 /// The entries of `new` that are absent from or different in `base`, with
 /// the directories that lead to them (taking `new`'s metadata).
-pub fn changes(base: &Tree, new: &Tree) -> Result<Tree, String> {
+pub fn changes(base: &Tree, new: &Tree) -> Result<Tree, DriverError> {
     let mut removed = Vec::new();
     base.walk(&mut |p, _| {
         if new.get(p).is_none()
@@ -20,14 +21,14 @@ pub fn changes(base: &Tree, new: &Tree) -> Result<Tree, String> {
         }
     });
     if let Some(first) = removed.first() {
-        return Err(format!(
+        return Err(DriverError::Check(format!(
             "the layers remove {first}{}; an updates.img can only add or replace files",
             if removed.len() > 1 {
                 format!(" and {} more", removed.len() - 1)
             } else {
                 String::new()
             }
-        ));
+        )));
     }
     let mut out = Directory::new(new.meta.clone());
     let mut err = None;
@@ -55,7 +56,7 @@ pub fn changes(base: &Tree, new: &Tree) -> Result<Tree, String> {
             leaf => leaf.clone(),
         };
         if let Err(e) = out.insert(p, entry, true) {
-            err.get_or_insert(e.to_string());
+            err.get_or_insert(DriverError::Check(e.to_string()));
         }
     });
     match err {
@@ -128,7 +129,12 @@ mod tests {
         );
         let mut gone = base.clone();
         gone.remove(&p("/usr/lib/same")).unwrap();
-        assert!(changes(&base, &gone).unwrap_err().contains("/usr/lib/same"));
+        assert!(
+            changes(&base, &gone)
+                .unwrap_err()
+                .to_string()
+                .contains("/usr/lib/same")
+        );
         // Dropped bytecode beside a surviving .py is fine.
         let mut py = base.clone();
         py.insert(&p("/usr/lib/m.py"), file(b"x"), false).unwrap();

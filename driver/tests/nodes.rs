@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use v6build_cache::Store;
 use v6build_driver::host_inputs::HostInputs;
-use v6build_driver::nodes::{Image, Out, Work, from_record};
+use v6build_driver::nodes::{
+    Image, Layer, Out, PackOut, ScanOut, TreeOut, Unpack, UnpackInitrdOut, Work,
+};
 use v6build_driver::plan::plan;
 use v6build_driver::progress::NoEvents;
 use v6build_driver::{Config, Verbosity};
@@ -20,6 +22,19 @@ fn repo() -> PathBuf {
 }
 
 const EPOCH: i64 = 1449187200;
+
+/// A quiet build into `dir`'s `out` with its own cache.
+fn quiet_config(dir: &Path) -> Config {
+    Config {
+        out_dir: dir.join("out"),
+        cache_dir: dir.join("cache"),
+        jobs: Some(2),
+        json: false,
+        verbosity: Verbosity::Quiet,
+        fetch: Default::default(),
+        remote: Default::default(),
+    }
+}
 
 #[test]
 fn demo_plan_has_one_chain_per_image_with_layers_collapsed() {
@@ -46,13 +61,26 @@ fn demo_plan_has_one_chain_per_image_with_layers_collapsed() {
         assert!(n.deps.iter().all(|&d| d < i), "{}", n.name);
     }
     let layer = g.find("stage2/layer/nm-v6-only..keep-accept-ra").unwrap();
-    let Work::Layer(Image::Stage2, steps) = &g.node(layer).work else {
+    let Work::Layer(Layer {
+        image: Image::Stage2,
+        steps,
+    }) = &g.node(layer).work
+    else {
         panic!("not a stage2 layer node")
     };
     // Three layers, each with its own key; the node's key is the last's.
     assert_eq!(steps.len(), 3);
     assert_eq!(steps[2].key, g.node(layer).key);
     assert_ne!(steps[0].key, steps[1].key);
+    // The kind's key, from the run's first input, is the node's key.
+    let first_input = g.node(g.node(layer).deps[0]).key;
+    assert_eq!(
+        g.node(layer)
+            .work
+            .kind()
+            .key([("tree".to_string(), first_input)].into()),
+        g.node(layer).action
+    );
     let pack = g.find("stage2/pack").unwrap();
     assert!(g.node(pack).deps.contains(&layer));
 }
@@ -95,15 +123,7 @@ fn an_updates_output_shares_the_stage2_nodes() {
 #[test]
 fn every_node_kind_records_and_restores_its_output() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = Config {
-        out_dir: dir.path().join("out"),
-        cache_dir: dir.path().join("cache"),
-        jobs: Some(2),
-        json: false,
-        verbosity: Verbosity::Quiet,
-        fetch: Default::default(),
-        remote: Default::default(),
-    };
+    let cfg = quiet_config(dir.path());
     let recipe = repo().join("recipes/demo.kdl");
     let summary =
         v6build_driver::build::build_recipes(&cfg, std::slice::from_ref(&recipe), &NoEvents)
@@ -115,7 +135,8 @@ fn every_node_kind_records_and_restores_its_output() {
     let g = plan(&r, EPOCH, &hosts).unwrap();
     let mut kinds = std::collections::BTreeSet::new();
     for n in g.nodes() {
-        if let Work::Media { path, .. } = &n.work {
+        if let Work::Media(m) = &n.work {
+            let path = &m.path;
             // Media are checked, not cached.
             assert!(store.get_action(&n.key).unwrap().is_none());
             assert!(path.is_file());
@@ -130,25 +151,38 @@ fn every_node_kind_records_and_restores_its_output() {
         let keys = rec.node.as_ref().expect("node keys");
         assert_eq!(keys.name, n.name);
         assert_eq!(keys.keys.last().map(|k| k.digest()), Some(n.key));
-        let out = from_record(&store, &|_| true, &rec)
+        let out = n
+            .work
+            .kind()
+            .restore(&store, &|_| true, &rec)
             .unwrap_or_else(|| panic!("{} does not restore", n.name));
         match (&n.work, out) {
-            (Work::Scan { .. }, Out::Scan { outer, blocks }) => {
-                assert!(store.get_tree(&outer).is_ok());
-                assert!(!store.get_blob(&blocks).unwrap().is_empty());
+            (Work::Scan(_), Out::Scan(ScanOut { outer, blocks })) => {
+                assert!(store.get_tree(&outer.0).is_ok());
+                assert!(!store.get_blob(&blocks.digest).unwrap().is_empty());
                 kinds.insert("scan");
             }
-            (Work::Unpack(Image::Initrd), Out::Parsed { tree, parse }) => {
-                assert!(store.get_tree(&tree).is_ok());
-                assert!(!store.get_blob(&parse).unwrap().is_empty());
+            (
+                Work::Unpack(Unpack {
+                    image: Image::Initrd,
+                }),
+                Out::UnpackInitrd(UnpackInitrdOut { tree, parse }),
+            ) => {
+                assert!(store.get_tree(&tree.0).is_ok());
+                assert!(!store.get_blob(&parse.digest).unwrap().is_empty());
                 kinds.insert("unpack");
             }
-            (Work::Unpack(Image::Stage2), Out::Tree(d)) => {
-                assert!(store.get_tree(&d).is_ok());
+            (
+                Work::Unpack(Unpack {
+                    image: Image::Stage2,
+                }),
+                Out::Tree(TreeOut { tree }),
+            ) => {
+                assert!(store.get_tree(&tree.0).is_ok());
                 kinds.insert("unpack");
             }
-            (Work::Layer(image, _), Out::Tree(d)) => {
-                let tree = store.get_tree(&d).unwrap();
+            (Work::Layer(Layer { image, .. }), Out::Tree(TreeOut { tree })) => {
+                let tree = store.get_tree(&tree.0).unwrap();
                 // What the layers wrote is in the tree, with the host bytes.
                 let (path, host) = match image {
                     Image::Initrd => (
@@ -170,7 +204,9 @@ fn every_node_kind_records_and_restores_its_output() {
                 assert_eq!(c.digest, v6build_fstree::Digest::of(&want), "{path}");
                 kinds.insert("layer");
             }
-            (Work::Pack(image), Out::Blob(d, size)) => {
+            (Work::Pack(pack), Out::Pack(PackOut { image: blob })) => {
+                let (d, size) = (blob.digest, blob.size);
+                let image = pack.image;
                 let rel = match image {
                     Image::Initrd => "initrd.img",
                     _ => "LiveOS/squashfs.img",
@@ -205,4 +241,46 @@ fn every_node_kind_records_and_restores_its_output() {
             "unpack"
         ]
     );
+}
+
+/// A record whose outputs are not its node kind's (an output the kind does
+/// not have, as a record from another layout of the store would hold) is
+/// a cache miss: the next build runs every such node again, never panics,
+/// and writes the same release.
+#[test]
+fn a_record_with_an_unknown_output_is_a_miss() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = quiet_config(dir.path());
+    let recipe = repo().join("recipes/demo.kdl");
+    let build = || {
+        v6build_driver::build::build_recipes(&cfg, std::slice::from_ref(&recipe), &NoEvents)
+            .unwrap_or_else(|o| panic!("{o:?}"))
+            .remove(0)
+    };
+    let first = build();
+    let r = v6build_engine::recipe::load(&recipe).unwrap();
+    let store = Store::open(&cfg.cache_dir).unwrap();
+    let hosts = HostInputs::read(&r, &v6build_fstree::HashOnly).unwrap();
+    let g = plan(&r, EPOCH, &hosts).unwrap();
+    let mut spoiled = Vec::new();
+    for n in g.nodes() {
+        let Some(mut rec) = store.get_action(&n.key).unwrap() else {
+            continue;
+        };
+        let any = *rec.outputs.values().next().unwrap();
+        rec.outputs.insert("junk".to_string(), any);
+        store.put_action(&n.key, &rec).unwrap();
+        assert!(
+            n.work.kind().restore(&store, &|_| true, &rec).is_none(),
+            "{} restored a record with an unknown output",
+            n.name
+        );
+        spoiled.push(n.name.clone());
+    }
+    assert!(spoiled.len() >= 6, "{spoiled:?}");
+    let second = build();
+    for name in &spoiled {
+        assert_eq!(second.node_states.get(name), Some(&"run"), "{name}");
+    }
+    assert_eq!(first.manifest.outputs, second.manifest.outputs);
 }

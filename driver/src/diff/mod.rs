@@ -15,24 +15,19 @@
 //! sha256, with a unified diff for small text files under `--content`.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rayon::prelude::*;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use v6build_engine::recipe::MediaRole;
-use v6build_fstree::{Digest, LeafKind, MemBlobs, Node, Tree, TreePath, escape};
 
 use crate::Outcome;
-use crate::inspect::{Format, Opened, sniff};
+use crate::error::DriverError;
 
 mod shortcut;
-use shortcut::*;
 
 mod tree;
-use tree::*;
+use tree::{Detail, EntryDiff, SegInfo, is_image, open_image, small_text, tree_diff, unified_diff};
 
 /// Files larger than this are never shown as a unified diff.
 pub const CONTENT_DIFF_MAX: u64 = 64 * 1024;
@@ -71,24 +66,23 @@ struct Sum {
 /// symbolic link and never blocking on a FIFO or device. (A path given on
 /// the command line was resolved once, in [`path_side`]; the entries of a
 /// release directory are not followed.)
-pub(super) fn open_artifact(p: &Path) -> Result<std::fs::File, String> {
+pub(super) fn open_artifact(p: &Path) -> Result<std::fs::File, DriverError> {
     v6build_fstree::host::open_regular(p)
         .map(|(f, _)| f)
-        .map_err(|e| format!("reading {}: {e}", p.display()))
+        .map_err(|e| DriverError::context(format!("reading {}", p.display()), e))
 }
 
 /// All of an artifact's bytes (an initramfs, or a small file shown as a
 /// unified diff), read as [`open_artifact`] opens it.
-pub(super) fn read_artifact(p: &Path) -> Result<Vec<u8>, String> {
+pub(super) fn read_artifact(p: &Path) -> Result<Vec<u8>, DriverError> {
     let mut bytes = Vec::new();
-    open_artifact(p)?
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("reading {}: {e}", p.display()))?;
+    std::io::Read::read_to_end(&mut open_artifact(p)?, &mut bytes)
+        .map_err(|e| DriverError::context(format!("reading {}", p.display()), e))?;
     Ok(bytes)
 }
 
-fn sum_file(p: &Path) -> Result<Sum, String> {
-    let reading = |e: std::io::Error| format!("reading {}: {e}", p.display());
+fn sum_file(p: &Path) -> Result<Sum, DriverError> {
+    let reading = |e: std::io::Error| DriverError::context(format!("reading {}", p.display()), e);
     let mut f = open_artifact(p)?;
     let mut h = Sha256::new();
     let size = v6build_fstree::host::for_each_chunk(&mut f, |b| {
@@ -104,8 +98,9 @@ fn sum_file(p: &Path) -> Result<Sum, String> {
 
 /// Every file below `dir` that is not a directory, by `/`-separated
 /// relative path. Symlinks are listed by their own path and never followed.
-fn release_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, String> {
-    let entries = crate::release::release_entries(dir).map_err(|e| format!("reading {e}"))?;
+fn release_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, DriverError> {
+    let entries =
+        crate::release::release_entries(dir).map_err(|e| DriverError::context("reading", e))?;
     Ok(entries.into_iter().map(|(r, e)| (r, e.path)).collect())
 }
 
@@ -143,12 +138,12 @@ fn media_side(recipe: &Path) -> Result<Side, Outcome> {
             };
             if role_used {
                 if !f.path.is_file() {
-                    return Err(Outcome::Failure(format!(
+                    return Err(Outcome::Error(DriverError::Check(format!(
                         "media {} {} is not on disk at {}",
                         m.name,
                         f.role.node_name(),
                         f.path.display()
-                    )));
+                    ))));
                 }
                 artifacts
                     .entry(release_path(f.role, &f.path))
@@ -172,7 +167,7 @@ fn path_side(given: &Path) -> Result<Side, Outcome> {
     if meta.is_dir() {
         Ok(Side {
             label: given.display().to_string(),
-            artifacts: release_files(p).map_err(Outcome::Failure)?,
+            artifacts: release_files(p).map_err(Outcome::Error)?,
             single: false,
         })
     } else if meta.is_file() {
@@ -222,7 +217,7 @@ fn pair_single(single: &mut Side, other: &Side) {
     }
 }
 
-fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detail>, String> {
+fn compare(name: &str, a: &Path, b: &Path, content: bool) -> Result<Option<Detail>, DriverError> {
     let (sa, sb) = rayon::join(|| sum_file(a), || sum_file(b));
     let (sa, sb) = (sa?, sb?);
     if sa == sb {
@@ -283,7 +278,7 @@ pub struct ImageChange {
 }
 
 /// The entries that differ between two images (for `verify`'s report).
-pub fn diff_images(a: &Path, b: &Path) -> Result<Vec<ImageChange>, String> {
+pub fn diff_images(a: &Path, b: &Path) -> Result<Vec<ImageChange>, DriverError> {
     let (ia, ib) = (open_image(a, false)?, open_image(b, false)?);
     Ok(tree_diff(&ia, &ib, false)?
         .0
@@ -486,7 +481,7 @@ pub fn diff(args: &DiffArgs) -> Differences {
         names.extend(b.artifacts.keys().filter(|k| !a.artifacts.contains_key(*k)));
     }
     names.sort();
-    let results: Vec<(String, Result<Option<Detail>, String>)> = names
+    let results: Vec<(String, Result<Option<Detail>, DriverError>)> = names
         .iter()
         .map(|n| {
             let r = match (a.artifacts.get(*n), b.artifacts.get(*n)) {
@@ -503,7 +498,7 @@ pub fn diff(args: &DiffArgs) -> Differences {
         match r {
             Ok(Some(d)) => changed.push((n, d)),
             Ok(None) => {}
-            Err(e) => return Outcome::Failure(e).into(),
+            Err(e) => return Outcome::Error(e).into(),
         }
     }
     let v: Vec<Value> = changed.iter().map(|(n, d)| detail_json(n, d)).collect();

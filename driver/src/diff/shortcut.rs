@@ -2,8 +2,14 @@
 //! them: the same compressed squashfs blocks, or the same ext4 block map
 //! over squashfs blocks that are the same on both sides.
 
-#[allow(unused_imports)]
-use super::*;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use serde_json::{Value, json};
+use v6build_fstree::Digest;
+
+use crate::inspect::Opened;
 
 /// How many same-size regular files `diff` compared in one image pair,
 /// and how: proved equal from their stored layout without reading them,

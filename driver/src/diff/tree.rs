@@ -2,8 +2,19 @@
 //! image tables, contents only where the stored layout cannot prove two
 //! files equal.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use v6build_fstree::{Digest, LeafKind, MemBlobs, Node, Tree, TreePath, escape};
+
+use super::shortcut::{ReadStats, Shortcut};
+use super::{CONTENT_DIFF_MAX, Sum};
+use crate::error::DriverError;
+use crate::inspect::{Format, Opened, sniff};
 
 /// One changed entry inside an image.
 #[derive(Debug, Clone)]
@@ -69,13 +80,11 @@ pub(super) struct Image {
     pub(super) kind: &'static str,
 }
 
-pub(super) fn head(p: &Path) -> Result<Vec<u8>, String> {
+pub(super) fn head(p: &Path) -> Result<Vec<u8>, DriverError> {
+    let reading = |e| DriverError::context(format!("reading {}", p.display()), e);
     let mut f = super::open_artifact(p)?;
     let mut h = Vec::new();
-    f.by_ref()
-        .take(2048)
-        .read_to_end(&mut h)
-        .map_err(|e| format!("reading {}: {e}", p.display()))?;
+    f.by_ref().take(2048).read_to_end(&mut h).map_err(reading)?;
     Ok(h)
 }
 
@@ -101,7 +110,7 @@ pub(super) fn is_image(p: &Path) -> bool {
     }
 }
 
-pub(super) fn open_image(p: &Path, keep: bool) -> Result<Image, String> {
+pub(super) fn open_image(p: &Path, keep: bool) -> Result<Image, DriverError> {
     let h = head(p)?;
     match sniff(&h) {
         Format::Initramfs => {
@@ -112,7 +121,7 @@ pub(super) fn open_image(p: &Path, keep: bool) -> Result<Image, String> {
             let hash_only = v6build_fstree::HashOnly;
             let store: &dyn v6build_fstree::BlobStore = if keep { &blobs } else { &hash_only };
             let ird = v6build_cpio::Initramfs::parse(&bytes, store, &Default::default())
-                .map_err(|e| format!("{}: {e}", p.display()))?;
+                .map_err(|e| DriverError::context(p.display().to_string(), e))?;
             let segments = ird
                 .segments
                 .iter()
@@ -229,7 +238,7 @@ pub(super) fn tree_diff(
     a: &Image,
     b: &Image,
     content: bool,
-) -> Result<(Vec<EntryDiff>, ReadStats), String> {
+) -> Result<(Vec<EntryDiff>, ReadStats), DriverError> {
     let na = all_nodes(&a.tree);
     let nb = all_nodes(&b.tree);
     // Pairs of regular files whose content must be read to compare.
@@ -259,7 +268,7 @@ pub(super) fn tree_diff(
         _ => 0,
     };
     pairs.sort_by_key(|(_, lx, _)| loc(&a.opened, lx));
-    let real = |opened: &Opened, l: &Arc<v6build_fstree::Leaf>| -> Result<Digest, String> {
+    let real = |opened: &Opened, l: &Arc<v6build_fstree::Leaf>| -> Result<Digest, DriverError> {
         match &l.kind {
             LeafKind::Regular(c) => opened.content_digest(&c.digest),
             _ => Err("not a regular file".into()),
@@ -268,7 +277,7 @@ pub(super) fn tree_diff(
     // Files proved equal from their stored layout are not read at all.
     let shortcut = Shortcut::new(&a.opened, &b.opened);
     let unread = std::sync::atomic::AtomicU64::new(0);
-    let differing: Result<Vec<Option<&TreePath>>, String> = pairs
+    let differing: Result<Vec<Option<&TreePath>>, DriverError> = pairs
         .par_iter()
         .map(|(p, lx, ly)| {
             if let (LeafKind::Regular(cx), LeafKind::Regular(cy)) = (&lx.kind, &ly.kind)
@@ -277,8 +286,8 @@ pub(super) fn tree_diff(
                 unread.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(None);
             }
-            let dx = real(&a.opened, lx).map_err(|e| format!("{p}: {e}"))?;
-            let dy = real(&b.opened, ly).map_err(|e| format!("{p}: {e}"))?;
+            let dx = real(&a.opened, lx).map_err(|e| DriverError::context(p.to_string(), e))?;
+            let dy = real(&b.opened, ly).map_err(|e| DriverError::context(p.to_string(), e))?;
             Ok((dx != dy).then_some(*p))
         })
         .collect();

@@ -128,6 +128,16 @@ pub enum FetchError {
         /// Why.
         reason: String,
     },
+    /// A local media file of another size than the recipe pins.
+    #[error("{} has {len} bytes but the recipe pins size={want}", path.display())]
+    LocalSize {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        len: u64,
+        /// The pinned size.
+        want: u64,
+    },
     /// A local I/O error.
     #[error("{what} {path}: {source}")]
     Io {

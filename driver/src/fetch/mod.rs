@@ -190,25 +190,28 @@ pub fn locate(
     sha256: Option<&str>,
     size: Option<u64>,
     opts: &FetchOptions,
-) -> Result<Option<PathBuf>, String> {
+) -> Result<Option<PathBuf>, FetchError> {
     if path.exists() {
         if let Some(want) = size {
             let len = fs::metadata(path)
-                .map_err(|e| format!("reading {}: {e}", path.display()))?
+                .map_err(|source| FetchError::Io {
+                    what: "reading",
+                    path: path.to_path_buf(),
+                    source,
+                })?
                 .len();
             if len != want {
-                return Err(format!(
-                    "{} has {len} bytes but the recipe pins size={want}",
-                    path.display()
-                ));
+                return Err(FetchError::LocalSize {
+                    path: path.to_path_buf(),
+                    len,
+                    want,
+                });
             }
         }
         return Ok(Some(path.to_path_buf()));
     }
     match (url, sha256) {
-        (Some(url), Some(sha256)) => fetch(cache_root, url, Pin { sha256, size }, opts)
-            .map(Some)
-            .map_err(|e| e.to_string()),
+        (Some(url), Some(sha256)) => fetch(cache_root, url, Pin { sha256, size }, opts).map(Some),
         _ => Ok(None),
     }
 }

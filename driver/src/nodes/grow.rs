@@ -4,7 +4,7 @@
 use v6build_engine::recipe::Grow;
 use v6build_fstree::TreePath;
 
-use super::NodeError;
+use super::{DriverError, NodeError};
 
 /// An edit of the nested image: block size, the changed blocks by
 /// number, and the image's new length.
@@ -84,14 +84,18 @@ pub(super) fn edit_error(
                 Some(Grow::Bytes(n)) => format!(" beyond the {} MiB `grow` adds", n >> 20),
                 _ => String::new(),
             };
-            format!(
+            let hint = format!(
                 "editing {path}: the ext4 image lacks {mib} MiB ({missing_bytes} bytes){inodes} of \
                  free space for the layers{now}; add `grow \"auto\"` (what the layers need plus \
                  16 MiB and a tenth) or `grow \"+{} MiB\"` to the stage2 block of the recipe",
                 mib + 16
-            )
+            );
+            DriverError::Explained {
+                message: hint,
+                source: Box::new(e.into()),
+            }
         }
-        _ => format!("editing {path}: {e}"),
+        _ => DriverError::context(format!("editing {path}"), e),
     };
     super::fail(node, message)
 }

@@ -1,32 +1,74 @@
 //! `media/<name>/<role>`: a vendor media file found on disk (or fetched
 //! into the cache's `media/`) and checked against its pinned sha256.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+use v6build_cache::{ActionKey, ActionRecord, Store};
 use v6build_engine::recipe::MediaRole;
+use v6build_fstree::Digest;
 
-use super::{Ctx, NodeError, Out, fail};
+use super::{Ctx, MediaOut, NodeError, NodeKind, Out, fail};
 
-impl Ctx<'_> {
+/// A media node: which file of which media set, where, and its pins.
+#[derive(Debug, Clone)]
+pub struct Media {
+    /// Media set name.
+    pub media: String,
+    /// Role in the set.
+    pub role: MediaRole,
+    /// Host path.
+    pub path: PathBuf,
+    /// The path as the recipe writes it (what the key holds).
+    pub written: String,
+    /// Pinned hash (hex), if any.
+    pub sha256: Option<String>,
+    /// Where to fetch it from when the local file is absent.
+    pub url: Option<String>,
+    /// Pinned size in bytes, if any.
+    pub size: Option<u64>,
+}
+
+/// A media file's key: the pin and the path as written.
+#[derive(Debug, Serialize)]
+struct MediaParams<'a> {
+    /// Pinned sha256 (hex), if any.
+    sha256: &'a Option<String>,
+    /// The path as the recipe writes it.
+    path: &'a str,
+}
+
+impl NodeKind for Media {
+    fn key(&self, inputs: BTreeMap<String, Digest>) -> ActionKey {
+        crate::keys::action_key(
+            "media",
+            MediaParams {
+                sha256: &self.sha256,
+                path: &self.written,
+            },
+            inputs,
+        )
+    }
+
     /// Finds, fetches if it must, and checks one media file.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn run_media(
-        &self,
-        name: &str,
-        media: &str,
-        role: &MediaRole,
-        path: &Path,
-        sha256: &Option<String>,
-        url: &Option<String>,
-        size: &Option<u64>,
-    ) -> Result<Out, NodeError> {
+    fn run(&self, ctx: &Ctx<'_>, name: &str, _inputs: &[&Out]) -> Result<Out, NodeError> {
+        let Media {
+            media,
+            role,
+            path,
+            sha256,
+            url,
+            size,
+            ..
+        } = self;
         let Some(found) = crate::fetch::locate(
-            self.store.root(),
+            ctx.store.root(),
             path,
             url.as_deref(),
             sha256.as_deref(),
             *size,
-            self.fetch,
+            ctx.fetch,
         )
         .map_err(|e| fail(name, e))?
         else {
@@ -49,19 +91,26 @@ impl Ctx<'_> {
         if found != *path {
             // Fetched: verified against the pin by the fetch, on
             // every use (a wrong file in the cache is replaced).
-            return Ok(Out::Media(found));
+            return Ok(Out::Media(MediaOut { path: found }));
         }
         // Hashed and compared with the pin; a problem is a `media::*`
         // diagnostic at the recipe line.
         // The hash is remembered by file identity (see media_hash.rs).
         let phases = crate::phase_stats::Phases::default();
-        let hashed = crate::media_hash::media_sha256(self.store, path, &phases);
+        let hashed = crate::media_hash::media_sha256(ctx.store, path, &phases);
         if let Ok((_, how)) = &hashed {
-            self.note(name, "sha256", serde_json::json!(how.name()));
+            ctx.note(name, "sha256", serde_json::json!(how.name()));
         }
-        phases.note(&self.stats, name);
-        check_local(self.recipe, media, *role, path, hashed.map(|(h, _)| h))?;
-        Ok(Out::Media(path.to_path_buf()))
+        phases.note(&ctx.stats, name);
+        check_local(ctx.recipe, media, *role, path, hashed.map(|(h, _)| h))?;
+        Ok(Out::Media(MediaOut {
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// Media are not cached: they are checked on every build.
+    fn restore(&self, _: &Store, _: &dyn Fn(&Digest) -> bool, _: &ActionRecord) -> Option<Out> {
+        None
     }
 }
 

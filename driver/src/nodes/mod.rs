@@ -6,17 +6,20 @@
 //!                                       updates/layer/<c> ─ … ─ updates/pack┘
 //! ```
 //!
-//! `media`, `scan`, `unpack`, `layer` and `pack` (with `pack_initrd`,
-//! `pack_stage2`, `pack_updates`) run a node; `record` turns an output
-//! into its action record and back (restore).
-//! The keys are made when the graph is planned (`crate::plan`).
+//! Every node kind implements [`NodeKind`]: `key` (its key document, from
+//! its parameters and the keys of the nodes it reads), `run` (its output
+//! from its inputs) and `restore` (its output from a cached action
+//! record, checked against the store). [`Work`] holds one node of each
+//! kind; the scheduler (`crate::build`) only calls the trait. Outputs are
+//! typed (`record`): each kind's output is a serde struct serialised into
+//! the action record.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use v6build_cache::{ActionKey, Store};
-use v6build_engine::recipe::{MediaRole, Recipe};
+use v6build_cache::{ActionKey, ActionRecord, Store};
+use v6build_engine::recipe::Recipe;
 use v6build_fstree::Digest;
 
 pub use crate::error::DriverError;
@@ -32,7 +35,15 @@ mod record;
 mod scan;
 mod unpack;
 
-pub use record::{from_record, media_input, record};
+pub use layer::{Layer, LayerStep};
+pub use media::Media;
+pub use pack::{InitrdPack, Pack, PackParams, Stage2Pack, UpdatesPack};
+pub use record::{
+    BlobRef, MediaOut, PackOut, ScanOut, TreeOut, TreeRef, UnpackInitrdOut, WrongKind, from_record,
+    to_record,
+};
+pub use scan::Scan;
+pub use unpack::Unpack;
 
 /// Which image a chain of nodes builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,114 +67,113 @@ impl Image {
     }
 }
 
-/// What a node does.
+/// One kind of build node.
+pub trait NodeKind: std::fmt::Debug + Sync {
+    /// The node's key document: its operation, its parameters, and
+    /// `inputs`, the keys of the nodes it reads by role (`media`, `tree`,
+    /// `base0`, ...). Its digest is the node's cache key.
+    fn key(&self, inputs: BTreeMap<String, Digest>) -> ActionKey;
+
+    /// Computes the node's output from its inputs' outputs (in the node's
+    /// `deps` order).
+    fn run(&self, ctx: &Ctx<'_>, name: &str, inputs: &[&Out]) -> Result<Out, NodeError>;
+
+    /// The output a cached record holds, if it is this kind's output and
+    /// its objects are in the store (trees read back verified). `claim`
+    /// says whether a digest missing from the store is a reference a
+    /// registered base resolves (see `refs`). `None` is a cache miss.
+    fn restore(
+        &self,
+        store: &Store,
+        claim: &dyn Fn(&Digest) -> bool,
+        rec: &ActionRecord,
+    ) -> Option<Out>;
+}
+
+/// A node of the build graph: one value per node kind, each a
+/// [`NodeKind`] ([`Work::kind`]).
 #[derive(Debug, Clone)]
 pub enum Work {
-    /// Check a media file against its pinned sha256.
-    Media {
-        /// Media set name.
-        media: String,
-        /// Role in the set.
-        role: MediaRole,
-        /// Host path.
-        path: PathBuf,
-        /// Pinned hash (hex), if any.
-        sha256: Option<String>,
-        /// Where to fetch it from when the local file is absent.
-        url: Option<String>,
-        /// Pinned size in bytes, if any.
-        size: Option<u64>,
-    },
-    /// Read a base stage2 squashfs's metadata once: its tree, with every
-    /// file named by a reference digest (see `refs`), and the map of its
-    /// compressed blocks, both cached. No data block is decompressed.
-    Scan {
-        /// The media's pinned sha256 (hex), which seeds the references.
-        source: Option<String>,
-    },
+    /// Find (or fetch) a media file and check it against its pin.
+    Media(Media),
+    /// Read a base stage2 squashfs's metadata once.
+    Scan(Scan),
     /// Unpack a base image into the tree layers edit.
-    Unpack(Image),
-    /// Apply a run of layers in order, each an index into `recipe.layers`
-    /// with the key that layer alone would have (its per-layer key, which
-    /// the manifest records). [`crate::plan::plan`] collapses a chain of layers whose
-    /// intermediate trees nothing else reads into one node: the tree is
-    /// edited in memory and stored once, so n layers cost O(their
-    /// operations), not n stored trees of growing size. The node's key is
-    /// the last layer's per-layer key, which commits to every earlier one.
-    Layer(Image, Vec<LayerStep>),
+    Unpack(Unpack),
+    /// Apply a run of layers in order.
+    Layer(Layer),
     /// Pack the final tree into the image bytes.
-    Pack(Image),
+    Pack(Pack),
 }
 
-/// A node's result.
-#[derive(Debug, Clone)]
-pub enum Out {
-    /// A verified media file.
-    Media(PathBuf),
-    /// A tree in the store.
-    Tree(Digest),
-    /// A blob in the store.
-    Blob(Digest, u64),
-    /// An unpacked initrd: its merged tree and its saved parse (a blob,
-    /// `Initramfs::save()`), so pack need not decompress the base again.
-    Parsed {
-        /// The merged tree.
-        tree: Digest,
-        /// The saved parse.
-        parse: Digest,
-    },
-    /// A scanned squashfs: its tree and its saved block map (a blob).
-    Scan {
-        /// The squashfs tree.
-        outer: Digest,
-        /// `BaseBlocks::save()` bytes.
-        blocks: Digest,
-    },
-}
-
-/// A failure while running a node.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    /// A recipe-level failure (an operation that does not apply), with a span.
-    #[error("{0}")]
-    Recipe(Box<v6build_engine::recipe::RecipeError>),
-    /// Anything else, with the kind of failure its source made.
-    #[error("{node}: {source}")]
-    Failed {
-        /// Node name.
-        node: String,
-        /// What went wrong.
-        #[source]
-        source: DriverError,
-    },
-}
-
-impl NodeError {
-    /// The cause of a failure that is not a recipe error.
-    pub fn cause(&self) -> Option<&DriverError> {
+impl Work {
+    /// The node as its kind.
+    pub fn kind(&self) -> &dyn NodeKind {
         match self {
-            NodeError::Failed { source, .. } => Some(source),
-            NodeError::Recipe(_) => None,
+            Work::Media(n) => n,
+            Work::Scan(n) => n,
+            Work::Unpack(n) => n,
+            Work::Layer(n) => n,
+            Work::Pack(n) => n,
+        }
+    }
+
+    /// The key documents the node's action record keeps for `plan
+    /// --explain`: each layer's key for a layer node, `own` otherwise.
+    pub fn key_docs(&self, own: &ActionKey) -> Vec<ActionKey> {
+        match self {
+            Work::Layer(l) => l.steps.iter().map(|s| s.action.clone()).collect(),
+            _ => vec![own.clone()],
         }
     }
 }
 
-pub(crate) fn fail(node: &str, source: impl Into<DriverError>) -> NodeError {
-    NodeError::Failed {
-        node: node.to_string(),
-        source: source.into(),
+/// A node's result: the typed output of its kind.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// A verified media file.
+    Media(MediaOut),
+    /// A scanned squashfs.
+    Scan(ScanOut),
+    /// An unpacked initrd.
+    UnpackInitrd(UnpackInitrdOut),
+    /// A tree (an unpacked stage2, layers applied).
+    Tree(TreeOut),
+    /// A packed image.
+    Pack(PackOut),
+}
+
+impl Out {
+    /// The action record of the output (`None` for media, which are not
+    /// cached).
+    pub fn record(&self) -> Option<ActionRecord> {
+        match self {
+            Out::Media(_) => None,
+            Out::Scan(o) => Some(to_record(o)),
+            Out::UnpackInitrd(o) => Some(to_record(o)),
+            Out::Tree(o) => Some(to_record(o)),
+            Out::Pack(o) => Some(to_record(o)),
+        }
+    }
+
+    /// The tree the output is or holds, if any.
+    pub fn tree(&self) -> Option<Digest> {
+        match self {
+            Out::Tree(o) => Some(o.tree.0),
+            Out::UnpackInitrd(o) => Some(o.tree.0),
+            _ => None,
+        }
     }
 }
 
-/// One layer a [`Work::Layer`] node applies.
-#[derive(Debug, Clone)]
-pub struct LayerStep {
-    /// Index into `recipe.layers`.
-    pub layer: usize,
-    /// The key this layer alone has (the manifest records it).
-    pub key: Digest,
-    /// That key's document (`plan --explain`).
-    pub action: ActionKey,
+/// A failure while running a node: a [`DriverError`], whose context is
+/// the node's name (see [`fail`]), or a recipe error with the span of the
+/// operation that failed.
+pub type NodeError = DriverError;
+
+/// `source`, as the failure of node `node` (`NODE: SOURCE`).
+pub(crate) fn fail(node: &str, source: impl Into<DriverError>) -> NodeError {
+    DriverError::context(node, source)
 }
 
 /// Everything a running node needs.
@@ -189,50 +199,52 @@ pub struct Ctx<'a> {
     pub stats: std::sync::Mutex<BTreeMap<String, Value>>,
 }
 
+/// The media file among a node's inputs.
 fn media_path(inputs: &[&Out]) -> Option<PathBuf> {
     inputs.iter().find_map(|o| match o {
-        Out::Media(p) => Some(p.clone()),
+        Out::Media(m) => Some(m.path.clone()),
         _ => None,
     })
 }
 
-fn scan_input(inputs: &[&Out]) -> Option<(Digest, Digest)> {
+fn scan_input(inputs: &[&Out]) -> Option<ScanOut> {
     inputs.iter().find_map(|o| match o {
-        Out::Scan { outer, blocks } => Some((*outer, *blocks)),
+        Out::Scan(s) => Some(*s),
         _ => None,
     })
 }
 
-fn parsed_input(inputs: &[&Out]) -> Option<Digest> {
+fn parsed_input(inputs: &[&Out]) -> Option<BlobRef> {
     inputs.iter().find_map(|o| match o {
-        Out::Parsed { parse, .. } => Some(*parse),
+        Out::UnpackInitrd(u) => Some(u.parse),
         _ => None,
     })
 }
 
 fn tree_input(inputs: &[&Out]) -> Option<Digest> {
-    inputs.iter().rev().find_map(|o| match o {
-        Out::Tree(d) | Out::Parsed { tree: d, .. } => Some(*d),
-        _ => None,
-    })
+    inputs.iter().rev().find_map(|o| o.tree())
 }
 
 impl Ctx<'_> {
-    /// Runs one node's work.
-    pub fn run(&self, name: &str, work: &Work, inputs: &[&Out]) -> Result<Out, NodeError> {
-        match work {
-            Work::Media {
-                path,
-                sha256,
-                media,
-                role,
-                url,
-                size,
-            } => self.run_media(name, media, role, path, sha256, url, size),
-            Work::Scan { source } => self.run_scan(name, source, inputs),
-            Work::Unpack(image) => self.run_unpack(name, image, inputs),
-            Work::Layer(_, steps) => self.run_layer(name, steps, inputs),
-            Work::Pack(image) => self.run_pack(name, image, inputs),
+    /// Tells the reference resolver about a base a node's output describes
+    /// (a scanned stage2, an unpacked initrd), before any node that reads
+    /// its references runs: for a node that ran and for one restored.
+    pub fn register(&self, inputs: &[&Out], out: &Out) {
+        let Some(media) = media_path(inputs) else {
+            return;
+        };
+        match out {
+            Out::Scan(s) => {
+                let nested = self
+                    .store
+                    .get_tree(&s.outer.0)
+                    .ok()
+                    .and_then(|t| crate::images::nested_candidate(&t))
+                    .map(|c| c.digest);
+                self.blobs.register_scan(media, s.blocks.digest, nested);
+            }
+            Out::UnpackInitrd(u) => self.blobs.register_initrd(media, u.parse.digest, None),
+            _ => {}
         }
     }
 

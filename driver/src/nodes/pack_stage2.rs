@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::json;
 use v6build_fstree::{Content, Digest, Leaf, LeafKind, Node, Tree, TreePath};
 
-use super::{Ctx, NodeError, fail};
+use super::{Ctx, DriverError, NodeError, fail};
 use crate::images::Shape;
 
 impl Ctx<'_> {
@@ -214,16 +214,16 @@ impl Ctx<'_> {
 /// The squashfs compressor for a recipe's `compress` node.
 fn squashfs_compressor(
     c: &v6build_engine::recipe::Compression,
-) -> Result<v6build_squashfs::Compressor, String> {
+) -> Result<v6build_squashfs::Compressor, DriverError> {
     use v6build_engine::recipe::CompressKind;
     use v6build_squashfs::Compressor;
     Ok(match c.kind {
         CompressKind::Xz => {
             if c.level.is_some() {
-                return Err(
+                return Err(DriverError::Check(
                     "squashfs xz has no level (mksquashfs -comp xz takes a dictionary size); drop `level=`"
                         .into(),
-                );
+                ));
             }
             Compressor::xz()
         }
@@ -243,10 +243,15 @@ fn squashfs_compressor(
             level: c.level.unwrap_or(15),
         },
         CompressKind::Lz4 => {
-            return Err("v6build reads lz4 squashfs images but does not write them; choose xz, gzip or zstd".into());
+            return Err(DriverError::Unsupported(
+                "v6build reads lz4 squashfs images but does not write them; choose xz, gzip or zstd"
+                    .into(),
+            ));
         }
         CompressKind::None => {
-            return Err("a stage2 squashfs is always compressed; choose xz, gzip or zstd".into());
+            return Err(DriverError::Unsupported(
+                "a stage2 squashfs is always compressed; choose xz, gzip or zstd".into(),
+            ));
         }
     })
 }
@@ -262,19 +267,22 @@ fn set_content(tree: &mut Tree, path: &TreePath, c: Content) {
 
 /// The squashfs tree of an EL7-style stage2 made from scratch:
 /// `/LiveOS/rootfs.img` and nothing else, owned by root, dated `epoch`.
-fn nested_outer(root: &v6build_fstree::Meta, epoch: i64, c: Content) -> Result<Tree, String> {
+fn nested_outer(root: &v6build_fstree::Meta, epoch: i64, c: Content) -> Result<Tree, DriverError> {
+    fn invalid(e: impl std::fmt::Display) -> DriverError {
+        DriverError::Check(e.to_string())
+    }
     let dir_meta = v6build_fstree::Meta::root(0o755, epoch);
     let mut t = Tree::new(v6build_fstree::Meta {
         xattrs: Default::default(),
         ..root.clone()
     });
-    let path = TreePath::parse("/LiveOS/rootfs.img").map_err(|e| e.to_string())?;
+    let path = TreePath::parse("/LiveOS/rootfs.img").map_err(invalid)?;
     t.insert(
-        &TreePath::parse("/LiveOS").map_err(|e| e.to_string())?,
+        &TreePath::parse("/LiveOS").map_err(invalid)?,
         Node::Dir(v6build_fstree::Directory::new(dir_meta.clone())),
         false,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(invalid)?;
     t.insert(
         &path,
         Node::Leaf(Arc::new(Leaf {
@@ -286,6 +294,6 @@ fn nested_outer(root: &v6build_fstree::Meta, epoch: i64, c: Content) -> Result<T
         })),
         false,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(invalid)?;
     Ok(t)
 }

@@ -3,42 +3,92 @@
 //! again); a stage2 yields the ext4 tree inside `LiveOS/rootfs.img` when
 //! the squashfs wraps one (EL7/EL8), or the squashfs tree itself.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use serde::Serialize;
 use serde_json::json;
+use v6build_cache::{ActionKey, ActionRecord, Store};
 use v6build_fstree::{Digest, Tree};
 
-use super::{Ctx, Image, NodeError, Out, fail, media_path, scan_input};
+use super::record::{blob_present, from_record, restore_tree, tree_present};
+use super::{
+    BlobRef, Ctx, Image, NodeError, NodeKind, Out, TreeOut, TreeRef, UnpackInitrdOut, fail,
+    media_path, scan_input,
+};
 use crate::images::{Shape, read_initrd, stage2_shape};
 
-impl Ctx<'_> {
-    /// Unpacks the base of `image`.
-    pub(super) fn run_unpack(
-        &self,
-        name: &str,
-        image: &Image,
-        inputs: &[&Out],
-    ) -> Result<Out, NodeError> {
-        let tree = match image {
-            Image::Initrd => {
-                let path = media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
-                let (tree, saved, contents) = self.unpack_initrd(name, &path)?;
-                let tree = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
-                let parse = self.store.put_blob(&saved).map_err(|e| fail(name, e))?;
-                if let Some(contents) = contents {
-                    self.blobs.register_initrd(path, parse, Some(contents));
-                }
-                return Ok(Out::Parsed { tree, parse });
-            }
-            _ => {
-                let (outer, _) = scan_input(inputs).ok_or_else(|| fail(name, "no scan input"))?;
-                self.unpack_stage2(name, &outer)?
-            }
-        };
-        let d = self.store.put_tree(&tree).map_err(|e| fail(name, e))?;
-        Ok(Out::Tree(d))
+/// An unpack node: the base of `image` as a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unpack {
+    /// Which base: an initrd, or a stage2 (also the base of updates).
+    pub image: Image,
+}
+
+/// An initrd unpack: it saves its parse, and contents stay in the base.
+#[derive(Debug, Serialize)]
+struct InitrdUnpackParams {
+    /// Always `parse`.
+    saves: &'static str,
+    /// Always `in the base`.
+    contents: &'static str,
+}
+
+impl NodeKind for Unpack {
+    fn key(&self, inputs: BTreeMap<String, Digest>) -> ActionKey {
+        crate::keys::action_key(
+            &format!("unpack-{}", self.image.name()),
+            (self.image == Image::Initrd).then_some(InitrdUnpackParams {
+                saves: "parse",
+                contents: "in the base",
+            }),
+            inputs,
+        )
     }
 
+    /// Unpacks the base of the image.
+    fn run(&self, ctx: &Ctx<'_>, name: &str, inputs: &[&Out]) -> Result<Out, NodeError> {
+        if self.image == Image::Initrd {
+            let path = media_path(inputs).ok_or_else(|| fail(name, "no media input"))?;
+            let (tree, saved, contents) = ctx.unpack_initrd(name, &path)?;
+            let tree = ctx.store.put_tree(&tree).map_err(|e| fail(name, e))?;
+            let parse = ctx.store.put_blob(&saved).map_err(|e| fail(name, e))?;
+            if let Some(contents) = contents {
+                ctx.blobs.register_initrd(path, parse, Some(contents));
+            }
+            return Ok(Out::UnpackInitrd(UnpackInitrdOut {
+                tree: TreeRef(tree),
+                parse: BlobRef {
+                    digest: parse,
+                    size: saved.len() as u64,
+                },
+            }));
+        }
+        let scan = scan_input(inputs).ok_or_else(|| fail(name, "no scan input"))?;
+        let tree = ctx.unpack_stage2(name, &scan.outer.0)?;
+        let d = ctx.store.put_tree(&tree).map_err(|e| fail(name, e))?;
+        Ok(Out::Tree(TreeOut { tree: TreeRef(d) }))
+    }
+
+    /// An unpacked initrd's files are in the base initrd, which its saved
+    /// parse describes; a stage2 tree's files must be stored or resolvable
+    /// references.
+    fn restore(
+        &self,
+        store: &Store,
+        claim: &dyn Fn(&Digest) -> bool,
+        rec: &ActionRecord,
+    ) -> Option<Out> {
+        if self.image == Image::Initrd {
+            let o: UnpackInitrdOut = from_record(rec)?;
+            return (tree_present(store, &o.tree) && blob_present(store, &o.parse))
+                .then_some(Out::UnpackInitrd(o));
+        }
+        restore_tree(store, claim, rec)
+    }
+}
+
+impl Ctx<'_> {
     /// The merged tree and the saved parse. Files are hashed, not stored:
     /// the base initrd itself holds them (see `refs`). When the recipe
     /// rewrites the initrd, pack will read every file, so the contents are

@@ -12,11 +12,12 @@ use v6build_fstree::Digest;
 use super::ReleaseWriter;
 use crate::Outcome;
 use crate::dag::Graph;
+use crate::error::DriverError;
 use crate::host_inputs::HostInputs;
 use crate::manifest::{
     FileDigest, LayerKey, Manifest, MediaInput, RecipeRoot, ReleaseInfo, SCHEMA_VERSION,
 };
-use crate::nodes::{Image, Out, Work};
+use crate::nodes::{Image, Layer, Out, PackOut, Work};
 use crate::progress::BuildEvents;
 
 /// What a finished build hands to [`assemble`].
@@ -69,16 +70,16 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
     } = *a;
     // Assemble the release.
     let mut w = ReleaseWriter::begin(out_dir, &r.release.dir)
-        .map_err(|e| Outcome::Failure(format!("cannot start release {}: {e}", r.release.dir)))?;
+        .map_err(|e| crate::failed(format!("cannot start release {}", r.release.dir), e))?;
     let mut roots: Vec<Digest> = Vec::new();
     let mut layers = Vec::new();
     let release_phases = crate::phase_stats::Phases::default();
     let mut release_placed = Vec::new();
     for (id, node) in graph.nodes().iter().enumerate() {
-        if !matches!(node.work, Work::Media { .. }) {
+        if !matches!(node.work, Work::Media(_)) {
             roots.push(node.key);
         }
-        if let Work::Layer(image, steps) = &node.work {
+        if let Work::Layer(Layer { image, steps }) = &node.work {
             for step in steps {
                 layers.push(LayerKey {
                     name: r.layers[step.layer].name.clone(),
@@ -87,8 +88,9 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
                 });
             }
         }
-        if let (Work::Pack(image), Out::Blob(d, size)) = (&node.work, &outputs[id]) {
-            let rel = match image {
+        if let (Work::Pack(pack), Out::Pack(PackOut { image: blob })) = (&node.work, &outputs[id]) {
+            let (d, size) = (&blob.digest, &blob.size);
+            let rel = match pack.image {
                 Image::Initrd => "initrd.img",
                 Image::Stage2 => "LiveOS/squashfs.img",
                 Image::Updates => "updates.img",
@@ -96,7 +98,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
             // Hard-linked from the release being replaced when unchanged,
             // else copied (copy_file_range) and hashed in one read.
             let added = super::reuse::add_blob(&mut w, store, rel, d, *size, &release_phases)
-                .map_err(|e| Outcome::Failure(format!("writing {rel}: {e}")))?;
+                .map_err(|e| crate::failed(format!("writing {rel}"), e))?;
             release_placed.push((rel, added));
         }
     }
@@ -144,15 +146,15 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "vmlinuz".into());
                 let mut file = v6build_engine::host::open_regular(kernel)
-                    .map_err(|e| Outcome::Failure(format!("reading {}: {e}", kernel.display())))?;
+                    .map_err(|e| crate::failed(format!("reading {}", kernel.display()), e))?;
                 let written = w
                     .add(&name, &mut file)
-                    .map_err(|e| Outcome::Failure(format!("writing {name}: {e}")))?;
+                    .map_err(|e| crate::failed(format!("writing {name}"), e))?;
                 if f.sha256.map(|s| s.to_hex()) != Some(written.sha256.clone()) {
-                    return Err(Outcome::Failure(format!(
+                    return Err(Outcome::Error(DriverError::Check(format!(
                         "kernel {} does not match its pinned sha256",
                         f.path.display()
-                    )));
+                    ))));
                 }
             }
         }
@@ -174,11 +176,11 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
         };
         if b.grub {
             w.add_bytes("grub.cfg", files.grub_cfg().as_bytes())
-                .map_err(|e| Outcome::Failure(format!("writing grub.cfg: {e}")))?;
+                .map_err(|e| crate::failed("writing grub.cfg", e))?;
         }
         if b.ipxe {
             w.add_bytes("boot.ipxe", files.ipxe().as_bytes())
-                .map_err(|e| Outcome::Failure(format!("writing boot.ipxe: {e}")))?;
+                .map_err(|e| crate::failed("writing boot.ipxe", e))?;
         }
         // What `v6build boot` needs from the recipe's boot block.
         let spec = crate::vmboot::BootSpec {
@@ -195,7 +197,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
             timeout: b.timeout,
         };
         w.add_bytes(crate::vmboot::BOOT_JSON, &spec.to_bytes())
-            .map_err(|e| Outcome::Failure(format!("writing boot.json: {e}")))?;
+            .map_err(|e| crate::failed("writing boot.json", e))?;
     }
     // The updated .treeinfo goes in last, so it can list the others' hashes.
     if let Some((m, f)) = treeinfo_media(r)? {
@@ -205,7 +207,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
             .map(|(_, p)| p.as_path());
         let treeinfo = release_treeinfo(r, m, f, path, &w.outputs(), events)?;
         w.add_bytes(".treeinfo", treeinfo.as_bytes())
-            .map_err(|e| Outcome::Failure(format!("writing .treeinfo: {e}")))?;
+            .map_err(|e| crate::failed("writing .treeinfo", e))?;
     }
     let top = r.top();
     let mut inputs = Vec::new();
@@ -221,7 +223,10 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
             blake3: hosts
                 .digest(h)
                 .ok_or_else(|| {
-                    Outcome::Failure(format!("{} was not read at plan time", h.display()))
+                    Outcome::Error(DriverError::Check(format!(
+                        "{} was not read at plan time",
+                        h.display()
+                    )))
                 })?
                 .to_string(),
         });
@@ -230,7 +235,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
     inputs.dedup();
     // SHA256SUMS is an output like the others, so the manifest covers it.
     w.add_sums()
-        .map_err(|e| Outcome::Failure(format!("writing SHA256SUMS: {e}")))?;
+        .map_err(|e| crate::failed("writing SHA256SUMS", e))?;
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         tool_version: crate::tool_version(),
@@ -252,7 +257,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
     };
     let release_dir = w
         .commit(&manifest.to_bytes())
-        .map_err(|e| Outcome::Failure(format!("writing the release directory: {e}")))?;
+        .map_err(|e| crate::failed("writing the release directory", e))?;
     for (rel, added) in &release_placed {
         super::reuse::remember_committed(store, &release_dir, rel, added);
     }
@@ -330,19 +335,18 @@ fn release_treeinfo(
 ) -> Result<String, Outcome> {
     // Pinned, and on disk or fetched by url=, like the other media files.
     let Some(pinned) = f.sha256.map(|s| s.to_hex()) else {
-        return Err(Outcome::Failure(format!(
+        return Err(Outcome::Error(DriverError::Check(format!(
             "the treeinfo of media `{}` ({}) has no pinned sha256; run `v6build pin` on the recipe",
             m.name,
             f.path.display()
-        )));
+        ))));
     };
     let Some(path) = path else {
         return Err(Outcome::FailureReport(miette::Report::new(
             v6build_engine::recipe::media_missing_error(r, m, f),
         )));
     };
-    let text =
-        crate::treeinfo::read(path, Some(&pinned)).map_err(|e| Outcome::Failure(e.to_string()))?;
+    let text = crate::treeinfo::read(path, Some(&pinned)).map_err(|e| Outcome::Error(e.into()))?;
     let release_names = [".treeinfo", "manifest.json", "SHA256SUMS"];
     for k in &m.keep {
         if outputs.iter().any(|o| o.path == k.path) || release_names.contains(&k.path.as_str()) {
@@ -407,7 +411,7 @@ fn release_treeinfo(
     }
     let tree = f.path.parent().unwrap_or(Path::new("."));
     for kept in &new.kept_checksums {
-        crate::treeinfo::check_kept(tree, kept).map_err(Outcome::Failure)?;
+        crate::treeinfo::check_kept(tree, kept).map_err(|e| Outcome::Error(e.into()))?;
     }
     for d in &new.dropped {
         events.note(&format!(

@@ -74,6 +74,20 @@ pub enum ReadError {
         /// The recipe's pin.
         pinned: String,
     },
+    /// A file the `.treeinfo` keeps does not have the checksum it lists.
+    #[error(
+        "{} does not match the checksum its .treeinfo lists (sha256:{want}, the file has \
+         sha256:{got}); the release's .treeinfo would repeat a false checksum for this kept file",
+        path.display()
+    )]
+    KeptMismatch {
+        /// The kept file.
+        path: PathBuf,
+        /// The checksum the `.treeinfo` lists (hex).
+        want: String,
+        /// The file's (hex).
+        got: String,
+    },
     /// An I/O error.
     #[error("reading {}: {source}", path.display())]
     Io {
@@ -401,8 +415,8 @@ pub fn rewrite(text: &str, shipped: &[Shipped<'_>], keep: &[&str]) -> Rewrite {
 /// `.treeinfo`, when it is there (`tree` is the directory of the media's
 /// `.treeinfo`). Returns `Ok(false)` when there is nothing to compare (no
 /// such regular file, or a checksum type other than sha256), `Ok(true)`
-/// when it matches, and an error message when it does not.
-pub fn check_kept(tree: &Path, kept: &KeptChecksum) -> Result<bool, String> {
+/// when it matches, and an error when it does not.
+pub fn check_kept(tree: &Path, kept: &KeptChecksum) -> Result<bool, ReadError> {
     let Some(want) = kept.checksum.strip_prefix("sha256:") else {
         return Ok(false);
     };
@@ -412,16 +426,19 @@ pub fn check_kept(tree: &Path, kept: &KeptChecksum) -> Result<bool, String> {
         _ => return Ok(false),
     }
     let got = v6build_engine::recipe::sha256_file(&path)
-        .map_err(|e| format!("reading {}: {e}", path.display()))?
+        .map_err(|source| ReadError::Io {
+            path: path.clone(),
+            source,
+        })?
         .to_hex();
     if got.eq_ignore_ascii_case(want) {
         Ok(true)
     } else {
-        Err(format!(
-            "{} does not match the checksum its .treeinfo lists (sha256:{want}, the file has \
-             sha256:{got}); the release's .treeinfo would repeat a false checksum for this kept file",
-            path.display()
-        ))
+        Err(ReadError::KeptMismatch {
+            path,
+            want: want.to_string(),
+            got,
+        })
     }
 }
 

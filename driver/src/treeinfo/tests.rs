@@ -178,13 +178,16 @@ fn kept_checksums_are_checked_when_the_file_is_there() {
         checksum: sum.into(),
     };
     // Absent: nothing to compare.
-    assert_eq!(check_kept(dir.path(), &kept("sha256:00")), Ok(false));
+    assert!(matches!(
+        check_kept(dir.path(), &kept("sha256:00")),
+        Ok(false)
+    ));
     std::fs::write(dir.path().join("images/boot.iso"), b"iso").unwrap();
     let sum = hex::encode(sha2::Sha256::digest(b"iso"));
-    assert_eq!(
+    assert!(matches!(
         check_kept(dir.path(), &kept(&format!("sha256:{sum}"))),
         Ok(true)
-    );
+    ));
     assert!(check_kept(dir.path(), &kept("sha256:00")).is_err());
-    assert_eq!(check_kept(dir.path(), &kept("md5:00")), Ok(false));
+    assert!(matches!(check_kept(dir.path(), &kept("md5:00")), Ok(false)));
 }

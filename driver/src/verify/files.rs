@@ -1,8 +1,13 @@
 //! Step 2 of verify: every file of the release against the manifest, and
 //! the field-by-field comparison of a rebuilt manifest with the recorded one.
 
-#[allow(unused_imports)]
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::{MAX_MANIFEST, Report, hash_file};
+use crate::manifest::{Manifest, RecipeRoot};
 
 /// Step 2: the files against the manifest and `SHA256SUMS`. Returns the
 /// sha256 of each listed file as found on disk.

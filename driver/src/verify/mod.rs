@@ -25,11 +25,12 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use crate::error::DriverError;
 use crate::manifest::{Manifest, RecipeRoot, SCHEMA_VERSION};
 use crate::{Config, Outcome, Verbosity};
 
 mod files;
-use files::*;
+use files::{check_files, value_diff};
 
 /// Exit code for "inputs changed or missing".
 pub const EXIT_INPUTS_CHANGED: u8 = 3;
@@ -133,13 +134,13 @@ impl Report {
                         self.differences.join("\n  ")
                     ));
                 }
-                Outcome::Failure(msg)
+                Outcome::Error(DriverError::Check(msg))
             }
-            _ => Outcome::Failure(format!(
+            _ => Outcome::Error(DriverError::Check(format!(
                 "{} is not reproduced by a clean rebuild:\n  {}",
                 self.release,
                 self.differences.join("\n  ")
-            )),
+            ))),
         };
         Verified {
             report,
@@ -189,17 +190,17 @@ fn read_manifest(release: &Path) -> Result<(Value, Manifest), Outcome> {
             }
         })
         .map_err(|e| {
-            Outcome::Failure(format!(
+            Outcome::Error(DriverError::Check(format!(
                 "reading {}: {e} (is this a release directory?)",
                 mpath.display()
-            ))
+            )))
         })?;
     let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Outcome::Failure(format!("{}: not JSON: {e}", mpath.display())))?;
+        .map_err(|e| crate::failed(format!("{}: not JSON", mpath.display()), e))?;
     match v.get("schema_version").and_then(Value::as_u64) {
         Some(n) if n == u64::from(SCHEMA_VERSION) => {}
         other => {
-            return Err(Outcome::Failure(format!(
+            return Err(Outcome::Error(DriverError::Check(format!(
                 "{}: schema_version {} is not {SCHEMA_VERSION}, the version this v6build reads; \
                  verify it with the v6build that built it ({})",
                 mpath.display(),
@@ -207,11 +208,11 @@ fn read_manifest(release: &Path) -> Result<(Value, Manifest), Outcome> {
                 v.get("tool_version")
                     .and_then(Value::as_str)
                     .unwrap_or("unknown")
-            )));
+            ))));
         }
     }
     let m: Manifest = serde_json::from_value(v.clone())
-        .map_err(|e| Outcome::Failure(format!("{}: {e}", mpath.display())))?;
+        .map_err(|e| crate::failed(format!("{}", mpath.display()), e))?;
     Ok((v, m))
 }
 
@@ -396,9 +397,9 @@ fn rebuild_and_compare(
     let scratch = tempfile::Builder::new()
         .prefix("v6build-verify-")
         .tempdir()
-        .map_err(|e| Outcome::Failure(format!("cannot create a scratch directory: {e}")))?;
+        .map_err(|e| crate::failed("cannot create a scratch directory", e))?;
     let store = v6build_cache::Store::open(scratch.path().join("cache"))
-        .map_err(|e| Outcome::Failure(format!("cannot create the scratch cache: {e}")))?;
+        .map_err(|e| crate::failed("cannot create the scratch cache", e))?;
     let quiet = Config {
         // The scratch build is an implementation detail: quiet unless -v.
         verbosity: if cfg.verbosity >= Verbosity::Verbose {

@@ -2,8 +2,16 @@
 //! the guest (range requests, no symlinks out of the release), and the
 //! QEMU child that is killed when dropped.
 
-#[allow(unused_imports)]
-use super::*;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::process::Child;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::BootEvents;
 
 /// Kills and reaps QEMU however the boot ends (return, error, panic).
 pub(super) struct Qemu(pub(super) Child);
@@ -33,7 +41,7 @@ impl Drop for Server {
 /// Connections served at once; more wait in the listen queue.
 pub(super) const MAX_CONNECTIONS: usize = 16;
 
-pub(super) fn serve(root: PathBuf, log: bool) -> io::Result<(Server, u16)> {
+pub(super) fn serve(root: PathBuf, events: Arc<dyn BootEvents>) -> io::Result<(Server, u16)> {
     let listener = TcpListener::bind("[::1]:0")?;
     let port = listener.local_addr()?.port();
     listener.set_nonblocking(true)?;
@@ -53,10 +61,11 @@ pub(super) fn serve(root: PathBuf, log: bool) -> io::Result<(Server, u16)> {
                         }
                         active.fetch_add(1, Ordering::SeqCst);
                         let (root, active) = (Arc::clone(&root), Arc::clone(&active));
+                        let events = Arc::clone(&events);
                         let spawned = std::thread::Builder::new()
                             .name("v6build-http-conn".into())
                             .spawn(move || {
-                                let _ = handle(stream, &root, log);
+                                let _ = handle(stream, &root, events.as_ref());
                                 active.fetch_sub(1, Ordering::SeqCst);
                             });
                         if spawned.is_err() {
@@ -181,7 +190,7 @@ pub fn parse_range(value: &str, len: u64) -> Range {
     Range::Part(start, end)
 }
 
-pub(super) fn handle(stream: TcpStream, root: &Path, log: bool) -> io::Result<()> {
+pub(super) fn handle(stream: TcpStream, root: &Path, events: &dyn BootEvents) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(120)))?;
@@ -214,9 +223,7 @@ pub(super) fn handle(stream: TcpStream, root: &Path, log: bool) -> io::Result<()
         )
     };
     if method != "GET" && method != "HEAD" {
-        if log {
-            eprintln!("http: {method} {target} 405");
-        }
+        events.http(method, target, "405");
         return status(&mut out, "405 Method Not Allowed", "Allow: GET, HEAD\r\n");
     }
     let opened = resolve(root, target).and_then(|p| {
@@ -227,9 +234,7 @@ pub(super) fn handle(stream: TcpStream, root: &Path, log: bool) -> io::Result<()
             .ok()
     });
     let Some(mut file) = opened.filter(|f| f.metadata().is_ok_and(|m| m.is_file())) else {
-        if log {
-            eprintln!("http: {method} {target} 404");
-        }
+        events.http(method, target, "404");
         return status(&mut out, "404 Not Found", "");
     };
     let len = file.metadata()?.len();
@@ -245,9 +250,7 @@ pub(super) fn handle(stream: TcpStream, root: &Path, log: bool) -> io::Result<()
             format!("Content-Range: bytes {s}-{e}/{len}\r\n"),
         ),
         Range::Unsatisfiable => {
-            if log {
-                eprintln!("http: {method} {target} 416");
-            }
+            events.http(method, target, "416");
             return status(
                 &mut out,
                 "416 Range Not Satisfiable",
@@ -255,9 +258,7 @@ pub(super) fn handle(stream: TcpStream, root: &Path, log: bool) -> io::Result<()
             );
         }
     };
-    if log {
-        eprintln!("http: {method} {target} {}", &code[..3]);
-    }
+    events.http(method, target, &code[..3]);
     write!(
         out,
         "HTTP/1.1 {code}\r\nContent-Type: application/octet-stream\r\nContent-Length: {count}\r\n\

@@ -11,22 +11,22 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Config, Outcome, Verbosity};
+use crate::Outcome;
+use crate::error::DriverError;
 
+mod events;
 mod http;
-use http::*;
+pub use events::{BootEvents, BootFailure, BootReport, NoBootEvents, Serving};
+use http::{Qemu, serve};
 
 /// The file in a release that records the recipe's `boot` block.
 pub const BOOT_JSON: &str = "boot.json";
@@ -77,7 +77,8 @@ pub enum Accel {
 }
 
 impl Accel {
-    fn name(self) -> &'static str {
+    /// The `--accel` value.
+    pub fn name(self) -> &'static str {
         match self {
             Accel::Tcg => "tcg",
             Accel::Kvm => "kvm",
@@ -325,16 +326,14 @@ struct Tail {
 }
 
 impl Tail {
-    fn feed(&mut self, bytes: &[u8], echo: bool) {
+    fn feed(&mut self, bytes: &[u8], events: &dyn BootEvents) {
         for &b in bytes {
             if b == b'\n' {
                 let line = String::from_utf8_lossy(&self.partial)
                     .trim_end_matches('\r')
                     .to_string();
                 self.partial.clear();
-                if echo {
-                    eprintln!("console: {line}");
-                }
+                events.console_line(&line);
                 if self.lines.len() == TAIL_LINES {
                     self.lines.pop_front();
                 }
@@ -372,14 +371,10 @@ enum Event {
     Closed,
 }
 
-/// `v6build boot`.
-pub fn boot(cfg: &Config, opts: &BootOptions) -> Outcome {
-    match run(cfg, opts) {
-        Ok(o) | Err(o) => o,
-    }
-}
-
-fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
+/// `v6build boot`: serves the release, boots it in QEMU and waits for
+/// every marker. A boot that ran returns its report (failed or not);
+/// `Err` is a boot that could not start (bad usage, no QEMU).
+pub fn boot(opts: &BootOptions, events: &Arc<dyn BootEvents>) -> Result<BootReport, Outcome> {
     let release = &opts.release;
     if !release.is_dir() {
         return Err(Outcome::Usage(format!(
@@ -426,10 +421,8 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
     }
     let root = std::fs::canonicalize(release)
         .map_err(|e| Outcome::Usage(format!("{}: {e}", release.display())))?;
-    let verbose = cfg.verbosity >= Verbosity::Verbose;
-    let quiet = cfg.verbosity == Verbosity::Quiet;
-    let (_server, port) = serve(root, verbose)
-        .map_err(|e| Outcome::Failure(format!("cannot serve the release on [::1]: {e}")))?;
+    let (_server, port) = serve(root, Arc::clone(events))
+        .map_err(|e| crate::failed("cannot serve the release on [::1]", e))?;
     let served = format!("http://[{GUEST_HOST}]:{port}");
     let cmdline = kernel_cmdline(spec.as_ref(), &served, opts.cmdline.as_deref());
     let argv = qemu_command(opts.accel, &kernel, &initrd, &cmdline);
@@ -438,14 +431,14 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         .map(|a| sh_quote(a))
         .collect::<Vec<_>>()
         .join(" ");
-    if !quiet && !cfg.json {
-        outln!(
-            "boot: serving {} at {served} (host [::1]:{port}), {} marker(s), timeout {timeout} s, accel {}",
-            release.display(),
-            markers.len(),
-            opts.accel.name()
-        );
-    }
+    events.serving(&Serving {
+        release,
+        served: &served,
+        port,
+        markers: markers.len(),
+        timeout,
+        accel: opts.accel,
+    });
     let start = Instant::now();
     // Through util-linux's setpriv where there is one, so that QEMU also
     // dies when this process is killed outright (SIGKILL, SIGTERM) and no
@@ -468,10 +461,10 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            Outcome::Failure(format!(
+            Outcome::Error(DriverError::Check(format!(
                 "cannot run {}: {e} (install QEMU: apt-get install qemu-system-x86)",
                 argv[0]
-            ))
+            )))
         })?;
     let mut qemu = Qemu(child);
     let (tx, rx) = mpsc::channel::<Event>();
@@ -518,18 +511,11 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         }
         match rx.recv_timeout(deadline - now) {
             Ok(Event::Console(bytes)) => {
-                tail.feed(&bytes, verbose);
+                tail.feed(&bytes, events.as_ref());
                 for i in scan.feed(&bytes) {
                     let secs = start.elapsed().as_secs_f64();
                     times.push(secs);
-                    if !quiet && !cfg.json {
-                        outln!(
-                            "boot: [{}/{}] {:?} after {secs:.1} s",
-                            i + 1,
-                            markers.len(),
-                            markers[i]
-                        );
-                    }
+                    events.marker_seen(i, markers.len(), &markers[i], secs);
                 }
                 if scan.done() {
                     break String::new();
@@ -553,37 +539,28 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
         }
     };
     drop(qemu);
-    let elapsed = start.elapsed().as_secs_f64();
-    if cfg.json {
-        let v = serde_json::json!({
-            "ok": failure.is_empty(),
-            "seconds": elapsed,
-            "markers": markers.iter().enumerate().map(|(i, m)| serde_json::json!({
-                "text": m,
-                "seconds": times.get(i),
-            })).collect::<Vec<_>>(),
-            "qemu": reproduce,
-        });
-        outln!("{v}");
-    }
-    if failure.is_empty() {
-        if !quiet && !cfg.json {
-            outln!("boot: every marker seen in {elapsed:.1} s");
-        }
-        return Ok(Outcome::Success);
-    }
-    let missing = &markers[scan.seen()];
-    eprint!(
-        "boot: last {TAIL_LINES} console lines:\n{}boot: to reproduce, serve the release on [::1]:{port} \
-         (e.g. python3 -m http.server --bind ::1 --directory {} {port}) and run:\n  {reproduce}\n",
-        tail.render(),
-        sh_quote(&release.display().to_string())
-    );
-    Err(Outcome::Failure(format!(
-        "{failure}: marker {}/{} {missing:?} not seen",
-        scan.seen() + 1,
-        markers.len()
-    )))
+    let seconds = start.elapsed().as_secs_f64();
+    let failure = (!failure.is_empty()).then(|| BootFailure {
+        message: format!(
+            "{failure}: marker {}/{} {:?} not seen",
+            scan.seen() + 1,
+            markers.len(),
+            markers[scan.seen()]
+        ),
+        details: format!(
+            "boot: last {TAIL_LINES} console lines:\n{}boot: to reproduce, serve the release on [::1]:{port} \
+             (e.g. python3 -m http.server --bind ::1 --directory {} {port}) and run:\n  {reproduce}\n",
+            tail.render(),
+            sh_quote(&release.display().to_string())
+        ),
+    });
+    Ok(BootReport {
+        markers,
+        times,
+        seconds,
+        qemu: reproduce,
+        failure,
+    })
 }
 
 #[cfg(test)]

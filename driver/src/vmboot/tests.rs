@@ -1,3 +1,8 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use super::http::{Range, parse_range, resolve, serve};
+
 use super::*;
 
 #[test]
@@ -67,7 +72,7 @@ fn server_serves_ranges_and_nothing_outside() {
     std::fs::create_dir(d.path().join("LiveOS")).unwrap();
     std::fs::write(d.path().join("LiveOS/squashfs.img"), b"0123456789").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", d.path().join("pw")).unwrap();
-    let (server, port) = serve(d.path().to_path_buf(), false).unwrap();
+    let (server, port) = serve(d.path().to_path_buf(), Arc::new(NoBootEvents)).unwrap();
     let ask = |req: &str| -> String {
         let mut s = TcpStream::connect(("::1", port)).unwrap();
         s.write_all(req.as_bytes()).unwrap();
