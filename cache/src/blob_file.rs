@@ -83,6 +83,15 @@ impl Seek for BlobFile<'_> {
 }
 
 impl BlobFile<'_> {
+    /// The entry file itself, for a copy the kernel makes into it
+    /// (`copy_file_range`): its position is the blob's position plus the
+    /// header's length, so what is written at that position is the blob's
+    /// next byte. Nothing written through it is trusted more than what is
+    /// written through [`Write`]: [`BlobFile::commit`] hashes it all.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.file()
+    }
+
     /// Hashes what was written, in one pass, and stores it under its
     /// digest. Returns the digest and the blob's length (the file's
     /// length past the header, whatever the last position was).
