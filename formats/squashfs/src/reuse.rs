@@ -169,7 +169,6 @@ impl BaseBlocks {
         self.by_hash.get(hash).copied()
     }
 
-
     /// Whether `digest` names a file recorded in this map.
     pub fn contains_file(&self, digest: &Digest) -> bool {
         self.files.contains_key(digest)
