@@ -24,7 +24,7 @@ const BIG: u64 = 80 << 20;
 /// The big file's bytes at `pos`: every eighth 4 KiB block is text-like
 /// noise (compressible, every block different), the others zeros.
 fn big_byte(pos: u64) -> u8 {
-    if (pos >> 12) % 8 != 0 {
+    if !(pos >> 12).is_multiple_of(8) {
         return 0;
     }
     let mut x = pos.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (pos >> 7);
@@ -102,7 +102,7 @@ fn base(s: &Scratch) {
             digest: inner.put(&body).unwrap(),
             size: len,
         };
-        let p = TreePath::parse(&format!("/usr/share/doc/f{i:03}")).unwrap();
+        let p = TreePath::parse(format!("/usr/share/doc/f{i:03}")).unwrap();
         tree.insert(&p, leaf(c), false).unwrap();
     }
     let media = s.path().join("recipes/media/threads/LiveOS");
