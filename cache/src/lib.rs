@@ -218,7 +218,10 @@
 //! base URL or S3 prefix: `meta.json`, then `objects/`, `trees/` and
 //! `actions/` fanned out the same way, every entry the same file, byte for
 //! byte. It has no `lock`, `refs/`, `media/` or `tmp/`: nothing is locked
-//! or collected there. A remote can therefore be seeded by copying a local
+//! or collected there. A build that pushes raises an older remote's
+//! `meta.json` version to its own, as a local store is raised when opened
+//! (its entries may be padded ones); a build that only reads leaves it
+//! alone. A remote can therefore be seeded by copying a local
 //! store's `meta.json`, `objects/`, `trees/` and `actions/`, except that
 //! readers accept an action record from a remote only when it is signed:
 //! one pushed by `--remote-push` carries, in its JSON payload, a third
