@@ -4,7 +4,9 @@
 //! [`Store::put_blob_reader`] copies a finished file into the store: for a
 //! 300 MB squashfs that is a second write and a second read of every byte.
 //! A [`BlobFile`] is a `Write + Seek` file in `tmp/` whose position 0 is
-//! just after the entry header; the producer writes the blob there, and
+//! just after the entry's padded header (at 4 KiB, so the blob's blocks
+//! line up with the file's for reflinks; see `object.rs`); the producer
+//! writes the blob there, and
 //! [`BlobFile::commit`] hashes it (BLAKE3 on all cores, one pass over the
 //! bytes just written, from the page cache), writes the header and renames
 //! the file into place. The blob is stored raw: what is written this way
@@ -14,7 +16,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use v6build_fstree::Digest;
 
-use crate::object::{Encoding, HEADER_LEN, Header, TempFile};
+use crate::object::{Encoding, HEADER_LEN, Header, PADDED_AT, TempFile};
 use crate::{CacheError, ObjectKind, Store};
 
 /// Bytes hashed per call of BLAKE3's multi-threaded update.
@@ -41,7 +43,7 @@ impl Store {
         let mut tmp = TempFile::create(&self.root().join("tmp"))?;
         let path = tmp.path().to_path_buf();
         tmp.file()
-            .write_all(&[0u8; HEADER_LEN])
+            .write_all(&[0u8; PADDED_AT as usize])
             .map_err(|e| CacheError::io("writing", &path, e))?;
         Ok(BlobFile { store: self, tmp })
     }
@@ -59,7 +61,7 @@ impl Write for BlobFile<'_> {
 
 impl Seek for BlobFile<'_> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        let h = i128::from(HEADER_LEN as u16);
+        let h = i128::from(PADDED_AT);
         let f = self.tmp.file();
         let target = match pos {
             SeekFrom::Start(n) => i128::from(n) + h,
@@ -83,6 +85,15 @@ impl Seek for BlobFile<'_> {
 }
 
 impl BlobFile<'_> {
+    /// The entry file itself, for a copy the kernel makes into it
+    /// (`copy_file_range`): its position is the blob's position plus the
+    /// header's length, so what is written at that position is the blob's
+    /// next byte. Nothing written through it is trusted more than what is
+    /// written through [`Write`]: [`BlobFile::commit`] hashes it all.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        self.tmp.file()
+    }
+
     /// Hashes what was written, in one pass, and stores it under its
     /// digest. Returns the digest and the blob's length (the file's
     /// length past the header, whatever the last position was).
@@ -91,12 +102,8 @@ impl BlobFile<'_> {
         let rerr = |e| CacheError::io("reading back", &path, e);
         let f = self.tmp.file();
         f.flush().map_err(rerr)?;
-        let total = f
-            .metadata()
-            .map_err(rerr)?
-            .len()
-            .saturating_sub(HEADER_LEN as u64);
-        f.seek(SeekFrom::Start(HEADER_LEN as u64)).map_err(rerr)?;
+        let total = f.metadata().map_err(rerr)?.len().saturating_sub(PADDED_AT);
+        f.seek(SeekFrom::Start(PADDED_AT)).map_err(rerr)?;
         let mut hasher = blake3::Hasher::new();
         let mut buf = vec![0u8; HASH_CHUNK];
         let mut seen = 0u64;
@@ -133,6 +140,7 @@ impl BlobFile<'_> {
             len: total,
             digest,
             stored: digest,
+            padded: true,
         };
         let werr = |e| CacheError::io("writing", &path, e);
         let f = self.tmp.file();
@@ -169,10 +177,10 @@ impl Store {
         let ok = header.encoding == Encoding::Raw
             && header.kind == ObjectKind::Blob
             && header.digest == *digest
-            && md.len() == HEADER_LEN as u64 + header.len;
+            && md.len() == header.payload_at() + header.len;
         ok.then_some(RawBlob {
             file,
-            offset: HEADER_LEN as u64,
+            offset: header.payload_at(),
             len: header.len,
         })
     }
@@ -204,16 +212,44 @@ mod tests {
         assert_eq!(len, body.len() as u64);
         assert_eq!(s.get_blob(&digest).unwrap(), body);
         let raw = s.raw_blob(&digest).unwrap();
-        assert_eq!(
-            (raw.offset, raw.len),
-            (HEADER_LEN as u64, body.len() as u64)
-        );
+        assert_eq!((raw.offset, raw.len), (PADDED_AT, body.len() as u64));
         assert!(s.raw_blob(&Digest::of(b"absent")).is_none());
         // The same bytes again: already stored, nothing left in tmp/.
         let mut again = s.blob_file().unwrap();
         again.write_all(&body).unwrap();
         assert_eq!(again.commit().unwrap().0, digest);
         assert_eq!(std::fs::read_dir(s.root().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_padded_entry_has_its_payload_at_4k_and_its_padding_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path().join("c")).unwrap();
+        let body = b"image bytes".repeat(1000);
+        let mut bf = s.blob_file().unwrap();
+        bf.write_all(&body).unwrap();
+        let (digest, _) = bf.commit().unwrap();
+        let path = s.object_path(ObjectKind::Blob, &digest);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, PADDED_AT + body.len() as u64);
+        assert_eq!(bytes[4], 2, "header version 2");
+        assert!(
+            bytes[HEADER_LEN..PADDED_AT as usize]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        assert_eq!(&bytes[PADDED_AT as usize..], &body[..]);
+        // One byte of the padding flipped: the entry is corrupt.
+        let mut bad = bytes.clone();
+        bad[2000] = 1;
+        std::fs::write(&path, &bad).unwrap();
+        assert!(matches!(s.get_blob(&digest), Err(CacheError::Corrupt(_))));
+        // Beside it, an entry with the old 80-byte header reads as before.
+        let old = s.put_compressed_blob(&body).unwrap();
+        let raw = std::fs::read(s.object_path(ObjectKind::Blob, &old)).unwrap();
+        assert_eq!((raw[4], raw.len()), (1, HEADER_LEN + body.len()));
+        assert_eq!(s.get_blob(&old).unwrap(), body);
+        assert_eq!(s.raw_blob(&old).unwrap().offset, HEADER_LEN as u64);
     }
 
     #[test]

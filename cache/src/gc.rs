@@ -4,6 +4,7 @@
 //! its own to exclusive, so it only ever runs when no other process has
 //! the store open, and nothing can be written while it sweeps. That is
 //! also why every file in `tmp/` is stale by the time gc looks at it.
+//! Records in `ids/` are kept only while their file is unchanged.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,6 +35,9 @@ pub struct GcReport {
     pub freed_bytes: u64,
     /// Reachable entries found corrupt while marking (removed).
     pub corrupt_removed: u64,
+    /// File-identity records (`ids/`) removed: their file is gone or
+    /// changed, or the record is damaged (see `ident.rs`).
+    pub removed_id_records: u64,
 }
 
 impl fmt::Display for GcReport {
@@ -49,6 +53,13 @@ impl fmt::Display for GcReport {
             self.removed_tmp_files,
             self.freed_bytes
         )?;
+        if self.removed_id_records > 0 {
+            write!(
+                f,
+                "; {} file-identity records of gone or changed files removed",
+                self.removed_id_records
+            )?;
+        }
         if self.corrupt_removed > 0 {
             write!(f, "; {} corrupt entries removed", self.corrupt_removed)?;
         }
@@ -200,6 +211,10 @@ impl Store {
                 report.freed_bytes += size;
             }
         }
+        // Records of files that are gone or changed.
+        let (ids, bytes) = self.prune_ids()?;
+        report.removed_id_records = ids;
+        report.freed_bytes += bytes;
         // Partial downloads in media/ (`<sha256>.part…`, left by a fetch
         // that was killed); the complete `media/<sha256>` files are kept.
         let media = self.root().join("media");

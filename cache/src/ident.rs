@@ -20,14 +20,19 @@
 //! own fields, and a record that does not parse, does not match that
 //! check, or describes another file is ignored and overwritten. Records
 //! are written to `tmp/` and renamed into place; a planted symlink or
-//! FIFO is never followed or waited on. `v6build gc` leaves `ids/` alone:
-//! a record costs a hundred bytes and is overwritten on its inode's next
-//! change.
+//! FIFO is never followed or waited on.
+//!
+//! A record also names the path the file had when it was recorded, so
+//! that `v6build gc` can drop records of files that are gone: a record is
+//! kept only while a `stat` of that path still gives exactly the recorded
+//! identity ([`Store::prune_ids`]). A record without a path (written
+//! before records had one, or for a path that is not UTF-8) is dropped
+//! too; it costs one more hash of its file.
 
 use std::fs::{self, Metadata};
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::MetadataExt as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -103,6 +108,10 @@ struct Record {
     id: FileIdentity,
     sha256: String,
     blake3: Option<String>,
+    /// Where the file was when recorded (absolute), for gc. Left out of
+    /// the JSON when absent, so records written before it check as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
     /// BLAKE3 of the canonical JSON of the record with `check` empty.
     check: String,
 }
@@ -113,6 +122,7 @@ impl Record {
             id: self.id,
             sha256: self.sha256.clone(),
             blake3: self.blake3.clone(),
+            path: self.path.clone(),
             check: String::new(),
         };
         let json = serde_json::to_vec(&bare).unwrap_or_default();
@@ -140,19 +150,24 @@ impl Store {
         self.root().join("ids").join(id.file_name())
     }
 
-    /// The hashes recorded for exactly this identity, if any. A record
-    /// that is unreadable, fails its check or names another state of the
-    /// file is ignored.
-    pub fn known_hashes(&self, id: &FileIdentity) -> Option<KnownHashes> {
-        let path = self.ident_path(id);
-        let (f, md) = crate::safe::open_entry(&path).ok()?;
+    /// The record at `path` if it parses and passes its own check.
+    fn read_record(path: &Path) -> Option<Record> {
+        let (f, md) = crate::safe::open_entry(path).ok()?;
         if md.len() > MAX_RECORD {
             return None;
         }
         let mut text = Vec::new();
         f.take(MAX_RECORD).read_to_end(&mut text).ok()?;
         let rec: Record = serde_json::from_slice(&text).ok()?;
-        if rec.id != *id || rec.check != rec.checksum() {
+        (rec.check == rec.checksum()).then_some(rec)
+    }
+
+    /// The hashes recorded for exactly this identity, if any. A record
+    /// that is unreadable, fails its check or names another state of the
+    /// file is ignored.
+    pub fn known_hashes(&self, id: &FileIdentity) -> Option<KnownHashes> {
+        let rec = Self::read_record(&self.ident_path(id))?;
+        if rec.id != *id {
             return None;
         }
         let blake3 = match &rec.blake3 {
@@ -165,11 +180,13 @@ impl Store {
         })
     }
 
-    /// Records `hashes` for `id`. With `settled`, a file changed within
-    /// [`SETTLE`] of now is not recorded (its next use hashes it again).
-    /// Returns whether a record was written.
+    /// Records `hashes` for `id`, the identity of the file at `file`.
+    /// With `settled`, a file changed within [`SETTLE`] of now is not
+    /// recorded (its next use hashes it again). Returns whether a record
+    /// was written.
     pub fn remember_hashes(
         &self,
+        file: &Path,
         id: &FileIdentity,
         hashes: &KnownHashes,
         settled: bool,
@@ -177,10 +194,14 @@ impl Store {
         if settled && id.is_recent(SystemTime::now()) {
             return Ok(false);
         }
+        let path = std::path::absolute(file)
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_owned));
         let mut rec = Record {
             id: *id,
             sha256: to_hex(&hashes.sha256),
             blake3: hashes.blake3.map(|d| d.to_string()),
+            path,
             check: String::new(),
         };
         rec.check = rec.checksum();
@@ -205,6 +226,50 @@ impl Store {
     /// bytes disagreed with the record).
     pub fn forget_hashes(&self, id: &FileIdentity) {
         let _ = fs::remove_file(self.ident_path(id));
+    }
+
+    /// Removes the records of files that are gone: every entry of `ids/`
+    /// is kept only if it is a regular file under its own name, passes
+    /// its check, names a path, and a `stat` of that path gives exactly
+    /// the recorded identity. Returns how many entries were removed and
+    /// their bytes. Only names of the records' shape (64 hex digits) are
+    /// looked at; nothing is followed but the recorded path, which is
+    /// only `stat`ed. gc calls it under the store's exclusive lock.
+    pub(crate) fn prune_ids(&self) -> Result<(u64, u64), CacheError> {
+        let dir = self.root().join("ids");
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(CacheError::io("listing", &dir, e)),
+        };
+        let (mut removed, mut bytes) = (0, 0);
+        for entry in rd {
+            let entry = entry.map_err(|e| CacheError::io("listing", &dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name
+                .to_str()
+                .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let live = Self::read_record(&path).is_some_and(|rec| {
+                rec.id.file_name() == name
+                    && rec.path.is_some_and(|p| {
+                        fs::metadata(p).is_ok_and(|md| FileIdentity::of(&md) == rec.id)
+                    })
+            });
+            if !live {
+                let size = entry.metadata().map_or(0, |m| m.len());
+                if crate::safe::remove_any(&path)
+                    .map_err(|e| CacheError::io("removing", &path, e))?
+                {
+                    removed += 1;
+                    bytes += size;
+                }
+            }
+        }
+        Ok((removed, bytes))
     }
 }
 
@@ -232,13 +297,13 @@ mod tests {
     #[test]
     fn a_record_is_returned_only_for_the_same_identity() {
         let (d, s) = store();
-        let (_, id) = old_file(d.path());
+        let (p, id) = old_file(d.path());
         let h = KnownHashes {
             sha256: [7; 32],
             blake3: Some(Digest::of(b"hello")),
         };
         assert_eq!(s.known_hashes(&id), None);
-        assert!(s.remember_hashes(&id, &h, true).unwrap());
+        assert!(s.remember_hashes(&p, &id, &h, true).unwrap());
         assert_eq!(s.known_hashes(&id), Some(h));
         for change in [
             |i: &mut FileIdentity| i.size += 1,
@@ -263,21 +328,21 @@ mod tests {
             sha256: [1; 32],
             blake3: None,
         };
-        assert!(!s.remember_hashes(&id, &h, true).unwrap());
+        assert!(!s.remember_hashes(&p, &id, &h, true).unwrap());
         assert_eq!(s.known_hashes(&id), None);
-        assert!(s.remember_hashes(&id, &h, false).unwrap());
+        assert!(s.remember_hashes(&p, &id, &h, false).unwrap());
         assert_eq!(s.known_hashes(&id), Some(h));
     }
 
     #[test]
     fn a_tampered_or_garbled_record_is_ignored() {
         let (d, s) = store();
-        let (_, id) = old_file(d.path());
+        let (p, id) = old_file(d.path());
         let h = KnownHashes {
             sha256: [2; 32],
             blake3: None,
         };
-        s.remember_hashes(&id, &h, true).unwrap();
+        s.remember_hashes(&p, &id, &h, true).unwrap();
         let path = s.ident_path(&id);
         let text = fs::read_to_string(&path).unwrap();
         let forged = text.replace(&"02".repeat(32), &"03".repeat(32));
@@ -292,5 +357,78 @@ mod tests {
         fs::write(&elsewhere, text).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
         assert_eq!(s.known_hashes(&id), None);
+    }
+
+    #[test]
+    fn gc_keeps_records_of_unchanged_files_only() {
+        let (d, s) = store();
+        let h = KnownHashes {
+            sha256: [3; 32],
+            blake3: None,
+        };
+        let mut files = Vec::new();
+        for name in ["kept", "gone", "changed", "replaced"] {
+            let p = d.path().join(name);
+            fs::write(&p, name).unwrap();
+            let id = FileIdentity::of(&fs::metadata(&p).unwrap());
+            assert!(s.remember_hashes(&p, &id, &h, false).unwrap());
+            files.push((p, id));
+        }
+        // A record written before records named their file, and one whose
+        // file is unchanged but which was tampered with.
+        let pathless = FileIdentity {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+        };
+        let mut rec = Record {
+            id: pathless,
+            sha256: to_hex(&[4; 32]),
+            blake3: None,
+            path: None,
+            check: String::new(),
+        };
+        rec.check = rec.checksum();
+        fs::write(s.ident_path(&pathless), serde_json::to_vec(&rec).unwrap()).unwrap();
+        assert_eq!(s.known_hashes(&pathless).map(|k| k.sha256), Some([4; 32]));
+        let tampered = d.path().join("tampered");
+        fs::write(&tampered, b"t").unwrap();
+        let tid = FileIdentity::of(&fs::metadata(&tampered).unwrap());
+        s.remember_hashes(&tampered, &tid, &h, false).unwrap();
+        let text = fs::read_to_string(s.ident_path(&tid)).unwrap();
+        fs::write(s.ident_path(&tid), text.replace("03", "05")).unwrap();
+        // Something that is not a record is left alone.
+        fs::write(s.root().join("ids/README"), b"not mine").unwrap();
+
+        fs::remove_file(&files[1].0).unwrap();
+        {
+            use std::io::Write as _;
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(&files[2].0)
+                .unwrap();
+            f.write_all(b"!").unwrap();
+        }
+        // Same name, another inode (the old one is kept alive elsewhere
+        // so that its number is not reused).
+        let keep_alive = d.path().join("old-replaced");
+        fs::hard_link(&files[3].0, &keep_alive).unwrap();
+        fs::remove_file(&files[3].0).unwrap();
+        fs::write(&files[3].0, "replaced").unwrap();
+
+        let r = s.gc().unwrap();
+        assert_eq!(r.removed_id_records, 5, "{r:?}");
+        assert_eq!(s.known_hashes(&files[0].1), Some(h));
+        for (p, id) in &files[1..] {
+            assert_eq!(s.known_hashes(id), None, "{}", p.display());
+        }
+        assert_eq!(s.known_hashes(&pathless), None);
+        assert!(s.root().join("ids/README").exists());
+        let left = fs::read_dir(s.root().join("ids")).unwrap().count();
+        assert_eq!(left, 2, "the kept record and the README");
+        // Nothing to do the second time.
+        assert_eq!(s.gc().unwrap().removed_id_records, 0);
     }
 }

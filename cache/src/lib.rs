@@ -43,7 +43,7 @@
 //!
 //! ```json
 //! {
-//!   "version": 2,
+//!   "version": 3,
 //!   "compatible_features": [],
 //!   "incompatible_features": []
 //! }
@@ -60,6 +60,13 @@
 //! them, instead of hand-written JSON) and added `node` to action records.
 //! A version-1 store is still opened: its records sit under keys no build
 //! asks for any more, so everything rebuilds once, and `gc` removes them.
+//!
+//! Version 3 added padded entries (header version 2, below) for blobs
+//! written in place, which a version-2 build cannot read. A store of version
+//! 1 or 2 is still opened (its entries keep their 80-byte headers, which are
+//! still read), and its `meta.json` is raised to 3 when opened, since the
+//! build may then add padded entries: an older v6build refuses it from then
+//! on, instead of finding entries it cannot read.
 //!
 //! ## media/
 //!
@@ -94,24 +101,42 @@
 //! media file, or an image it wrote into a release (see `ident.rs`). A
 //! record is used only while the file's identity (device, inode, size,
 //! mtime, ctime) is unchanged; downloads under `media/` never get one.
-//! `gc` leaves `ids/` alone.
+//! A record also names the file's absolute path when it was recorded, and
+//! `gc` removes every record whose path no longer exists or no longer has
+//! exactly the recorded identity (the file was written, touched, replaced or
+//! moved), every record that fails its own check, and records without a
+//! path (written by older versions, or for a path that is not UTF-8). A
+//! removed record costs one more hash of its file, never a wrong answer.
+//! `gc --json` reports them as `removed_id_records`.
 //!
 //! ## Entry files
 //!
-//! Every entry is one file: an 80-byte header, then the payload.
+//! Every entry is one file: an 80-byte header, then the payload (header
+//! version 1), or the header, zeros up to offset 4096, then the payload
+//! (header version 2, "padded").
 //!
 //! ```text
 //! offset size
 //!      0    4  magic "V6BO"
-//!      4    1  header version (1)
+//!      4    1  header version (1, or 2 when padded)
 //!      5    1  encoding: 0 = raw, 1 = zstd
 //!      6    1  kind: 'B' blob, 'T' tree, 'A' action record
 //!      7    1  reserved, 0
 //!      8    8  decoded payload length, u64 little-endian
 //!     16   32  BLAKE3 of the decoded payload
 //!     48   32  BLAKE3 of the stored payload bytes (equal to the above when raw)
-//!     80    …  payload
+//!     80    …  payload (version 1)
+//!     80 4016  zeros (version 2), checked on every read
+//!   4096    …  payload (version 2)
 //! ```
+//!
+//! Padded entries are the blobs written in place
+//! (`v6build_cache::BlobFile`: the stage2 images). With the payload a whole
+//! 4 KiB block into the file, its blocks line up with the file's, so a
+//! copy to offset 0 (the release copy, `copy_file_range`) or a copy of base
+//! blocks at the same offset modulo 4 KiB (the squashfs writer's unchanged
+//! runs) can be shared (reflinked) by XFS or btrfs instead of copied; an
+//! 80-byte offset never allows that. The padding costs 4 KiB per image.
 //!
 //! The second digest makes every flipped byte count: zstd can decode some
 //! damaged frames to the right bytes, and a damaged entry is reported even
@@ -193,7 +218,10 @@
 //! base URL or S3 prefix: `meta.json`, then `objects/`, `trees/` and
 //! `actions/` fanned out the same way, every entry the same file, byte for
 //! byte. It has no `lock`, `refs/`, `media/` or `tmp/`: nothing is locked
-//! or collected there. A remote can therefore be seeded by copying a local
+//! or collected there. A build that pushes raises an older remote's
+//! `meta.json` version to its own, as a local store is raised when opened
+//! (its entries may be padded ones); a build that only reads leaves it
+//! alone. A remote can therefore be seeded by copying a local
 //! store's `meta.json`, `objects/`, `trees/` and `actions/`, except that
 //! readers accept an action record from a remote only when it is signed:
 //! one pushed by `--remote-push` carries, in its JSON payload, a third

@@ -21,7 +21,15 @@ use crate::object::TempFile;
 /// JSON), and an action record may carry the keys of the node that wrote
 /// it (`plan --explain`). A version-1 store is still opened: its records
 /// sit under keys no build asks for any more, and gc removes them.
-pub const STORE_VERSION: u32 = 2;
+///
+/// 3: blobs written in place (images) get a padded entry header (header
+/// version 2, the payload at 4 KiB, see `object.rs`), which builds of
+/// version 2 cannot read. An older store is still opened (its entries
+/// keep their version-1 headers, which are still read) and its
+/// `meta.json` is raised to 3 on open, since this build may add padded
+/// entries to it: an older build then refuses the store instead of
+/// finding entries it cannot read.
+pub const STORE_VERSION: u32 = 3;
 
 /// Compatible features this build writes (none yet).
 const KNOWN_COMPATIBLE: &[&str] = &[];
@@ -121,6 +129,27 @@ pub(crate) fn load_or_create(
         reason: format!("meta.json does not parse: {e}"),
     })?;
     meta.check(&path)?;
+    if meta.version < STORE_VERSION {
+        return upgrade(&path, tmp, meta, fsync);
+    }
+    Ok(meta)
+}
+
+/// Raises an older store's `meta.json` to [`STORE_VERSION`] (features
+/// kept), through a temp file renamed over it.
+fn upgrade(path: &Path, tmp: &Path, old: StoreMeta, fsync: bool) -> Result<StoreMeta, CacheError> {
+    let meta = StoreMeta {
+        version: STORE_VERSION,
+        ..old
+    };
+    let mut text = serde_json::to_string_pretty(&meta)
+        .map_err(|e| CacheError::io("encoding", path, io::Error::other(e)))?;
+    text.push('\n');
+    let mut t = TempFile::create(tmp)?;
+    t.file()
+        .write_all(text.as_bytes())
+        .map_err(|e| CacheError::io("writing", t.path(), e))?;
+    t.persist(path, fsync)?;
     Ok(meta)
 }
 

@@ -15,8 +15,17 @@
 //!      8    8  decoded payload length, u64 little-endian
 //!     16   32  BLAKE3 of the decoded payload
 //!     48   32  BLAKE3 of the stored payload bytes (equal to the above when raw)
-//!     80    …  payload
+//!     80    …  payload (header version 1)
+//!     80 4016  zeros, then at 4096 the payload (header version 2, "padded")
 //! ```
+//!
+//! Version 2 is written for blobs written in place ([`crate::BlobFile`]:
+//! images of hundreds of MB). Their payload starts a whole file-system
+//! block into the file, so its blocks line up with the file's: a copy into
+//! a file at offset 0 (the release copy) or from a base image at the same
+//! offset modulo 4 KiB can then be shared (reflinked) by XFS or btrfs
+//! instead of copied, which an 80-byte offset never allows. The padding
+//! must be zeros: every byte of an entry is checked.
 //!
 //! For blobs and trees the decoded digest must equal the digest in the
 //! file name; for action records the name is the action key and the
@@ -36,6 +45,10 @@ use crate::ObjectKind;
 pub(crate) const HEADER_LEN: usize = 80;
 pub(crate) const MAGIC: &[u8; 4] = b"V6BO";
 const HEADER_VERSION: u8 = 1;
+/// Header version of a padded entry (payload at [`PADDED_AT`]).
+const HEADER_VERSION_PADDED: u8 = 2;
+/// Where the payload of a padded entry starts.
+pub(crate) const PADDED_AT: u64 = 4096;
 
 /// zstd level for stored objects. Store contents never reach a release, so
 /// this trades nothing but cache size and speed.
@@ -112,13 +125,28 @@ pub(crate) struct Header {
     pub len: u64,
     pub digest: Digest,
     pub stored: Digest,
+    /// Version 2: the payload starts at [`PADDED_AT`], not right after.
+    pub padded: bool,
 }
 
 impl Header {
+    /// Where the payload starts in the entry file.
+    pub fn payload_at(&self) -> u64 {
+        if self.padded {
+            PADDED_AT
+        } else {
+            HEADER_LEN as u64
+        }
+    }
+
     pub fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[0..4].copy_from_slice(MAGIC);
-        h[4] = HEADER_VERSION;
+        h[4] = if self.padded {
+            HEADER_VERSION_PADDED
+        } else {
+            HEADER_VERSION
+        };
         h[5] = self.encoding as u8;
         h[6] = self.kind.tag();
         h[8..16].copy_from_slice(&self.len.to_le_bytes());
@@ -132,9 +160,11 @@ impl Header {
         if &h[0..4] != MAGIC {
             return Err("bad magic".into());
         }
-        if h[4] != HEADER_VERSION {
-            return Err(format!("unknown object header version {}", h[4]));
-        }
+        let padded = match h[4] {
+            HEADER_VERSION => false,
+            HEADER_VERSION_PADDED => true,
+            v => return Err(format!("unknown object header version {v}")),
+        };
         let encoding = match h[5] {
             0 => Encoding::Raw,
             1 => Encoding::Zstd,
@@ -163,6 +193,7 @@ impl Header {
             len: u64::from_le_bytes(len),
             digest,
             stored,
+            padded,
         })
     }
 }
@@ -266,7 +297,21 @@ impl ObjectReader {
                 header.digest
             )));
         }
-        let stored_len = file_len - HEADER_LEN as u64;
+        if header.padded {
+            if file_len < PADDED_AT {
+                return Err(ReadFail::Corrupt(format!(
+                    "{file_len} bytes long, shorter than a padded header ({PADDED_AT} bytes)"
+                )));
+            }
+            let mut pad = vec![0u8; PADDED_AT as usize - HEADER_LEN];
+            file.read_exact(&mut pad).map_err(ReadFail::Io)?;
+            if pad.iter().any(|&b| b != 0) {
+                return Err(ReadFail::Corrupt(
+                    "the padding after the header is not all zeros".into(),
+                ));
+            }
+        }
+        let stored_len = file_len - header.payload_at();
         let payload = match header.encoding {
             Encoding::Raw => {
                 if stored_len != header.len {
@@ -504,6 +549,7 @@ pub(crate) fn write_object(
         len: payload.len() as u64,
         digest,
         stored: compressed.as_deref().map_or(digest, Digest::of),
+        padded: false,
     };
     let f = tmp.file();
     f.write_all(&header.to_bytes())?;
@@ -523,10 +569,15 @@ mod tests {
             len: 12345,
             digest: Digest::of(b"x"),
             stored: Digest::of(b"y"),
+            padded: false,
         };
         let b = h.to_bytes();
         assert_eq!(Header::parse(&b), Ok(h));
-        let cases: &[(usize, u8)] = &[(0, b'X'), (4, 2), (5, 7), (6, b'Q'), (7, 1)];
+        let p = Header { padded: true, ..h };
+        assert_eq!(p.to_bytes()[4], 2);
+        assert_eq!(Header::parse(&p.to_bytes()), Ok(p));
+        assert_eq!((h.payload_at(), p.payload_at()), (80, 4096));
+        let cases: &[(usize, u8)] = &[(0, b'X'), (4, 3), (4, 0), (5, 7), (6, b'Q'), (7, 1)];
         for &(at, v) in cases {
             let mut bad = b;
             bad[at] = v;

@@ -365,6 +365,7 @@ impl Store {
             len: total,
             digest,
             stored: if zstd { stored } else { digest },
+            padded: false,
         };
         let f = t.file();
         f.seek(SeekFrom::Start(0)).map_err(werr)?;

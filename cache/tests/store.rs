@@ -399,12 +399,17 @@ fn meta_json_is_checked() {
         serde_json::from_str(&fs::read_to_string(root.join("meta.json")).unwrap()).unwrap();
     assert_eq!(
         meta,
-        serde_json::json!({"version": 2, "compatible_features": [], "incompatible_features": []})
+        serde_json::json!({"version": 3, "compatible_features": [], "incompatible_features": []})
     );
     let cases: &[(&str, Option<&str>)] = &[
         (
-            r#"{"version": 3, "compatible_features": [], "incompatible_features": []}"#,
-            Some("layout version 3 is newer"),
+            r#"{"version": 4, "compatible_features": [], "incompatible_features": []}"#,
+            Some("layout version 4 is newer"),
+        ),
+        // A version-1 or -2 store is opened (and raised to 3, below).
+        (
+            r#"{"version": 2, "compatible_features": ["some-hint"], "incompatible_features": []}"#,
+            None,
         ),
         // A version-1 store (older keys) is opened; its records just miss.
         (
@@ -425,7 +430,15 @@ fn meta_json_is_checked() {
     for (text, refusal) in cases {
         fs::write(root.join("meta.json"), text).unwrap();
         match (Store::open_with(&root, opts()), refusal) {
-            (Ok(_), None) => {}
+            (Ok(s), None) => {
+                assert_eq!(s.meta().version, 3, "{text}");
+                let now: serde_json::Value =
+                    serde_json::from_str(&fs::read_to_string(root.join("meta.json")).unwrap())
+                        .unwrap();
+                assert_eq!(now["version"], 3, "{text}: meta.json raised");
+                let before: serde_json::Value = serde_json::from_str(text).unwrap();
+                assert_eq!(now["compatible_features"], before["compatible_features"]);
+            }
             (Err(e), Some(want)) => {
                 let msg = e.to_string();
                 assert!(msg.contains(want), "{text}: {msg}");

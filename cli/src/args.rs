@@ -192,7 +192,8 @@ enum Command {
     /// Remove cache entries that no release and none of the last builds need.
     ///
     /// The roots are every release built (until `v6build release rm` drops it) and the newest
-    /// --keep-builds builds.
+    /// --keep-builds builds. The hash records of media and release files that are gone or
+    /// changed since they were hashed (`ids/`) are dropped too.
     Gc {
         /// How many of the most recent builds stay gc roots (every build keeps this many too).
         #[arg(long, default_value_t = engine::releases::default_keep_builds(), value_name = "N")]

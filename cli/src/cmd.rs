@@ -266,7 +266,8 @@ pub fn gc(cfg: &Config, keep_builds: usize) -> Outcome {
                 outln!(
                     "{}",
                     json!({ "roots": r.roots, "kept_objects": r.kept_objects, "kept_bytes": r.kept_bytes,
-                        "removed_objects": r.removed_objects, "removed_tmp_files": r.removed_tmp_files })
+                        "removed_objects": r.removed_objects, "removed_tmp_files": r.removed_tmp_files,
+                        "removed_id_records": r.removed_id_records })
                 );
             } else if cfg.verbosity >= Verbosity::Normal {
                 eprintln!("{r} ({:.2}s)", started.elapsed().as_secs_f64());

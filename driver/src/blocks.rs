@@ -160,3 +160,41 @@ pub fn digest_large(bytes: &[u8]) -> Digest {
     h.update_rayon(bytes);
     h.finalize().into()
 }
+
+/// A store entry being written in place, as an output the squashfs writer
+/// may have the kernel copy base blocks into
+/// ([`v6build_squashfs::write_to_file`]).
+#[derive(Debug)]
+pub struct BlobOut<'a, 's>(pub &'a mut v6build_cache::BlobFile<'s>);
+
+impl io::Write for BlobOut<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl io::Seek for BlobOut<'_, '_> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.0.seek(pos)
+    }
+}
+
+impl v6build_squashfs::FileOutput for BlobOut<'_, '_> {
+    fn file(&mut self) -> &mut std::fs::File {
+        self.0.file()
+    }
+}
+
+/// The base image at `path` opened once more, for the squashfs writer to
+/// copy unchanged blocks from with the kernel; `None` unless it is the
+/// very file `opened` is (same device and inode), so a file swapped in
+/// between the two opens is never copied from.
+pub fn copy_source(path: &std::path::Path, opened: &std::fs::File) -> Option<std::fs::File> {
+    use std::os::unix::fs::MetadataExt as _;
+    let again = v6build_engine::host::open_regular(path).ok()?;
+    let (a, b) = (opened.metadata().ok()?, again.metadata().ok()?);
+    ((a.dev(), a.ino(), a.len()) == (b.dev(), b.ino(), b.len())).then_some(again)
+}

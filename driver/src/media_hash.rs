@@ -82,7 +82,7 @@ pub fn media_sha256(
             blake3: None,
         };
         // A record is a shortcut; failing to write one costs only speed.
-        let _ = store.remember_hashes(&id, &known, true);
+        let _ = store.remember_hashes(path, &id, &known, true);
     }
     Ok((v6build_engine::recipe::Sha256(sha), Source::Hashed))
 }

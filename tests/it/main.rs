@@ -21,5 +21,6 @@ mod stage2;
 mod stage2_floor;
 mod stage2_layout;
 mod stage2_sparse;
+mod thread_count;
 mod tutorial;
 mod verify;

@@ -244,6 +244,32 @@ fn pushed(t: &str) -> Option<(Nginx, Scratch, String, Value)> {
     Some((nginx, a, public, va))
 }
 
+/// A remote of an older store layout (2) is raised to this build's (3)
+/// by a pushing build, whose entries may be of the newer layout, and left
+/// alone by one that only reads.
+#[test]
+fn a_push_raises_an_older_remote_layout() {
+    let t = "a_push_raises_an_older_remote_layout";
+    let Some(nginx) = Nginx::start(t, "") else {
+        return;
+    };
+    let url = nginx.url();
+    let a = Scratch::new();
+    let (secret, public) = keygen(&a, "ci-a");
+    json_of(&build(&a, &push_args(&url, &secret, &public)));
+    let meta = nginx.root().join("meta.json");
+    let version = || -> Value {
+        serde_json::from_slice::<Value>(&std::fs::read(&meta).unwrap()).unwrap()["version"].clone()
+    };
+    assert_eq!(version(), 3);
+    let old = r#"{"version": 2, "compatible_features": [], "incompatible_features": []}"#;
+    std::fs::write(&meta, old).unwrap();
+    json_of(&build(&a, &["--remote", &url, "--trusted-key", &public]));
+    assert_eq!(version(), 2, "a build that only reads changes nothing");
+    json_of(&build(&a, &push_args(&url, &secret, &public)));
+    assert_eq!(version(), 3, "raised by the push");
+}
+
 /// Runner A pushes; runner B, with an empty cache, runs nothing, gets the
 /// same bytes, and downloads only the packs' records and images.
 #[test]

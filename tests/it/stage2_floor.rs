@@ -85,7 +85,8 @@ fn stage2_noop_rebuild_reads_no_media_and_relinks_the_release() {
     // The store's copy of the image corrupted (and the release gone, so
     // nothing can be linked): the kernel copy's hash check catches it, the
     // entry is reported and rebuilt, and the release is still right.
-    let obj = find_object(&s.cache().join("objects"), good.len() as u64 + 80)
+    // Written in place, the image's entry has the padded header (4 KiB).
+    let obj = find_object(&s.cache().join("objects"), good.len() as u64 + 4096)
         .expect("the stage2 image in the store, stored raw");
     let mut o = std::fs::read(&obj).unwrap();
     let mid = o.len() / 2;
@@ -142,4 +143,30 @@ fn find_object(dir: &std::path::Path, len: u64) -> Option<std::path::PathBuf> {
         }
     }
     None
+}
+
+/// `gc` keeps the identity records of files that are still there and
+/// unchanged (the next build still reads no media byte and links the
+/// release), and drops those of files that are gone.
+#[test]
+fn gc_keeps_live_identity_records_and_drops_gone_ones() {
+    let s = Scratch::new();
+    settle();
+    s.build_json(RECIPE);
+    let gc = |s: &Scratch| -> Value {
+        serde_json::from_slice(&s.ok(&["gc", "--json"]).stdout).expect("gc json")
+    };
+    assert_eq!(gc(&s)["removed_id_records"], 0);
+    let again = s.build_json(RECIPE);
+    assert_eq!(media(&again, "stage2"), ("identity".to_string(), 0));
+    assert_eq!(placed(&again, "LiveOS/squashfs.img"), "linked");
+
+    // The release gone: the records of its two images go with it, the
+    // media's stay.
+    std::fs::remove_dir_all(s.demo_release()).unwrap();
+    assert_eq!(gc(&s)["removed_id_records"], 2);
+    let after = s.build_json(RECIPE);
+    assert_eq!(media(&after, "stage2"), ("identity".to_string(), 0));
+    assert_eq!(media(&after, "initrd").1, 0);
+    assert_eq!(placed(&after, "LiveOS/squashfs.img"), "copied");
 }

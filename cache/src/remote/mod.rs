@@ -270,8 +270,9 @@ impl Remote {
     }
 
     /// Checks the remote's `meta.json` (creating it when `push` and it is
-    /// missing). A remote with a layout this v6build does not know is
-    /// marked down.
+    /// missing, and raising an older layout version to this build's when
+    /// `push`, since the entries pushed may be of the newer layout). A
+    /// remote with a layout this v6build does not know is marked down.
     pub fn connect(&self, store: &Store, push: bool) -> Result<(), RemoteError> {
         let mut t = TempFile::create(&store.tmp_dir()).map_err(|e| self.error(e.to_string()))?;
         let got = self.call(|| {
@@ -280,35 +281,46 @@ impl Remote {
         })?;
         match got {
             None => Ok(()),
-            Some(None) if push => {
-                let mut m =
-                    TempFile::create(&store.tmp_dir()).map_err(|e| self.error(e.to_string()))?;
-                let bytes = serde_json::to_vec_pretty(&StoreMeta::current())
-                    .map_err(|e| self.error(e.to_string()))?;
-                io::Write::write_all(m.file(), &bytes).map_err(|e| self.error(e.to_string()))?;
-                let len = bytes.len() as u64;
-                if self
-                    .call(|| self.backend.put("meta.json", m.file(), len))?
-                    .is_some()
-                {
-                    self.uploaded.fetch_add(len, Ordering::Relaxed);
-                }
-                Ok(())
-            }
+            Some(None) if push => self.put_meta(store, &StoreMeta::current()),
             Some(None) => Ok(()),
             Some(Some(_)) => {
                 let bytes = std::fs::read(t.path()).map_err(|e| self.error(e.to_string()))?;
                 let meta: Result<StoreMeta, String> =
                     serde_json::from_slice(&bytes).map_err(|e| e.to_string());
-                match meta.and_then(|m| m.check(Path::new("meta.json")).map_err(|e| e.to_string()))
-                {
-                    Ok(()) => Ok(()),
+                match meta.and_then(|m| {
+                    m.check(Path::new("meta.json"))
+                        .map(|()| m)
+                        .map_err(|e| e.to_string())
+                }) {
+                    Ok(m) if push && m.version < crate::STORE_VERSION => self.put_meta(
+                        store,
+                        &StoreMeta {
+                            version: crate::STORE_VERSION,
+                            ..m
+                        },
+                    ),
+                    Ok(_) => Ok(()),
                     Err(why) => self
                         .mark_down::<()>(format!("its meta.json: {why}"))
                         .map(|_| ()),
                 }
             }
         }
+    }
+
+    /// Uploads `meta` as the remote's `meta.json`.
+    fn put_meta(&self, store: &Store, meta: &StoreMeta) -> Result<(), RemoteError> {
+        let mut m = TempFile::create(&store.tmp_dir()).map_err(|e| self.error(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(meta).map_err(|e| self.error(e.to_string()))?;
+        io::Write::write_all(m.file(), &bytes).map_err(|e| self.error(e.to_string()))?;
+        let len = bytes.len() as u64;
+        if self
+            .call(|| self.backend.put("meta.json", m.file(), len))?
+            .is_some()
+        {
+            self.uploaded.fetch_add(len, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Downloads `path` into a temp file of `store`. `None` when absent or

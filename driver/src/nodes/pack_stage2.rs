@@ -23,11 +23,15 @@ impl Ctx<'_> {
         use v6build_engine::recipe::Stage2Format;
         let out = self.recipe.outputs.stage2.as_ref();
         let f = v6build_engine::host::open_regular(base).map_err(|e| fail(name, e))?;
+        let copy_src = crate::blocks::copy_source(base, &f);
         let img = v6build_squashfs::SquashfsImage::open(f).map_err(|e| fail(name, e))?;
         let mut outer = self.store.get_tree(&scan.0).map_err(|e| fail(name, e))?;
         let saved = self.store.get_blob(&scan.1).map_err(|e| fail(name, e))?;
         let mut blocks =
             v6build_squashfs::BaseBlocks::load(&saved, &img).map_err(|e| fail(name, e))?;
+        if let Some(c) = copy_src {
+            blocks.set_copy_source(c);
+        }
         let mut opts = v6build_squashfs::WriteOptions::from_base(&img);
         if let Some(c) = out.and_then(|o| o.compress.as_ref()) {
             opts.compressor = squashfs_compressor(c).map_err(|e| fail(name, e))?;
@@ -96,22 +100,22 @@ impl Ctx<'_> {
                     digest,
                     bytes,
                 };
-                v6build_squashfs::write(
+                v6build_squashfs::write_to_file(
                     &tree,
                     &blobs,
                     &opts,
                     Some(&blocks),
                     Some(&cache),
-                    &mut file,
+                    crate::blocks::BlobOut(&mut file),
                 )
             }
-            None => v6build_squashfs::write(
+            None => v6build_squashfs::write_to_file(
                 &tree,
                 self.blobs,
                 &opts,
                 Some(&blocks),
                 Some(&cache),
-                &mut file,
+                crate::blocks::BlobOut(&mut file),
             ),
         }
         .map_err(|e| fail(name, format!("writing the new squashfs ({file:?}): {e}")))?;

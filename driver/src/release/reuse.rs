@@ -49,7 +49,7 @@ fn remember(store: &Store, path: &std::path::Path, w: &Written) -> Option<FileId
         blake3: Some(w.blake3),
     };
     // A record is a shortcut; failing to write one costs only speed.
-    store.remember_hashes(&id, &known, false).ok()?;
+    store.remember_hashes(path, &id, &known, false).ok()?;
     Some(id)
 }
 

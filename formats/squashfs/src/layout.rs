@@ -192,6 +192,16 @@ pub(crate) struct BlockSource {
 impl BlockSource {
     /// The stored bytes of a block, after checking its size word and extent.
     pub(crate) fn raw(&self, loc: BlockLoc) -> Result<Vec<u8>> {
+        let size = usize::try_from(self.check_stored(loc)?)
+            .map_err(|_| corrupt("block size does not fit in memory"))?;
+        let v = self.src.read_vec(loc.pos, size)?;
+        self.bytes_read.fetch_add(size as u64, Ordering::Relaxed);
+        Ok(v)
+    }
+
+    /// The stored length of the block at `loc`, checked against the block
+    /// size and the image's length.
+    pub(crate) fn check_stored(&self, loc: BlockLoc) -> Result<u64> {
         let bs = self.block_size as usize;
         let size = (loc.word & !BLOCK_UNCOMPRESSED) as usize;
         if loc.word & !(BLOCK_UNCOMPRESSED | 0x00ff_ffff) != 0 || size > bs || size == 0 {
@@ -210,9 +220,7 @@ impl BlockSource {
                 loc.pos
             )));
         }
-        let v = self.src.read_vec(loc.pos, size)?;
-        self.bytes_read.fetch_add(size as u64, Ordering::Relaxed);
-        Ok(v)
+        Ok(size as u64)
     }
 
     /// The uncompressed bytes of a stored block; `expect` is the exact

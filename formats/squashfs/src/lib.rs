@@ -106,7 +106,7 @@ pub use read::SquashfsImage;
 pub use reuse::{BaseBlocks, BlockLoc};
 pub use superblock::RawSuperblock;
 pub use v6build_compress::{BlockCache, BlockKey, CachedBlock, MemBlockCache};
-pub use write::{WriteOptions, WriteReport, write};
+pub use write::{FileOutput, KERNEL_COPY_MIN, WriteOptions, WriteReport, write, write_to_file};
 
 /// Version of this codec's output format. Part of cache keys: bump it when
 /// a change alters the bytes written for the same input.

@@ -42,6 +42,9 @@ pub struct BaseBlocks {
     files: HashMap<Digest, Arc<FileBlocks>>,
     /// Fragment blocks already recorded (each is hashed once).
     fragments_seen: std::collections::HashSet<u32>,
+    /// The base image opened once more, for the kernel to copy runs of
+    /// stored blocks from ([`BaseBlocks::set_copy_source`]).
+    copy_src: Option<std::fs::File>,
 }
 
 impl fmt::Debug for BaseBlocks {
@@ -70,7 +73,38 @@ impl BaseBlocks {
             by_hash: HashMap::new(),
             files: HashMap::new(),
             fragments_seen: std::collections::HashSet::new(),
+            copy_src: None,
         }
+    }
+
+    /// Gives the writer the base image as a file of its own (opened
+    /// again, so its position is not the reader's): a writer whose output
+    /// is a file ([`crate::write_to_file`]) then has the kernel copy long
+    /// runs of unchanged stored blocks (`copy_file_range`, which XFS and
+    /// btrfs may share instead of copy) instead of reading and writing
+    /// them. The caller makes sure it is the same file the map was made
+    /// from; the block positions are checked against its length.
+    pub fn set_copy_source(&mut self, file: std::fs::File) {
+        self.copy_src = Some(file);
+    }
+
+    /// Reads `len` stored bytes at `pos` (a run of blocks each checked by
+    /// [`BaseBlocks::stored_len`]), counted as read.
+    pub(crate) fn read_stored(&self, pos: u64, len: usize) -> Result<Vec<u8>> {
+        let v = self.src.src.read_vec(pos, len)?;
+        self.src.bytes_read.fetch_add(len as u64, Ordering::Relaxed);
+        Ok(v)
+    }
+
+    pub(crate) fn copy_source(&self) -> Option<&std::fs::File> {
+        self.copy_src.as_ref()
+    }
+
+    /// Checks a stored block's size word and extent (against the block
+    /// size and the image's length) without reading it; returns its
+    /// stored length.
+    pub(crate) fn stored_len(&self, loc: BlockLoc) -> Result<u64> {
+        self.src.check_stored(loc)
     }
 
     pub(crate) fn block_size(&self) -> u32 {
@@ -133,11 +167,6 @@ impl BaseBlocks {
 
     pub(crate) fn find(&self, hash: &[u8; 32]) -> Option<BlockLoc> {
         self.by_hash.get(hash).copied()
-    }
-
-    /// The stored bytes of a block (compressed or raw, as the word says).
-    pub(crate) fn raw(&self, loc: BlockLoc) -> Result<Vec<u8>> {
-        self.src.raw(loc)
     }
 
     /// Whether `digest` names a file recorded in this map.

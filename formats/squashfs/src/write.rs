@@ -12,6 +12,12 @@
 //! idle and no batch waits for the slowest block of the one before.
 //! Identical contents are stored once. Blocks found in a matching base image ([`BaseBlocks`]) are copied
 //! as stored; others come from the [`BlockCache`] or are compressed.
+//! Consecutive copied blocks that lie back to back in the base are copied
+//! as one run; written to a file ([`write_to_file`]) with a base that has
+//! a copy source ([`BaseBlocks::set_copy_source`]), a run of at least
+//! [`KERNEL_COPY_MIN`] bytes is copied by the kernel (`copy_file_range`
+//! through `std::io::copy`, which falls back to a plain copy where the
+//! kernel cannot), never through this process's memory.
 //!
 //! Inode numbers are assigned in post-order (a directory after everything
 //! under it, children in canonical name order), so the root is the last
@@ -47,6 +53,32 @@ const MAX_IN_FLIGHT: usize = 2;
 const BATCH_JOBS: usize = 1 << 14;
 
 type BatchResult = Vec<(Job, Result<Done>)>;
+
+/// Shortest run of copied base blocks handed to the kernel; shorter runs
+/// go through the write buffer, where a system call would cost more than
+/// the copy.
+pub const KERNEL_COPY_MIN: u64 = 256 << 10;
+
+/// An output that is a file, positioned where the writer's next byte goes
+/// (it may be a window of a larger file, such as a store entry after its
+/// header): [`write_to_file`] has the kernel copy long unchanged runs of
+/// the base into it.
+pub trait FileOutput: Write + Seek {
+    /// The file, at the position where the next byte of the image goes.
+    fn file(&mut self) -> &mut std::fs::File;
+}
+
+impl FileOutput for std::fs::File {
+    fn file(&mut self) -> &mut std::fs::File {
+        self
+    }
+}
+
+impl<T: FileOutput + ?Sized> FileOutput for &mut T {
+    fn file(&mut self) -> &mut std::fs::File {
+        (**self).file()
+    }
+}
 
 /// How to write an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +161,18 @@ pub struct WriteReport {
     /// Bytes written, padding included.
     #[serde(default)]
     pub bytes_written: u64,
+    /// Of [`WriteReport::bytes_copied`], the bytes the kernel copied
+    /// (runs of at least [`KERNEL_COPY_MIN`] bytes, see [`write_to_file`]).
+    #[serde(default)]
+    pub bytes_kernel_copied: u64,
+    /// Of those, the bytes of runs whose source and destination file
+    /// offsets agree modulo 4 KiB: only such ranges can be shared
+    /// (reflinked) by XFS or btrfs rather than copied.
+    #[serde(default)]
+    pub bytes_kernel_copied_aligned: u64,
+    /// Number of runs the kernel copied.
+    #[serde(default)]
+    pub kernel_copy_runs: u64,
 }
 
 /// Where a file's data went.
@@ -171,6 +215,33 @@ pub fn write<W: Write + Seek>(
     cache: Option<&dyn BlockCache>,
     out: W,
 ) -> Result<WriteReport> {
+    write_inner(tree, blobs, opts, base, cache, out, None)
+}
+
+/// [`write`] to a file: runs of unchanged base blocks of at least
+/// [`KERNEL_COPY_MIN`] bytes are copied by the kernel from the base's
+/// copy source ([`BaseBlocks::set_copy_source`]), when it has one. The
+/// bytes written are the same as [`write`]'s.
+pub fn write_to_file<W: FileOutput>(
+    tree: &Tree,
+    blobs: &dyn BlobStore,
+    opts: &WriteOptions,
+    base: Option<&BaseBlocks>,
+    cache: Option<&dyn BlockCache>,
+    out: W,
+) -> Result<WriteReport> {
+    write_inner(tree, blobs, opts, base, cache, out, Some(W::file))
+}
+
+fn write_inner<W: Write + Seek>(
+    tree: &Tree,
+    blobs: &dyn BlobStore,
+    opts: &WriteOptions,
+    base: Option<&BaseBlocks>,
+    cache: Option<&dyn BlockCache>,
+    out: W,
+    file_of: Option<fn(&mut W) -> &mut std::fs::File>,
+) -> Result<WriteReport> {
     let bs = opts.block_size;
     if !(4096..=1 << 20).contains(&bs) || !bs.is_power_of_two() {
         return Err(unsupported(format!(
@@ -204,6 +275,8 @@ pub fn write<W: Write + Seek>(
         jobs: Vec::new(),
         job_bytes: 0,
         in_flight: std::collections::VecDeque::new(),
+        file_of,
+        run: None,
     };
     w.out.seek(SeekFrom::Start(0))?;
     w.emit(&[0u8; SUPERBLOCK_SIZE])?;
@@ -235,6 +308,7 @@ pub fn write<W: Write + Seek>(
         w.flush_jobs(s)?;
         w.drain(0)
     })?;
+    w.flush_run()?;
 
     // Metadata.
     let meta_comp = (!opts.uncompressed_metadata).then(|| opts.compressor.clone());
@@ -413,12 +487,73 @@ struct Writer<'a, W: Write + Seek> {
     job_bytes: usize,
     /// Batches handed to the pool, oldest first, not yet written.
     in_flight: std::collections::VecDeque<std::sync::mpsc::Receiver<BatchResult>>,
+    /// The output's file, when the kernel may copy into it.
+    file_of: Option<fn(&mut W) -> &mut std::fs::File>,
+    /// Copied base blocks not yet written: (base position, length). They
+    /// are already counted in `pos`.
+    run: Option<(u64, u64)>,
 }
 
 impl<'a, W: Write + Seek> Writer<'a, W> {
     fn emit(&mut self, b: &[u8]) -> Result<()> {
+        self.flush_run()?;
         self.out.write_all(b)?;
         self.pos += b.len() as u64;
+        Ok(())
+    }
+
+    /// Queues a copy of the stored base block at `loc`: it joins the
+    /// pending run when it follows it in the base.
+    fn copy_block(&mut self, loc: BlockLoc) -> Result<()> {
+        // OK to unwrap: Reuse is produced only when base is Some.
+        let len = self.base.unwrap().stored_len(loc)?;
+        match &mut self.run {
+            Some((at, n)) if *at + *n == loc.pos => *n += len,
+            _ => {
+                self.flush_run()?;
+                self.run = Some((loc.pos, len));
+            }
+        }
+        self.pos += len;
+        self.report.bytes_copied += len;
+        Ok(())
+    }
+
+    /// Writes the pending run of copied base blocks: by the kernel when
+    /// it is long and the output is a file, else through the buffer.
+    fn flush_run(&mut self) -> Result<()> {
+        let Some((at, len)) = self.run.take() else {
+            return Ok(());
+        };
+        // OK to unwrap: a run is only started by `copy_block`.
+        let base = self.base.unwrap();
+        if let (Some(file_of), Some(src), true) =
+            (self.file_of, base.copy_source(), len >= KERNEL_COPY_MIN)
+        {
+            self.out.flush()?;
+            let dst = file_of(self.out.get_mut());
+            let dst_at = dst.stream_position()?;
+            let mut from = src;
+            from.seek(SeekFrom::Start(at))?;
+            // `io::copy` between two files is `copy_file_range` on Linux,
+            // with a plain copy where the kernel refuses.
+            let n = std::io::copy(&mut from.take(len), dst)?;
+            if n != len {
+                return Err(corrupt(format!(
+                    "the base image ended {} bytes into a run of {len} at offset {at}",
+                    n
+                )));
+            }
+            self.report.bytes_kernel_copied += len;
+            self.report.kernel_copy_runs += 1;
+            if at % 4096 == dst_at % 4096 {
+                self.report.bytes_kernel_copied_aligned += len;
+            }
+            return Ok(());
+        }
+        let n = usize::try_from(len).map_err(|_| unsupported("copied run too long"))?;
+        let bytes = base.read_stored(at, n)?;
+        self.out.write_all(&bytes)?;
         Ok(())
     }
 
@@ -677,6 +812,10 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
         let bs = self.opts.block_size;
         for (job, done) in results {
             let done = done?;
+            let done_loc = match &done {
+                Done::Reuse(loc) => Some(*loc),
+                _ => None,
+            };
             match &done {
                 Done::Cached(_) => self.report.blocks_cached += 1,
                 Done::Compressed(c) => {
@@ -699,10 +838,7 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
                     if matches!(job.kind, JobKind::Frag(_)) {
                         self.report.fragments_reused += 1;
                     }
-                    // OK to unwrap: Reuse is produced only when base is Some.
-                    let raw = self.base.unwrap().raw(loc)?;
-                    self.report.bytes_copied += raw.len() as u64;
-                    (loc.word, Some(raw))
+                    (loc.word, None)
                 }
                 Done::Cached(c) | Done::Compressed(c) => match c {
                     CachedBlock::Compressed(z) => (block_word(z.len(), false)?, Some(z)),
@@ -732,8 +868,10 @@ impl<'a, W: Write + Seek> Writer<'a, W> {
                     *e = Some((self.pos, word));
                 }
             }
-            if let Some(b) = bytes {
-                self.emit(&b)?;
+            match (bytes, done_loc) {
+                (Some(b), _) => self.emit(&b)?,
+                (None, Some(loc)) => self.copy_block(loc)?,
+                (None, None) => {}
             }
         }
         Ok(())

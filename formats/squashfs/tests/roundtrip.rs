@@ -387,3 +387,78 @@ fn saved_block_maps_reload_and_give_the_same_bytes() {
         assert!(v6build_squashfs::BaseBlocks::load(&saved[..cut], &again).is_err());
     }
 }
+
+/// A base written to a file, rebuilt with a file added: the long runs of
+/// unchanged blocks are copied by the kernel (`write_to_file`), the bytes
+/// are those `write` gives in memory, and a copy source shorter than the
+/// block index says is refused, not copied short.
+#[test]
+fn long_unchanged_runs_are_copied_by_the_kernel_into_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = MemBlobs::new();
+    let mut tree = sample_tree(&blobs, 4 << 20, 30);
+    let opts = WriteOptions::new(Compressor::gzip(), 131072, 0);
+    let base_path = dir.path().join("base.img");
+    write(
+        &tree,
+        &blobs,
+        &opts,
+        None,
+        None,
+        std::fs::File::create(&base_path).unwrap(),
+    )
+    .unwrap();
+    let base = SquashfsImage::open(std::fs::File::open(&base_path).unwrap()).unwrap();
+    let (_, mut blocks) = base.read_tree_and_blocks(&MemBlobs::new()).unwrap();
+    tree.insert(
+        &TreePath::parse("/etc/added").unwrap(),
+        Node::Leaf(file(&blobs, b"one more file\n", meta(0o644, 0, 9))),
+        false,
+    )
+    .unwrap();
+    let mut mem = Cursor::new(Vec::new());
+    let want = write(&tree, &blobs, &opts, Some(&blocks), None, &mut mem).unwrap();
+    assert_eq!(want.bytes_kernel_copied, 0, "no copy source yet: {want:?}");
+
+    blocks.set_copy_source(std::fs::File::open(&base_path).unwrap());
+    let out_path = dir.path().join("out.img");
+    let mut out = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&out_path)
+        .unwrap();
+    let got = v6build_squashfs::write_to_file(&tree, &blobs, &opts, Some(&blocks), None, &mut out)
+        .unwrap();
+    drop(out);
+    assert!(std::fs::read(&out_path).unwrap() == mem.into_inner());
+    assert!(got.kernel_copy_runs >= 1, "{got:?}");
+    assert!(got.bytes_kernel_copied >= 2 << 20, "{got:?}");
+    assert!(got.bytes_kernel_copied <= got.bytes_copied, "{got:?}");
+    assert_eq!(
+        (got.blocks_reused, got.bytes_copied),
+        (want.blocks_reused, want.bytes_copied)
+    );
+
+    // The copy source cut short: the run cannot be copied whole.
+    let short = dir.path().join("short.img");
+    let len = std::fs::metadata(&base_path).unwrap().len();
+    std::fs::copy(&base_path, &short).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&short)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    blocks.set_copy_source(std::fs::File::open(&short).unwrap());
+    let e = v6build_squashfs::write_to_file(
+        &tree,
+        &blobs,
+        &opts,
+        Some(&blocks),
+        None,
+        std::fs::File::create(dir.path().join("bad.img")).unwrap(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("base image ended"), "{e}");
+}
