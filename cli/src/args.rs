@@ -517,6 +517,13 @@ pub fn run() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
+            // A usage error of a command run with `--json` is a JSON
+            // document too (clap's text stays on stderr).
+            if code == 2 && std::env::args_os().any(|a| a == "--json") {
+                let msg = e.kind().as_str().unwrap_or("bad usage").to_string();
+                let doc = serde_json::json!({ "error": crate::json_out::plain("usage", &msg) });
+                crate::json_out::print(&doc);
+            }
             return ExitCode::from(code);
         }
     };
@@ -525,6 +532,10 @@ pub fn run() -> ExitCode {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("error: {msg}");
+            if cli.global.json || local.json.is_some_and(|j| j.json) {
+                let doc = serde_json::json!({ "error": crate::json_out::plain("usage", &msg) });
+                crate::json_out::print(&doc);
+            }
             return ExitCode::from(2);
         }
     };
@@ -535,7 +546,7 @@ pub fn run() -> ExitCode {
     if let Command::Build { remote, .. } = &cli.command {
         cfg.remote = remote.config();
     }
-    let outcome = match cli.command {
+    let done: crate::cmd::Done = match cli.command {
         Command::Build { recipes, .. } => crate::cmd::build(&cfg, &recipes),
         Command::Plan {
             recipe, explain, ..
@@ -559,21 +570,25 @@ pub fn run() -> ExitCode {
             };
             crate::cmd::diff(&cfg, &args)
         }
+        Command::Pin { recipe, update, .. } => crate::cmd::pin(&cfg, &recipe, update),
+        Command::Ls {
+            image, path, outer, ..
+        } => crate::cmd::ls(&cfg, &image, &path, outer),
+        Command::Gc { keep_builds, .. } => crate::cmd::gc(&cfg, keep_builds),
+        Command::Release {
+            action: ReleaseAction::Ls { .. },
+        } => crate::cmd::release_ls(&cfg),
         Command::Key {
             action: KeyCommand::Generate { name, dir },
         } => match engine::remote::generate_key(&name, &dir) {
             Ok(public) => {
                 use std::io::Write as _;
                 let _ = writeln!(std::io::stdout().lock(), "{public}");
-                Outcome::Success
+                Outcome::Success.into()
             }
-            Err(o) => o,
+            Err(o) => o.into(),
         },
-        Command::Pin { recipe, update, .. } => crate::cmd::pin(&cfg, &recipe, update),
-        Command::Ls {
-            image, path, outer, ..
-        } => crate::cmd::ls(&cfg, &image, &path, outer),
-        Command::Cat { image, path, outer } => crate::cmd::cat(&cfg, &image, &path, outer),
+        Command::Cat { image, path, outer } => crate::cmd::cat(&cfg, &image, &path, outer).into(),
         Command::Boot {
             release,
             kernel,
@@ -582,29 +597,26 @@ pub fn run() -> ExitCode {
             cmdline,
             accel,
             ..
-        } => engine::vmboot::boot(
-            &cfg,
-            &engine::vmboot::BootOptions {
-                release,
-                kernel,
-                expect,
-                timeout,
-                cmdline,
-                accel: match accel {
-                    AccelArg::Tcg => engine::vmboot::Accel::Tcg,
-                    AccelArg::Kvm => engine::vmboot::Accel::Kvm,
+        } => {
+            let (report, outcome) = engine::vmboot::boot_report(
+                &cfg,
+                &engine::vmboot::BootOptions {
+                    release,
+                    kernel,
+                    expect,
+                    timeout,
+                    cmdline,
+                    accel: match accel {
+                        AccelArg::Tcg => engine::vmboot::Accel::Tcg,
+                        AccelArg::Kvm => engine::vmboot::Accel::Kvm,
+                    },
                 },
-            },
-        ),
-        Command::Gc { keep_builds, .. } => crate::cmd::gc(&cfg, keep_builds),
-        Command::Release { action } => match action {
-            ReleaseAction::Ls { .. } => {
-                v6build_driver::releases::ls(&cfg, &mut std::io::stdout().lock())
-            }
-            ReleaseAction::Rm { names, .. } => {
-                v6build_driver::releases::rm(&cfg, &names, &mut std::io::stderr().lock())
-            }
-        },
+            );
+            crate::cmd::Done { report, outcome }
+        }
+        Command::Release {
+            action: ReleaseAction::Rm { names, .. },
+        } => v6build_driver::releases::rm(&cfg, &names, &mut std::io::stderr().lock()).into(),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let shell = match shell {
@@ -615,11 +627,11 @@ pub fn run() -> ExitCode {
                 Shell::Powershell => clap_complete::Shell::PowerShell,
             };
             clap_complete::generate(shell, &mut cmd, "v6build", &mut std::io::stdout());
-            Outcome::Success
+            Outcome::Success.into()
         }
-        Command::Man { dir } => write_man(&dir),
+        Command::Man { dir } => write_man(&dir).into(),
     };
-    crate::cmd::report(&cfg, outcome)
+    crate::cmd::finish(&cfg, &name, done)
 }
 
 /// On SIGINT or SIGTERM, deletes the `.part` files of downloads in flight

@@ -15,6 +15,7 @@ macro_rules! outln {
 mod args;
 mod cmd;
 mod diag;
+mod json_out;
 mod opts;
 mod pin_cmd;
 mod progress;

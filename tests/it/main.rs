@@ -15,6 +15,7 @@ mod faults;
 mod fetch;
 mod host_edit;
 mod issue16_mem;
+mod json_contract;
 mod ops;
 mod remote;
 mod stage2;

@@ -374,12 +374,27 @@ enum Event {
 
 /// `v6build boot`.
 pub fn boot(cfg: &Config, opts: &BootOptions) -> Outcome {
-    match run(cfg, opts) {
-        Ok(o) | Err(o) => o,
+    let (report, outcome) = boot_report(cfg, opts);
+    if let Some(v) = report {
+        outln!("{v}");
+    }
+    outcome
+}
+
+/// [`boot`], handing back the `--json` report (when QEMU ran) instead of
+/// printing it, so that the caller prints one document with the error.
+pub fn boot_report(cfg: &Config, opts: &BootOptions) -> (Option<serde_json::Value>, Outcome) {
+    let mut report = None;
+    match run(cfg, opts, &mut report) {
+        Ok(o) | Err(o) => (report, o),
     }
 }
 
-fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
+fn run(
+    cfg: &Config,
+    opts: &BootOptions,
+    report: &mut Option<serde_json::Value>,
+) -> Result<Outcome, Outcome> {
     let release = &opts.release;
     if !release.is_dir() {
         return Err(Outcome::Usage(format!(
@@ -564,7 +579,7 @@ fn run(cfg: &Config, opts: &BootOptions) -> Result<Outcome, Outcome> {
             })).collect::<Vec<_>>(),
             "qemu": reproduce,
         });
-        outln!("{v}");
+        *report = Some(v);
     }
     if failure.is_empty() {
         if !quiet && !cfg.json {
