@@ -296,6 +296,7 @@ mod refs;
 pub mod remote;
 mod safe;
 mod store;
+mod tmp;
 
 pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, NodeKeys, Output, OutputKind};
 pub use blob_file::{BlobFile, RawBlob};
@@ -305,6 +306,7 @@ pub use ident::{FileIdentity, KnownHashes, SETTLE};
 pub use meta::{STORE_VERSION, StoreMeta};
 pub use refs::{Root, RootKind};
 pub use store::{BlobReader, SMALL_BLOB, Store, StoreOptions};
+pub use tmp::remove_own_tmp;
 
 #[cfg(doc)]
 use v6build_fstree::BlobStore;

@@ -345,6 +345,7 @@ fn build_once(
         threads,
         fetch: &cfg.fetch,
         stats: Mutex::new(BTreeMap::new()),
+        progress: Mutex::new(BTreeMap::new()),
     };
     let outputs = pool
         .install(|| {
@@ -374,6 +375,7 @@ fn build_once(
                     ));
                 }
                 events.node_started(&node.name);
+                events.node_progress(&node.name, &ctx.progress(&node.name));
                 let began = Instant::now();
                 let result = ctx.run(&node.name, &node.work, inputs);
                 let took = began.elapsed();

@@ -26,7 +26,10 @@ impl Ctx<'_> {
             url.as_deref(),
             sha256.as_deref(),
             *size,
-            self.fetch,
+            &crate::fetch::FetchOptions {
+                progress: self.progress(name),
+                ..self.fetch.clone()
+            },
         )
         .map_err(|e| fail(name, e))?
         else {
@@ -55,7 +58,7 @@ impl Ctx<'_> {
         // diagnostic at the recipe line.
         // The hash is remembered by file identity (see media_hash.rs).
         let phases = crate::phase_stats::Phases::default();
-        let hashed = crate::media_hash::media_sha256(self.store, path, &phases);
+        let hashed = crate::media_hash::media_sha256(self.store, path, &phases, &self.progress(name));
         if let Ok((_, how)) = &hashed {
             self.note(name, "sha256", serde_json::json!(how.name()));
         }

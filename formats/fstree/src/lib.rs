@@ -30,6 +30,7 @@ mod dump;
 mod encode;
 pub mod host;
 pub mod meta;
+mod progress;
 mod name;
 mod tree;
 
@@ -40,5 +41,6 @@ pub use digest::{DIGEST_PREFIX, Digest, DigestParseError};
 pub use dump::{dump, entry_line};
 pub use encode::{TREE_FORMAT_VERSION, encode, encode_into};
 pub use meta::{Meta, Timestamp, Xattrs};
+pub use progress::{Progress, ProgressReader};
 pub use name::{Name, NameError, TreePath, escape};
 pub use tree::{Content, Directory, Leaf, LeafKind, Node, Tree, TreeError};
