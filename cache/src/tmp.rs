@@ -75,7 +75,12 @@ mod tests {
         std::fs::create_dir(&tmp).unwrap();
         let me = std::process::id();
         // pid 1 runs (init); a pid above the kernel's pid_max never does.
-        for n in [format!("{me}-0"), "1-0".into(), "4294967295-7".into(), "x-1".into()] {
+        for n in [
+            format!("{me}-0"),
+            "1-0".into(),
+            "4294967295-7".into(),
+            "x-1".into(),
+        ] {
             std::fs::write(tmp.join(n), b"x").unwrap();
         }
         assert_eq!(clear_dead(&tmp), 1);

@@ -334,6 +334,7 @@ impl FetchArgs {
             deadline: self.fetch_timeout,
             max_size: self.fetch_max_size,
             ca_file: self.ca_file.clone(),
+            ..Default::default()
         }
     }
 }
@@ -541,7 +542,7 @@ pub fn run() -> ExitCode {
     };
     if let Command::Build { fetch, .. } | Command::Verify { fetch, .. } = &cli.command {
         cfg.fetch = fetch.options();
-        remove_partial_downloads_on_signals();
+        clean_up_on_signals(cfg.cache_dir.clone());
     }
     if let Command::Build { remote, .. } = &cli.command {
         cfg.remote = remote.config();
@@ -634,9 +635,13 @@ pub fn run() -> ExitCode {
     crate::cmd::finish(&cfg, &name, done)
 }
 
-/// On SIGINT or SIGTERM, deletes the `.part` files of downloads in flight
-/// and then dies of the signal as it would have without the handler.
-fn remove_partial_downloads_on_signals() {
+/// On SIGINT or SIGTERM (Ctrl-C): deletes the `.part` files of downloads
+/// in flight and this process's files in `<cache>/tmp`, clears the
+/// progress bars and shows the cursor, prints `interrupted` and exits with
+/// 128 + the signal (130 for SIGINT, 143 for SIGTERM). What a build
+/// killed harder leaves in `tmp/` goes when the next command opens the
+/// cache.
+fn clean_up_on_signals(cache: std::path::PathBuf) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     // Without the handler the signal still kills us; only the cleanup is lost.
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
@@ -645,7 +650,9 @@ fn remove_partial_downloads_on_signals() {
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             engine::fetch::remove_partial_downloads();
-            let _ = signal_hook::low_level::emulate_default_handler(sig);
+            v6build_cache::remove_own_tmp(&cache);
+            crate::progress::clear_for_exit();
+            eprintln!("interrupted");
             std::process::exit(128 + sig);
         }
     });

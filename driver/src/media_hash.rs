@@ -107,10 +107,20 @@ mod tests {
         let (a, s) = media_sha256(&store, &local, &ph, &Default::default()).unwrap();
         assert_eq!(s, Source::Hashed);
         assert_eq!(a.0, <[u8; 32]>::from(Sha256::digest(b"base image bytes")));
-        assert_eq!(media_sha256(&store, &local, &ph, &Default::default()).unwrap().1, Source::Hashed);
+        assert_eq!(
+            media_sha256(&store, &local, &ph, &Default::default())
+                .unwrap()
+                .1,
+            Source::Hashed
+        );
         std::thread::sleep(v6build_cache::SETTLE + std::time::Duration::from_millis(200));
         // Settled: hashed once more and recorded, then known by identity.
-        assert_eq!(media_sha256(&store, &local, &ph, &Default::default()).unwrap().1, Source::Hashed);
+        assert_eq!(
+            media_sha256(&store, &local, &ph, &Default::default())
+                .unwrap()
+                .1,
+            Source::Hashed
+        );
         let (b, s) = media_sha256(&store, &local, &ph, &Default::default()).unwrap();
         assert_eq!((b, s), (a, Source::Identity));
         // A change (same size) gives another identity: hashed again.
@@ -121,7 +131,9 @@ mod tests {
         // The cache's own downloads: hashed on every use, settled or not.
         for _ in 0..2 {
             assert_eq!(
-                media_sha256(&store, &fetched, &ph, &Default::default()).unwrap().1,
+                media_sha256(&store, &fetched, &ph, &Default::default())
+                    .unwrap()
+                    .1,
                 Source::Hashed
             );
         }

@@ -17,6 +17,7 @@ mod host_edit;
 mod issue16_mem;
 mod json_contract;
 mod ops;
+mod progress;
 mod remote;
 mod stage2;
 mod stage2_floor;

@@ -58,7 +58,8 @@ impl Ctx<'_> {
         // diagnostic at the recipe line.
         // The hash is remembered by file identity (see media_hash.rs).
         let phases = crate::phase_stats::Phases::default();
-        let hashed = crate::media_hash::media_sha256(self.store, path, &phases, &self.progress(name));
+        let hashed =
+            crate::media_hash::media_sha256(self.store, path, &phases, &self.progress(name));
         if let Ok((_, how)) = &hashed {
             self.note(name, "sha256", serde_json::json!(how.name()));
         }

@@ -125,9 +125,13 @@ impl Writer<'_> {
         let archive = newc_bytes(tree, blobs)?;
         let len = archive.len() as u64;
         self.opts.progress.add_total(len);
-        let out = compress_with(params, &archive, self.opts.threads, self.cache)?;
-        self.opts.progress.add(len);
-        Ok(out)
+        Ok(crate::compress::compress_reporting(
+            params,
+            &archive,
+            self.opts.threads,
+            self.cache,
+            &self.opts.progress,
+        )?)
     }
 }
 

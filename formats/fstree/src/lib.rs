@@ -30,8 +30,8 @@ mod dump;
 mod encode;
 pub mod host;
 pub mod meta;
-mod progress;
 mod name;
+mod progress;
 mod tree;
 
 pub use blobs::{BlobStore, HashOnly, HoleRead, MemBlobs, NoHoles};
@@ -41,6 +41,6 @@ pub use digest::{DIGEST_PREFIX, Digest, DigestParseError};
 pub use dump::{dump, entry_line};
 pub use encode::{TREE_FORMAT_VERSION, encode, encode_into};
 pub use meta::{Meta, Timestamp, Xattrs};
-pub use progress::{Progress, ProgressReader};
 pub use name::{Name, NameError, TreePath, escape};
+pub use progress::{Progress, ProgressReader};
 pub use tree::{Content, Directory, Leaf, LeafKind, Node, Tree, TreeError};
