@@ -670,6 +670,9 @@ The cache directory, as \fB\-\-cache\fR. Without either: $XDG_CACHE_HOME/v6build
 \fBNO_COLOR\fR
 When set to anything but the empty string, diagnostics and help are printed without colour. \fBCLICOLOR_FORCE\fR=1 forces colour.
 .TP
+\fBV6BUILD_PROGRESS_INTERVAL\fR
+Seconds between the byte-progress lines of a build when stderr is not a terminal (default 5).
+.TP
 \fBV6BUILD_LIMIT_UNPACKED\fR
 Most bytes an initrd may unpack to (default 1G; a number with K, M or G).
 .TP
