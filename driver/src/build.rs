@@ -292,7 +292,7 @@ fn build_once(
     // Every missing or unpinned media file at once, before any work.
     crate::media_check::before_build(r)?;
     // Files put into the release directory by hand would be deleted.
-    crate::releases::check_hand_files(out_dir, &r.release.dir)?;
+    crate::releases::check_hand_files(out_dir, &r.release.dir, &r.release.extra_files)?;
     // The kernel and .treeinfo are copied through, not built: find (or
     // fetch) them before any work.
     let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();

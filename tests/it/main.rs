@@ -11,6 +11,7 @@ mod el7_fixes;
 mod el7_replica;
 mod engine;
 mod explain;
+mod extra_file;
 mod faults;
 mod fetch;
 mod host_edit;
