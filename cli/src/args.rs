@@ -542,7 +542,7 @@ pub fn run() -> ExitCode {
     };
     if let Command::Build { fetch, .. } | Command::Verify { fetch, .. } = &cli.command {
         cfg.fetch = fetch.options();
-        clean_up_on_signals(cfg.cache_dir.clone());
+        clean_up_on_signals(cfg.cache_dir.clone(), cfg.json);
     }
     if let Command::Build { remote, .. } = &cli.command {
         cfg.remote = remote.config();
@@ -638,10 +638,10 @@ pub fn run() -> ExitCode {
 /// On SIGINT or SIGTERM (Ctrl-C): deletes the `.part` files of downloads
 /// in flight and this process's files in `<cache>/tmp`, clears the
 /// progress bars and shows the cursor, prints `interrupted` and exits with
-/// 128 + the signal (130 for SIGINT, 143 for SIGTERM). What a build
-/// killed harder leaves in `tmp/` goes when the next command opens the
-/// cache.
-fn clean_up_on_signals(cache: std::path::PathBuf) {
+/// 128 + the signal (130 for SIGINT, 143 for SIGTERM); with `--json`, its
+/// one document is an `interrupted` error. What a build killed harder
+/// leaves in `tmp/` goes when the next command opens the cache.
+fn clean_up_on_signals(cache: std::path::PathBuf, json: bool) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     // Without the handler the signal still kills us; only the cleanup is lost.
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
@@ -653,6 +653,10 @@ fn clean_up_on_signals(cache: std::path::PathBuf) {
             v6build_cache::remove_own_tmp(&cache);
             crate::progress::clear_for_exit();
             eprintln!("interrupted");
+            if json {
+                let e = crate::json_out::plain("interrupted", "interrupted");
+                crate::json_out::print(&serde_json::json!({ "error": e }));
+            }
             std::process::exit(128 + sig);
         }
     });
