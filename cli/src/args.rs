@@ -599,7 +599,7 @@ pub fn run() -> ExitCode {
             accel,
             ..
         } => {
-            let (report, outcome) = engine::vmboot::boot_report(
+            let (report, outcome) = engine::vmboot::boot(
                 &cfg,
                 &engine::vmboot::BootOptions {
                     release,

@@ -372,29 +372,18 @@ enum Event {
     Closed,
 }
 
-/// `v6build boot`.
-pub fn boot(cfg: &Config, opts: &BootOptions) -> Outcome {
-    let (report, outcome) = boot_report(cfg, opts);
-    if let Some(v) = report {
-        outln!("{v}");
-    }
-    outcome
-}
-
-/// [`boot`], handing back the `--json` report (when QEMU ran) instead of
-/// printing it, so that the caller prints one document with the error.
-pub fn boot_report(cfg: &Config, opts: &BootOptions) -> (Option<serde_json::Value>, Outcome) {
+/// `v6build boot`: the outcome, and the `--json` report when QEMU ran
+/// (the caller prints it, with the error when the boot failed).
+pub fn boot(cfg: &Config, opts: &BootOptions) -> (Report, Outcome) {
     let mut report = None;
     match run(cfg, opts, &mut report) {
         Ok(o) | Err(o) => (report, o),
     }
 }
 
-fn run(
-    cfg: &Config,
-    opts: &BootOptions,
-    report: &mut Option<serde_json::Value>,
-) -> Result<Outcome, Outcome> {
+type Report = Option<serde_json::Value>;
+
+fn run(cfg: &Config, opts: &BootOptions, report: &mut Report) -> Result<Outcome, Outcome> {
     let release = &opts.release;
     if !release.is_dir() {
         return Err(Outcome::Usage(format!(
