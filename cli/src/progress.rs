@@ -51,7 +51,7 @@ pub struct Progress {
     verbosity: Verbosity,
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
-    lock: Mutex<()>,
+    lock: Arc<Mutex<()>>,
     /// The byte progress of each running node, which the ticker reads.
     running: Arc<Mutex<HashMap<String, Running>>>,
     stop: Arc<AtomicBool>,
@@ -135,7 +135,7 @@ impl Progress {
             verbosity,
             multi,
             bars: Mutex::new(HashMap::new()),
-            lock: Mutex::new(()),
+            lock: Arc::new(Mutex::new(())),
             running: Arc::new(Mutex::new(HashMap::new())),
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -150,6 +150,7 @@ impl Progress {
     fn start_ticker(&self) {
         let running = Arc::clone(&self.running);
         let stop = Arc::clone(&self.stop);
+        let lock = Arc::clone(&self.lock);
         let mode = self.mode;
         let every = if mode == Mode::Bars {
             Duration::from_millis(200)
@@ -186,6 +187,7 @@ impl Progress {
                             }
                             None => {
                                 if let Some(l) = line(done, total, r.started.elapsed()) {
+                                    let _guard = lock.lock();
                                     let _ = writeln!(std::io::stderr(), "       {name}: {l}");
                                 }
                             }
