@@ -104,6 +104,7 @@ def top_nodes(res, inp, scen, n=3):
             data = json.load(f)
     except (OSError, ValueError):
         return ""
+    data = (data.get("builds") or [{}])[0]
     remote = data.get("remote")
     if isinstance(remote, dict) and "downloaded" in remote:
         cold = load(res, inp, "cold")[0]
@@ -186,6 +187,7 @@ def phases(res):
                 data = json.load(f)
         except (OSError, ValueError):
             continue
+        data = (data.get("builds") or [{}])[0]
         stats = data.get("node_stats") or {}
         secs = data.get("node_seconds") or {}
         rows = []

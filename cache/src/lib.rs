@@ -18,7 +18,7 @@
 //! ├── media/<sha256>         media fetched from url=, named by their pinned sha256
 //! │   (<sha256>.part…)       a download in progress; removed by gc
 //! ├── ids/<blake3(dev,ino)>  hashes of a media or release file, by file identity (below)
-//! └── tmp/                   files being written; never read, cleared by gc
+//! └── tmp/                   files being written; never read; a dead process's removed at open
 //! ```
 //!
 //! Entries fan out on the first two hex digits of their digest; the file name
@@ -165,7 +165,11 @@
 //!
 //! An entry is written to a fresh file in `tmp/` (named `<pid>-<counter>`,
 //! created exclusively), then renamed into place. A reader therefore sees a
-//! whole entry or none. Entries are not fsynced: after a power loss an entry
+//! whole entry or none. Opening a store removes the `tmp/` files of processes that no longer run
+//! (a build killed with SIGKILL, a crash); the files of a live process, such
+//! as a concurrent build, are left alone. On SIGINT or SIGTERM `v6build`
+//! removes its own before it exits.
+//! Entries are not fsynced: after a power loss an entry
 //! may be missing or torn, and since every read is verified (below) that only
 //! means it is rebuilt, never trusted. Fsyncing each of the ~1,600 files the
 //! d-i initrd unpacks into took 9 of the node's 11 seconds. Root files and
@@ -324,6 +328,7 @@ mod refs;
 pub mod remote;
 mod safe;
 mod store;
+mod tmp;
 
 pub use action::{ACTION_KEY_DOMAIN, ActionKey, ActionRecord, NodeKeys, Output, OutputKind};
 pub use blob_file::{BlobFile, RawBlob};
@@ -333,6 +338,7 @@ pub use ident::{FileIdentity, KnownHashes, SETTLE};
 pub use meta::{STORE_VERSION, StoreMeta};
 pub use refs::{Root, RootKind};
 pub use store::{BlobReader, SMALL_BLOB, Store, StoreOptions};
+pub use tmp::remove_own_tmp;
 
 #[cfg(doc)]
 use v6build_fstree::BlobStore;

@@ -178,6 +178,8 @@ impl Store {
         // Blocks while a gc runs; see `gc.rs`.
         lock.lock_shared()
             .map_err(|e| CacheError::io("locking", &lock_path, e))?;
+        // What processes that died (killed, crashed) left in tmp/.
+        crate::tmp::clear_dead(&tmp);
         for sub in [
             "objects",
             "trees",

@@ -372,13 +372,18 @@ fn tmp_leftovers_are_never_trusted_and_gc_clears_them() {
         let store = open(dir.path());
         store.put_blob(&data).unwrap();
         // A crash mid-write leaves a complete-looking copy in tmp/ and
-        // nothing at the final name.
+        // nothing at the final name. Named as a live process's (pid 1
+        // always runs), opening the store leaves them to gc; a dead
+        // process's (a pid above pid_max) goes when the store is opened.
         let entry = fs::read(store.object_path(ObjectKind::Blob, &d)).unwrap();
-        fs::write(store.root().join("tmp/99999-0"), &entry).unwrap();
-        fs::write(store.root().join("tmp/99999-1"), &entry[..20]).unwrap();
+        fs::write(store.root().join("tmp/1-900000"), &entry).unwrap();
+        fs::write(store.root().join("tmp/1-900001"), &entry[..20]).unwrap();
+        fs::write(store.root().join("tmp/4294967295-0"), &entry).unwrap();
         fs::remove_file(store.object_path(ObjectKind::Blob, &d)).unwrap();
     }
     let store = open(dir.path());
+    assert!(!store.root().join("tmp/4294967295-0").exists());
+    assert!(store.root().join("tmp/1-900000").exists());
     assert!(matches!(
         store.get_blob(&d),
         Err(CacheError::NotFound { .. })

@@ -335,6 +335,7 @@ impl FetchArgs {
             deadline: self.fetch_timeout,
             max_size: self.fetch_max_size,
             ca_file: self.ca_file.clone(),
+            ..Default::default()
         }
     }
 }
@@ -518,6 +519,13 @@ pub fn run() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
+            // A usage error of a command run with `--json` is a JSON
+            // document too (clap's text stays on stderr).
+            if code == 2 && std::env::args_os().any(|a| a == "--json") {
+                let msg = e.kind().as_str().unwrap_or("bad usage").to_string();
+                let doc = serde_json::json!({ "error": crate::json_out::plain("usage", &msg) });
+                crate::json_out::print(&doc);
+            }
             return ExitCode::from(code);
         }
     };
@@ -526,17 +534,21 @@ pub fn run() -> ExitCode {
         Ok(c) => c,
         Err(msg) => {
             eprintln!("error: {msg}");
+            if cli.global.json || local.json.is_some_and(|j| j.json) {
+                let doc = serde_json::json!({ "error": crate::json_out::plain("usage", &msg) });
+                crate::json_out::print(&doc);
+            }
             return ExitCode::from(2);
         }
     };
     if let Command::Build { fetch, .. } | Command::Verify { fetch, .. } = &cli.command {
         cfg.fetch = fetch.options();
-        remove_partial_downloads_on_signals();
+        clean_up_on_signals(cfg.cache_dir.clone(), cfg.json);
     }
     if let Command::Build { remote, .. } = &cli.command {
         cfg.remote = remote.config();
     }
-    let outcome = match cli.command {
+    let done: crate::cmd::Done = match cli.command {
         Command::Build { recipes, .. } => crate::cmd::build(&cfg, &recipes),
         Command::Plan {
             recipe, explain, ..
@@ -560,21 +572,25 @@ pub fn run() -> ExitCode {
             };
             crate::cmd::diff(&cfg, &args)
         }
+        Command::Pin { recipe, update, .. } => crate::cmd::pin(&cfg, &recipe, update),
+        Command::Ls {
+            image, path, outer, ..
+        } => crate::cmd::ls(&cfg, &image, &path, outer),
+        Command::Gc { keep_builds, .. } => crate::cmd::gc(&cfg, keep_builds),
+        Command::Release {
+            action: ReleaseAction::Ls { .. },
+        } => crate::cmd::release_ls(&cfg),
         Command::Key {
             action: KeyCommand::Generate { name, dir },
         } => match engine::remote::generate_key(&name, &dir) {
             Ok(public) => {
                 use std::io::Write as _;
                 let _ = writeln!(std::io::stdout().lock(), "{public}");
-                Outcome::Success
+                Outcome::Success.into()
             }
-            Err(o) => o,
+            Err(o) => o.into(),
         },
-        Command::Pin { recipe, update, .. } => crate::cmd::pin(&cfg, &recipe, update),
-        Command::Ls {
-            image, path, outer, ..
-        } => crate::cmd::ls(&cfg, &image, &path, outer),
-        Command::Cat { image, path, outer } => crate::cmd::cat(&cfg, &image, &path, outer),
+        Command::Cat { image, path, outer } => crate::cmd::cat(&cfg, &image, &path, outer).into(),
         Command::Boot {
             release,
             kernel,
@@ -597,15 +613,9 @@ pub fn run() -> ExitCode {
                 },
             },
         ),
-        Command::Gc { keep_builds, .. } => crate::cmd::gc(&cfg, keep_builds),
-        Command::Release { action } => match action {
-            ReleaseAction::Ls { .. } => {
-                v6build_driver::releases::ls(&cfg, &mut std::io::stdout().lock())
-            }
-            ReleaseAction::Rm { names, .. } => {
-                v6build_driver::releases::rm(&cfg, &names, &mut std::io::stderr().lock())
-            }
-        },
+        Command::Release {
+            action: ReleaseAction::Rm { names, .. },
+        } => v6build_driver::releases::rm(&cfg, &names, &mut std::io::stderr().lock()).into(),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             let shell = match shell {
@@ -616,16 +626,20 @@ pub fn run() -> ExitCode {
                 Shell::Powershell => clap_complete::Shell::PowerShell,
             };
             clap_complete::generate(shell, &mut cmd, "v6build", &mut std::io::stdout());
-            Outcome::Success
+            Outcome::Success.into()
         }
-        Command::Man { dir } => write_man(&dir),
+        Command::Man { dir } => write_man(&dir).into(),
     };
-    crate::cmd::report(&cfg, outcome)
+    crate::cmd::finish(&cfg, &name, done)
 }
 
-/// On SIGINT or SIGTERM, deletes the `.part` files of downloads in flight
-/// and then dies of the signal as it would have without the handler.
-fn remove_partial_downloads_on_signals() {
+/// On SIGINT or SIGTERM (Ctrl-C): deletes the `.part` files of downloads
+/// in flight and this process's files in `<cache>/tmp`, clears the
+/// progress bars and shows the cursor, prints `interrupted` and exits with
+/// 128 + the signal (130 for SIGINT, 143 for SIGTERM); with `--json`, its
+/// one document is an `interrupted` error. What a build killed harder
+/// leaves in `tmp/` goes when the next command opens the cache.
+fn clean_up_on_signals(cache: std::path::PathBuf, json: bool) {
     use signal_hook::consts::{SIGINT, SIGTERM};
     // Without the handler the signal still kills us; only the cleanup is lost.
     let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
@@ -634,7 +648,13 @@ fn remove_partial_downloads_on_signals() {
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             engine::fetch::remove_partial_downloads();
-            let _ = signal_hook::low_level::emulate_default_handler(sig);
+            v6build_cache::remove_own_tmp(&cache);
+            crate::progress::clear_for_exit();
+            eprintln!("interrupted");
+            if json {
+                let e = crate::json_out::plain("interrupted", "interrupted");
+                crate::json_out::print(&serde_json::json!({ "error": e }));
+            }
             std::process::exit(128 + sig);
         }
     });
@@ -651,6 +671,9 @@ The cache directory, as \fB\-\-cache\fR. Without either: $XDG_CACHE_HOME/v6build
 .TP
 \fBNO_COLOR\fR
 When set to anything but the empty string, diagnostics and help are printed without colour. \fBCLICOLOR_FORCE\fR=1 forces colour.
+.TP
+\fBV6BUILD_PROGRESS_INTERVAL\fR
+Seconds between the byte-progress lines of a build when stderr is not a terminal (default 5).
 .TP
 \fBV6BUILD_LIMIT_UNPACKED\fR
 Most bytes an initrd may unpack to (default 1G; a number with K, M or G).

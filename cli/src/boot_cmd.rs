@@ -7,6 +7,8 @@ use std::sync::Arc;
 use v6build_driver::vmboot::{self, BootEvents, BootOptions, BootReport, Serving};
 use v6build_driver::{Config, Outcome, Verbosity};
 
+use crate::cmd::Done;
+
 /// Shows a boot's progress: the serving line and each marker (stdout, not
 /// with `-q` or `--json`), and with `-v` every console line and HTTP
 /// request (stderr).
@@ -51,8 +53,9 @@ impl BootEvents for Printer {
     }
 }
 
-/// `v6build boot RELEASE`.
-pub fn boot(cfg: &Config, opts: &BootOptions) -> Outcome {
+/// `v6build boot RELEASE`. With `--json`, the report is the command's one
+/// document ([`crate::cmd::finish`] adds the error when the boot failed).
+pub fn boot(cfg: &Config, opts: &BootOptions) -> Done {
     let progress = cfg.verbosity > Verbosity::Quiet && !cfg.json;
     let printer: Arc<dyn BootEvents> = Arc::new(Printer {
         progress,
@@ -60,12 +63,10 @@ pub fn boot(cfg: &Config, opts: &BootOptions) -> Outcome {
     });
     let report: BootReport = match vmboot::boot(opts, &printer) {
         Ok(r) => r,
-        Err(o) => return o,
+        Err(o) => return o.into(),
     };
-    if cfg.json {
-        outln!("{}", report.to_json());
-    }
-    match report.failure {
+    let doc = cfg.json.then(|| report.to_json());
+    let outcome = match report.failure {
         None => {
             if progress {
                 outln!("boot: every marker seen in {:.1} s", report.seconds);
@@ -76,5 +77,9 @@ pub fn boot(cfg: &Config, opts: &BootOptions) -> Outcome {
             let _ = write!(std::io::stderr().lock(), "{}", f.details);
             Outcome::Failure(f.message)
         }
+    };
+    Done {
+        report: doc,
+        outcome,
     }
 }

@@ -7,13 +7,40 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use v6build_cache::Store;
 use v6build_driver::build::{self, BuildSummary, NodeState};
 use v6build_driver::{Config, Outcome, Verbosity};
 use v6build_engine::recipe;
 
+use crate::json_out;
 use crate::progress::{Mode, Progress};
+
+/// What a command ends with: its `--json` report (when run with `--json`
+/// and it got that far) and its outcome. [`finish`] prints the one JSON
+/// document and maps the outcome to the exit code.
+#[derive(Debug)]
+pub struct Done {
+    /// The `--json` document, without the error.
+    pub report: Option<Value>,
+    /// Success or why not.
+    pub outcome: Outcome,
+}
+
+impl From<Outcome> for Done {
+    fn from(outcome: Outcome) -> Self {
+        Done {
+            report: None,
+            outcome,
+        }
+    }
+}
+
+impl Done {
+    fn with(report: Option<Value>, outcome: Outcome) -> Self {
+        Done { report, outcome }
+    }
+}
 
 /// Loads a recipe and prints its warnings (not with `-q`).
 fn load(cfg: &Config, path: &Path) -> Result<recipe::Recipe, Outcome> {
@@ -23,20 +50,16 @@ fn load(cfg: &Config, path: &Path) -> Result<recipe::Recipe, Outcome> {
 }
 
 /// `v6build build`.
-pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
+pub fn build(cfg: &Config, paths: &[PathBuf]) -> Done {
     let progress = Progress::new(Mode::detect(cfg.json, cfg.verbosity), cfg.verbosity);
     let summaries = match build::build_recipes(cfg, paths, &progress) {
         Ok(s) => s,
-        Err(o) => return o,
+        Err(o) => return o.into(),
     };
     if cfg.json {
-        let v: Vec<serde_json::Value> = summaries.iter().map(BuildSummary::to_json).collect();
-        let doc = if v.len() == 1 {
-            v.into_iter().next().unwrap_or_default()
-        } else {
-            json!({ "builds": v })
-        };
-        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        // One summary per recipe, in an array even for one recipe.
+        let v: Vec<Value> = summaries.iter().map(BuildSummary::to_json).collect();
+        return Done::with(Some(json!({ "builds": v })), Outcome::Success);
     } else if cfg.verbosity >= Verbosity::Normal {
         for s in &summaries {
             eprintln!(
@@ -48,27 +71,27 @@ pub fn build(cfg: &Config, paths: &[PathBuf]) -> Outcome {
             );
         }
     }
-    Outcome::Success
+    Outcome::Success.into()
 }
 
 /// `v6build plan`.
-pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
+pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Done {
     let r = match load(cfg, path) {
         Ok(r) => r,
-        Err(o) => return o,
+        Err(o) => return o.into(),
     };
     let epoch = match build::epoch(&r) {
         Ok(e) => e,
-        Err(o) => return o,
+        Err(o) => return o.into(),
     };
     // Host inputs are hashed, not kept: plan writes nothing.
     let hosts = match v6build_driver::host_inputs::HostInputs::read(&r, &v6build_fstree::HashOnly) {
         Ok(h) => h,
-        Err(e) => return Outcome::from(e),
+        Err(e) => return Outcome::from(e).into(),
     };
     let graph = match v6build_driver::plan::plan(&r, epoch, &hosts) {
         Ok(g) => g,
-        Err(e) => return Outcome::from(e),
+        Err(e) => return Outcome::from(e).into(),
     };
     // The cache is only read; a missing one means everything is to build.
     let store = Store::open(&cfg.cache_dir).ok();
@@ -78,37 +101,37 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
             return Outcome::Usage(format!(
                 "no node `{name}` in the plan; nodes are: {}",
                 names.join(", ")
-            ));
+            ))
+            .into();
         };
         let node = graph.node(id);
         let state = build::node_state(store.as_ref(), node);
         let why = v6build_driver::explain::explain(store.as_ref(), &r.release.dir, node);
         if cfg.json {
             let doc = json!({ "node": node.name, "key": node.key.to_string(),
-                "state": state.word(), "action_key": node.action,
+                "state": json_out::word(state.word()), "action_key": node.action,
                 "last_key": why.last_key, "changes": why.changes,
                 "changed_inputs": why.changed_inputs });
-            outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        } else {
-            print_explanation(&graph, node, state, &why);
+            return Done::with(Some(doc), Outcome::Success);
         }
-        return Outcome::Success;
+        print_explanation(&graph, node, state, &why);
+        return Outcome::Success.into();
     }
     let mut rows = Vec::new();
     for node in graph.nodes() {
         let state = build::node_state(store.as_ref(), node);
         rows.push((node, state));
     }
+    let mut report = None;
     if cfg.json {
-        let v: Vec<serde_json::Value> = rows
+        let v: Vec<Value> = rows
             .iter()
             .map(|(n, s)| {
-                json!({ "node": n.name, "key": n.key.to_string(), "state": s.word(),
+                json!({ "node": n.name, "key": n.key.to_string(), "state": json_out::word(s.word()),
                 "deps": n.deps.iter().map(|&d| graph.node(d).name.clone()).collect::<Vec<_>>() })
             })
             .collect();
-        let doc = json!({ "release": r.release.name, "dir": r.release.dir, "nodes": v });
-        outln!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        report = Some(json!({ "release": r.release.name, "dir": r.release.dir, "nodes": v }));
     } else {
         outln!(
             "release {} -> {}/{}",
@@ -139,7 +162,7 @@ pub fn plan(cfg: &Config, path: &Path, explain: Option<&str>) -> Outcome {
     }
     // Every missing or unpinned media file (the kernel and .treeinfo too),
     // as diagnostics; exit 1 when there is one.
-    v6build_driver::media_check::plan_outcome(&r)
+    Done::with(report, v6build_driver::media_check::plan_outcome(&r))
 }
 
 /// The human form of `plan --explain`: the node, its key document, and
@@ -187,7 +210,7 @@ fn print_explanation(
 }
 
 /// `v6build verify`.
-pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
+pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Done {
     // The scratch rebuild is an implementation detail: shown only with -v.
     let verbosity = if cfg.verbosity >= Verbosity::Verbose {
         Verbosity::Normal
@@ -197,24 +220,21 @@ pub fn verify(cfg: &Config, target: &Path, recipe: Option<&Path>) -> Outcome {
     let progress = Progress::new(Mode::detect(false, verbosity), verbosity);
     let v = v6build_driver::verify::verify(cfg, target, recipe, &progress);
     if cfg.json {
-        if let Some(r) = &v.report {
-            outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
-        }
-    } else if cfg.verbosity >= Verbosity::Normal
+        return Done::with(v.report, v.outcome);
+    }
+    if cfg.verbosity >= Verbosity::Normal
         && let Some(n) = &v.note
     {
         eprintln!("{n}");
     }
-    v.outcome
+    v.outcome.into()
 }
 
 /// `v6build diff`.
-pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
+pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Done {
     let d = v6build_driver::diff::diff(args);
     if cfg.json {
-        if let Some(r) = &d.report {
-            outln!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
-        }
+        return Done::with(d.report, d.outcome);
     } else {
         for l in &d.lines {
             outln!("{l}");
@@ -225,23 +245,37 @@ pub fn diff(cfg: &Config, args: &v6build_driver::diff::DiffArgs) -> Outcome {
             eprintln!("{n}");
         }
     }
-    // As diff(1): 1 means "different", so trouble (an unreadable, non-regular
-    // or corrupt input) is 2, never mistaken for a difference.
-    match d.outcome {
-        Outcome::Failure(msg) => Outcome::Usage(msg),
-        Outcome::Error(e) => Outcome::Usage(e.to_string()),
-        other => other,
-    }
+    Done::from(d.outcome)
 }
 
 /// `v6build pin`: see [`crate::pin_cmd`].
-pub fn pin(cfg: &Config, path: &Path, update: bool) -> Outcome {
+pub fn pin(cfg: &Config, path: &Path, update: bool) -> Done {
     crate::pin_cmd::pin(cfg, path, update)
 }
 
 /// `v6build ls`.
-pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
-    v6build_driver::inspect::ls(cfg, image, path, outer, &mut std::io::stdout().lock())
+pub fn ls(cfg: &Config, image: &Path, path: &str, outer: bool) -> Done {
+    captured(cfg, |out| {
+        v6build_driver::inspect::ls(cfg, image, path, outer, out)
+    })
+}
+
+/// `v6build release ls`.
+pub fn release_ls(cfg: &Config) -> Done {
+    captured(cfg, |out| v6build_driver::releases::ls(cfg, out))
+}
+
+/// Runs a driver command that writes its listing (text, or its JSON
+/// document with `--json`) to a writer: straight to stdout, or with
+/// `--json` into a buffer that becomes the report.
+fn captured(cfg: &Config, run: impl FnOnce(&mut dyn std::io::Write) -> Outcome) -> Done {
+    if !cfg.json {
+        return run(&mut std::io::stdout().lock()).into();
+    }
+    let mut buf = Vec::new();
+    let outcome = run(&mut buf);
+    let report = serde_json::from_slice(&buf).ok();
+    Done::with(report, outcome)
 }
 
 /// `v6build cat`.
@@ -250,32 +284,50 @@ pub fn cat(cfg: &Config, image: &Path, path: &str, outer: bool) -> Outcome {
 }
 
 /// `v6build gc`.
-pub fn gc(cfg: &Config, keep_builds: usize) -> Outcome {
+pub fn gc(cfg: &Config, keep_builds: usize) -> Done {
     let opts = v6build_cache::StoreOptions {
         keep_builds,
         ..Default::default()
     };
     let store = match Store::open_with(&cfg.cache_dir, opts) {
         Ok(s) => s,
-        Err(e) => return Outcome::Failure(format!("cannot open the cache: {e}")),
+        Err(e) => return Outcome::Failure(format!("cannot open the cache: {e}")).into(),
     };
     let started = Instant::now();
     match store.gc() {
         Ok(r) => {
             if cfg.json {
-                outln!(
-                    "{}",
-                    json!({ "roots": r.roots, "kept_objects": r.kept_objects, "kept_bytes": r.kept_bytes,
-                        "removed_objects": r.removed_objects, "removed_tmp_files": r.removed_tmp_files,
-                        "removed_id_records": r.removed_id_records })
-                );
+                let doc = json!({ "roots": r.roots, "kept_objects": r.kept_objects,
+                    "kept_bytes": r.kept_bytes, "removed_objects": r.removed_objects,
+                    "removed_tmp_files": r.removed_tmp_files,
+                    "removed_id_records": r.removed_id_records });
+                return Done::with(Some(doc), Outcome::Success);
             } else if cfg.verbosity >= Verbosity::Normal {
                 eprintln!("{r} ({:.2}s)", started.elapsed().as_secs_f64());
             }
-            Outcome::Success
+            Outcome::Success.into()
         }
-        Err(e) => Outcome::Failure(format!("gc failed: {e}")),
+        Err(e) => Outcome::Failure(format!("gc failed: {e}")).into(),
     }
+}
+
+/// With `--json`, prints the command's one JSON document (its report, with
+/// the error when it failed); then [`report`].
+pub fn finish(cfg: &Config, command: &str, done: Done) -> ExitCode {
+    if cfg.json
+        && let Some(doc) = json_out::document(command, done.report, &done.outcome)
+    {
+        json_out::print(&doc);
+    }
+    // As diff(1): 1 means "different", so trouble (an unreadable,
+    // non-regular or corrupt input) is 2, never mistaken for a difference.
+    let trouble = command == "diff"
+        && matches!(
+            done.outcome,
+            Outcome::Failure(_) | Outcome::FailureReport(_) | Outcome::Error(_)
+        );
+    let code = report(cfg, done.outcome);
+    if trouble { ExitCode::from(2) } else { code }
 }
 
 /// Prints the outcome's message (if any) and returns the exit code:

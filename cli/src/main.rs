@@ -16,6 +16,7 @@ mod args;
 mod boot_cmd;
 mod cmd;
 mod diag;
+mod json_out;
 mod opts;
 mod pin_cmd;
 mod progress;

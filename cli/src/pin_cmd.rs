@@ -8,14 +8,17 @@ use v6build_engine::recipe::{self, PinEntry, PinOptions, PinStatus};
 
 use v6build_driver::{Config, Outcome, Verbosity};
 
+use crate::cmd::Done;
+
 /// `v6build pin [--update] RECIPE`. Exit 1 when a pin does not match and
 /// `--update` was not given (nothing is written), or when a local media
 /// file named by the recipe is missing (the other pins are written).
-pub fn pin(cfg: &Config, path: &Path, update: bool) -> Outcome {
+pub fn pin(cfg: &Config, path: &Path, update: bool) -> Done {
     let report = match recipe::pin(path, PinOptions { update }) {
         Ok(r) => r,
-        Err(e) => return v6build_driver::recipe_error(e),
+        Err(e) => return v6build_driver::recipe_error(e).into(),
     };
+    let mut doc = None;
     if cfg.json {
         let v: Vec<serde_json::Value> = report
             .entries
@@ -33,11 +36,7 @@ pub fn pin(cfg: &Config, path: &Path, update: bool) -> Outcome {
                     "status": e.status.word(), "old": old, "new": new })
             })
             .collect();
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "written": report.written, "entries": v }))
-                .unwrap_or_default()
-        );
+        doc = Some(json!({ "written": report.written, "entries": v }));
     } else if cfg.verbosity >= Verbosity::Normal {
         for e in &report.entries {
             let what = match &e.status {
@@ -58,6 +57,14 @@ pub fn pin(cfg: &Config, path: &Path, update: bool) -> Outcome {
             eprintln!("wrote {}", report.recipe.display());
         }
     }
+    Done {
+        report: doc,
+        outcome: outcome(&report, path),
+    }
+}
+
+/// Exit 1 for a refused pin or a missing file, else success.
+fn outcome(report: &recipe::PinReport, path: &Path) -> Outcome {
     let name = |e: &PinEntry| format!("{} {}", e.media, e.role.node_name());
     let refused: Vec<String> = report.refused().map(name).collect();
     if !refused.is_empty() {

@@ -291,7 +291,7 @@ fn build_once(
     // Every missing or unpinned media file at once, before any work.
     crate::media_check::before_build(r)?;
     // Files put into the release directory by hand would be deleted.
-    crate::releases::check_hand_files(out_dir, &r.release.dir)?;
+    crate::releases::check_hand_files(out_dir, &r.release.dir, &r.release.extra_files)?;
     // The kernel and .treeinfo are copied through, not built: find (or
     // fetch) them before any work.
     let mut copied: Vec<(&MediaFile, PathBuf)> = Vec::new();
@@ -325,6 +325,7 @@ fn build_once(
         threads,
         fetch: &cfg.fetch,
         stats: Mutex::new(BTreeMap::new()),
+        progress: Mutex::new(BTreeMap::new()),
     };
     let outputs = pool
         .install(|| {
@@ -354,6 +355,7 @@ fn build_once(
                     ));
                 }
                 events.node_started(&node.name);
+                events.node_progress(&node.name, &ctx.progress(&node.name));
                 let began = Instant::now();
                 let result = kind.run(&ctx, &node.name, inputs);
                 let took = began.elapsed();

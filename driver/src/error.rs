@@ -109,6 +109,24 @@ pub enum ErrorKind {
     Check,
 }
 
+impl ErrorKind {
+    /// The kind as a stable lowercase word (the second part of a `--json`
+    /// error code, `build::corrupt`).
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Io => "io",
+            ErrorKind::Limit => "limit",
+            ErrorKind::NoSpace => "no-space",
+            ErrorKind::Fetch => "fetch",
+            ErrorKind::Recipe => "recipe",
+            ErrorKind::Cache => "cache",
+            ErrorKind::Check => "check",
+        }
+    }
+}
+
 impl DriverError {
     /// `source`, while doing `what`.
     pub fn context(what: impl Into<String>, source: impl Into<DriverError>) -> DriverError {

@@ -42,6 +42,11 @@ pub struct Manifest {
     /// when nothing came from a remote.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub reused: std::collections::BTreeMap<String, String>,
+    /// The files the recipe declares with `extra-file`: put in the release
+    /// directory by hand, kept by builds, neither outputs nor hashed.
+    /// Absent when the recipe declares none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_files: Vec<String>,
 }
 
 /// Name and directory of a release.

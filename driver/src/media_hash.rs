@@ -58,9 +58,11 @@ pub fn media_sha256(
     store: &Store,
     path: &Path,
     phases: &Phases,
+    progress: &v6build_fstree::Progress,
 ) -> io::Result<(v6build_engine::recipe::Sha256, Source)> {
     let mut f = v6build_engine::host::open_regular(path)?;
     let id = FileIdentity::of(&f.metadata()?);
+    progress.set_total(id.size);
     let trusted = !in_cache_media(store, path);
     if trusted && let Some(k) = store.known_hashes(&id) {
         return Ok((v6build_engine::recipe::Sha256(k.sha256), Source::Identity));
@@ -68,7 +70,7 @@ pub fn media_sha256(
     let mut hasher = Sha256::new();
     // `Sha256` is an `io::Write`: `io::copy` reads through the 1 MiB
     // buffer and retries interrupted reads.
-    let mut r = io::BufReader::with_capacity(1 << 20, &mut f);
+    let mut r = io::BufReader::with_capacity(1 << 20, progress.reader(&mut f));
     let total = phases.hashing(|| io::copy(&mut r, &mut hasher))?;
     drop(r);
     phases.read(total);
@@ -102,24 +104,36 @@ mod tests {
         std::fs::write(&fetched, b"fetched").unwrap();
         let ph = Phases::default();
         // Changed just now: hashed, and not recorded.
-        let (a, s) = media_sha256(&store, &local, &ph).unwrap();
+        let (a, s) = media_sha256(&store, &local, &ph, &Default::default()).unwrap();
         assert_eq!(s, Source::Hashed);
         assert_eq!(a.0, <[u8; 32]>::from(Sha256::digest(b"base image bytes")));
-        assert_eq!(media_sha256(&store, &local, &ph).unwrap().1, Source::Hashed);
+        assert_eq!(
+            media_sha256(&store, &local, &ph, &Default::default())
+                .unwrap()
+                .1,
+            Source::Hashed
+        );
         std::thread::sleep(v6build_cache::SETTLE + std::time::Duration::from_millis(200));
         // Settled: hashed once more and recorded, then known by identity.
-        assert_eq!(media_sha256(&store, &local, &ph).unwrap().1, Source::Hashed);
-        let (b, s) = media_sha256(&store, &local, &ph).unwrap();
+        assert_eq!(
+            media_sha256(&store, &local, &ph, &Default::default())
+                .unwrap()
+                .1,
+            Source::Hashed
+        );
+        let (b, s) = media_sha256(&store, &local, &ph, &Default::default()).unwrap();
         assert_eq!((b, s), (a, Source::Identity));
         // A change (same size) gives another identity: hashed again.
         std::fs::write(&local, b"BASE IMAGE BYTES").unwrap();
-        let (c, s) = media_sha256(&store, &local, &ph).unwrap();
+        let (c, s) = media_sha256(&store, &local, &ph, &Default::default()).unwrap();
         assert_eq!(s, Source::Hashed);
         assert_eq!(c.0, <[u8; 32]>::from(Sha256::digest(b"BASE IMAGE BYTES")));
         // The cache's own downloads: hashed on every use, settled or not.
         for _ in 0..2 {
             assert_eq!(
-                media_sha256(&store, &fetched, &ph).unwrap().1,
+                media_sha256(&store, &fetched, &ph, &Default::default())
+                    .unwrap()
+                    .1,
                 Source::Hashed
             );
         }

@@ -28,6 +28,13 @@ pub trait BuildEvents: Sync {
         let _ = name;
     }
 
+    /// The byte progress of a node that started: bytes done out of a total,
+    /// which its codec advances while it runs (initrd pack, squashfs write,
+    /// ext4 edit, media hash, download). The sink reads it when it likes.
+    fn node_progress(&self, name: &str, progress: &v6build_fstree::Progress) {
+        let _ = (name, progress);
+    }
+
     /// A node finished running; `outcome` is `done` or `FAILED`.
     fn node_finished(&self, name: &str, outcome: &str, took: Duration) {
         let _ = (name, outcome, took);

@@ -111,9 +111,10 @@ pub fn rm(cfg: &Config, names: &[String], err: &mut dyn std::io::Write) -> Outco
 
 /// Refuses to build over a release directory that holds files the last
 /// build did not write there (the build replaces the whole directory, so
-/// they would be deleted): every file must be `manifest.json` or one of its
-/// `outputs`. A directory without `manifest.json` must be empty.
-pub fn check_hand_files(out_dir: &Path, rel_dir: &str) -> Result<(), Outcome> {
+/// they would be deleted): every file must be `manifest.json`, one of its
+/// `outputs`, or one of the recipe's `extra` files (which the build
+/// keeps). A directory without `manifest.json` holds only extra files.
+pub fn check_hand_files(out_dir: &Path, rel_dir: &str, extra: &[String]) -> Result<(), Outcome> {
     let dest = out_dir.join(rel_dir);
     let Ok(md) = std::fs::symlink_metadata(&dest) else {
         return Ok(());
@@ -126,7 +127,7 @@ pub fn check_hand_files(out_dir: &Path, rel_dir: &str) -> Result<(), Outcome> {
     }
     let entries = crate::release::release_entries(&dest)
         .map_err(|e| crate::failed(format!("reading {}", dest.display()), e))?;
-    let mut known: BTreeSet<String> = BTreeSet::new();
+    let mut known: BTreeSet<String> = extra.iter().cloned().collect();
     if let Ok(bytes) = std::fs::read(dest.join("manifest.json"))
         && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes)
         && let Some(outputs) = v["outputs"].as_array()
@@ -148,6 +149,7 @@ pub fn check_hand_files(out_dir: &Path, rel_dir: &str) -> Result<(), Outcome> {
         "{} holds {} file(s) that are not part of the release v6build wrote there: {}{}; \
          a build replaces the whole directory and would delete them, so nothing was built. \
          Move them out of the release directory (serve them from a sibling directory), \
+         or declare each in the recipe's release block (`extra-file \"PATH\"`) to keep it, \
          then build again",
         dest.display(),
         foreign.len(),

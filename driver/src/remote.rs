@@ -379,7 +379,7 @@ impl Fleet {
     }
 
     /// The `--json` `remote` object: totals and, per node, how it was
-    /// served (`local hit`, `remote hit`, `built`, `skipped`, `checked`
+    /// served (`local-hit`, `remote-hit`, `built`, `skipped`, `checked`
     /// for media) with the bytes moved.
     pub fn to_json(&self, graph: &Graph<Work>, states: &BTreeMap<String, &str>) -> Value {
         let Some(remote) = &self.remote else {
@@ -388,8 +388,8 @@ impl Fleet {
         let mut per = serde_json::Map::new();
         for (node, r) in graph.nodes().iter().zip(&self.nodes) {
             let state = match states.get(&node.name).copied() {
-                Some("cached") => "local hit",
-                Some("remote") => "remote hit",
+                Some("cached") => "local-hit",
+                Some("remote") => "remote-hit",
                 Some("run") => "built",
                 Some("skipped") => "skipped",
                 Some(other) => other,

@@ -52,7 +52,7 @@ fn explain_names_the_edited_file_as_the_changed_input_of_the_stage2_layer() {
         v["changed_inputs"],
         serde_json::json!(["files/fix-ipv6-only.sh"])
     );
-    assert_eq!(v["state"], "to build");
+    assert_eq!(v["state"], "to-build");
 }
 
 #[test]

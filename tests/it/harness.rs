@@ -104,7 +104,8 @@ impl Scratch {
     /// Builds with `--json` and returns the summary.
     pub fn build_json(&self, recipe: &str) -> serde_json::Value {
         let o = self.ok(&["build", "--json", recipe]);
-        serde_json::from_slice(&o.stdout).expect("json summary")
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json summary");
+        v["builds"][0].clone()
     }
 }
 

@@ -87,6 +87,9 @@ pub struct FetchOptions {
     /// Trust only the CA certificates in this PEM file instead of the
     /// system store (`--ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// Advanced by the bytes received (its total: the whole file's size,
+    /// once the server or the pin says it).
+    pub progress: v6build_fstree::Progress,
 }
 
 impl Default for FetchOptions {
@@ -97,6 +100,7 @@ impl Default for FetchOptions {
             deadline: DEFAULT_DEADLINE,
             max_size: DEFAULT_MAX_SIZE,
             ca_file: None,
+            progress: v6build_fstree::Progress::default(),
         }
     }
 }

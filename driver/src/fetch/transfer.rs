@@ -173,6 +173,7 @@ fn receive(
     let body = resp.body_mut();
     if let Some(len) = body.content_length() {
         let total = start.saturating_add(len);
+        opts.progress.set_total(total);
         if let Some(want) = pin.size
             && total != want
         {
@@ -186,6 +187,9 @@ fn receive(
         if total > bound {
             return Err(too_large(url, bound, why));
         }
+    }
+    if let Some(n) = pin.size {
+        opts.progress.set_total(n);
     }
     let limit = bound - start;
     let mut reader = body.as_reader().take(limit.saturating_add(1));
@@ -203,6 +207,7 @@ fn receive(
             return Err(too_large(url, bound, why));
         }
         file.write_all(&buf[..n]).map_err(io_err("writing", part))?;
+        opts.progress.add(n as u64);
     }
     let total = start + got;
     if let Some(want) = pin.size

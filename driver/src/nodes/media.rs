@@ -68,7 +68,10 @@ impl NodeKind for Media {
             url.as_deref(),
             sha256.as_deref(),
             *size,
-            ctx.fetch,
+            &crate::fetch::FetchOptions {
+                progress: ctx.progress(name),
+                ..ctx.fetch.clone()
+            },
         )
         .map_err(|e| fail(name, e))?
         else {
@@ -97,7 +100,7 @@ impl NodeKind for Media {
         // diagnostic at the recipe line.
         // The hash is remembered by file identity (see media_hash.rs).
         let phases = crate::phase_stats::Phases::default();
-        let hashed = crate::media_hash::media_sha256(ctx.store, path, &phases);
+        let hashed = crate::media_hash::media_sha256(ctx.store, path, &phases, &ctx.progress(name));
         if let Ok((_, how)) = &hashed {
             ctx.note(name, "sha256", serde_json::json!(how.name()));
         }

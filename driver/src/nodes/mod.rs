@@ -197,6 +197,8 @@ pub struct Ctx<'a> {
     /// What the nodes that ran report about their work, by node name (the
     /// `node_stats` of `build --json`).
     pub stats: std::sync::Mutex<BTreeMap<String, Value>>,
+    /// Each running node's byte progress, by node name ([`Ctx::progress`]).
+    pub progress: std::sync::Mutex<BTreeMap<String, v6build_fstree::Progress>>,
 }
 
 /// The media file among a node's inputs.
@@ -245,6 +247,15 @@ impl Ctx<'_> {
             }
             Out::UnpackInitrd(u) => self.blobs.register_initrd(media, u.parse.digest, None),
             _ => {}
+        }
+    }
+
+    /// The byte progress of node `name` (made on first use), which its
+    /// codec advances and the build hands to `BuildEvents::node_progress`.
+    pub fn progress(&self, name: &str) -> v6build_fstree::Progress {
+        match self.progress.lock() {
+            Ok(mut m) => m.entry(name.to_string()).or_default().clone(),
+            Err(_) => v6build_fstree::Progress::default(),
         }
     }
 

@@ -48,6 +48,7 @@ impl Ctx<'_> {
             compression: out.and_then(|o| o.compress.as_ref()).map(cpio_compression),
             threads: std::num::NonZeroUsize::new(self.threads)
                 .unwrap_or(std::num::NonZeroUsize::MIN),
+            progress: self.progress(name),
         };
         let cache = crate::blocks::StoreChunkCache { store: self.store };
         let packed =

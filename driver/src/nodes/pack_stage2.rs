@@ -40,6 +40,7 @@ impl Ctx<'_> {
             opts.block_size = bs;
         }
         opts.threads = self.threads;
+        opts.progress = self.progress(name);
         let grow = out.and_then(|o| o.grow);
         let nested = match self.shape(name, &outer)? {
             Shape::Nested(path, content) => Some((path, content)),
@@ -172,6 +173,7 @@ impl Ctx<'_> {
         });
         let mut eopts = v6build_ext4::EditOptions::default();
         eopts.known_contents = known;
+        eopts.progress = self.progress(name);
         // Grown by `g` bytes first (when asked), then edited.
         let attempt = |g: Option<u64>| -> Result<super::grow::Edited, v6build_ext4::Error> {
             match g {

@@ -236,6 +236,11 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
     // SHA256SUMS is an output like the others, so the manifest covers it.
     w.add_sums()
         .map_err(|e| crate::failed("writing SHA256SUMS", e))?;
+    // The files the recipe declares as extra, carried over by hand.
+    for rel in &r.release.extra_files {
+        w.keep_extra(rel)
+            .map_err(|e| crate::failed(format!("keeping extra file {rel}"), e))?;
+    }
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         tool_version: crate::tool_version(),
@@ -254,6 +259,7 @@ pub(crate) fn assemble(a: &Assembly<'_>) -> Result<(PathBuf, Manifest, Vec<Diges
         layers,
         outputs: w.outputs(),
         reused: reused.clone(),
+        extra_files: r.release.extra_files.clone(),
     };
     let release_dir = w
         .commit(&manifest.to_bytes())

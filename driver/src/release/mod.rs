@@ -217,6 +217,29 @@ impl ReleaseWriter {
         });
     }
 
+    /// Carries `rel`, a file the recipe declares as an extra file, over
+    /// from the release being replaced (a hard link, else a copy) when it
+    /// is there as a regular file. It is not an output: the manifest
+    /// names it under `extra_files`, and it is not hashed. Refuses a path
+    /// the build writes itself.
+    pub fn keep_extra(&mut self, rel: &str) -> io::Result<bool> {
+        if self.outputs.iter().any(|o| o.path == rel) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("extra file {rel} is a file the build writes; name another"),
+            ));
+        }
+        let (old, new) = self.paths_of(rel)?;
+        match fs::symlink_metadata(&old) {
+            Ok(m) if m.is_file() => {}
+            _ => return Ok(false),
+        }
+        if fs::hard_link(&old, &new).is_err() {
+            fs::copy(&old, &new)?;
+        }
+        Ok(true)
+    }
+
     /// Adds a file from bytes.
     pub fn add_bytes(&mut self, rel: &str, bytes: &[u8]) -> io::Result<Written> {
         self.add(rel, &mut io::Cursor::new(bytes))

@@ -70,8 +70,12 @@ pub(super) fn check_files(
             },
         }
     }
+    let extra: BTreeSet<&str> = m.extra_files.iter().map(String::as_str).collect();
     for name in entries.keys() {
-        if name != "manifest.json" && !listed.contains(name.as_str()) {
+        if name != "manifest.json"
+            && !listed.contains(name.as_str())
+            && !extra.contains(name.as_str())
+        {
             report
                 .tampered
                 .push(format!("{name}: in the release but in no manifest"));

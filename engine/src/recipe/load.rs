@@ -6,7 +6,7 @@
 //! (`from=`, `layers`) are resolved only after every file is read, so a
 //! layer may be used before (or in a file included after) its definition.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -466,6 +466,7 @@ impl Loader {
         }
         let mut dir: Option<(String, Span, Span)> = None;
         let mut epoch: Option<(u32, Span)> = None;
+        let mut extra: BTreeMap<String, Span> = BTreeMap::new();
         for child in n.children() {
             let c = NodeView::new(child, n.file, n.id, "");
             match c.name() {
@@ -489,7 +490,25 @@ impl Loader {
                     let e = c.req_arg(0, "a number of seconds")?;
                     epoch = Some((c.u32(e)?, c.name_span()));
                 }
-                other => return Err(unknown_child(&c, other, "release", &["dir", "epoch"])),
+                "extra-file" => {
+                    let c = NodeView::new(child, n.file, n.id, "extra-file \"RELATIVE/PATH\"");
+                    c.check(1, &[])?;
+                    c.no_children()?;
+                    let e = c.req_arg(0, "a path in the release directory")?;
+                    let path = extra_file(&c, e)?;
+                    if let Some(first) = extra.get(&path) {
+                        return Err(duplicate_child(&c, *first));
+                    }
+                    extra.insert(path, c.name_span());
+                }
+                other => {
+                    return Err(unknown_child(
+                        &c,
+                        other,
+                        "release",
+                        &["dir", "epoch", "extra-file"],
+                    ));
+                }
             }
         }
         let Some((dir, _, dir_span)) = dir else {
@@ -506,6 +525,7 @@ impl Loader {
             dir,
             dir_span,
             epoch: epoch.map(|(e, _)| e),
+            extra_files: extra.into_keys().collect(),
         });
         Ok(())
     }
@@ -919,6 +939,32 @@ fn keep_path(c: &NodeView<'_>, e: &kdl::KdlEntry) -> Result<Keep> {
         path: s.to_owned(),
         span,
     })
+}
+
+/// An `extra-file` path: plain and relative, and not a file the build
+/// writes itself.
+fn extra_file(c: &NodeView<'_>, e: &kdl::KdlEntry) -> Result<String> {
+    let s = c.text(e)?;
+    let span = c.value_span(e);
+    if s.starts_with('/') || s.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(c
+            .err(
+                ErrorKind::BadValue,
+                format!("extra file `{s}` is not a plain relative path"),
+            )
+            .label(span, "not a plain path inside the release directory")
+            .help("write a path relative to the release directory, such as \"ks/ks.cfg\""));
+    }
+    if matches!(s, "manifest.json" | "SHA256SUMS") {
+        return Err(c
+            .err(
+                ErrorKind::BadValue,
+                format!("`{s}` is written by every build; it cannot be an extra file"),
+            )
+            .label(span, "a file of the build")
+            .help("name a file the build does not write"));
+    }
+    Ok(s.to_owned())
 }
 
 fn release_dir(c: &NodeView<'_>, e: &kdl::KdlEntry) -> Result<String> {

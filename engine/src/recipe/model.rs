@@ -122,6 +122,9 @@ pub struct Release {
     pub dir_span: Span,
     /// Seconds since 1970 used for every timestamp the build creates.
     pub epoch: Option<u32>,
+    /// Files (relative paths in the release directory) that a user puts
+    /// there by hand and that a build keeps (`extra-file`), sorted.
+    pub extra_files: Vec<String>,
 }
 
 /// A SHA-256 digest, as pinned in a recipe.

@@ -33,6 +33,20 @@ pub fn compress_chunked(
     threads: NonZeroUsize,
     cache: Option<&dyn ChunkCache>,
 ) -> io::Result<Vec<u8>> {
+    compress_chunked_reporting(data, records, level, chunk_size, threads, cache, &|_| {})
+}
+
+/// [`compress_chunked`], calling `done` with each chunk's length (input
+/// bytes) once that chunk is compressed, from the compressing thread.
+pub fn compress_chunked_reporting(
+    data: &[u8],
+    records: &[Record],
+    level: u32,
+    chunk_size: u32,
+    threads: NonZeroUsize,
+    cache: Option<&dyn ChunkCache>,
+    done: &(dyn Fn(u64) + Sync),
+) -> io::Result<Vec<u8>> {
     if level > 9 {
         return Err(io_err(format!("gzip level {level} is not in 0..=9")));
     }
@@ -43,7 +57,7 @@ pub fn compress_chunked(
     let n_chunks = ranges.len();
     let pool = pool(threads)?;
     let lib = crate::versions::deflate_lib();
-    let parts: Vec<io::Result<Vec<u8>>> = map_longest_first(&pool, &ranges, |i, r| {
+    let one = |i: usize, r: &std::ops::Range<usize>| {
         let dict = &data[r.start.saturating_sub(DEFLATE_WINDOW)..r.start];
         let chunk = &data[r.clone()];
         let last = i + 1 == n_chunks;
@@ -61,6 +75,11 @@ pub fn compress_chunked(
         let c = deflate_chunk(chunk, dict, level, last)?;
         cache.put(&key, &c);
         Ok(c)
+    };
+    let parts: Vec<io::Result<Vec<u8>>> = map_longest_first(&pool, &ranges, |i, r| {
+        let out = one(i, r);
+        done(r.len() as u64);
+        out
     })?;
     if parts.is_empty() {
         // No input: one empty final block, as gzip writes for an empty file.

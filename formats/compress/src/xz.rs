@@ -184,6 +184,19 @@ pub fn compress_chunked(
     threads: NonZeroUsize,
     cache: Option<&dyn ChunkCache>,
 ) -> io::Result<Vec<u8>> {
+    compress_chunked_reporting(data, records, params, threads, cache, &|_| {})
+}
+
+/// [`compress_chunked`], calling `done` with each chunk's length (input
+/// bytes) once that chunk is compressed, from the compressing thread.
+pub fn compress_chunked_reporting(
+    data: &[u8],
+    records: &[Record],
+    params: &Chunked,
+    threads: NonZeroUsize,
+    cache: Option<&dyn ChunkCache>,
+    done: &(dyn Fn(u64) + Sync),
+) -> io::Result<Vec<u8>> {
     let block_size = params.block_size;
     let target = usize::try_from(block_size)
         .ok()
@@ -202,7 +215,7 @@ pub fn compress_chunked(
     let ranges = cut(data.len(), records, target);
     let key_params = params.key_params();
     let pool = pool(threads)?;
-    let compressed: Vec<io::Result<Vec<u8>>> = map_longest_first(&pool, &ranges, |_, r| {
+    let one = |r: &std::ops::Range<usize>| {
         let chunk = &data[r.clone()];
         let Some(cache) = cache else {
             return params.lzma2(chunk);
@@ -214,6 +227,11 @@ pub fn compress_chunked(
         let c = params.lzma2(chunk)?;
         cache.put(&key, &c);
         Ok(c)
+    };
+    let compressed: Vec<io::Result<Vec<u8>>> = map_longest_first(&pool, &ranges, |_, r| {
+        let out = one(r);
+        done(r.len() as u64);
+        out
     })?;
 
     let mut out = try_vec(data.len() / 3 + 1024)?;

@@ -235,16 +235,42 @@ pub fn compress_with(
     threads: NonZeroUsize,
     cache: Option<&dyn ChunkCache>,
 ) -> io::Result<Vec<u8>> {
+    compress_reporting(
+        params,
+        data,
+        threads,
+        cache,
+        &v6build_fstree::Progress::default(),
+    )
+}
+
+/// [`compress_with`], advancing `progress` by the input bytes compressed:
+/// chunk by chunk for gzip and xz, at the end for zstd and lz4.
+pub fn compress_reporting(
+    params: &Compression,
+    data: &[u8],
+    threads: NonZeroUsize,
+    cache: Option<&dyn ChunkCache>,
+    progress: &v6build_fstree::Progress,
+) -> io::Result<Vec<u8>> {
     use v6build_compress::{gzip, lz4, xz, zstd};
+    let done = |n: u64| progress.add(n);
+    let whole = |r: io::Result<Vec<u8>>| {
+        if r.is_ok() {
+            progress.add(data.len() as u64);
+        }
+        r
+    };
     match params {
-        Compression::None => Ok(data.to_vec()),
-        Compression::Gzip { level, chunk_size } => gzip::compress_chunked(
+        Compression::None => whole(Ok(data.to_vec())),
+        Compression::Gzip { level, chunk_size } => gzip::compress_chunked_reporting(
             data,
             &crate::chunk::newc_records(data),
             *level,
             *chunk_size,
             threads,
             cache,
+            &done,
         ),
         Compression::Xz {
             preset,
@@ -258,9 +284,10 @@ pub fn compress_with(
                 dict_size: *dict_size,
                 block_size: *block_size,
             };
-            xz::compress_chunked(data, &crate::chunk::newc_records(data), &p, threads, cache)
+            let records = crate::chunk::newc_records(data);
+            xz::compress_chunked_reporting(data, &records, &p, threads, cache, &done)
         }
-        Compression::Zstd { level } => zstd::compress_frame(data, *level, threads),
-        Compression::Lz4Legacy => lz4::compress_legacy(data, threads),
+        Compression::Zstd { level } => whole(zstd::compress_frame(data, *level, threads)),
+        Compression::Lz4Legacy => whole(lz4::compress_legacy(data, threads)),
     }
 }

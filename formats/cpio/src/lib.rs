@@ -99,7 +99,7 @@ mod write;
 
 pub use compress::{
     Compression, CompressionKind, GZIP_CHUNK, LZ4_LEGACY_BLOCK, XZ_BLOCK, XZ_DICT, codec_versions,
-    compress, compress_with,
+    compress, compress_reporting, compress_with,
 };
 pub use error::{Error, LimitKind, Location, Result};
 pub use repack::{

@@ -44,6 +44,8 @@ pub struct RepackOptions {
     pub compression: Option<Compression>,
     /// Compression threads; never changes the output.
     pub threads: NonZeroUsize,
+    /// Advanced by the uncompressed bytes of each segment written.
+    pub progress: v6build_fstree::Progress,
 }
 
 impl Default for RepackOptions {
@@ -53,6 +55,7 @@ impl Default for RepackOptions {
             segment: None,
             compression: None,
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            progress: v6build_fstree::Progress::default(),
         }
     }
 }
@@ -120,11 +123,14 @@ struct Writer<'a> {
 impl Writer<'_> {
     fn segment(&self, params: &Compression, tree: &Tree, blobs: &dyn BlobStore) -> Result<Vec<u8>> {
         let archive = newc_bytes(tree, blobs)?;
-        Ok(compress_with(
+        let len = archive.len() as u64;
+        self.opts.progress.add_total(len);
+        Ok(crate::compress::compress_reporting(
             params,
             &archive,
             self.opts.threads,
             self.cache,
+            &self.opts.progress,
         )?)
     }
 }

@@ -31,6 +31,7 @@ mod encode;
 pub mod host;
 pub mod meta;
 mod name;
+mod progress;
 mod tree;
 
 pub use blobs::{BlobStore, HashOnly, HoleRead, MemBlobs, NoHoles};
@@ -41,4 +42,5 @@ pub use dump::{dump, entry_line};
 pub use encode::{TREE_FORMAT_VERSION, encode, encode_into};
 pub use meta::{Meta, Timestamp, Xattrs};
 pub use name::{Name, NameError, TreePath, escape};
+pub use progress::{Progress, ProgressReader};
 pub use tree::{Content, Directory, Leaf, LeafKind, Node, Tree, TreeError};

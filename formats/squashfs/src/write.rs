@@ -97,6 +97,10 @@ pub struct WriteOptions {
     /// (mksquashfs `-noI -noX`); mostly useful to inspect or patch images.
     #[serde(default)]
     pub uncompressed_metadata: bool,
+    /// Advanced by the bytes of each file's data as it is written (not
+    /// part of the options' identity: never serialised, always equal).
+    #[serde(skip)]
+    pub progress: v6build_fstree::Progress,
 }
 
 impl WriteOptions {
@@ -110,6 +114,7 @@ impl WriteOptions {
             threads: 0,
             exportable: true,
             uncompressed_metadata: false,
+            progress: v6build_fstree::Progress::default(),
         }
     }
 
@@ -122,6 +127,7 @@ impl WriteOptions {
             threads: 0,
             exportable: base.superblock().lookup_table_start != INVALID_BLK,
             uncompressed_metadata: false,
+            progress: v6build_fstree::Progress::default(),
         }
     }
 }
@@ -298,11 +304,13 @@ fn write_inner<W: Write + Seek>(
         });
     });
     w.layouts = vec![Layout::default(); order.len()];
+    opts.progress.add_total(order.iter().map(|c| c.size).sum());
     // The data phase runs on this thread inside a scope of the pool:
     // batches are spawned onto the pool and their results written in order.
     pool.in_place_scope(|s| -> Result<()> {
         for (i, c) in order.iter().enumerate() {
             w.add_file(i, c, blobs, s)?;
+            opts.progress.add(c.size);
         }
         w.close_fragment();
         w.flush_jobs(s)?;

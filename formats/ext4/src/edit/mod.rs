@@ -41,6 +41,8 @@ pub struct EditOptions {
     /// the editor need not re-read and hash unchanged files. Must come from
     /// reading this very base image (see [`EditOptions::with_base`]).
     pub known_contents: HashMap<u32, Content>,
+    /// Advanced by the bytes of each file the edit writes.
+    pub progress: v6build_fstree::Progress,
 }
 
 impl EditOptions {
@@ -58,6 +60,7 @@ impl EditOptions {
         });
         EditOptions {
             known_contents: known,
+            progress: v6build_fstree::Progress::default(),
         }
     }
 }
@@ -186,6 +189,7 @@ pub fn edit_blocks(
             dev: &dev,
             blobs,
             known: &opts.known_contents,
+            progress: &opts.progress,
             inodes: BTreeMap::new(),
             block_bitmaps: BTreeMap::new(),
             inode_bitmaps: BTreeMap::new(),
@@ -281,6 +285,7 @@ pub(crate) struct Editor<'a> {
     pub gds: Vec<GroupDesc>,
     pub blobs: &'a dyn BlobStore,
     pub known: &'a HashMap<u32, Content>,
+    pub progress: &'a v6build_fstree::Progress,
     /// Inodes read or changed during the edit (written back at the end).
     pub inodes: BTreeMap<u32, (Inode, bool)>,
     pub block_bitmaps: BTreeMap<u32, Vec<u8>>,

@@ -133,6 +133,7 @@ impl Editor<'_> {
         // Holes the source knows of are skipped without reading them;
         // all-zero blocks it does not know of are left as holes too.
         let mut rd = self.blobs.open_holes(&c.digest)?;
+        self.progress.add_total(c.size);
         let mut runs: Vec<Run> = Vec::new();
         let mut buf = vec![0u8; bs];
         let mut total = 0u64;
@@ -186,6 +187,7 @@ impl Editor<'_> {
                 break;
             }
         }
+        self.progress.add(total);
         if total != c.size {
             return Err(Error::InvalidTree(format!(
                 "blob {} holds {total} bytes, the tree says {}",
