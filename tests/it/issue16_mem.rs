@@ -202,7 +202,14 @@ fn build_capped(
         .env_remove("V6BUILD_CACHE")
         .env_remove("V6BUILD_LIMIT_UNPACKED")
         .env_remove("V6BUILD_LIMIT_ENTRIES")
-        .env_remove("V6BUILD_LIMIT_FILE");
+        .env_remove("V6BUILD_LIMIT_FILE")
+        // glibc reserves 64 MiB of address space (not memory) for each
+        // malloc arena, one per thread that allocates first under
+        // contention, so without this cap the address space the same
+        // build needs varies by an arena or two with the timing of its
+        // threads (the 128 MiB case needed between 896 and 960 MiB, and
+        // failed the 1 GiB cap once in a loaded full-suite run).
+        .env("MALLOC_ARENA_MAX", "2");
     for (k, v) in env {
         c.env(k, v);
     }

@@ -127,6 +127,7 @@ fn stage2_bytes_do_not_depend_on_the_thread_count() {
         s.ok(&["pin", "recipes/threads.kdl"]);
         let o = s.ok(&["build", "--json", "-j", j, "recipes/threads.kdl"]);
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let v = &v["builds"][0];
         let sq = &v["node_stats"]["stage2/pack"]["squashfs"];
         // Recompressed, not copied: every block went through the pool.
         assert_eq!(sq["blocks_reused"].as_u64(), Some(0), "{sq}");
