@@ -64,7 +64,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let events = v6build_driver::progress::NoEvents;
     match v6build_driver::build::build_recipes(&cfg, &[recipe_path], &events) {
-        Ok(_) | Err(Outcome::Failure(_) | Outcome::FailureReport(_)) => {}
+        Ok(_) | Err(Outcome::Failure(_) | Outcome::FailureReport(_) | Outcome::Error(_)) => {}
         // The recipe is generated and valid; only the media vary.
         Err(Outcome::Usage(m)) => panic!("usage error on a generated recipe: {m}"),
         Err(Outcome::BadRecipe(r)) => panic!("generated recipe refused: {r:?}"),

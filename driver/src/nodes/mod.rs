@@ -167,7 +167,7 @@ impl Out {
 }
 
 /// A failure while running a node: a [`DriverError`], whose context is
-/// the node's name (see [`fail`]), or a recipe error with the span of the
+/// the node's name (see `fail`), or a recipe error with the span of the
 /// operation that failed.
 pub type NodeError = DriverError;
 

@@ -224,10 +224,10 @@ pub fn write<W: Write + Seek>(
     write_inner(tree, blobs, opts, base, cache, out, None)
 }
 
-/// [`write`] to a file: runs of unchanged base blocks of at least
+/// [`write()`] to a file: runs of unchanged base blocks of at least
 /// [`KERNEL_COPY_MIN`] bytes are copied by the kernel from the base's
 /// copy source ([`BaseBlocks::set_copy_source`]), when it has one. The
-/// bytes written are the same as [`write`]'s.
+/// bytes written are the same as [`write()`]'s.
 pub fn write_to_file<W: FileOutput>(
     tree: &Tree,
     blobs: &dyn BlobStore,
