@@ -111,7 +111,8 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// The kind as a stable lowercase word (the second part of a `--json`
-    /// error code, `build::corrupt`).
+    /// error code, `build::corrupt`); a check of the driver's own, which
+    /// says what failed in words only, is `failed`.
     pub fn code(self) -> &'static str {
         match self {
             ErrorKind::Corrupt => "corrupt",
@@ -122,7 +123,7 @@ impl ErrorKind {
             ErrorKind::Fetch => "fetch",
             ErrorKind::Recipe => "recipe",
             ErrorKind::Cache => "cache",
-            ErrorKind::Check => "check",
+            ErrorKind::Check => "failed",
         }
     }
 }

@@ -281,12 +281,24 @@ fn every_json_command_prints_one_document_valid_for_its_schema() {
         &s.run(&["ls", "--json", &initrd, "/"]),
         false,
     );
-    check(
+    let d = check(
         &schemas,
         "ls",
         &s.run(&["ls", "--json", &initrd, "/no/such/path"]),
         true,
     );
+    assert_eq!(d["error"]["code"], "ls::failed", "{d:#}");
+    // A typed failure carries its kind: a squashfs cut short is corrupt.
+    let cut = s.path().join("cut.img");
+    let sq = std::fs::read(s.path().join("recipes/media/demo/LiveOS/squashfs.img")).unwrap();
+    std::fs::write(&cut, &sq[..sq.len() / 2]).unwrap();
+    let d = check(
+        &schemas,
+        "ls",
+        &s.run(&["ls", "--json", cut.to_str().unwrap(), "/"]),
+        true,
+    );
+    assert_eq!(d["error"]["code"], "ls::corrupt", "{d:#}");
     check(
         &schemas,
         "ls",
