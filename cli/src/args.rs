@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -633,11 +634,32 @@ pub fn run() -> ExitCode {
     crate::cmd::finish(&cfg, &name, done)
 }
 
+/// Whether the end of the run is taken: by [`crate::cmd::finish`], which
+/// prints the command's outcome (with `--json`, its one document), or by
+/// the interrupt handler of [`clean_up_on_signals`], which prints
+/// `interrupted` (with `--json`, an `interrupted` document) and exits.
+static END_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// Takes the end of the run; `false` when the other side took it first.
+///
+/// A signal that arrives as a command finishes would otherwise race its
+/// final output: with `--json`, two documents on stdout (the command's,
+/// then `interrupted`), or `interrupted` and exit 130 after a success was
+/// printed, or `main` returning 0 while the handler still cleans up. So
+/// whichever comes first wins, and the other stands down: a handler that
+/// loses returns and lets the command end as its output says; a `finish`
+/// that loses waits for the handler's `exit` (see there).
+pub fn take_the_end() -> bool {
+    !END_TAKEN.swap(true, Ordering::SeqCst)
+}
+
 /// On SIGINT or SIGTERM (Ctrl-C): deletes the `.part` files of downloads
-/// in flight and this process's files in `<cache>/tmp`, clears the
-/// progress bars and shows the cursor, prints `interrupted` and exits with
-/// 128 + the signal (130 for SIGINT, 143 for SIGTERM); with `--json`, its
-/// one document is an `interrupted` error. What a build killed harder
+/// in flight, `verify`'s scratch rebuild directory and this process's
+/// files in `<cache>/tmp`, clears the progress bars and shows the cursor,
+/// prints `interrupted` and exits with 128 + the signal (130 for SIGINT,
+/// 143 for SIGTERM); with `--json`, its one document is an `interrupted`
+/// error. A signal that comes once the command has begun to print its
+/// outcome is ignored ([`take_the_end`]). What a build killed harder
 /// leaves in `tmp/` goes when the next command opens the cache.
 fn clean_up_on_signals(cache: std::path::PathBuf, json: bool) {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -647,7 +669,11 @@ fn clean_up_on_signals(cache: std::path::PathBuf, json: bool) {
     };
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
-            engine::fetch::remove_partial_downloads();
+            if !take_the_end() {
+                // The command is printing its outcome: let it end.
+                return;
+            }
+            engine::interrupt::remove_registered();
             v6build_cache::remove_own_tmp(&cache);
             crate::progress::clear_for_exit();
             eprintln!("interrupted");

@@ -314,6 +314,15 @@ pub fn gc(cfg: &Config, keep_builds: usize) -> Done {
 /// With `--json`, prints the command's one JSON document (its report, with
 /// the error when it failed); then [`report`].
 pub fn finish(cfg: &Config, command: &str, done: Done) -> ExitCode {
+    if !crate::args::take_the_end() {
+        // SIGINT/SIGTERM came first: its handler cleans up, prints the
+        // run's one outcome (`interrupted`) and exits 130/143. Returning
+        // here would print a second one, or exit with this command's code
+        // before the handler is done.
+        loop {
+            std::thread::park();
+        }
+    }
     if cfg.json
         && let Some(doc) = json_out::document(command, done.report, &done.outcome)
     {

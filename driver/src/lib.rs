@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod host_inputs;
 mod images;
 pub mod inspect;
+pub mod interrupt;
 pub(crate) mod keys;
 pub mod limits;
 pub mod manifest;

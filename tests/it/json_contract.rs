@@ -10,44 +10,7 @@ use std::process::Output;
 use serde_json::Value;
 
 use crate::harness::{Scratch, repo, stderr};
-
-const COMMANDS: [&str; 9] = [
-    "build",
-    "plan",
-    "verify",
-    "diff",
-    "pin",
-    "ls",
-    "boot",
-    "gc",
-    "release-ls",
-];
-
-/// Every command's validator, each schema resolving `common.schema.json`
-/// from the book (no network, no file retriever).
-fn validators() -> BTreeMap<&'static str, jsonschema::Validator> {
-    let dir = repo().join("book/src/json-schema");
-    let read = |name: &str| -> Value {
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.schema.json"))).unwrap())
-            .unwrap_or_else(|e| panic!("{name}.schema.json: {e}"))
-    };
-    let common = read("common");
-    let common_id = common["$id"].as_str().unwrap().to_string();
-    COMMANDS
-        .iter()
-        .map(|&c| {
-            let v = jsonschema::options()
-                .with_resource(
-                    common_id.clone(),
-                    jsonschema::Resource::from_contents(common.clone())
-                        .expect("common.schema.json is a resource"),
-                )
-                .build(&read(c))
-                .unwrap_or_else(|e| panic!("{c}.schema.json does not compile: {e}"));
-            (c, v)
-        })
-        .collect()
-}
+use crate::json_schema::{one_valid_document, validators};
 
 /// Checks one run: stdout is exactly one JSON document, valid for
 /// `command`'s schema, with an `error` exactly when `failed`; returns it.
@@ -57,22 +20,7 @@ fn check(
     o: &Output,
     failed: bool,
 ) -> Value {
-    let text = String::from_utf8_lossy(&o.stdout);
-    // from_slice refuses anything after the first document.
-    let doc: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{command}: stdout is not one JSON document ({e}):\n{text}\nstderr:\n{}",
-            stderr(o)
-        )
-    });
-    let errors: Vec<String> = schemas[command]
-        .iter_errors(&doc)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{command}: the document breaks {command}.schema.json: {errors:#?}\n{doc:#}"
-    );
+    let doc = one_valid_document(schemas, command, &o.stdout, &stderr(o));
     assert_eq!(
         doc.get("error").is_some(),
         failed,

@@ -17,6 +17,7 @@ mod fetch;
 mod host_edit;
 mod issue16_mem;
 mod json_contract;
+mod json_schema;
 mod ops;
 mod progress;
 mod remote;

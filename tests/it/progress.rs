@@ -2,13 +2,17 @@
 //! total, rate, ETA: plain lines off a terminal, indicatif bars on one),
 //! and Ctrl-C stops it cleanly: "interrupted", exit 130, nothing left in
 //! `<cache>/tmp`; what a process killed harder left there goes at the
-//! next command, while a live process's files stay.
+//! next command, while a live process's files stay. Interrupted with
+//! `--json`, a build or verify prints one `interrupted` document, and
+//! `verify` leaves no scratch rebuild under `$TMPDIR`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read as _};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
 use crate::harness::{Scratch, stderr};
+use crate::json_schema::{one_valid_document, validators};
 
 /// A demo whose initrd carries `mib` MiB of incompressible bytes, packed
 /// with xz: a pack that runs for seconds.
@@ -46,15 +50,37 @@ fn tmp_files(s: &Scratch) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Starts `build recipes/demo.kdl` off a terminal (progress lines every
-/// 0.2 s), waits for a progress line of the initrd pack, then sends
-/// `signal` with kill(1). Returns that line, the rest of stderr and the
-/// exit status.
-fn interrupt_during_pack(s: &Scratch, signal: &str) -> (String, String, std::process::ExitStatus) {
-    let mut child = s
-        .cmd(&["build", "recipes/demo.kdl"])
+/// What an interrupted run printed.
+struct Interrupted {
+    /// The progress line of the initrd pack seen before the signal.
+    progress: String,
+    /// The rest of stderr.
+    rest: String,
+    stdout: Vec<u8>,
+    status: std::process::ExitStatus,
+}
+
+/// When to send the signal.
+enum When {
+    /// At the first progress line of the initrd pack (a run that shows
+    /// progress: off a terminal, lines every 0.2 s).
+    PackProgress,
+    /// Once the build writes a file in this cache `tmp/` (a `--json`
+    /// build, which shows no progress).
+    TmpFileIn(std::path::PathBuf),
+}
+
+/// Starts `cmd` (a build or `verify -v`), waits for `when`, runs
+/// `before_signal`, then sends `signal` with kill(1).
+fn interrupt_during_pack(
+    mut cmd: Command,
+    when: When,
+    signal: &str,
+    before_signal: impl FnOnce(),
+) -> Interrupted {
+    let mut child = cmd
         .env("V6BUILD_PROGRESS_INTERVAL", "0.2")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -66,20 +92,41 @@ fn interrupt_during_pack(s: &Scratch, signal: &str) -> (String, String, std::pro
             let _ = tx.send(line);
         }
     });
+    let mut out = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
     let mut seen = Vec::new();
-    let progress = loop {
-        match rx.recv() {
-            Ok(l) if l.trim_start().starts_with("initrd/pack:") => break l,
-            Ok(l) => seen.push(l),
-            Err(_) => {
-                let status = child.wait().unwrap();
+    let progress = match when {
+        When::PackProgress => loop {
+            match rx.recv() {
+                Ok(l) if l.trim_start().starts_with("initrd/pack:") => break l,
+                Ok(l) => seen.push(l),
+                Err(_) => {
+                    let status = child.wait().unwrap();
+                    panic!(
+                        "the run ended ({status}) before the initrd pack showed progress:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        },
+        When::TmpFileIn(tmp) => loop {
+            if std::fs::read_dir(&tmp).is_ok_and(|mut d| d.next().is_some()) {
+                break String::new();
+            }
+            if let Some(status) = child.try_wait().unwrap() {
                 panic!(
-                    "the build ended ({status}) before the initrd pack showed progress:\n{}",
-                    seen.join("\n")
+                    "the run ended ({status}) before it wrote in {}",
+                    tmp.display()
                 );
             }
-        }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        },
     };
+    before_signal();
     let k = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
@@ -88,13 +135,29 @@ fn interrupt_during_pack(s: &Scratch, signal: &str) -> (String, String, std::pro
     let status = child.wait().unwrap();
     reader.join().unwrap();
     let rest: Vec<String> = rx.try_iter().collect();
-    (progress, rest.join("\n"), status)
+    Interrupted {
+        progress,
+        rest: rest.join("\n"),
+        stdout: stdout.join().unwrap(),
+        status,
+    }
+}
+
+/// `build recipes/demo.kdl`, interrupted with `signal` during the pack.
+fn interrupt_build(s: &Scratch, signal: &str) -> Interrupted {
+    let cmd = s.cmd(&["build", "recipes/demo.kdl"]);
+    interrupt_during_pack(cmd, When::PackProgress, signal, || ())
 }
 
 #[test]
 fn ctrl_c_during_a_long_pack_exits_130_and_leaves_no_temporary_file() {
     let s = slow_demo(24);
-    let (progress, rest, status) = interrupt_during_pack(&s, "-INT");
+    let Interrupted {
+        progress,
+        rest,
+        stdout,
+        status,
+    } = interrupt_build(&s, "-INT");
     // Off a terminal: plain lines with the bytes done out of the total
     // and the rate.
     assert!(
@@ -103,15 +166,63 @@ fn ctrl_c_during_a_long_pack_exits_130_and_leaves_no_temporary_file() {
     );
     assert_eq!(status.code(), Some(130), "{rest}");
     assert!(rest.lines().any(|l| l == "interrupted"), "{rest}");
+    // Without --json nothing goes to stdout.
+    assert!(stdout.is_empty(), "{}", String::from_utf8_lossy(&stdout));
     assert_eq!(tmp_files(&s), Vec::<String>::new());
     // No release was half written.
     assert!(!s.demo_release().exists());
 }
 
+/// With `--json`, the interrupted build's one document on stdout is an
+/// `interrupted` error valid for build.schema.json.
+#[test]
+fn an_interrupted_json_build_prints_one_interrupted_document() {
+    let s = slow_demo(24);
+    let cmd = s.cmd(&["build", "--json", "recipes/demo.kdl"]);
+    let run = interrupt_during_pack(cmd, When::TmpFileIn(s.cache().join("tmp")), "-INT", || ());
+    assert_eq!(run.status.code(), Some(130), "{}", run.rest);
+    let doc = one_valid_document(&validators(), "build", &run.stdout, &run.rest);
+    assert_eq!(doc["error"]["code"], "interrupted", "{doc:#}");
+    assert!(doc.get("builds").is_none(), "{doc:#}");
+    assert_eq!(tmp_files(&s), Vec::<String>::new());
+}
+
+/// The entries of `dir` whose name starts with `v6build-verify`.
+fn verify_scratch_dirs(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("v6build-verify"))
+        .collect()
+}
+
+/// Ctrl-C during `verify`'s clean rebuild deletes its scratch directory
+/// under `$TMPDIR`, and with `--json` prints one `interrupted` document.
+#[test]
+fn ctrl_c_during_verify_removes_its_scratch_rebuild() {
+    let s = slow_demo(8);
+    s.ok(&["build", "recipes/demo.kdl"]);
+    let tmpdir = s.path().join("tmpdir");
+    std::fs::create_dir(&tmpdir).unwrap();
+    let release = s.demo_release();
+    let mut cmd = s.cmd(&["-v", "verify", "--json", release.to_str().unwrap()]);
+    cmd.env("TMPDIR", &tmpdir);
+    let run = interrupt_during_pack(cmd, When::PackProgress, "-INT", || {
+        // The rebuild is under way in its scratch directory.
+        assert_eq!(verify_scratch_dirs(&tmpdir).len(), 1);
+    });
+    assert_eq!(run.status.code(), Some(130), "{}", run.rest);
+    assert!(run.progress.contains(" MiB ("), "{}", run.progress);
+    assert_eq!(verify_scratch_dirs(&tmpdir), Vec::<String>::new());
+    let doc = one_valid_document(&validators(), "verify", &run.stdout, &run.rest);
+    assert_eq!(doc["error"]["code"], "interrupted", "{doc:#}");
+}
+
 #[test]
 fn the_next_command_clears_what_a_killed_build_left_but_not_a_live_ones() {
     let s = slow_demo(24);
-    let (_, _, status) = interrupt_during_pack(&s, "-KILL");
+    let status = interrupt_build(&s, "-KILL").status;
     assert!(!status.success());
     // What a dead process may have left (a pid above pid_max never runs),
     // and a file of a live process (this test's).

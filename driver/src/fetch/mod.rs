@@ -31,7 +31,7 @@
 //! instead of `206` restarts it from zero. A `.part` left by a killed
 //! process is resumed the same way by the next fetch. When a fetch fails,
 //! its `.part` is deleted; on SIGINT/SIGTERM the binary deletes the `.part`
-//! files of the fetches in flight ([`remove_partial_downloads`]). Only a
+//! files of the fetches in flight ([`crate::interrupt::remove_registered`]). Only a
 //! SIGKILL or a power loss leaves one behind, bounded by the same size
 //! limit; the next fetch of that pin resumes it and `v6build gc` deletes it.
 
@@ -39,7 +39,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
@@ -150,38 +149,6 @@ pub fn check_url(url: &str) -> Result<(), FetchError> {
     Ok(())
 }
 
-/// `.part` files of the downloads in flight, for [`remove_partial_downloads`].
-static ACTIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-struct Active(PathBuf);
-
-impl Active {
-    fn new(p: &Path) -> Active {
-        ACTIVE
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(p.to_path_buf());
-        Active(p.to_path_buf())
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        let mut a = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = a.iter().position(|p| *p == self.0) {
-            a.swap_remove(i);
-        }
-    }
-}
-
-/// Deletes the `.part` file of every download in flight. The binary calls
-/// this on SIGINT/SIGTERM before it dies.
-pub fn remove_partial_downloads() {
-    for p in ACTIVE.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-        let _ = fs::remove_file(p);
-    }
-}
-
 /// Where a media file is, for a node that reads it: on disk, with a
 /// pinned `size` checked (the sha256 is checked where the file is read),
 /// or fetched from `url` into `<cache>/media/` and verified there against
@@ -265,7 +232,7 @@ pub fn fetch(
         }
         // Registered while bytes arrive; a signal after that leaves a
         // complete `.part`, which the next fetch hashes and keeps.
-        let active = Active::new(&part);
+        let active = crate::interrupt::RemoveOnInterrupt::new(&part);
         let downloaded = download(url, &mut file, &part, pin, opts);
         if downloaded.is_err() {
             let _ = fs::remove_file(&part);

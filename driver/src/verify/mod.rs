@@ -398,6 +398,9 @@ fn rebuild_and_compare(
         .prefix("v6build-verify-")
         .tempdir()
         .map_err(|e| crate::failed("cannot create a scratch directory", e))?;
+    // Ctrl-C during the rebuild deletes it too (the binary exits without
+    // unwinding, so `scratch`'s own drop would not run).
+    let _on_interrupt = crate::interrupt::RemoveOnInterrupt::new(scratch.path());
     let store = v6build_cache::Store::open(scratch.path().join("cache"))
         .map_err(|e| crate::failed("cannot create the scratch cache", e))?;
     let quiet = Config {
