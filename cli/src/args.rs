@@ -673,14 +673,20 @@ fn clean_up_on_signals(cache: std::path::PathBuf, json: bool) {
                 // The command is printing its outcome: let it end.
                 return;
             }
-            engine::interrupt::remove_registered();
-            v6build_cache::remove_own_tmp(&cache);
-            crate::progress::clear_for_exit();
-            eprintln!("interrupted");
-            if json {
-                let e = crate::json_out::plain("interrupted", "interrupted");
-                crate::json_out::print(&serde_json::json!({ "error": e }));
-            }
+            // `finish` now waits for this thread's `exit`: reach it even
+            // if the cleanup panics, and print nothing that can panic (a
+            // closed stderr).
+            let _ = std::panic::catch_unwind(|| {
+                engine::interrupt::remove_registered();
+                v6build_cache::remove_own_tmp(&cache);
+                crate::progress::clear_for_exit();
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "interrupted");
+                if json {
+                    let e = crate::json_out::plain("interrupted", "interrupted");
+                    crate::json_out::print(&serde_json::json!({ "error": e }));
+                }
+            });
             std::process::exit(128 + sig);
         }
     });
