@@ -114,7 +114,11 @@ if (want el7 || want plain) && [ ! -f "$TREE.done" ]; then
     if [ -d "$WORK/tree.base" ]; then :
     else
         command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null 2>&1 || true
-        MIRROR=$(grep -hoE 'https?://[^ ]*debian/?' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | grep -v security | head -1 || true)
+        # The machine's own mirror: a `deb` line or a deb822 `URIs:` field,
+        # never a comment (Debian's images name a snapshot.debian.org URL
+        # in one, which may be unreachable).
+        MIRROR=$(grep -hvE '^[[:space:]]*#' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null |
+            grep -oE 'https?://[^ ]*debian/?' | grep -v security | head -1 || true)
         MIRROR=${MIRROR:-http://deb.debian.org/debian}
         log "debootstrap --variant=minbase bookworm from $MIRROR"
         if debootstrap --variant=minbase bookworm "$WORK/tree.base.tmp" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then

@@ -3,7 +3,9 @@
 //! tests/boot/make-boot-media.sh and cached in fixtures-gen/boot-media)
 //! boots in QEMU over an IPv6-only network and reaches a marker hook in
 //! the initrd and a marker unit in the stage2. Without the unit the boot
-//! fails with the console tail shown. A stand-in kernel is refused.
+//! fails with the console tail shown. A stand-in kernel is refused. The
+//! good boot runs with `--json`: its document validates against
+//! boot.schema.json; the failing one shows the human progress lines.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +14,7 @@ use std::sync::Mutex;
 use v6build_testkit::{oracle, oracles_required};
 
 use crate::harness::{Scratch, repo, stderr};
+use crate::json_schema::{one_valid_document, validators};
 
 /// The online hook: proves the network is up in the initrd, and lists the
 /// guest's addresses so the test can check there is no IPv4 one.
@@ -135,19 +138,29 @@ fn boot_reaches_both_markers_over_ipv6_only_and_fails_without_the_unit() {
     assert!(good.join("boot.json").is_file());
     // The two boots run side by side: TCG uses one core each.
     let (g, b) = std::thread::scope(|sc| {
-        let g = sc.spawn(|| s.run(&["-v", "boot", good.to_str().unwrap()]));
+        let g = sc.spawn(|| s.run(&["-v", "boot", "--json", good.to_str().unwrap()]));
         let b = sc.spawn(|| s.run(&["boot", bad.to_str().unwrap()]));
         (g.join().unwrap(), b.join().unwrap())
     });
     let (gout, gerr) = (String::from_utf8_lossy(&g.stdout), stderr(&g));
     assert_eq!(g.status.code(), Some(0), "boot failed:\n{gout}\n{gerr}");
-    for (i, m) in ["V6TEST-INITRD-ONLINE", "V6TEST-STAGE2-MARKER"]
-        .iter()
-        .enumerate()
-    {
-        let line = format!("[{}/2] \"{m}\" after ", i + 1);
-        assert!(gout.contains(&line), "no progress line {line:?}:\n{gout}");
-    }
+    // With --json, stdout is the one document of boot.schema.json: every
+    // marker, in order, with the second it was seen at.
+    let doc = one_valid_document(&validators(), "boot", &g.stdout, &gerr);
+    assert_eq!(doc["ok"], true, "{doc:#}");
+    assert!(doc.get("error").is_none(), "{doc:#}");
+    let markers = doc["markers"].as_array().unwrap();
+    let texts: Vec<&str> = markers.iter().filter_map(|m| m["text"].as_str()).collect();
+    assert_eq!(
+        texts,
+        ["V6TEST-INITRD-ONLINE", "V6TEST-STAGE2-MARKER"],
+        "{doc:#}"
+    );
+    assert!(markers.iter().all(|m| m["seconds"].is_number()), "{doc:#}");
+    assert!(
+        doc["qemu"].as_str().unwrap().contains("qemu-system-x86_64"),
+        "{doc:#}"
+    );
     // IPv6 only: the guest has a fec0::/64 address and no IPv4 one but lo's.
     let addrs: Vec<&str> = gerr
         .lines()
