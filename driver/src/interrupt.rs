@@ -37,7 +37,8 @@ impl Drop for RemoveOnInterrupt {
     }
 }
 
-/// Deletes every registered path (see [`remove`]). The registry stays
+/// Deletes every registered path: a file or link is unlinked (never
+/// followed), a directory is deleted with what it holds. The registry stays
 /// locked meanwhile, so no path registered during the cleanup is missed
 /// or half done. Returns how many paths were deleted.
 pub fn remove_registered() -> usize {
