@@ -205,7 +205,7 @@ pub(crate) fn open_lazy(path: &Path, outer: bool) -> Result<(Tree, Opened), Driv
                 fa.read_at(0, &mut h).map_err(|e| ctx(e.into()))?;
                 if sniff(&h) == Format::Ext4 {
                     return ext4_tree(
-                        std::sync::Arc::new(crate::refs::SquashAt(fa)),
+                        std::sync::Arc::new(crate::refs::SquashAt::new(fa)),
                         blocks.file_at(&c.digest).map(std::sync::Arc::new),
                     )
                     .map_err(|e| ctx(DriverError::context("LiveOS/rootfs.img", e)));

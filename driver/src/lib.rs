@@ -33,6 +33,7 @@ pub(crate) mod refs;
 pub(crate) mod release;
 pub mod releases;
 pub mod remote;
+pub(crate) mod squash_at;
 pub(crate) mod treeinfo;
 pub(crate) mod updates;
 pub mod verify;

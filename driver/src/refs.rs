@@ -115,25 +115,7 @@ pub fn patched_ref(
     h.finalize().into()
 }
 
-/// Random access into a file of a squashfs base, for the ext4 codec.
-pub struct SquashAt(pub FileAt);
-
-impl std::fmt::Debug for SquashAt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SquashAt")
-            .field("len", &self.0.len())
-            .finish()
-    }
-}
-
-impl v6build_ext4::ReadAt for SquashAt {
-    fn read_at(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.0.read_at(off, buf).map_err(io::Error::other)
-    }
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-}
+pub use crate::squash_at::SquashAt;
 
 /// Streams a [`FileAt`] from its start.
 struct AtReader {
@@ -201,7 +183,7 @@ impl Ext4Source {
                 let at = blocks.file_at(&self.rootfs).ok_or_else(|| {
                     DriverError::Check(format!("the base has no file {}", self.rootfs))
                 })?;
-                v6build_ext4::Ext4::open(SquashAt(at))
+                v6build_ext4::Ext4::open(SquashAt::memoized(at))
                     .map(Arc::new)
                     .map_err(|e| {
                         Arc::new(DriverError::context(

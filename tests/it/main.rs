@@ -18,6 +18,7 @@ mod host_edit;
 mod issue16_mem;
 mod json_contract;
 mod json_schema;
+mod nested_warm;
 mod ops;
 mod progress;
 mod remote;

@@ -51,10 +51,12 @@ impl Ctx<'_> {
             Some(Stage2Format::Squashfs) => false,
             None => nested.is_some(),
         };
+        let phases = crate::phase_stats::Phases::default();
         let mut extra: Option<(Digest, Arc<Vec<u8>>)> = None;
         let tree = match (nested, want_ext4) {
             (Some((path, content)), true) => {
-                let (d, len) = self.edit_nested(name, &mut blocks, &path, &content, view, grow)?;
+                let (d, len) =
+                    self.edit_nested(name, &mut blocks, (&path, &content), view, grow, &phases)?;
                 set_content(
                     &mut outer,
                     &path,
@@ -130,7 +132,6 @@ impl Ctx<'_> {
             "base_blocks_decompressed",
             json!(blocks.blocks_decompressed()),
         );
-        let phases = crate::phase_stats::Phases::default();
         phases.read(blocks.bytes_read());
         phases.decompressed(blocks.bytes_decompressed());
         phases.compressed(report.bytes_compressed_out);
@@ -146,20 +147,51 @@ impl Ctx<'_> {
     /// Edits the nested ext4 image in place, reading it through the
     /// squashfs block index, and registers the result with `blocks` as the
     /// base image plus the changed bytes, so the writer copies every
-    /// untouched compressed block. Returns the new image's name and length.
+    /// untouched compressed block. What reading the base cost is added to
+    /// `phases` and noted as `nested_walk`. Returns the new image's name
+    /// and length.
     pub(super) fn edit_nested(
         &self,
         name: &str,
         blocks: &mut v6build_squashfs::BaseBlocks,
-        path: &TreePath,
-        content: &Content,
+        (path, content): (&TreePath, &Content),
         view: &Tree,
         grow: Option<v6build_engine::recipe::Grow>,
+        phases: &crate::phase_stats::Phases,
     ) -> Result<(Digest, u64), NodeError> {
-        let at = blocks
-            .file_at(&content.digest)
-            .ok_or_else(|| fail(name, format!("{path} is not in the base's block map")))?;
-        let at = crate::refs::SquashAt(at);
+        let counters = |b: &v6build_squashfs::BaseBlocks| {
+            (
+                b.blocks_decompressed(),
+                b.bytes_decompressed(),
+                b.bytes_read(),
+            )
+        };
+        let started = std::time::Instant::now();
+        let shared = self.blobs.base_holding(&content.digest);
+        let before = (
+            shared.as_deref().map(counters).unwrap_or_default(),
+            counters(blocks),
+        );
+        // The registered base's reader remembers the metadata unpack read
+        // (see `crate::squash_at`); without one, read through `blocks`.
+        let registered = match self.blobs.nested_ext4(&content.digest) {
+            Some(Ok(fs)) => {
+                crate::squash_at::warm(&fs);
+                Some(fs)
+            }
+            _ => None,
+        };
+        let own;
+        let at: &crate::refs::SquashAt = match &registered {
+            Some(fs) => fs.reader(),
+            None => {
+                let fa = blocks
+                    .file_at(&content.digest)
+                    .ok_or_else(|| fail(name, format!("{path} is not in the base's block map")))?;
+                own = crate::refs::SquashAt::new(fa);
+                &own
+            }
+        };
         // Files the view still names by reference are the base's own
         // inodes: the editor need not read them to know they are unchanged.
         let mut known = std::collections::HashMap::new();
@@ -178,14 +210,14 @@ impl Ctx<'_> {
         let attempt = |g: Option<u64>| -> Result<super::grow::Edited, v6build_ext4::Error> {
             match g {
                 None => {
-                    let e = v6build_ext4::edit_blocks(&at, view, self.blobs, &eopts)?;
+                    let e = v6build_ext4::edit_blocks(at, view, self.blobs, &eopts)?;
                     Ok((e.block_size, e.blocks, e.len))
                 }
                 Some(g) => {
-                    let (grown, _) = v6build_ext4::grow_blocks(&at, g)?;
+                    let (grown, _) = v6build_ext4::grow_blocks(at, g)?;
                     let mut all = grown.blocks.clone();
                     let ov =
-                        v6build_ext4::Overlay::new(&at, grown.block_size, grown.blocks, grown.len);
+                        v6build_ext4::Overlay::new(at, grown.block_size, grown.blocks, grown.len);
                     let e = v6build_ext4::edit_blocks(&ov, view, self.blobs, &eopts)?;
                     all.extend(e.blocks);
                     Ok((e.block_size, all, e.len.max(grown.len)))
@@ -194,6 +226,30 @@ impl Ctx<'_> {
         };
         let (bs, changed, len) = super::grow::edit_with(grow, attempt)
             .map_err(|e| super::grow::edit_error(name, path, grow, e))?;
+        // The registered base's counters moved by the warm-up and the
+        // editor's reads (`blocks`' own are added by the caller).
+        let delta = |a: (u64, u64, u64), b: (u64, u64, u64)| (a.0 - b.0, a.1 - b.1, a.2 - b.2);
+        let via_shared = delta(
+            shared.as_deref().map(counters).unwrap_or_default(),
+            before.0,
+        );
+        phases.decompressed(via_shared.1);
+        phases.read(via_shared.2);
+        let walk = if registered.is_some() {
+            via_shared
+        } else {
+            delta(counters(blocks), before.1)
+        };
+        self.note(
+            name,
+            "nested_walk",
+            json!({
+                "seconds": started.elapsed().as_secs_f64(),
+                "base_blocks_decompressed": walk.0,
+                "bytes_decompressed": walk.1,
+                "metadata_memo_bytes": at.memo().map_or(0, crate::squash_at::Memo::bytes),
+            }),
+        );
         let writes: BTreeMap<u64, Vec<u8>> = changed
             .into_iter()
             .map(|(b, data)| (b * u64::from(bs), data))

@@ -122,7 +122,8 @@ impl Ctx<'_> {
     }
 
     /// The tree a recipe edits. For a nested ext4 image, only its metadata
-    /// is read (through the squashfs block index); files are named by
+    /// is read (through the squashfs block index, on every thread first,
+    /// see [`crate::squash_at`]); files are named by
     /// [`crate::refs::ext4_ref`].
     fn unpack_stage2(&self, name: &str, outer: &Digest) -> Result<Tree, NodeError> {
         let outer = self.store.get_tree(outer).map_err(|e| fail(name, e))?;
@@ -135,8 +136,16 @@ impl Ctx<'_> {
                     .ok_or_else(|| fail(name, format!("{path} is not in a registered base")))?
                     .map_err(|e| fail(name, e))?;
                 let rootfs = content.digest;
+                let t = std::time::Instant::now();
+                crate::squash_at::warm(&fs);
+                let warmed = t.elapsed().as_secs_f64();
                 let tree = crate::refs::read_ext4(&fs, &rootfs)
                     .map_err(|e| fail(name, format!("reading {path}: {e}")))?;
+                self.note(
+                    name,
+                    "metadata_seconds",
+                    json!({"warm": warmed, "walk": t.elapsed().as_secs_f64() - warmed}),
+                );
                 if let Some(b) = self.blobs.base_holding(&rootfs) {
                     let phases = crate::phase_stats::Phases::default();
                     phases.read(b.bytes_read());
@@ -146,6 +155,11 @@ impl Ctx<'_> {
                         name,
                         "base_blocks_decompressed",
                         json!(b.blocks_decompressed()),
+                    );
+                    self.note(
+                        name,
+                        "metadata_memo_bytes",
+                        json!(fs.reader().memo().map_or(0, crate::squash_at::Memo::bytes)),
                     );
                 }
                 Ok(tree)

@@ -164,7 +164,7 @@ pub fn add_blob(
 /// between files uses it; the kernel copies without the bytes passing
 /// through this process, and would share the blocks on a file system with
 /// reflinks were the offsets block-aligned), then reads the copy once,
-/// hashing SHA-256 and BLAKE3 side by side. The BLAKE3 must be the
+/// hashing SHA-256 and BLAKE3 side by side while it is fsynced. The BLAKE3 must be the
 /// digest: otherwise the copy is removed and `None` returned, and the
 /// caller copies through the verifying reader, which reports the corrupt
 /// entry. `None` too when the blob is not stored raw.
@@ -191,14 +191,25 @@ fn kernel_copy(
         .map_err(at)?;
     phases.written(copied);
     f.seek(io::SeekFrom::Start(0)).map_err(at)?;
-    let hashed = phases.hashing(|| hash_both(&mut f)).map_err(at)?;
+    // The fsync waits on the disk, the hashing on the cores: the two run
+    // side by side, the fsync on a thread of its own (not one of the
+    // pool's, which it would hold idle).
+    let (hashed, synced) = std::thread::scope(|sc| {
+        let sync = sc.spawn(|| phases.syncing(|| f.sync_all()));
+        let hashed = phases.hashing(|| hash_both(&mut &f));
+        let synced = sync
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the fsync thread panicked")));
+        (hashed, synced)
+    });
+    let hashed = hashed.map_err(at)?;
     phases.read(hashed.size);
     if copied != raw.len || hashed.size != raw.len || hashed.blake3 != *digest {
         drop(f);
         fs::remove_file(dst).map_err(at)?;
         return Ok(None);
     }
-    phases.syncing(|| f.sync_all()).map_err(at)?;
+    synced.map_err(at)?;
     Ok(Some(hashed))
 }
 

@@ -83,7 +83,7 @@ pub mod xattr;
 pub use create::{CreateOptions, create};
 pub use edit::{BlockEdit, EditOptions, EditReport, EditStats, edit, edit_blocks, edit_image};
 pub use error::{Error, Result};
-pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap, SharedFileReader};
+pub use fs::{DirEntry, Ext4, Features, FileReader, InodeMap, MAX_DEPTH, SharedFileReader};
 pub use grow::{GrowReport, grow, grow_blocks};
 pub use readat::{Overlay, ReadAt, WriteAt};
 
