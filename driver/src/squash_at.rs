@@ -310,4 +310,125 @@ mod tests {
             assert!(memo.read_at(off, &mut b).is_err(), "{off}+{n}");
         }
     }
+
+    /// `img` as `/rootfs.img` of a squashfs, read back as a [`FileAt`].
+    fn file_at_of(img: &[u8]) -> FileAt {
+        let blobs = MemBlobs::new();
+        let mut t = Tree::new(Meta::root(0o755, 0));
+        let leaf = file_leaf(&blobs, img, Meta::root(0o644, 0));
+        t.insert(
+            &path("/rootfs.img"),
+            v6build_fstree::Node::Leaf(leaf),
+            false,
+        )
+        .unwrap();
+        let opts =
+            v6build_squashfs::WriteOptions::new(v6build_squashfs::Compressor::gzip(), 16 << 10, 0);
+        let mut sq = io::Cursor::new(Vec::new());
+        v6build_squashfs::write(&t, &blobs, &opts, None, None, &mut sq).unwrap();
+        let sq = v6build_squashfs::SquashfsImage::open(io::Cursor::new(sq.into_inner())).unwrap();
+        let (tree, base) = sq.read_tree_lazy(b"t").unwrap();
+        let Some(v6build_fstree::Node::Leaf(l)) = tree.get(&path("/rootfs.img")) else {
+            panic!("no /rootfs.img")
+        };
+        let v6build_fstree::LeafKind::Regular(c) = &l.kind else {
+            panic!("not a file")
+        };
+        base.file_at(&c.digest).unwrap()
+    }
+
+    /// The tree, or the error, a reader gives.
+    fn outcome(fs: &Ext4<SquashAt>) -> Result<v6build_fstree::Digest, String> {
+        crate::refs::read_ext4(fs, &v6build_fstree::Digest::of(b"rootfs"))
+            .map(|t| t.digest())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Hostile images: bytes of the metadata overwritten at random. The
+    /// warm-up on three threads then the memoized walk must give what the
+    /// plain walk gives, tree or error, and never panic or hang.
+    #[test]
+    fn warming_a_corrupt_image_changes_nothing() {
+        let blobs = MemBlobs::new();
+        let dir = Meta::root(0o755, 0);
+        let mut t = Tree::new(dir.clone());
+        for i in 0..40u32 {
+            let d = path(&format!("/d{}/e{}", i % 5, i));
+            t.mkdir_p(&d, &dir).unwrap();
+            let f = file_leaf(
+                &blobs,
+                &noise(2000 + i as usize * 37, i),
+                Meta::root(0o644, 0),
+            );
+            t.insert(
+                &d.join(v6build_fstree::Name::new("f").unwrap()),
+                v6build_fstree::Node::Leaf(f),
+                false,
+            )
+            .unwrap();
+            let target = format!("{}/{}", "x".repeat(70), i);
+            let l = std::sync::Arc::new(v6build_fstree::Leaf {
+                meta: Meta::root(0o777, 0),
+                kind: v6build_fstree::LeafKind::Symlink(target.into_bytes()),
+            });
+            t.insert(
+                &d.join(v6build_fstree::Name::new("l").unwrap()),
+                v6build_fstree::Node::Leaf(l),
+                false,
+            )
+            .unwrap();
+        }
+        let img = v6build_ext4::create(&t, &blobs, &v6build_ext4::CreateOptions::with_label(b"t"))
+            .unwrap();
+        // Where the metadata is: every block a clean walk reads.
+        let clean = SquashAt::memoized(file_at_of(&img));
+        let fs = Ext4::open(clean).unwrap();
+        assert!(outcome(&fs).is_ok());
+        let meta: Vec<u64> = {
+            let m = fs.reader().memo().unwrap().chunks.lock().unwrap();
+            let mut v: Vec<u64> = m.keys().copied().collect();
+            v.sort_unstable();
+            v
+        };
+        assert!(meta.len() > 4, "{meta:?}");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let mut x = 0x9e37_79b9_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut ok, mut refused) = (0, 0);
+        for _ in 0..60 {
+            let mut bad = img.clone();
+            for _ in 0..1 + next() % 48 {
+                let chunk = meta[(next() % meta.len() as u64) as usize];
+                let at = (chunk * MEMO_CHUNK + next() % MEMO_CHUNK) as usize;
+                if at < bad.len() {
+                    bad[at] = next() as u8;
+                }
+            }
+            let plain = Ext4::open(SquashAt::new(file_at_of(&bad)));
+            let memo = Ext4::open(SquashAt::memoized(file_at_of(&bad)));
+            match (plain, memo) {
+                (Ok(p), Ok(m)) => {
+                    pool.install(|| warm(&m));
+                    let want = outcome(&p);
+                    assert_eq!(outcome(&m), want);
+                    if want.is_ok() {
+                        ok += 1;
+                    } else {
+                        refused += 1;
+                    }
+                }
+                (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+                (a, b) => panic!("open differs: {:?} / {:?}", a.err(), b.err()),
+            }
+        }
+        assert!(refused > 0, "no corruption was noticed ({ok} read clean)");
+    }
 }
