@@ -342,7 +342,7 @@ bump() { # file: a real one-line change, different on every call
 }
 
 meta() { # input: when, which binary, load average at the start
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), v6build binary built $(date -u -r "$V6BUILD" '+%H:%M UTC') (HEAD was $(cd "$ROOT" && git rev-parse --short HEAD) at the run; others commit concurrently), load average $(cut -d' ' -f1-3 /proc/loadavg) at start" > "$RES/$1.meta"
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), v6build binary built $(date -u -r "$V6BUILD" '+%H:%M UTC') (HEAD was $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && [ -n "$(git status --porcelain --untracked-files=no)" ] && echo ' with uncommitted changes') at the run; others commit concurrently), load average $(cut -d' ' -f1-3 /proc/loadavg) at start" > "$RES/$1.meta"
 }
 
 run_initrd() { # name media comp-kind(gz|xz)
