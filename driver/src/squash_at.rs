@@ -239,56 +239,47 @@ fn visit<'s>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use v6build_fstree::{BlobStore, MemBlobs, Meta, Tree};
+    use v6build_fstree::{MemBlobs, Meta, Tree};
     use v6build_testkit::fixtures::{file_leaf, noise, path};
 
-    /// A 300 KiB file of noise inside a squashfs with 64 KiB blocks, read
-    /// plainly and through a memo.
+    /// A 300 KiB file of noise inside a squashfs, read plainly and
+    /// through a memo.
     fn readers() -> (SquashAt, SquashAt, Vec<u8>) {
-        let blobs = MemBlobs::new();
         let data = noise(300 << 10, 7);
-        let mut t = Tree::new(Meta::root(0o755, 0));
-        let leaf = file_leaf(&blobs, &data, Meta::root(0o644, 0));
-        t.insert(&path("/f"), v6build_fstree::Node::Leaf(leaf), false)
-            .unwrap();
-        let opts =
-            v6build_squashfs::WriteOptions::new(v6build_squashfs::Compressor::gzip(), 64 << 10, 0);
-        let mut img = io::Cursor::new(Vec::new());
-        v6build_squashfs::write(&t, &blobs, &opts, None, None, &mut img).unwrap();
-        let img = img.into_inner();
-        let at = || {
-            let sq = v6build_squashfs::SquashfsImage::open(io::Cursor::new(img.clone())).unwrap();
-            let (tree, base) = sq.read_tree_lazy(b"t").unwrap();
-            let Some(v6build_fstree::Node::Leaf(l)) = tree.get(&path("/f")) else {
-                panic!("no /f")
-            };
-            let v6build_fstree::LeafKind::Regular(c) = &l.kind else {
-                panic!("/f is not a file")
-            };
-            base.file_at(&c.digest).unwrap()
-        };
-        assert!(blobs.contains(&v6build_fstree::Digest::of(&data)));
-        (SquashAt::new(at()), SquashAt::memoized(at()), data)
+        (
+            SquashAt::new(file_at_of(&data)),
+            SquashAt::memoized(file_at_of(&data)),
+            data,
+        )
+    }
+
+    /// A xorshift generator: the tests' random cases, the same every run.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
     }
 
     #[test]
     fn memoized_reads_equal_plain_reads() {
         let (plain, memo, data) = readers();
         let len = data.len() as u64;
-        let mut x = 0x2545_f491_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_f491);
         // Chunk and block edges, the last bytes, and random small and
         // large reads, twice (the second time from the memo).
         let mut cases = vec![(0, 1), (4095, 2), (4096, 4096), (65535, 4096), (len - 1, 1)];
         cases.push((len - 4096, 4096));
         for _ in 0..300 {
             let off = next() % len;
-            let n = 1 + next() % if next() % 4 == 0 { 20_000 } else { 4096 };
+            let n = 1 + next()
+                % if next().is_multiple_of(4) {
+                    20_000
+                } else {
+                    4096
+                };
             cases.push((off, n.min(len - off)));
         }
         for _ in 0..2 {
@@ -409,13 +400,7 @@ mod tests {
             .num_threads(3)
             .build()
             .unwrap();
-        let mut x = 0x9e37_79b9_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9e37_79b9);
         let (mut ok, mut refused) = (0, 0);
         for _ in 0..60 {
             let mut bad = img.clone();

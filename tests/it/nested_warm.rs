@@ -146,10 +146,15 @@ const RECIPE: &str = "release \"nested\" { dir \"nested/1\"; epoch 1449187200 }\
      layer \"one\" {\n    file \"/usr/d3/e4/added\" text=\"v6\\n\"\n    symlink \"/usr/d0/link\" target=\"e1\"\n}\n\
      stage2 from=\"nested\" {\n    layers \"one\"\n    layout \"el7\"\n}\n";
 
-/// The node stats of building [`RECIPE`] in `s` with `-j j`.
-fn build_stats(s: &Scratch, j: &str) -> serde_json::Value {
+/// Writes [`RECIPE`] into `s` and pins its media.
+fn recipe(s: &Scratch) {
     std::fs::write(s.path().join("recipes/nested.kdl"), RECIPE).unwrap();
     s.ok(&["pin", "recipes/nested.kdl"]);
+}
+
+/// The node stats of building [`RECIPE`] in `s` with `-j j`.
+fn build_stats(s: &Scratch, j: &str) -> serde_json::Value {
+    recipe(s);
     let o = s.ok(&["build", "--json", "-j", j, "recipes/nested.kdl"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["builds"][0]["node_stats"].clone()
@@ -228,8 +233,7 @@ fn a_directory_loop_in_a_nested_image_gets_the_same_error_on_any_thread_count() 
     for j in ["1", "3"] {
         let s = Scratch::new();
         media(&s, rootfs_image(true));
-        std::fs::write(s.path().join("recipes/nested.kdl"), RECIPE).unwrap();
-        s.ok(&["pin", "recipes/nested.kdl"]);
+        recipe(&s);
         let o = s.run(&["build", "-j", j, "recipes/nested.kdl"]);
         assert_eq!(o.status.code(), Some(1), "-j {j}: {}", stderr(&o));
         let e = stderr(&o);

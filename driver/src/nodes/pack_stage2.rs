@@ -166,24 +166,25 @@ impl Ctx<'_> {
                 b.bytes_read(),
             )
         };
-        let started = std::time::Instant::now();
-        let shared = self.blobs.base_holding(&content.digest);
-        let before = (
-            shared.as_deref().map(counters).unwrap_or_default(),
-            counters(blocks),
-        );
         // The registered base's reader remembers the metadata unpack read
         // (see `crate::squash_at`); without one, read through `blocks`.
+        // Either way, what the walk costs shows in the counters of the
+        // block map it reads through.
         let registered = match self.blobs.nested_ext4(&content.digest) {
-            Some(Ok(fs)) => {
-                crate::squash_at::warm(&fs);
-                Some(fs)
-            }
+            Some(Ok(fs)) => Some(fs),
             _ => None,
         };
+        let shared = registered
+            .as_ref()
+            .and_then(|_| self.blobs.base_holding(&content.digest));
+        let started = std::time::Instant::now();
+        let before = counters(shared.as_deref().unwrap_or(blocks));
         let own;
         let at: &crate::refs::SquashAt = match &registered {
-            Some(fs) => fs.reader(),
+            Some(fs) => {
+                crate::squash_at::warm(fs);
+                fs.reader()
+            }
             None => {
                 let fa = blocks
                     .file_at(&content.digest)
@@ -226,20 +227,13 @@ impl Ctx<'_> {
         };
         let (bs, changed, len) = super::grow::edit_with(grow, attempt)
             .map_err(|e| super::grow::edit_error(name, path, grow, e))?;
-        // The registered base's counters moved by the warm-up and the
-        // editor's reads (`blocks`' own are added by the caller).
-        let delta = |a: (u64, u64, u64), b: (u64, u64, u64)| (a.0 - b.0, a.1 - b.1, a.2 - b.2);
-        let via_shared = delta(
-            shared.as_deref().map(counters).unwrap_or_default(),
-            before.0,
-        );
-        phases.decompressed(via_shared.1);
-        phases.read(via_shared.2);
-        let walk = if registered.is_some() {
-            via_shared
-        } else {
-            delta(counters(blocks), before.1)
-        };
+        let after = counters(shared.as_deref().unwrap_or(blocks));
+        let walk = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+        if shared.is_some() {
+            // `blocks`' own counters are added by the caller.
+            phases.decompressed(walk.1);
+            phases.read(walk.2);
+        }
         self.note(
             name,
             "nested_walk",

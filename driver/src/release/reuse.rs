@@ -164,8 +164,8 @@ pub fn add_blob(
 /// between files uses it; the kernel copies without the bytes passing
 /// through this process, and would share the blocks on a file system with
 /// reflinks were the offsets block-aligned), then reads the copy once,
-/// hashing SHA-256 and BLAKE3 side by side while it is fsynced. The BLAKE3 must be the
-/// digest: otherwise the copy is removed and `None` returned, and the
+/// hashing SHA-256 and BLAKE3 side by side while it is fsynced. The
+/// BLAKE3 must be the digest: otherwise the copy is removed and `None` returned, and the
 /// caller copies through the verifying reader, which reports the corrupt
 /// entry. `None` too when the blob is not stored raw.
 fn kernel_copy(
